@@ -1,0 +1,1 @@
+//! Deterministic weighted assignment (being written).

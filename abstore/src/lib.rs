@@ -1,0 +1,8 @@
+//! The A/B-testing data model on Redis: the key schema, counters with event dedup, reads,
+//! deterministic assignment, and connections that follow Sentinel failover.
+//!
+//! Every other ABStore component (operator, jobs) goes through this crate to name, write and read
+//! A/B data, so the key layout is defined exactly once: in [`keys`].
+
+pub mod assignment;
+pub mod keys;
