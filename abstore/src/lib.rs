@@ -5,4 +5,11 @@
 //! A/B data, so the key layout is defined exactly once: in [`keys`].
 
 pub mod assignment;
+pub mod connection;
+pub mod counters;
+pub mod error;
 pub mod keys;
+pub mod reads;
+pub mod sticky;
+
+pub use error::{Error, Result};

@@ -1,1 +1,20 @@
-//! harness
+//! Test harness: real `redis-server` and `redis-sentinel` processes on free loopback ports, each
+//! in its own temporary directory and killed on drop, plus polling waits for replication and
+//! failover states. Configs are given as text, so operator-rendered configs run unchanged.
+
+mod error;
+mod process;
+mod sentinel;
+mod server;
+mod topology;
+mod wait;
+
+pub use error::HarnessError;
+pub use process::{LOOPBACK, START_ATTEMPTS, START_TIMEOUT};
+pub use sentinel::SentinelServer;
+pub use server::RedisServer;
+pub use topology::{DEFAULT_MASTER_NAME, Topology, TopologyOptions};
+pub use wait::{
+    COMMAND_TIMEOUT, Role, parse_info, query_role, wait_for_failover, wait_for_replication_offset,
+    wait_for_role, wait_for_sentinels_to_know, wait_for_sync,
+};
