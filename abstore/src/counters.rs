@@ -90,7 +90,9 @@ impl Event {
 pub enum Outcome {
     /// The counts moved.
     Counted,
-    /// The dedup flag for this event id existed: nothing moved.
+    /// The dedup flag for this event id existed: nothing moved now. The event *has* been counted
+    /// once, by an earlier delivery or by an earlier attempt of this same call whose reply was
+    /// lost in a failover (the resend then finds the flag), so treat it as acknowledged.
     Duplicate,
     /// The event's bucket is already past retention; nothing was written.
     Expired,
