@@ -566,7 +566,7 @@ impl Connection {
         &self,
         pipe: &mut Pipeline,
         deadline: Instant,
-    ) -> std::result::Result<Vec<Value>, (HostPort, RedisError)> {
+    ) -> std::result::Result<(HostPort, Vec<Value>), (HostPort, RedisError)> {
         let (generation, server, mut conn) = match self.link_until(deadline).await {
             Ok(v) => v,
             Err(e) => {
@@ -589,7 +589,7 @@ impl Connection {
                     // READONLY and friends: this node is no longer the primary.
                     self.invalidate(generation).await;
                 }
-                Ok(values)
+                Ok((server, values))
             }
             Err(e) => {
                 self.invalidate(generation).await;

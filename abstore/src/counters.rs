@@ -253,8 +253,8 @@ impl Recorder {
                     .arg(wait.replicas)
                     .arg(u64::try_from(wait.timeout.as_millis()).unwrap_or(u64::MAX));
             }
-            let replies = match self.conn.exec_each(&mut pipe, deadline).await {
-                Ok(replies) => replies,
+            let (server, replies) = match self.conn.exec_each(&mut pipe, deadline).await {
+                Ok(answered) => answered,
                 Err((server, e)) => {
                     // The link broke with the batch in flight: some entries may have applied.
                     let failure = classify(&e);
@@ -297,12 +297,7 @@ impl Recorder {
                 replies.next();
                 load_script = false;
             }
-            let server = self
-                .conn
-                .current_server()
-                .await
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "redis".into());
+            let server = server.to_string();
             let mut resend = Vec::new();
             for &i in &pending {
                 let reply = replies.next().unwrap_or(Value::Nil);

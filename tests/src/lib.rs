@@ -6,13 +6,15 @@ mod error;
 mod process;
 mod sentinel;
 mod server;
+mod tls;
 mod topology;
 mod wait;
 
 pub use error::HarnessError;
-pub use process::{LOOPBACK, START_ATTEMPTS, START_TIMEOUT};
+pub use process::{LOOPBACK, START_ATTEMPTS, START_TIMEOUT, free_port};
 pub use sentinel::SentinelServer;
 pub use server::RedisServer;
+pub use tls::TestCertificates;
 pub use topology::{DEFAULT_MASTER_NAME, Topology, TopologyOptions};
 pub use wait::{
     COMMAND_TIMEOUT, Role, parse_info, query_role, wait_for_failover, wait_for_replication_offset,

@@ -328,7 +328,8 @@ impl From<HarnessError> for SpawnOutcome {
 
 /// A port the kernel just handed out for loopback; free unless someone grabs it before us,
 /// which `launch` detects and retries.
-fn free_port() -> Result<u16, HarnessError> {
+/// A port that was free a moment ago on loopback (for extra listeners such as `tls-port`).
+pub fn free_port() -> Result<u16, HarnessError> {
     let io_error = |source| HarnessError::Io {
         action: "binding an ephemeral port on",
         path: PathBuf::from(LOOPBACK),
