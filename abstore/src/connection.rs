@@ -612,12 +612,26 @@ impl Connection {
         &self,
         deadline: Instant,
     ) -> Result<(u64, HostPort, MultiplexedConnection)> {
+        let started = Instant::now();
         loop {
             match self.link().await {
                 Ok(v) => return Ok(v),
                 Err(e) if Instant::now() < deadline && is_transient(&e) => {
                     tracing::debug!(error = %e, "waiting for a primary");
                     tokio::time::sleep(RETRY_BACKOFF).await;
+                }
+                Err(Error::NoPrimary {
+                    master,
+                    sentinels,
+                    last_error,
+                    ..
+                }) => {
+                    return Err(Error::NoPrimary {
+                        master,
+                        sentinels,
+                        waited_ms: started.elapsed().as_millis(),
+                        last_error,
+                    });
                 }
                 Err(e) => return Err(e),
             }
@@ -663,6 +677,7 @@ impl Connection {
         master: &str,
         preferred: usize,
     ) -> Result<(HostPort, MultiplexedConnection, usize)> {
+        let started = Instant::now();
         let mut errors = Vec::new();
         for offset in 0..sentinels.len() {
             let index = (preferred + offset) % sentinels.len();
@@ -700,7 +715,7 @@ impl Connection {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
-            waited_ms: 0,
+            waited_ms: started.elapsed().as_millis(),
             last_error: errors.join("; "),
         })
     }

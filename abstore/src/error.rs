@@ -43,7 +43,7 @@ pub enum Error {
 
     /// No sentinel could tell us the current primary before the deadline.
     #[error(
-        "no primary for master {master:?} from sentinels {sentinels} within {waited_ms} ms: {last_error}"
+        "no primary for master {master:?} from sentinels {sentinels} after trying for {waited_ms} ms: {last_error}"
     )]
     NoPrimary {
         master: String,
