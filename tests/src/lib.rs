@@ -11,7 +11,7 @@ mod topology;
 mod wait;
 
 pub use error::HarnessError;
-pub use process::{LOOPBACK, START_ATTEMPTS, START_TIMEOUT, free_port};
+pub use process::{LOOPBACK, START_ATTEMPTS, START_TIMEOUT, ServerProcess, free_port};
 pub use sentinel::SentinelServer;
 pub use server::RedisServer;
 pub use tls::TestCertificates;

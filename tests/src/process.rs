@@ -32,7 +32,7 @@ const STDIO_FILE: &str = "stdio.log";
 const ADDR_IN_USE: &str = "Address already in use";
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Which binary a `ManagedProcess` runs.
+/// Which binary a `ServerProcess` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Server,
@@ -77,9 +77,10 @@ pub(crate) fn log_tail_for_port(port: u16, lines: usize) -> String {
     }
 }
 
-/// A spawned child and the files that belong to it.
+/// A spawned redis-server or redis-sentinel and the files that belong to it: what both server
+/// kinds share (address, client, kill and restart). `RedisServer` and `SentinelServer` deref to it.
 #[derive(Debug)]
-pub(crate) struct ManagedProcess {
+pub struct ServerProcess {
     kind: Kind,
     dir: TempDir,
     config_path: PathBuf,
@@ -88,7 +89,7 @@ pub(crate) struct ManagedProcess {
     child: Option<Child>,
 }
 
-impl ManagedProcess {
+impl ServerProcess {
     /// Creates the temporary directory, lets `render` write the config for a candidate port, and
     /// starts the process; a port that turns out to be taken is replaced by a fresh one.
     pub(crate) fn launch(
@@ -96,7 +97,7 @@ impl ManagedProcess {
         config_file: &str,
         log_file: &str,
         render: impl Fn(&Path, u16) -> Result<String, HarnessError>,
-    ) -> Result<ManagedProcess, HarnessError> {
+    ) -> Result<ServerProcess, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("abstore-{}-", kind.label()))
             .tempdir()
@@ -107,7 +108,7 @@ impl ManagedProcess {
             })?;
         let config_path = dir.path().join(config_file);
         let log_path = dir.path().join(log_file);
-        let mut process = ManagedProcess {
+        let mut process = ServerProcess {
             kind,
             dir,
             config_path,
@@ -146,9 +147,11 @@ impl ManagedProcess {
         )))
     }
 
-    /// Starts the process again from the config file as it is on disk, on the same port.
-    /// A still-running process is killed first.
-    pub(crate) fn restart(&mut self) -> Result<(), HarnessError> {
+    /// Starts the process again from the config file as it is on disk, on the same port (and
+    /// data dir). A still-running process is killed first. Sentinel may have rewritten a
+    /// server's file (`CONFIG REWRITE` after a failover) and a killed old primary comes back
+    /// as a primary: use `RedisServer::restart_as_replica_of` for it.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.kill9()?;
         match self.spawn_and_wait(1) {
             Ok(()) => Ok(()),
@@ -243,7 +246,7 @@ impl ManagedProcess {
     }
 
     /// SIGKILL (`Child::kill` on Unix) and reap; a no-op when already stopped.
-    pub(crate) fn kill9(&mut self) -> Result<(), HarnessError> {
+    pub fn kill9(&mut self) -> Result<(), HarnessError> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -258,7 +261,7 @@ impl ManagedProcess {
         Ok(())
     }
 
-    pub(crate) fn is_running(&mut self) -> bool {
+    pub fn is_running(&mut self) -> bool {
         match self.child.as_mut().map(Child::try_wait) {
             Some(Ok(None)) => true,
             Some(Ok(Some(_))) | Some(Err(_)) => {
@@ -270,23 +273,50 @@ impl ManagedProcess {
         }
     }
 
-    pub(crate) fn pid(&self) -> Option<u32> {
+    pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    pub(crate) fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn host(&self) -> &str {
+        LOOPBACK
+    }
+
+    /// `127.0.0.1:<port>`
+    pub fn addr(&self) -> String {
+        format!("{LOOPBACK}:{}", self.port)
+    }
+
+    /// `redis://127.0.0.1:<port>` (no credentials; Sentinel speaks the Redis protocol too).
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr())
+    }
+
+    pub fn client(&self) -> Result<redis::Client, HarnessError> {
+        redis::Client::open(self.url()).map_err(|source| HarnessError::Redis {
+            command: "opening client".to_owned(),
+            addr: self.addr(),
+            source,
+        })
+    }
+
+    /// A multiplexed connection without authentication.
+    pub async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, HarnessError> {
+        crate::wait::connect(&self.url()).await
     }
 
     pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    pub(crate) fn config_path(&self) -> &Path {
+    pub fn config_path(&self) -> &Path {
         &self.config_path
     }
 
-    pub(crate) fn log_path(&self) -> &Path {
+    pub fn log_path(&self) -> &Path {
         &self.log_path
     }
 
@@ -300,12 +330,12 @@ impl ManagedProcess {
 
     /// The last `lines` lines of the log file, followed by anything the process printed to
     /// stdout/stderr (config errors are printed there, before the log file is opened).
-    pub(crate) fn log_tail(&self, lines: usize) -> String {
+    pub fn log_tail(&self, lines: usize) -> String {
         combined_tail(&self.log_path, &self.stdio_path(), lines)
     }
 }
 
-impl Drop for ManagedProcess {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.kill9();
         let mut logs = LOGS_BY_PORT.lock().unwrap_or_else(PoisonError::into_inner);

@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::HarnessError;
-use crate::process::{self, Kind, LOOPBACK, ManagedProcess};
-use crate::wait;
+use crate::process::{self, Kind, LOOPBACK, ServerProcess};
 
 const CONFIG_FILE: &str = "redis.conf";
 const LOG_FILE: &str = "redis.log";
@@ -25,7 +24,7 @@ const DEFAULTS_UNLESS_SET: [(&str, &str); 3] = [
 /// Dropping it SIGKILLs the process and removes the directory.
 #[derive(Debug)]
 pub struct RedisServer {
-    process: ManagedProcess,
+    process: ServerProcess,
 }
 
 impl RedisServer {
@@ -33,7 +32,7 @@ impl RedisServer {
     /// daemonize, pidfile; `save ""`, `appendonly no` and `repl-diskless-sync-delay 0` unless the
     /// config sets them), and waits until it answers PING (or -NOAUTH / -LOADING).
     pub fn start(config: &str) -> Result<RedisServer, HarnessError> {
-        let process = ManagedProcess::launch(Kind::Server, CONFIG_FILE, LOG_FILE, |dir, port| {
+        let process = ServerProcess::launch(Kind::Server, CONFIG_FILE, LOG_FILE, |dir, port| {
             let data_dir = dir.join(DATA_DIR);
             std::fs::create_dir_all(&data_dir).map_err(|source| HarnessError::Io {
                 action: "creating",
@@ -61,59 +60,6 @@ impl RedisServer {
         ))
     }
 
-    pub fn host(&self) -> &str {
-        LOOPBACK
-    }
-
-    pub fn port(&self) -> u16 {
-        self.process.port()
-    }
-
-    /// `127.0.0.1:<port>`
-    pub fn addr(&self) -> String {
-        format!("{LOOPBACK}:{}", self.port())
-    }
-
-    /// `redis://127.0.0.1:<port>` (no credentials)
-    pub fn url(&self) -> String {
-        format!("redis://{}", self.addr())
-    }
-
-    /// The process id while it runs; `None` after `kill9`.
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
-    }
-
-    pub fn client(&self) -> Result<redis::Client, HarnessError> {
-        redis::Client::open(self.url()).map_err(|source| HarnessError::Redis {
-            command: "opening client".to_owned(),
-            addr: self.addr(),
-            source,
-        })
-    }
-
-    /// A multiplexed connection without authentication.
-    pub async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, HarnessError> {
-        wait::connect(&self.url()).await
-    }
-
-    /// SIGKILL and wait for the exit; the data dir, config and port stay reserved for `restart`.
-    pub fn kill9(&mut self) -> Result<(), HarnessError> {
-        self.process.kill9()
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.process.is_running()
-    }
-
-    /// Starts again (killing first if still running) from the config file as it is on disk,
-    /// on the same port and data dir. Note that Sentinel may have rewritten the file
-    /// (`CONFIG REWRITE` after a failover); a killed old primary comes back as a primary, so
-    /// use `restart_as_replica_of` for it.
-    pub fn restart(&mut self) -> Result<(), HarnessError> {
-        self.process.restart()
-    }
-
     /// Restarts on the same port and data dir with `replicaof host port` replacing any
     /// `replicaof`/`slaveof` line, so that it never serves its stale data as a primary.
     pub fn restart_as_replica_of(&mut self, host: &str, port: u16) -> Result<(), HarnessError> {
@@ -130,21 +76,8 @@ impl RedisServer {
         self.process.restart()
     }
 
-    pub fn config_path(&self) -> &Path {
-        self.process.config_path()
-    }
-
     pub fn data_dir(&self) -> PathBuf {
         self.process.dir().join(DATA_DIR)
-    }
-
-    pub fn log_path(&self) -> &Path {
-        self.process.log_path()
-    }
-
-    /// The last `lines` lines of the server log (plus anything printed to stdout/stderr).
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.process.log_tail(lines)
     }
 }
 
@@ -182,6 +115,20 @@ pub(crate) fn sets_directive(line: &str, name: &str) -> bool {
 pub(crate) fn quote(path: &Path) -> String {
     let text = path.display().to_string();
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl std::ops::Deref for RedisServer {
+    type Target = ServerProcess;
+
+    fn deref(&self) -> &ServerProcess {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for RedisServer {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
+    }
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ impl Topology {
 
     /// `redis+sentinel://127.0.0.1:p1,127.0.0.1:p2,…/<master_name>`
     pub fn sentinel_url(&self) -> String {
-        let hosts: Vec<String> = self.sentinels.iter().map(SentinelServer::addr).collect();
+        let hosts: Vec<String> = self.sentinels.iter().map(|s| s.addr()).collect();
         format!("redis+sentinel://{}/{}", hosts.join(","), self.master_name)
     }
 
