@@ -1,0 +1,8 @@
+//! The ABStore operator: an `ABStore` resource becomes a Redis primary, replicas and Sentinel
+//! with persistence, ACL users, TLS, metrics, PDBs, NetworkPolicy and the backup and prune
+//! CronJobs. Reconcile is a pipeline, one module a step: `validate` → `build` → `apply` →
+//! `status`; `validate`, `config` and `build` are pure and carry most tests.
+
+pub mod build;
+pub mod crd;
+pub mod model;

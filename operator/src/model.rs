@@ -1,0 +1,122 @@
+//! The validated model: an `ABStore` that passed `validate`, with the names, labels and derived
+//! values every later step uses. `build` and `config` take this, never the raw resource.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::crd::ABStoreSpec;
+
+/// Label every object the operator makes carries: the store's name. Together with
+/// `MANAGED_BY_LABEL` it selects the children to keep or delete.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// `app.kubernetes.io/name` of every child.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// `app.kubernetes.io/component`: `redis`, `sentinel`, `backup`, `prune`, `config`, `credentials`.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// `app.kubernetes.io/managed-by`.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of `NAME_LABEL`.
+pub const APP_NAME: &str = "abstore";
+/// Value of `MANAGED_BY_LABEL`, and the server-side apply field manager.
+pub const MANAGER: &str = "abstore-operator";
+/// Label the operator sets to `true` on the pod Sentinel reports as primary (and `false` on
+/// the others); the `<n>-primary` Service selects it.
+pub const ROLE_LABEL: &str = "abstore.dev/role";
+/// Value of `ROLE_LABEL` on the primary.
+pub const ROLE_PRIMARY: &str = "primary";
+/// Value of `ROLE_LABEL` on replicas.
+pub const ROLE_REPLICA: &str = "replica";
+/// Label clients carry to be let through the NetworkPolicy (value: the store's name).
+pub const CLIENT_LABEL: &str = "abstore.dev/client";
+/// Pod-template annotation with the hash of the rendered configuration: a change rolls pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "abstore.dev/config-hash";
+
+/// Redis port (plaintext, or TLS when TLS is enabled).
+pub const REDIS_PORT: u16 = 6379;
+/// Sentinel port.
+pub const SENTINEL_PORT: u16 = 26379;
+/// redis_exporter's metrics port.
+pub const EXPORTER_PORT: u16 = 9121;
+
+/// Component names (values of `COMPONENT_LABEL`, and suffixes of object names).
+pub const REDIS: &str = "redis";
+pub const SENTINEL: &str = "sentinel";
+
+/// A store that passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// `metadata.name` of the ABStore.
+    pub name: String,
+    /// `metadata.namespace` of the ABStore.
+    pub namespace: String,
+    /// Owner reference to the ABStore (absent when rendering a CR that was never applied).
+    pub owner: Option<OwnerReference>,
+    /// The spec, defaults filled in and checked.
+    pub spec: ABStoreSpec,
+    /// `redis.maxmemory` in bytes, when set.
+    pub maxmemory_bytes: Option<u64>,
+}
+
+impl Model {
+    /// `<store>-<suffix>`: the name of a child object.
+    pub fn child_name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.name)
+    }
+
+    /// Labels of every child of this store.
+    pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
+        let mut labels = self.selector_labels(component);
+        labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned());
+        labels
+    }
+
+    /// The labels that select a component's pods (stable: never add to these, a StatefulSet's
+    /// selector is immutable).
+    pub fn selector_labels(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (NAME_LABEL.to_owned(), APP_NAME.to_owned()),
+            (INSTANCE_LABEL.to_owned(), self.name.clone()),
+            (COMPONENT_LABEL.to_owned(), component.to_owned()),
+        ])
+    }
+
+    /// Replicas of the primary (Redis pods minus one).
+    pub fn redis_replica_count(&self) -> i32 {
+        (self.spec.redis.replicas - 1).max(0)
+    }
+
+    /// `min-replicas-to-write`, never more than the replicas that exist, so a scale-down
+    /// cannot leave the primary refusing every write.
+    pub fn min_replicas_to_write(&self) -> i32 {
+        self.spec
+            .durability
+            .min_replicas_to_write
+            .min(self.redis_replica_count())
+    }
+
+    /// Name Sentinel monitors the primary under (the store's name).
+    pub fn master_name(&self) -> &str {
+        &self.name
+    }
+
+    /// DNS name of Redis pod `ordinal` through the headless Service.
+    pub fn redis_pod_fqdn(&self, ordinal: i32) -> String {
+        format!(
+            "{}-{ordinal}.{}.{}.svc.cluster.local",
+            self.child_name(REDIS),
+            self.child_name("redis-headless"),
+            self.namespace
+        )
+    }
+
+    /// DNS name of sentinel pod `ordinal` through its headless Service.
+    pub fn sentinel_pod_fqdn(&self, ordinal: i32) -> String {
+        format!(
+            "{}-{ordinal}.{}.{}.svc.cluster.local",
+            self.child_name(SENTINEL),
+            self.child_name("sentinel-headless"),
+            self.namespace
+        )
+    }
+}
