@@ -5,4 +5,10 @@
 
 pub mod build;
 pub mod crd;
+#[cfg(test)]
+pub mod fixtures;
+pub mod leader;
+pub mod metrics;
 pub mod model;
+pub mod status;
+pub mod telemetry;

@@ -1,0 +1,329 @@
+//! The operator's own Prometheus metrics and the small HTTP server that serves them with the
+//! health endpoints (`/metrics`, `/healthz`, `/readyz`). Metric names are defined here once;
+//! the controller records into them, the chart's ServiceMonitor scrapes them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Prefix of every metric name (`abstore_operator_reconcile_runs_total`, …).
+pub const METRIC_PREFIX: &str = "abstore_operator";
+/// Path of the Prometheus scrape endpoint.
+pub const METRICS_PATH: &str = "/metrics";
+/// Path of the liveness endpoint.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Path of the readiness endpoint.
+pub const READYZ_PATH: &str = "/readyz";
+/// Content type of the OpenMetrics text format prometheus-client writes.
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of the reconcile failure counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// The error's `category()`: the same string as the Event reason.
+    pub category: String,
+}
+
+/// Outcome of a status write: the status subresource is written under a timeout, and each
+/// outcome is counted so a slow or refusing API server shows on a dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusWriteOutcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+}
+
+impl StatusWriteOutcome {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusWriteOutcome::Succeeded => "succeeded",
+            StatusWriteOutcome::Failed => "failed",
+            StatusWriteOutcome::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// Labels of the status-write counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusWriteLabels {
+    /// `succeeded`, `failed` or `timed_out`.
+    pub outcome: String,
+}
+
+/// The operator's metrics, registered once at start-up.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles started.
+    pub reconcile_runs: Counter,
+    /// Reconciles that returned an error, by category.
+    pub reconcile_failures: Family<FailureLabels, Counter>,
+    /// Wall time of a reconcile, in seconds.
+    pub reconcile_duration: Histogram,
+    /// Status writes by outcome.
+    pub status_writes: Family<StatusWriteLabels, Counter>,
+    /// 1 while this replica holds the leader Lease (or leader election is off), else 0.
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix(METRIC_PREFIX);
+        let reconcile_runs = Counter::default();
+        let reconcile_failures = Family::<FailureLabels, Counter>::default();
+        // 10 ms … ~40 s: a reconcile is a handful of API calls, slow ones wait on timeouts.
+        let reconcile_duration = Histogram::new(exponential_buckets(0.01, 2.0, 13));
+        let status_writes = Family::<StatusWriteLabels, Counter>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "reconcile_runs",
+            "Reconciles of ABStores started",
+            reconcile_runs.clone(),
+        );
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that failed, by error category",
+            reconcile_failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Wall time of one reconcile",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "ABStore status writes, by outcome (succeeded, failed, timed_out)",
+            status_writes.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica is the active controller",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconcile_runs,
+            reconcile_failures,
+            reconcile_duration,
+            status_writes,
+            leader,
+        }
+    }
+
+    /// Counts a reconcile and returns a timer that records its duration when dropped, so an
+    /// early return or a panic-free error path is timed as well.
+    pub fn reconcile_started(&self) -> ReconcileTimer<'_> {
+        self.reconcile_runs.inc();
+        ReconcileTimer {
+            histogram: &self.reconcile_duration,
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconcile.
+    pub fn reconcile_failed(&self, category: &str) {
+        self.reconcile_failures
+            .get_or_create(&FailureLabels {
+                category: category.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a status write.
+    pub fn status_written(&self, outcome: StatusWriteOutcome) {
+        self.status_writes
+            .get_or_create(&StatusWriteLabels {
+                outcome: outcome.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Records a reconcile's duration when dropped.
+#[derive(Debug)]
+pub struct ReconcileTimer<'a> {
+    histogram: &'a Histogram,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Whether this process should receive traffic / count as available (`/readyz`).
+///
+/// Ready means: the controller's watch of ABStores has listed once (it has a view of the
+/// cluster) — or, with leader election, this replica is a standby that has talked to the
+/// Lease API successfully and can take over. A standby is ready on purpose: otherwise a
+/// two-replica Deployment could never finish a rollout.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    ready: AtomicBool,
+}
+
+impl Readiness {
+    /// Marks the process ready or not.
+    pub fn set(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the process is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// State the HTTP handlers read.
+#[derive(Clone, Debug)]
+struct ServerState {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+/// The router of the metrics and health server (separate from `serve` so tests can call it).
+pub fn router(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(metrics_handler))
+        .route(HEALTHZ_PATH, get(healthz_handler))
+        .route(READYZ_PATH, get(readyz_handler))
+        .with_state(ServerState { metrics, readiness })
+}
+
+/// Serves `router` on `listen` until `shutdown` resolves.
+pub async fn serve(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, router(metrics, readiness))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics_handler(State(state): State<ServerState>) -> Response {
+    match state.metrics.render() {
+        Ok(body) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "encoding metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+// Liveness is the process answering at all: a wedged controller is caught by readiness and
+// by the reconcile metrics, and restarting it for a slow API server would not help.
+async fn healthz_handler() -> &'static str {
+    "ok"
+}
+
+async fn readyz_handler(State(state): State<ServerState>) -> Response {
+    if state.readiness.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_with_the_prefix_and_failure_category() {
+        // The chart's alerts and dashboards use these names; a rename must fail a test.
+        let metrics = Metrics::new();
+        {
+            let _timer = metrics.reconcile_started();
+        }
+        metrics.reconcile_failed("apply");
+        metrics.status_written(StatusWriteOutcome::TimedOut);
+        let text = metrics.render().unwrap();
+        assert!(
+            text.contains("abstore_operator_reconcile_runs_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("abstore_operator_reconcile_failures_total{category=\"apply\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("abstore_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("abstore_operator_status_writes_total{outcome=\"timed_out\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_readiness_and_healthz_always_answers() {
+        // Kubernetes probes read only the status code.
+        let readiness = Arc::new(Readiness::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(Arc::new(Metrics::new()), readiness.clone());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        assert_eq!(get_status(addr, HEALTHZ_PATH).await, 200);
+        assert_eq!(get_status(addr, READYZ_PATH).await, 503);
+        readiness.set(true);
+        assert_eq!(get_status(addr, READYZ_PATH).await, 200);
+        assert_eq!(get_status(addr, METRICS_PATH).await, 200);
+        server.abort();
+    }
+
+    // A minimal HTTP/1.0 GET over a blocking socket, so the test needs no HTTP client crate.
+    async fn get_status(addr: SocketAddr, path: &str) -> u16 {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            response
+                .split_whitespace()
+                .nth(1)
+                .and_then(|code| code.parse().ok())
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+}

@@ -1,0 +1,638 @@
+//! status: what the operator observed, as the ABStore's `.status`. Computing it is pure (from
+//! the generation, the applied StatefulSets' observed state, the primary pod and the previous
+//! status); writing it is one server-side apply of `/status`, under a timeout, counted by outcome.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{ABStore, ABStoreStatus, Phase};
+use crate::metrics::{Metrics, StatusWriteOutcome};
+use crate::model::MANAGER;
+
+/// Condition: every desired Redis pod and sentinel is ready.
+pub const CONDITION_READY: &str = "Ready";
+/// Condition: objects were changed and the StatefulSets have not finished rolling out.
+pub const CONDITION_PROGRESSING: &str = "Progressing";
+/// Condition: the store was up and now runs with fewer ready pods than desired.
+pub const CONDITION_DEGRADED: &str = "Degraded";
+/// Condition: the spec was refused by `validate`; nothing was changed in the cluster.
+pub const CONDITION_INVALID_SPEC: &str = "InvalidSpec";
+
+/// How long a status write may take before it counts as timed out: a stuck API server must
+/// not hold a reconcile worker forever.
+pub const STATUS_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const TRUE: &str = "True";
+const FALSE: &str = "False";
+
+/// What one StatefulSet reports, against what the store wants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// Pods the spec asks for.
+    pub desired: i32,
+    /// Pods that are ready.
+    pub ready: i32,
+    /// Whether the StatefulSet is still rolling out: its controller has not seen the latest
+    /// spec, or not every pod runs the latest revision yet.
+    pub rolling_out: bool,
+}
+
+impl Workload {
+    /// Reads a StatefulSet's status (as returned by the apply). A StatefulSet that is absent
+    /// or has no status yet has nothing ready and counts as rolling out.
+    pub fn from_stateful_set(desired: i32, stateful_set: Option<&StatefulSet>) -> Self {
+        let Some(stateful_set) = stateful_set else {
+            return Workload {
+                desired,
+                ready: 0,
+                rolling_out: true,
+            };
+        };
+        let Some(status) = stateful_set.status.as_ref() else {
+            return Workload {
+                desired,
+                ready: 0,
+                rolling_out: true,
+            };
+        };
+        let generation_seen = match (stateful_set.metadata.generation, status.observed_generation) {
+            (Some(generation), Some(observed)) => observed >= generation,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        let revisions_match = match (&status.current_revision, &status.update_revision) {
+            (Some(current), Some(update)) => current == update,
+            _ => true,
+        };
+        let updated = status.updated_replicas.unwrap_or(0);
+        Workload {
+            desired,
+            ready: status.ready_replicas.unwrap_or(0),
+            rolling_out: !generation_seen
+                || !revisions_match
+                || updated < desired
+                || status.replicas != desired,
+        }
+    }
+
+    fn all_ready(&self) -> bool {
+        self.ready >= self.desired
+    }
+
+    /// `ready/desired`, as `kubectl get` shows it.
+    pub fn ratio(&self) -> String {
+        format!("{}/{}", self.ready, self.desired)
+    }
+}
+
+/// Everything the status is computed from, besides the previous status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// `metadata.generation` of the ABStore that was applied.
+    pub generation: Option<i64>,
+    /// The `<n>-redis` StatefulSet.
+    pub redis: Workload,
+    /// The `<n>-sentinel` StatefulSet.
+    pub sentinel: Workload,
+    /// The pod labelled primary (by the heal step), if exactly one is.
+    pub primary: Option<String>,
+}
+
+/// Why a spec was refused, as the status and the Event show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidSpec {
+    /// `metadata.generation` of the refused spec.
+    pub generation: Option<i64>,
+    /// Condition reason (PascalCase, see [`reason_from_category`]).
+    pub reason: String,
+    /// Human-readable message naming the field.
+    pub message: String,
+}
+
+/// The status of a store whose spec was valid and applied.
+///
+/// Phase rules: `Ready` when every desired Redis pod and sentinel is ready; `Degraded` when
+/// not, no rollout is in progress and the store has been up before (previous phase Ready or
+/// Degraded) — something broke; `Pending` otherwise (first start, or a rollout or scale-up
+/// is under way). The primary is reported but not required for Ready: the heal step that
+/// maintains the primary label decides about primaries.
+pub fn applied(
+    observed: &Observed,
+    previous: Option<&ABStoreStatus>,
+    now: Timestamp,
+) -> ABStoreStatus {
+    let all_ready = observed.redis.all_ready() && observed.sentinel.all_ready();
+    let rolling_out = observed.redis.rolling_out || observed.sentinel.rolling_out;
+    let was_up = matches!(
+        previous.and_then(|status| status.phase),
+        Some(Phase::Ready | Phase::Degraded)
+    );
+    let phase = if all_ready {
+        Phase::Ready
+    } else if !rolling_out && was_up {
+        Phase::Degraded
+    } else {
+        Phase::Pending
+    };
+    let readiness = format!(
+        "{} Redis pods and {} sentinels ready",
+        observed.redis.ratio(),
+        observed.sentinel.ratio()
+    );
+    let previous_conditions = previous
+        .map(|status| status.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = observed.generation;
+    let conditions = vec![
+        if all_ready {
+            condition(
+                previous_conditions,
+                CONDITION_READY,
+                true,
+                "AllReplicasReady",
+                &readiness,
+                generation,
+                now,
+            )
+        } else {
+            condition(
+                previous_conditions,
+                CONDITION_READY,
+                false,
+                "ReplicasNotReady",
+                &readiness,
+                generation,
+                now,
+            )
+        },
+        if rolling_out {
+            condition(
+                previous_conditions,
+                CONDITION_PROGRESSING,
+                true,
+                "RollingOut",
+                "StatefulSets are rolling out the latest spec",
+                generation,
+                now,
+            )
+        } else {
+            condition(
+                previous_conditions,
+                CONDITION_PROGRESSING,
+                false,
+                "RolloutComplete",
+                "every pod runs the latest spec",
+                generation,
+                now,
+            )
+        },
+        if phase == Phase::Degraded {
+            condition(
+                previous_conditions,
+                CONDITION_DEGRADED,
+                true,
+                "ReplicasUnavailable",
+                &readiness,
+                generation,
+                now,
+            )
+        } else {
+            condition(
+                previous_conditions,
+                CONDITION_DEGRADED,
+                false,
+                "AsExpected",
+                &readiness,
+                generation,
+                now,
+            )
+        },
+        condition(
+            previous_conditions,
+            CONDITION_INVALID_SPEC,
+            false,
+            "SpecValid",
+            "the spec passed validation",
+            generation,
+            now,
+        ),
+    ];
+    ABStoreStatus {
+        observed_generation: generation,
+        phase: Some(phase),
+        conditions,
+        primary: observed.primary.clone(),
+        ready_replicas: observed.redis.ready,
+        replicas: observed.redis.desired,
+        ready_sentinels: observed.sentinel.ready,
+        ready: Some(observed.redis.ratio()),
+        sentinels: Some(observed.sentinel.ratio()),
+        ..kept_from(previous)
+    }
+}
+
+/// The status of a store whose spec was refused. The cluster was not touched, so what the
+/// previous status said about pods (counts, primary, Ready/Progressing/Degraded) still holds
+/// and is kept; only InvalidSpec, the phase and `observedGeneration` change.
+pub fn invalid(
+    invalid: &InvalidSpec,
+    previous: Option<&ABStoreStatus>,
+    now: Timestamp,
+) -> ABStoreStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let invalid_condition = condition(
+        &status.conditions,
+        CONDITION_INVALID_SPEC,
+        true,
+        &invalid.reason,
+        &invalid.message,
+        invalid.generation,
+        now,
+    );
+    status
+        .conditions
+        .retain(|existing| existing.type_ != CONDITION_INVALID_SPEC);
+    status.conditions.push(invalid_condition);
+    status.observed_generation = invalid.generation;
+    status.phase = Some(Phase::Invalid);
+    status
+}
+
+/// The fields other steps own (the jobs report backups and prunes, heal reports failovers);
+/// status keeps them as they were.
+fn kept_from(previous: Option<&ABStoreStatus>) -> ABStoreStatus {
+    ABStoreStatus {
+        last_failover: previous.and_then(|status| status.last_failover.clone()),
+        last_backup: previous.and_then(|status| status.last_backup.clone()),
+        last_prune: previous.and_then(|status| status.last_prune.clone()),
+        ..ABStoreStatus::default()
+    }
+}
+
+/// A condition whose `lastTransitionTime` moves only when its status flips, so "Ready since"
+/// means what it says.
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    is_true: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if is_true { TRUE } else { FALSE };
+    let last_transition_time = previous
+        .iter()
+        .find(|existing| existing.type_ == type_ && existing.status == status)
+        .map(|existing| existing.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// Turns an error category (`invalid-quorum`, `apply`) into a condition / Event reason
+/// (`InvalidQuorum`, `Apply`): the API server requires reasons to be CamelCase identifiers.
+pub fn reason_from_category(category: &str) -> String {
+    category
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(|word| {
+            let mut chars = word.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// Errors writing the status.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("the ABStore has no namespace")]
+    NoNamespace,
+    #[error("writing the status of ABStore {name}: {source}")]
+    Write {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status of ABStore {name} timed out after {timeout:?}")]
+    TimedOut { name: String, timeout: Duration },
+}
+
+impl StatusError {
+    /// Short category: metric label and (as PascalCase) Event reason.
+    pub fn category(&self) -> &'static str {
+        match self {
+            StatusError::NoNamespace => "status-no-namespace",
+            StatusError::Write { .. } => "status-write",
+            StatusError::TimedOut { .. } => "status-timeout",
+        }
+    }
+}
+
+/// Writes `status` to the store's `/status` with server-side apply under our field manager,
+/// within [`STATUS_WRITE_TIMEOUT`], and counts the outcome.
+pub async fn write(
+    client: &kube::Client,
+    store: &ABStore,
+    status: &ABStoreStatus,
+    metrics: &Metrics,
+) -> Result<(), StatusError> {
+    let name = store.name_any();
+    let namespace = store.namespace().ok_or(StatusError::NoNamespace)?;
+    let api: Api<ABStore> = Api::namespaced(client.clone(), &namespace);
+    // Server-side apply needs apiVersion and kind in the body, even on a subresource.
+    let body = serde_json::json!({
+        "apiVersion": ABStore::api_version(&()),
+        "kind": ABStore::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(MANAGER).force();
+    let patch = Patch::Apply(&body);
+    let write = api.patch_status(&name, &params, &patch);
+    match tokio::time::timeout(STATUS_WRITE_TIMEOUT, write).await {
+        Ok(Ok(_)) => {
+            metrics.status_written(StatusWriteOutcome::Succeeded);
+            Ok(())
+        }
+        Ok(Err(source)) => {
+            metrics.status_written(StatusWriteOutcome::Failed);
+            Err(StatusError::Write { name, source })
+        }
+        Err(_) => {
+            metrics.status_written(StatusWriteOutcome::TimedOut);
+            Err(StatusError::TimedOut {
+                name,
+                timeout: STATUS_WRITE_TIMEOUT,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+    }
+
+    fn workload(desired: i32, ready: i32, rolling_out: bool) -> Workload {
+        Workload {
+            desired,
+            ready,
+            rolling_out,
+        }
+    }
+
+    fn observed(redis: Workload, sentinel: Workload) -> Observed {
+        Observed {
+            generation: Some(4),
+            redis,
+            sentinel,
+            primary: Some("shop-redis-0".to_owned()),
+        }
+    }
+
+    fn find<'a>(status: &'a ABStoreStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == type_)
+            .unwrap()
+    }
+
+    #[test]
+    fn all_pods_ready_makes_the_store_ready_with_ratios() {
+        // `kubectl get abs` shows these strings; the printer columns read them verbatim.
+        let status = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            None,
+            at(0),
+        );
+        assert_eq!(status.phase, Some(Phase::Ready));
+        assert_eq!(status.ready.as_deref(), Some("3/3"));
+        assert_eq!(status.sentinels.as_deref(), Some("3/3"));
+        assert_eq!(
+            (
+                status.ready_replicas,
+                status.replicas,
+                status.ready_sentinels
+            ),
+            (3, 3, 3)
+        );
+        assert_eq!(status.observed_generation, Some(4));
+        assert_eq!(status.primary.as_deref(), Some("shop-redis-0"));
+        assert_eq!(find(&status, CONDITION_READY).status, "True");
+        assert_eq!(find(&status, CONDITION_PROGRESSING).status, "False");
+        assert_eq!(find(&status, CONDITION_DEGRADED).status, "False");
+        assert_eq!(find(&status, CONDITION_INVALID_SPEC).status, "False");
+        assert_eq!(find(&status, CONDITION_READY).observed_generation, Some(4));
+    }
+
+    #[test]
+    fn a_new_store_is_pending_while_pods_start() {
+        // Nothing was ever up, so missing pods are not a degradation.
+        let status = applied(
+            &observed(workload(3, 1, true), workload(3, 0, true)),
+            None,
+            at(0),
+        );
+        assert_eq!(status.phase, Some(Phase::Pending));
+        assert_eq!(status.ready.as_deref(), Some("1/3"));
+        assert_eq!(status.sentinels.as_deref(), Some("0/3"));
+        assert_eq!(find(&status, CONDITION_PROGRESSING).status, "True");
+        assert_eq!(
+            find(&status, CONDITION_READY).message,
+            "1/3 Redis pods and 0/3 sentinels ready"
+        );
+    }
+
+    #[test]
+    fn a_store_that_was_up_and_lost_a_pod_is_degraded() {
+        // Outside a rollout, fewer ready pods than desired means something broke.
+        let up = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            None,
+            at(0),
+        );
+        let status = applied(
+            &observed(workload(3, 2, false), workload(3, 3, false)),
+            Some(&up),
+            at(10),
+        );
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        assert_eq!(status.ready.as_deref(), Some("2/3"));
+        assert_eq!(find(&status, CONDITION_DEGRADED).status, "True");
+        assert_eq!(find(&status, CONDITION_READY).status, "False");
+    }
+
+    #[test]
+    fn a_rollout_of_a_running_store_is_pending_not_degraded() {
+        // A pod restarting during a planned rollout is expected, not an alarm.
+        let up = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            None,
+            at(0),
+        );
+        let status = applied(
+            &observed(workload(3, 2, true), workload(3, 3, false)),
+            Some(&up),
+            at(10),
+        );
+        assert_eq!(status.phase, Some(Phase::Pending));
+        assert_eq!(find(&status, CONDITION_DEGRADED).status, "False");
+        assert_eq!(find(&status, CONDITION_PROGRESSING).status, "True");
+    }
+
+    #[test]
+    fn transition_times_change_only_when_a_condition_flips() {
+        // "Ready since" must not reset on every reconcile.
+        let first = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            None,
+            at(0),
+        );
+        let same = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            Some(&first),
+            at(60),
+        );
+        assert_eq!(
+            find(&same, CONDITION_READY).last_transition_time,
+            Time(at(0))
+        );
+        let broken = applied(
+            &observed(workload(3, 2, false), workload(3, 3, false)),
+            Some(&same),
+            at(120),
+        );
+        assert_eq!(
+            find(&broken, CONDITION_READY).last_transition_time,
+            Time(at(120))
+        );
+        assert_eq!(
+            find(&broken, CONDITION_INVALID_SPEC).last_transition_time,
+            Time(at(0))
+        );
+    }
+
+    #[test]
+    fn backup_prune_and_failover_times_are_kept() {
+        // Other steps write these; a status computed here must not erase them.
+        let previous = ABStoreStatus {
+            last_backup: Some("2025-01-01T00:00:00Z".to_owned()),
+            last_prune: Some("2025-01-01T03:30:00Z".to_owned()),
+            last_failover: Some("2024-12-31T10:00:00Z".to_owned()),
+            ..ABStoreStatus::default()
+        };
+        let status = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            Some(&previous),
+            at(0),
+        );
+        assert_eq!(status.last_backup, previous.last_backup);
+        assert_eq!(status.last_prune, previous.last_prune);
+        assert_eq!(status.last_failover, previous.last_failover);
+    }
+
+    #[test]
+    fn an_invalid_spec_keeps_what_was_observed_and_names_the_field() {
+        // The cluster was not changed, so the pods' state is still what the status says.
+        let up = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            None,
+            at(0),
+        );
+        let refused = InvalidSpec {
+            generation: Some(5),
+            reason: "InvalidQuorum".to_owned(),
+            message: "spec.sentinel.quorum: 4 is more than the 3 sentinels".to_owned(),
+        };
+        let status = invalid(&refused, Some(&up), at(30));
+        assert_eq!(status.phase, Some(Phase::Invalid));
+        assert_eq!(status.observed_generation, Some(5));
+        assert_eq!(status.ready.as_deref(), Some("3/3"));
+        let condition = find(&status, CONDITION_INVALID_SPEC);
+        assert_eq!(condition.status, "True");
+        assert_eq!(condition.reason, "InvalidQuorum");
+        assert!(condition.message.contains("spec.sentinel.quorum"));
+        assert_eq!(condition.last_transition_time, Time(at(30)));
+        assert_eq!(
+            find(&status, CONDITION_READY).last_transition_time,
+            Time(at(0))
+        );
+        assert_eq!(status.conditions.len(), 4);
+    }
+
+    #[test]
+    fn a_fixed_spec_clears_invalid_spec() {
+        // After the user corrects the spec, InvalidSpec flips back to False with a new time.
+        let refused = InvalidSpec {
+            generation: Some(5),
+            reason: "InvalidQuorum".to_owned(),
+            message: "spec.sentinel.quorum".to_owned(),
+        };
+        let bad = invalid(&refused, None, at(0));
+        let fixed = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            Some(&bad),
+            at(50),
+        );
+        assert_eq!(find(&fixed, CONDITION_INVALID_SPEC).status, "False");
+        assert_eq!(
+            find(&fixed, CONDITION_INVALID_SPEC).last_transition_time,
+            Time(at(50))
+        );
+        assert_eq!(fixed.phase, Some(Phase::Ready));
+    }
+
+    #[test]
+    fn a_stateful_set_not_yet_observed_is_rolling_out() {
+        // Right after an apply the StatefulSet controller has not caught up with the spec.
+        let stateful_set = StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(2),
+                ..ObjectMeta::default()
+            },
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(1),
+                replicas: 3,
+                ready_replicas: Some(3),
+                updated_replicas: Some(3),
+                ..StatefulSetStatus::default()
+            }),
+            ..StatefulSet::default()
+        };
+        let workload = Workload::from_stateful_set(3, Some(&stateful_set));
+        assert_eq!((workload.ready, workload.rolling_out), (3, true));
+        let mut settled = stateful_set.clone();
+        settled.status.as_mut().unwrap().observed_generation = Some(2);
+        assert!(!Workload::from_stateful_set(3, Some(&settled)).rolling_out);
+        assert!(Workload::from_stateful_set(3, None).rolling_out);
+    }
+
+    #[test]
+    fn categories_become_camel_case_reasons() {
+        // The API server refuses condition reasons with dashes.
+        assert_eq!(reason_from_category("invalid-quorum"), "InvalidQuorum");
+        assert_eq!(reason_from_category("apply"), "Apply");
+        assert_eq!(reason_from_category("status_timeout"), "StatusTimeout");
+    }
+}
