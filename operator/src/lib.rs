@@ -12,3 +12,6 @@ pub mod metrics;
 pub mod model;
 pub mod status;
 pub mod telemetry;
+pub mod config;
+pub mod credentials;
+pub mod validate;

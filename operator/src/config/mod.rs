@@ -1,0 +1,785 @@
+//! config: the files the pods run from — redis.conf, sentinel.conf and the shell scripts that
+//! start, probe and stop Redis and Sentinel (all for the ConfigMap, no secrets inside), and the
+//! ACL file (for the ACL Secret, passwords only as SHA-256). Pure; `build` mounts the results.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use abstore::keys::{CounterKind, KeyKind};
+use sha2::{Digest, Sha256};
+
+use crate::credentials::{Credentials, Role};
+use crate::model::{Model, REDIS, REDIS_PORT, SENTINEL, SENTINEL_PORT};
+
+/// Where the ConfigMap is mounted in Redis and Sentinel pods.
+pub const CONFIG_DIR: &str = "/etc/abstore/config";
+/// The data volume (PVC) of Redis pods and the writable directory of sentinels; the runtime
+/// configs the start scripts write live here too (Sentinel rewrites its file).
+pub const DATA_DIR: &str = "/data";
+/// Where the ACL Secret is mounted in Redis pods.
+pub const ACL_DIR: &str = "/etc/abstore/acl";
+/// Key of the ACL file in the ACL Secret, and its file name under `ACL_DIR`.
+pub const ACL_FILE_NAME: &str = "users.acl";
+/// Where the TLS Secret is mounted.
+pub const TLS_DIR: &str = "/etc/abstore/tls";
+/// Where passwords are mounted: one file per user, named after the user (items of the
+/// credentials Secrets' `password` key).
+pub const CREDENTIALS_DIR: &str = "/etc/abstore/credentials";
+/// File names inside the TLS Secret (cert-manager's layout).
+pub const TLS_CERT_FILE: &str = "tls.crt";
+pub const TLS_KEY_FILE: &str = "tls.key";
+pub const TLS_CA_FILE: &str = "ca.crt";
+
+/// ConfigMap keys (and file names under `CONFIG_DIR`).
+pub const REDIS_CONF: &str = "redis.conf";
+pub const SENTINEL_CONF: &str = "sentinel.conf";
+/// Per-master Sentinel settings; start-sentinel.sh appends them after `sentinel monitor`.
+pub const SENTINEL_MONITOR_CONF: &str = "sentinel-monitor.conf";
+/// Functions the other scripts source.
+pub const SCRIPT_LIB: &str = "abstore-lib.sh";
+/// Container command of the redis container: `sh <CONFIG_DIR>/start-redis.sh`.
+pub const START_REDIS: &str = "start-redis.sh";
+/// Container command of the sentinel container.
+pub const START_SENTINEL: &str = "start-sentinel.sh";
+/// preStop hook of the redis container.
+pub const PRESTOP_REDIS: &str = "prestop-redis.sh";
+/// Liveness probe (exec) of the redis container.
+pub const LIVENESS_REDIS: &str = "liveness-redis.sh";
+/// Readiness and startup probe (exec) of the redis container.
+pub const READINESS_REDIS: &str = "readiness-redis.sh";
+/// Liveness probe of the sentinel container.
+pub const LIVENESS_SENTINEL: &str = "liveness-sentinel.sh";
+/// Readiness probe of the sentinel container.
+pub const READINESS_SENTINEL: &str = "readiness-sentinel.sh";
+
+/// Users whose passwords Redis pods mount under `CREDENTIALS_DIR`: masterauth, and the probes,
+/// preStop hook and start script (which authenticate as the exporter role).
+pub const REDIS_POD_CREDENTIALS: [Role; 2] = [Role::Replication, Role::Exporter];
+/// Users whose passwords sentinel pods mount under `CREDENTIALS_DIR`.
+pub const SENTINEL_POD_CREDENTIALS: [Role; 1] = [Role::Sentinel];
+/// Seconds the preStop hook waits for a failover away from this pod. The pod's
+/// `terminationGracePeriodSeconds` must be longer.
+pub const PRESTOP_TIMEOUT_SECONDS: i64 = 60;
+/// `repl-backlog-size`: room for a replica that was away briefly (a restart, a rollout) to
+/// catch up with a partial resync instead of a full one.
+const REPL_BACKLOG_SIZE: &str = "64mb";
+/// Channel Sentinel uses to discover other sentinels through the data nodes.
+const SENTINEL_HELLO_CHANNEL: &str = "__sentinel__:hello";
+
+const TEMPLATES: [(&str, &str); 8] = [
+    (SCRIPT_LIB, include_str!("abstore-lib.sh")),
+    (START_REDIS, include_str!("start-redis.sh")),
+    (START_SENTINEL, include_str!("start-sentinel.sh")),
+    (PRESTOP_REDIS, include_str!("prestop-redis.sh")),
+    (LIVENESS_REDIS, include_str!("liveness-redis.sh")),
+    (READINESS_REDIS, include_str!("readiness-redis.sh")),
+    (LIVENESS_SENTINEL, include_str!("liveness-sentinel.sh")),
+    (READINESS_SENTINEL, include_str!("readiness-sentinel.sh")),
+];
+
+/// Paths the configs and scripts refer to. `Default` is the in-pod layout; tests point them into
+/// temporary directories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigPaths {
+    /// Redis `dir` and Sentinel's working directory; runtime configs are written here.
+    pub data_dir: String,
+    /// Redis `aclfile`.
+    pub acl_file: String,
+    /// Directory with `tls.crt`, `tls.key`, `ca.crt`.
+    pub tls_dir: String,
+    /// Directory with one password file per user.
+    pub credentials_dir: String,
+    /// Directory with the ConfigMap's files.
+    pub config_dir: String,
+}
+
+impl Default for ConfigPaths {
+    fn default() -> Self {
+        ConfigPaths {
+            data_dir: DATA_DIR.to_owned(),
+            acl_file: format!("{ACL_DIR}/{ACL_FILE_NAME}"),
+            tls_dir: TLS_DIR.to_owned(),
+            credentials_dir: CREDENTIALS_DIR.to_owned(),
+            config_dir: CONFIG_DIR.to_owned(),
+        }
+    }
+}
+
+impl ConfigPaths {
+    /// The password file of `username` as the pods see it.
+    pub fn credential_file(&self, username: &str) -> String {
+        format!("{}/{username}", self.credentials_dir)
+    }
+
+    fn tls_file(&self, name: &str) -> String {
+        format!("{}/{name}", self.tls_dir)
+    }
+}
+
+/// The ConfigMap's content: file name → content.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigFiles {
+    pub files: BTreeMap<String, String>,
+}
+
+impl ConfigFiles {
+    /// SHA-256 (hex) over every file name and content: the pod-template annotation that rolls
+    /// the pods when the configuration changes.
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (name, content) in &self.files {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(content.as_bytes());
+            hasher.update([0]);
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    /// The content of one file.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.files.get(name).map(String::as_str)
+    }
+}
+
+/// Every file of the ConfigMap. No secrets inside: passwords are appended at pod start from the
+/// mounted credentials.
+pub fn config_files(model: &Model, paths: &ConfigPaths) -> ConfigFiles {
+    let mut files = BTreeMap::new();
+    files.insert(REDIS_CONF.to_owned(), redis_conf(model, paths));
+    files.insert(SENTINEL_CONF.to_owned(), sentinel_conf(model, paths));
+    files.insert(
+        SENTINEL_MONITOR_CONF.to_owned(),
+        sentinel_monitor_conf(model),
+    );
+    let values = template_values(model, paths);
+    for (name, template) in TEMPLATES {
+        files.insert(name.to_owned(), fill(template, &values));
+    }
+    ConfigFiles { files }
+}
+
+/// The `<n>-sentinel` client Service's DNS name: the start scripts and preStop hook ask it.
+pub fn sentinel_service_host(model: &Model) -> String {
+    format!(
+        "{}.{}.svc.cluster.local",
+        model.child_name(SENTINEL),
+        model.namespace
+    )
+}
+
+fn template_values(model: &Model, paths: &ConfigPaths) -> Vec<(&'static str, String)> {
+    let pod_domain = |component: &str, fqdn: String| {
+        let pod = format!("{}-0.", model.child_name(component));
+        fqdn.strip_prefix(&pod).map(str::to_owned).unwrap_or(fqdn)
+    };
+    let peers: Vec<String> = (0..model.spec.redis.replicas)
+        .map(|ordinal| format!("{}:{REDIS_PORT}", model.redis_pod_fqdn(ordinal)))
+        .collect();
+    vec![
+        ("TLS", yes_no(model.spec.tls.enabled).to_owned()),
+        ("TLS_CA_FILE", paths.tls_file(TLS_CA_FILE)),
+        ("CREDENTIALS_DIR", paths.credentials_dir.clone()),
+        ("CONFIG_DIR", paths.config_dir.clone()),
+        ("DATA_DIR", paths.data_dir.clone()),
+        ("REDIS_CONF", REDIS_CONF.to_owned()),
+        ("SENTINEL_CONF", SENTINEL_CONF.to_owned()),
+        ("SENTINEL_MONITOR_CONF", SENTINEL_MONITOR_CONF.to_owned()),
+        ("REDIS_PORT", REDIS_PORT.to_string()),
+        ("SENTINEL_PORT", SENTINEL_PORT.to_string()),
+        ("MASTER_NAME", model.master_name().to_owned()),
+        ("QUORUM", model.spec.sentinel.quorum.to_string()),
+        ("SENTINEL_SERVICE", sentinel_service_host(model)),
+        (
+            "REDIS_POD_DOMAIN",
+            pod_domain(REDIS, model.redis_pod_fqdn(0)),
+        ),
+        (
+            "SENTINEL_POD_DOMAIN",
+            pod_domain(SENTINEL, model.sentinel_pod_fqdn(0)),
+        ),
+        ("BOOTSTRAP_HOST", model.redis_pod_fqdn(0)),
+        ("REDIS_PEERS", peers.join(" ")),
+        ("EXPORTER_USER", Role::Exporter.username().to_owned()),
+        ("SENTINEL_USER", Role::Sentinel.username().to_owned()),
+        ("REPLICATION_USER", Role::Replication.username().to_owned()),
+        ("PRESTOP_TIMEOUT", PRESTOP_TIMEOUT_SECONDS.to_string()),
+    ]
+}
+
+/// Replaces every `@@NAME@@` in `template`.
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    values
+        .iter()
+        .fold(template.to_owned(), |text, (name, value)| {
+            text.replace(&format!("@@{name}@@"), value)
+        })
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
+}
+
+/// A path as a redis.conf string argument (paths may contain spaces in tests).
+fn quoted(path: &str) -> String {
+    format!("\"{}\"", path.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Writes a line to a `String` (infallible).
+macro_rules! line {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+fn listeners(out: &mut String, model: &Model, paths: &ConfigPaths, port: u16) {
+    // Every interface, IPv4 and (where present) IPv6; the NetworkPolicy and ACLs guard access.
+    line!(out, "bind * -::*");
+    line!(out, "protected-mode no");
+    if model.spec.tls.enabled {
+        line!(out, "port 0");
+        line!(out, "tls-port {port}");
+        line!(
+            out,
+            "tls-cert-file {}",
+            quoted(&paths.tls_file(TLS_CERT_FILE))
+        );
+        line!(
+            out,
+            "tls-key-file {}",
+            quoted(&paths.tls_file(TLS_KEY_FILE))
+        );
+        line!(
+            out,
+            "tls-ca-cert-file {}",
+            quoted(&paths.tls_file(TLS_CA_FILE))
+        );
+        line!(out, "tls-replication yes");
+        // Clients authenticate with ACL passwords; client certificates are not required.
+        line!(out, "tls-auth-clients no");
+    } else {
+        line!(out, "port {port}");
+    }
+}
+
+/// redis.conf shared by every Redis pod (Redis 7.0 compatible).
+pub fn redis_conf(model: &Model, paths: &ConfigPaths) -> String {
+    let spec = &model.spec;
+    let mut out = String::new();
+    line!(
+        out,
+        "# redis.conf of ABStore {}/{}, rendered by abstore-operator. start-redis.sh appends this pod's",
+        model.namespace,
+        model.name
+    );
+    line!(
+        out,
+        "# lines (masterauth, replica-announce-ip, replicaof). Do not edit: the operator overwrites it."
+    );
+    line!(out, "daemonize no");
+    line!(out, "logfile \"\"");
+    line!(out, "loglevel notice");
+    listeners(&mut out, model, paths, REDIS_PORT);
+    line!(out, "tcp-keepalive 60");
+    line!(out, "timeout 0");
+    line!(out, "dir {}", quoted(&paths.data_dir));
+    line!(out, "aclfile {}", quoted(&paths.acl_file));
+
+    line!(out, "# persistence");
+    let aof = &spec.persistence.aof;
+    line!(out, "appendonly {}", yes_no(aof.enabled));
+    line!(out, "appendfsync {}", aof.fsync.as_str());
+    line!(out, "aof-use-rdb-preamble yes");
+    let rdb = &spec.persistence.rdb;
+    if rdb.enabled && !rdb.save.is_empty() {
+        let points: Vec<String> = rdb
+            .save
+            .iter()
+            .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        line!(out, "save {}", points.join(" "));
+    } else {
+        line!(out, "save \"\"");
+    }
+    line!(out, "stop-writes-on-bgsave-error yes");
+    line!(out, "rdbcompression yes");
+    line!(out, "rdbchecksum yes");
+
+    line!(out, "# memory");
+    if let Some(bytes) = model.maxmemory_bytes {
+        line!(out, "maxmemory {bytes}");
+    }
+    line!(
+        out,
+        "maxmemory-policy {}",
+        spec.redis.maxmemory_policy.as_str()
+    );
+
+    line!(out, "# replication and durability");
+    line!(out, "masteruser {}", Role::Replication.username());
+    line!(out, "replica-read-only yes");
+    line!(out, "replica-serve-stale-data yes");
+    line!(out, "repl-diskless-sync yes");
+    line!(out, "repl-backlog-size {REPL_BACKLOG_SIZE}");
+    line!(
+        out,
+        "min-replicas-to-write {}",
+        model.min_replicas_to_write()
+    );
+    line!(
+        out,
+        "min-replicas-max-lag {}",
+        spec.durability.min_replicas_max_lag_seconds
+    );
+
+    if !spec.redis.config.is_empty() {
+        line!(out, "# spec.redis.config");
+        for (name, value) in &spec.redis.config {
+            line!(out, "{name} {value}");
+        }
+    }
+    out
+}
+
+/// sentinel.conf shared by every sentinel; start-sentinel.sh adds `sentinel monitor`, then
+/// `SENTINEL_MONITOR_CONF`, then the auth-pass.
+pub fn sentinel_conf(model: &Model, paths: &ConfigPaths) -> String {
+    let mut out = String::new();
+    line!(
+        out,
+        "# sentinel.conf of ABStore {}/{}, rendered by abstore-operator. start-sentinel.sh appends",
+        model.namespace,
+        model.name
+    );
+    line!(
+        out,
+        "# announce-ip, `sentinel monitor`, the per-master settings and the auth-pass."
+    );
+    line!(out, "daemonize no");
+    line!(out, "logfile \"\"");
+    listeners(&mut out, model, paths, SENTINEL_PORT);
+    line!(out, "dir {}", quoted(&paths.data_dir));
+    // Pods are addressed by their stable DNS names; IPs change at every restart. Must precede
+    // `sentinel monitor <hostname>`.
+    line!(out, "sentinel resolve-hostnames yes");
+    line!(out, "sentinel announce-hostnames yes");
+    out
+}
+
+/// Per-master Sentinel settings (after the `sentinel monitor` line).
+pub fn sentinel_monitor_conf(model: &Model) -> String {
+    let master = model.master_name();
+    let sentinel = &model.spec.sentinel;
+    let mut out = String::new();
+    line!(
+        out,
+        "sentinel down-after-milliseconds {master} {}",
+        sentinel.down_after_milliseconds
+    );
+    line!(
+        out,
+        "sentinel failover-timeout {master} {}",
+        sentinel.failover_timeout_milliseconds
+    );
+    line!(
+        out,
+        "sentinel parallel-syncs {master} {}",
+        sentinel.parallel_syncs
+    );
+    line!(
+        out,
+        "sentinel auth-user {master} {}",
+        Role::Sentinel.username()
+    );
+    out
+}
+
+/// Connection and introspection every client role needs to open a connection the way the
+/// abstore library and redis-rs do (HELLO, CLIENT SETNAME, the ROLE check).
+const CONNECT_COMMANDS: &[&str] = &[
+    "+ping",
+    "+hello",
+    "+client|setname",
+    "+client|getname",
+    "+client|id",
+    "+role",
+];
+
+/// The app role's commands: what the abstore library sends (scripts, counters, reads, sticky
+/// assignment, experiment metadata, the WAIT durability option), and nothing administrative.
+const APP_COMMANDS: &[&str] = &[
+    "+eval",
+    "+evalsha",
+    "+eval_ro",
+    "+evalsha_ro",
+    "+script|load",
+    "+script|exists",
+    "+multi",
+    "+exec",
+    "+discard",
+    "+get",
+    "+set",
+    "+mget",
+    "+incrby",
+    "+pfadd",
+    "+pfcount",
+    "+pfmerge",
+    "+hset",
+    "+hget",
+    "+hmget",
+    "+hgetall",
+    "+expireat",
+    "+pexpire",
+    "+unlink",
+    "+exists",
+    "+ttl",
+    "+pttl",
+    "+pexpiretime",
+    "+type",
+    "+wait",
+];
+/// The backup role: SCAN and typed reads; keys are read-only (`%R~*`), so even a write command
+/// slipped in later could not change data.
+const BACKUP_COMMANDS: &[&str] = &[
+    "+scan",
+    "+get",
+    "+mget",
+    "+strlen",
+    "+exists",
+    "+type",
+    "+ttl",
+    "+pttl",
+    "+pexpiretime",
+    "+dump",
+    "+hgetall",
+    "+hscan",
+    "+smembers",
+    "+sscan",
+    "+zrange",
+    "+zscan",
+    "+lrange",
+    "+xrange",
+    "+info",
+    "+dbsize",
+];
+/// The prune role: SCAN everything, but UNLINK only day-keyed counters.
+const PRUNE_COMMANDS: &[&str] = &[
+    "+scan",
+    "+unlink",
+    "+type",
+    "+exists",
+    "+ttl",
+    "+pttl",
+    "+pexpiretime",
+    "+info",
+    "+dbsize",
+];
+/// redis_exporter's read-only introspection (no key access: `--check-keys` is not used), and
+/// the probes'. No CLUSTER INFO: ABStore runs Sentinel, not Cluster.
+const EXPORTER_COMMANDS: &[&str] = &[
+    "+info",
+    "+dbsize",
+    "+client|list",
+    "+client|info",
+    "+config|get",
+    "+slowlog|get",
+    "+slowlog|len",
+    "+latency|latest",
+    "+latency|histogram",
+    "+echo",
+];
+/// What a replica sends its primary as `masteruser`.
+const REPLICATION_COMMANDS: &[&str] = &["+psync", "+replconf", "+ping"];
+/// Sentinel's needs on data nodes, per the Redis Sentinel documentation.
+const SENTINEL_COMMANDS: &[&str] = &[
+    "+ping",
+    "+info",
+    "+role",
+    "+multi",
+    "+exec",
+    "+slaveof",
+    "+replicaof",
+    "+config|rewrite",
+    "+client|setname",
+    "+client|kill",
+    "+script|kill",
+    "+subscribe",
+    "+publish",
+];
+
+/// The ACL file for the ACL Secret: `default` off, each role least-privilege, declared users
+/// with their rules; passwords only as `#<sha256 hex>`.
+pub fn acl_file(model: &Model, credentials: &Credentials) -> String {
+    let mut out = String::new();
+    line!(
+        out,
+        "user default off resetpass resetkeys resetchannels -@all"
+    );
+    let hash = |username: &str| {
+        let password = credentials.password(username).unwrap_or_default();
+        hex::encode(Sha256::digest(password.as_bytes()))
+    };
+    for role in Role::ALL {
+        let name = role.username();
+        let (keys, channels, commands) = role_rules(role);
+        line!(
+            out,
+            "user {name} on #{} resetkeys resetchannels {}{}-@all {}",
+            hash(name),
+            with_trailing_space(&keys),
+            with_trailing_space(&channels),
+            commands
+        );
+    }
+    for user in &model.spec.auth.users {
+        let keys: Vec<String> = user.keys.iter().map(|k| format!("~{k}")).collect();
+        let channels: Vec<String> = user.channels.iter().map(|c| format!("&{c}")).collect();
+        line!(
+            out,
+            "user {} on #{} resetkeys resetchannels {}{}-@all {}",
+            user.name,
+            hash(&user.name),
+            with_trailing_space(&keys.join(" ")),
+            with_trailing_space(&channels.join(" ")),
+            user.commands
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    out
+}
+
+fn with_trailing_space(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("{text} ")
+    }
+}
+
+/// ACL `~pattern`s for the given key kinds, with and without an environment prefix.
+fn key_patterns(tags: impl Iterator<Item = &'static str>, access: &str) -> Vec<String> {
+    tags.flat_map(|tag| [format!("{access}~{tag}:*"), format!("{access}~*:{tag}:*")])
+        .collect()
+}
+
+/// Key patterns, channel patterns and command rules of a built-in role.
+fn role_rules(role: Role) -> (String, String, String) {
+    let join = |lists: &[&[&str]]| lists.concat().join(" ");
+    match role {
+        Role::App => (
+            key_patterns(KeyKind::ALL.into_iter().map(KeyKind::tag), "").join(" "),
+            String::new(),
+            join(&[CONNECT_COMMANDS, APP_COMMANDS]),
+        ),
+        Role::Backup => (
+            "%R~*".to_owned(),
+            String::new(),
+            join(&[CONNECT_COMMANDS, BACKUP_COMMANDS]),
+        ),
+        Role::Prune => (
+            key_patterns(CounterKind::ALL.into_iter().map(|c| c.key_kind().tag()), "").join(" "),
+            String::new(),
+            join(&[CONNECT_COMMANDS, PRUNE_COMMANDS]),
+        ),
+        Role::Exporter => (
+            String::new(),
+            String::new(),
+            join(&[CONNECT_COMMANDS, EXPORTER_COMMANDS]),
+        ),
+        Role::Replication => (String::new(), String::new(), join(&[REPLICATION_COMMANDS])),
+        Role::Sentinel => (
+            String::new(),
+            format!("&{SENTINEL_HELLO_CHANNEL}"),
+            join(&[SENTINEL_COMMANDS]),
+        ),
+        Role::Operator => ("~*".to_owned(), "&*".to_owned(), "+@all".to_owned()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::crd::ABStore;
+    use crate::validate::validate;
+
+    fn model(spec: &str) -> Model {
+        let indented: String = spec.lines().map(|l| format!("  {l}\n")).collect();
+        let yaml = format!(
+            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: ab\nspec:\n{indented}"
+        );
+        let store: ABStore = serde_yaml::from_str(&yaml).unwrap();
+        validate(&store).unwrap()
+    }
+
+    fn directives(conf: &str) -> Vec<&str> {
+        conf.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn redis_conf_carries_persistence_durability_and_acl_settings() {
+        // The defaults the issue promises: AOF everysec + RDB, noeviction, min-replicas 1.
+        let conf = redis_conf(&model("{}"), &ConfigPaths::default());
+        let lines = directives(&conf);
+        for expected in [
+            "port 6379",
+            "appendonly yes",
+            "appendfsync everysec",
+            "save 3600 1 300 100 60 10000",
+            "maxmemory-policy noeviction",
+            "min-replicas-to-write 1",
+            "min-replicas-max-lag 10",
+            "aclfile \"/etc/abstore/acl/users.acl\"",
+            "dir \"/data\"",
+            "masteruser replication",
+            "replica-read-only yes",
+            "protected-mode no",
+        ] {
+            assert!(lines.contains(&expected), "missing {expected:?} in\n{conf}");
+        }
+        assert!(!conf.contains("maxmemory "), "no maxmemory unless asked");
+    }
+
+    #[test]
+    fn a_single_pod_store_requires_no_replica_acknowledgements() {
+        // With min-replicas-to-write 1 and no replica, every write would be refused.
+        let conf = redis_conf(&model("redis: {replicas: 1}"), &ConfigPaths::default());
+        assert!(directives(&conf).contains(&"min-replicas-to-write 0"));
+    }
+
+    #[test]
+    fn tls_moves_redis_and_sentinel_to_tls_ports() {
+        // A plaintext port left open would bypass TLS.
+        let m = model("tls: {enabled: true, secretName: shop-tls}");
+        let conf = redis_conf(&m, &ConfigPaths::default());
+        let lines = directives(&conf);
+        for expected in [
+            "port 0",
+            "tls-port 6379",
+            "tls-replication yes",
+            "tls-cert-file \"/etc/abstore/tls/tls.crt\"",
+            "tls-ca-cert-file \"/etc/abstore/tls/ca.crt\"",
+        ] {
+            assert!(lines.contains(&expected), "missing {expected:?}");
+        }
+        let sentinel = sentinel_conf(&m, &ConfigPaths::default());
+        assert!(directives(&sentinel).contains(&"tls-port 26379"));
+        let files = config_files(&m, &ConfigPaths::default());
+        assert!(files.get(SCRIPT_LIB).unwrap().contains("ABSTORE_TLS:=yes"));
+    }
+
+    #[test]
+    fn persistence_can_be_switched_off_and_extra_directives_come_last() {
+        // Extra directives are appended after the operator's, so what the user tuned is visible.
+        let m = model(
+            "persistence: {rdb: {enabled: false}, aof: {enabled: false}}\nredis: {maxmemory: 1Gi, config: {HZ: '50'}}",
+        );
+        let conf = redis_conf(&m, &ConfigPaths::default());
+        let lines = directives(&conf);
+        assert!(lines.contains(&"appendonly no"));
+        assert!(lines.contains(&"save \"\""));
+        assert!(lines.contains(&"maxmemory 1073741824"));
+        assert_eq!(lines.last(), Some(&"hz 50"));
+    }
+
+    #[test]
+    fn sentinel_files_use_hostnames_and_the_sentinel_user() {
+        // Stable identity: pods are DNS names, never IPs.
+        let m = model("sentinel: {downAfterMilliseconds: 3000}");
+        let conf = sentinel_conf(&m, &ConfigPaths::default());
+        assert!(conf.contains("sentinel resolve-hostnames yes\n"));
+        assert!(conf.contains("sentinel announce-hostnames yes\n"));
+        let monitor = sentinel_monitor_conf(&m);
+        assert!(monitor.contains("sentinel down-after-milliseconds shop 3000\n"));
+        assert!(monitor.contains("sentinel auth-user shop sentinel\n"));
+    }
+
+    #[test]
+    fn scripts_have_every_placeholder_filled_with_the_store_names() {
+        // A placeholder left in a script would be a literal `@@NAME@@` host at 3 a.m.
+        let files = config_files(&model("{}"), &ConfigPaths::default());
+        for name in [
+            SCRIPT_LIB,
+            START_REDIS,
+            START_SENTINEL,
+            PRESTOP_REDIS,
+            LIVENESS_REDIS,
+            READINESS_REDIS,
+            LIVENESS_SENTINEL,
+            READINESS_SENTINEL,
+        ] {
+            let script = files.get(name).unwrap();
+            assert!(!script.contains("@@"), "{name} has an unfilled placeholder");
+        }
+        let start = files.get(START_REDIS).unwrap();
+        assert!(start.contains("shop-sentinel.ab.svc.cluster.local"));
+        assert!(start.contains("ABSTORE_POD_DOMAIN:=shop-redis-headless.ab.svc.cluster.local}"));
+        assert!(start.contains(
+            "ABSTORE_BOOTSTRAP_HOST:=shop-redis-0.shop-redis-headless.ab.svc.cluster.local}"
+        ));
+    }
+
+    #[test]
+    fn config_files_hold_no_passwords() {
+        // The ConfigMap is readable by anyone who can read the namespace's ConfigMaps.
+        let m = model("{}");
+        let creds = Credentials::resolve(&m, &BTreeMap::new(), &mut || {
+            "super-secret-password-xyz".to_owned()
+        });
+        let files = config_files(&m, &ConfigPaths::default());
+        assert!(
+            files
+                .files
+                .values()
+                .all(|f| !f.contains("super-secret-password-xyz"))
+        );
+        let acl = acl_file(&m, &creds);
+        assert!(!acl.contains("super-secret-password-xyz"));
+        let digest = hex::encode(Sha256::digest(b"super-secret-password-xyz"));
+        assert!(acl.contains(&format!("#{digest}")));
+    }
+
+    #[test]
+    fn the_acl_file_turns_the_default_user_off_and_limits_each_role() {
+        // Least privilege: a leaked app password must not be able to FLUSHALL or read configs.
+        let m = model(
+            "auth:\n  users:\n  - {name: reporting, keys: ['ec:*', 'uc:*'], channels: ['news'], commands: '+@read  +@hyperloglog'}",
+        );
+        let creds = Credentials::resolve(&m, &BTreeMap::new(), &mut || "p".repeat(20));
+        let acl = acl_file(&m, &creds);
+        let line = |user: &str| {
+            acl.lines()
+                .find(|l| l.starts_with(&format!("user {user} ")))
+                .unwrap_or_else(|| panic!("no line for {user}"))
+                .to_owned()
+        };
+        assert!(line("default").contains(" off "));
+        let app = line("app");
+        assert!(
+            app.contains("~ec:* ~*:ec:*") && app.contains("+evalsha") && !app.contains("+@all")
+        );
+        assert!(!app.contains("flushall") && !app.contains("config"));
+        assert!(line("backup").contains("%R~*"));
+        assert!(line("prune").contains("~gu:*") && !line("prune").contains("~as:*"));
+        assert!(line("sentinel").contains("&__sentinel__:hello"));
+        assert!(line("operator").ends_with("~* &* -@all +@all"));
+        assert!(line("reporting").ends_with("~ec:* ~uc:* &news -@all +@read +@hyperloglog"));
+        assert_eq!(acl.lines().count(), 1 + Role::ALL.len() + 1);
+    }
+
+    #[test]
+    fn the_config_hash_changes_with_the_config() {
+        // Pods roll exactly when what they run changes.
+        let a = config_files(&model("{}"), &ConfigPaths::default());
+        let b = config_files(
+            &model("redis: {config: {hz: '20'}}"),
+            &ConfigPaths::default(),
+        );
+        assert_eq!(a.hash(), a.clone().hash());
+        assert_ne!(a.hash(), b.hash());
+    }
+}

@@ -1,0 +1,35 @@
+#!/bin/sh
+# preStop hook of the Redis pods: a primary that is about to stop asks Sentinel to fail over
+# first and waits (bounded) until it is a replica, so a rollout or drain loses no acknowledged
+# writes and clients see a switchover instead of a down-after timeout.
+set -u
+. "$(dirname "$0")/abstore-lib.sh"
+
+: "${ABSTORE_LOCAL_HOST:=127.0.0.1}"
+: "${ABSTORE_LOCAL_PORT:=@@REDIS_PORT@@}"
+: "${ABSTORE_MASTER_NAME:=@@MASTER_NAME@@}"
+: "${ABSTORE_SENTINEL_HOST:=@@SENTINEL_SERVICE@@}"
+: "${ABSTORE_SENTINEL_PORT:=@@SENTINEL_PORT@@}"
+: "${ABSTORE_PRESTOP_TIMEOUT:=@@PRESTOP_TIMEOUT@@}"
+
+role=$(abstore_peer_role @@EXPORTER_USER@@ "$ABSTORE_LOCAL_HOST" "$ABSTORE_LOCAL_PORT") || exit 0
+set -- $role
+[ "$1" = master ] || exit 0
+
+if ! abstore_cli "" "$ABSTORE_SENTINEL_HOST" "$ABSTORE_SENTINEL_PORT" SENTINEL FAILOVER "$ABSTORE_MASTER_NAME" >&2; then
+    abstore_log "SENTINEL FAILOVER was refused; stopping as the primary"
+    exit 0
+fi
+waited=0
+while [ "$waited" -lt "$ABSTORE_PRESTOP_TIMEOUT" ]; do
+    role=$(abstore_peer_role @@EXPORTER_USER@@ "$ABSTORE_LOCAL_HOST" "$ABSTORE_LOCAL_PORT") || exit 0
+    set -- $role
+    if [ "$1" != master ]; then
+        abstore_log "failed over; this pod is a replica now"
+        exit 0
+    fi
+    sleep 1
+    waited=$((waited + 1))
+done
+abstore_log "still the primary after ${ABSTORE_PRESTOP_TIMEOUT}s; stopping anyway"
+exit 0
