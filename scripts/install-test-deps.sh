@@ -2,12 +2,17 @@
 # Installs what the test suite and the local run need, and nothing that is already there.
 # Idempotent: safe to run on every CI run and every `scripts/test.sh`.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v redis-server   >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
 command -v redis-cli      >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-benchmark >/dev/null 2>&1 || need_apt+=(redis-tools)
+command -v python3        >/dev/null 2>&1 || need_apt+=(python3)
+if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
+  need_apt+=(python3-pip)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
@@ -17,6 +22,34 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# Python tools of the chart and manifest tests (Helm SDK, kubernetes-validate, jsonschema), pinned
+# in scripts/requirements-test.txt. `python3 -m pip` so they land where the tests' `python3`
+# imports from (pyenv, venv or system). pip runs only when a pin is missing or differs.
+requirements=scripts/requirements-test.txt
+missing=$(python3 - "$requirements" <<'PY'
+import sys
+from importlib import metadata
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    name, _, version = line.partition("==")
+    try:
+        if metadata.version(name) != version:
+            print(line)
+    except metadata.PackageNotFoundError:
+        print(line)
+PY
+)
+if [ -n "$missing" ]; then
+  echo "install-test-deps: pip install" $missing
+  # Debian's python3 refuses pip installs outside a venv (PEP 668) unless told otherwise; the
+  # variable is ignored where there is no such marker.
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
+    -r "$requirements"
+fi
+
 # The Debian package may start a system redis on 6379; the tests use their own ports, so it is
 # harmless, but say what versions the run uses.
 echo "install-test-deps: $(redis-server --version | cut -d' ' -f1-3)"
+echo "install-test-deps: python $(python3 -c 'import platform; print(platform.python_version())'), helm SDK $(python3 -c 'import helm_python; print(helm_python.helm_sdk_version())')"
