@@ -4,6 +4,7 @@
 
 mod error;
 mod process;
+mod python;
 mod sentinel;
 mod server;
 mod tls;
@@ -12,6 +13,12 @@ mod wait;
 
 pub use error::HarnessError;
 pub use process::{LOOPBACK, START_ATTEMPTS, START_TIMEOUT, ServerProcess, free_port};
+pub use python::{
+    INSTALL_COMMAND, LintMessage, LintReport, ManifestReport, OLDEST_KUBERNETES, ObjectVerdict,
+    PROMETHEUS_OPERATOR_KINDS, PYTHON_ENV, PythonToolError, RenderedChart, Verdict, chart_dir,
+    lint_chart, newest_kubernetes_version, read_yaml_as_kubectl_does, render_chart, repo_root,
+    validate_custom_resources, validate_manifests,
+};
 pub use sentinel::SentinelServer;
 pub use server::RedisServer;
 pub use tls::TestCertificates;
