@@ -294,6 +294,21 @@ impl FakeCluster {
                     None => exchange.not_found(),
                 }
             }
+            (Method::PATCH, Some(name)) if path.subresource.as_deref() == Some("status") => {
+                // The server answers a status patch with the whole object.
+                let found = self
+                    .located(&path)
+                    .find(|(_, object)| object["metadata"]["name"].as_str() == Some(name))
+                    .map(|(index, _)| index);
+                match found {
+                    Some(index) => {
+                        self.objects[index]["status"] = exchange.body["status"].clone();
+                        let object = self.objects[index].clone();
+                        exchange.respond(200, object);
+                    }
+                    None => exchange.not_found(),
+                }
+            }
             (Method::PATCH, Some(name)) => {
                 let mut object = exchange.body.clone();
                 if path.subresource.is_none() {

@@ -2,7 +2,6 @@
 //! health endpoints (`/metrics`, `/healthz`, `/readyz`). Metric names are defined here once;
 //! the controller records into them, the chart's ServiceMonitor scrapes them.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -220,15 +219,17 @@ pub fn router(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
         .with_state(ServerState { metrics, readiness })
 }
 
-/// Serves `router` on `listen` until `shutdown` resolves.
+/// Serves `router` on `listener` (bound by the caller, so a port in use fails start-up
+/// before the controller runs) until `shutdown` resolves.
 pub async fn serve(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+    if let Ok(listen) = listener.local_addr() {
+        tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+    }
     axum::serve(listener, router(metrics, readiness))
         .with_graceful_shutdown(shutdown)
         .await
@@ -262,6 +263,7 @@ async fn readyz_handler(State(state): State<ServerState>) -> Response {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn metrics_render_with_the_prefix_and_failure_category() {

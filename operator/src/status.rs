@@ -5,14 +5,15 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{ABStore, ABStoreStatus, Phase};
 use crate::metrics::{Metrics, StatusWriteOutcome};
-use crate::model::MANAGER;
+use crate::model::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGER, REDIS, ROLE_LABEL, ROLE_PRIMARY};
 
 /// Condition: every desired Redis pod and sentinel is ready.
 pub const CONDITION_READY: &str = "Ready";
@@ -330,6 +331,12 @@ pub enum StatusError {
     },
     #[error("writing the status of ABStore {name} timed out after {timeout:?}")]
     TimedOut { name: String, timeout: Duration },
+    #[error("listing the Redis pods of ABStore {name}: {source}")]
+    ReadPods {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl StatusError {
@@ -339,6 +346,40 @@ impl StatusError {
             StatusError::NoNamespace => "status-no-namespace",
             StatusError::Write { .. } => "status-write",
             StatusError::TimedOut { .. } => "status-timeout",
+            StatusError::ReadPods { .. } => "read-pods",
+        }
+    }
+}
+
+/// Label selector of the Redis pod the heal step labelled primary.
+pub fn primary_selector(store: &str) -> String {
+    format!("{INSTANCE_LABEL}={store},{COMPONENT_LABEL}={REDIS},{ROLE_LABEL}={ROLE_PRIMARY}")
+}
+
+/// The Redis pod labelled primary, when exactly one is. Two labelled pods (heal is moving the
+/// label) or none (not healed yet) report no primary rather than a guess.
+pub async fn primary_pod(
+    client: &kube::Client,
+    namespace: &str,
+    store: &str,
+) -> Result<Option<String>, StatusError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = api
+        .list(&ListParams::default().labels(&primary_selector(store)))
+        .await
+        .map_err(|source| StatusError::ReadPods {
+            name: store.to_owned(),
+            source,
+        })?;
+    match pods.items.as_slice() {
+        [only] => Ok(Some(only.name_any())),
+        [] => Ok(None),
+        several => {
+            tracing::info!(
+                count = several.len(),
+                "several pods are labelled primary; reporting none"
+            );
+            Ok(None)
         }
     }
 }
