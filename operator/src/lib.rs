@@ -4,7 +4,9 @@
 //! `status`; `validate`, `config` and `build` are pure and carry most tests.
 
 pub mod build;
+pub mod config;
 pub mod crd;
+pub mod credentials;
 #[cfg(test)]
 pub mod fixtures;
 pub mod leader;
@@ -12,6 +14,4 @@ pub mod metrics;
 pub mod model;
 pub mod status;
 pub mod telemetry;
-pub mod config;
-pub mod credentials;
 pub mod validate;

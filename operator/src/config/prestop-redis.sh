@@ -16,11 +16,26 @@ role=$(abstore_peer_role @@EXPORTER_USER@@ "$ABSTORE_LOCAL_HOST" "$ABSTORE_LOCAL
 set -- $role
 [ "$1" = master ] || exit 0
 
-if ! abstore_cli "" "$ABSTORE_SENTINEL_HOST" "$ABSTORE_SENTINEL_PORT" SENTINEL FAILOVER "$ABSTORE_MASTER_NAME" >&2; then
-    abstore_log "SENTINEL FAILOVER was refused; stopping as the primary"
-    exit 0
-fi
+# A failover that is still finishing (INPROG) is waited out: a rollout right after a crash
+# failover is exactly when this runs.
 waited=0
+while :; do
+    reply=$(abstore_cli "" "$ABSTORE_SENTINEL_HOST" "$ABSTORE_SENTINEL_PORT" SENTINEL FAILOVER "$ABSTORE_MASTER_NAME" 2>&1) && break
+    case "$reply" in
+        *INPROG*)
+            if [ "$waited" -ge "$ABSTORE_PRESTOP_TIMEOUT" ]; then
+                abstore_log "a failover was still in progress after ${ABSTORE_PRESTOP_TIMEOUT}s; stopping as the primary"
+                exit 0
+            fi
+            sleep 1
+            waited=$((waited + 1))
+            ;;
+        *)
+            abstore_log "SENTINEL FAILOVER was refused ($reply); stopping as the primary"
+            exit 0
+            ;;
+    esac
+done
 while [ "$waited" -lt "$ABSTORE_PRESTOP_TIMEOUT" ]; do
     role=$(abstore_peer_role @@EXPORTER_USER@@ "$ABSTORE_LOCAL_HOST" "$ABSTORE_LOCAL_PORT") || exit 0
     set -- $role
