@@ -12,6 +12,7 @@ pub mod fixtures;
 pub mod leader;
 pub mod metrics;
 pub mod model;
+pub mod render;
 pub mod status;
 pub mod telemetry;
 pub mod validate;

@@ -17,6 +17,37 @@ struct Cli {
 enum Command {
     /// Print the ABStore CustomResourceDefinition as YAML.
     Crd,
+    /// Print every object the controller would apply for the ABStores in a file, as
+    /// multi-document YAML in apply order (Secrets get freshly generated passwords).
+    Render(RenderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RenderArgs {
+    /// File with one or more ABStore documents; `-` reads standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: std::path::PathBuf,
+    /// Namespace of stores whose documents name none; must match those that do.
+    #[arg(short = 'n', long, env = "ABSTORE_NAMESPACE", value_name = "NAMESPACE")]
+    namespace: Option<String>,
+}
+
+fn render(args: &RenderArgs) -> anyhow::Result<()> {
+    let input = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading ABStore YAML from stdin")?
+    } else {
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
+    };
+    let source = if args.file.as_os_str() == "-" {
+        "stdin".to_owned()
+    } else {
+        args.file.display().to_string()
+    };
+    let yaml = abstore_operator::render::render(&input, args.namespace.as_deref())
+        .with_context(|| format!("rendering {source}"))?;
+    print!("{yaml}");
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             let yaml = serde_yaml::to_string(&ABStore::crd()).context("serialising the CRD")?;
             print!("{yaml}");
         }
+        Command::Render(args) => render(&args)?,
     }
     Ok(())
 }

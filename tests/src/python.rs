@@ -74,11 +74,22 @@ fn run_tool<T: serde::de::DeserializeOwned>(
     stdin: Option<&str>,
 ) -> Result<T, PythonToolError> {
     let python = std::env::var_os(PYTHON_ENV).unwrap_or_else(|| OsString::from("python3"));
+    run_tool_with(&python, &[], args, stdin)
+}
+
+/// `run_tool` with an explicit interpreter and interpreter options.
+fn run_tool_with<T: serde::de::DeserializeOwned>(
+    python: &OsString,
+    python_options: &[&str],
+    args: &[OsString],
+    stdin: Option<&str>,
+) -> Result<T, PythonToolError> {
     let command = args
         .first()
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut child = Command::new(&python)
+    let mut child = Command::new(python)
+        .args(python_options)
         .arg(repo_root().join(TOOL))
         .args(args)
         .current_dir(repo_root())
@@ -439,4 +450,41 @@ pub fn read_yaml_as_kubectl_does(yaml: &str) -> Result<Result<Value, String>, Py
         (true, Some(value)) => Ok(value),
         _ => Err(raw.error.unwrap_or_default()),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_python_package_is_an_error_naming_it_and_the_install_command() {
+        // `-S` hides site-packages, as on a machine where install-test-deps.sh never ran.
+        let result: Result<Value, _> = run_tool_with(
+            &OsString::from("python3"),
+            &["-S"],
+            &[
+                "kube-validate".into(),
+                "--kubernetes-version".into(),
+                OLDEST_KUBERNETES.into(),
+            ],
+            Some(""),
+        );
+        let message = result.unwrap_err().to_string();
+        assert!(message.contains("'kubernetes-validate'"), "{message}");
+        assert!(message.contains(INSTALL_COMMAND), "{message}");
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_an_error_naming_it() {
+        let result: Result<Value, _> = run_tool_with(
+            &OsString::from("python3-that-does-not-exist"),
+            &[],
+            &["helm-yaml".into()],
+            None,
+        );
+        let message = result.unwrap_err().to_string();
+        assert!(message.contains("python3-that-does-not-exist"), "{message}");
+        assert!(message.contains(PYTHON_ENV), "{message}");
+    }
 }

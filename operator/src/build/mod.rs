@@ -1,12 +1,82 @@
 //! build: from the validated model (and the store's credentials) to the typed Kubernetes
 //! objects the controller applies. Pure: no client, no clock, no randomness.
 
+mod cronjobs;
+mod meta;
+mod monitoring;
+mod pod;
+mod policy;
+mod redis;
+mod secrets;
+mod sentinel;
+mod services;
+mod volumes;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::DynamicObject;
+
+use crate::config::{ACL_FILE_NAME, ConfigPaths, acl_file, config_files};
+use crate::credentials::{
+    Credentials, PASSWORD_KEY, USERNAME_KEY, acl_secret_name, credentials_secret_name,
+};
+use crate::model::{Model, REDIS_PORT, SENTINEL, SENTINEL_PORT};
+
+pub use cronjobs::{
+    BACKOFF_LIMIT, JOBS_BINARY, JOBS_CREDENTIALS_DIR, JOBS_HISTORY_LIMIT, JOBS_TLS_DIR,
+    SCHEDULE_TIME_ZONE, STARTING_DEADLINE_SECONDS,
+};
+pub use monitoring::{
+    MONITORING_GROUP, MONITORING_VERSION, PROMETHEUS_RULE_KIND, SERVICE_MONITOR_KIND,
+};
+pub use pod::{HOSTNAME_TOPOLOGY_KEY, JOBS_UID, REDIS_UID, ZONE_TOPOLOGY_KEY};
+pub use redis::{
+    EXPORTER_CONTAINER, REDIS_CONTAINER, REDIS_MEMORY_OVERHEAD_BYTES, SHUTDOWN_GRACE_SECONDS,
+};
+pub use sentinel::{SENTINEL_CONTAINER, SENTINEL_GRACE_SECONDS};
+pub use volumes::{
+    ACL_VOLUME, CONFIG_VOLUME, CREDENTIALS_VOLUME, DATA_VOLUME, TLS_VOLUME, TMP_DIR, TMP_VOLUME,
+};
+
+/// Suffix of the headless Service of the Redis pods (must match `Model::redis_pod_fqdn`).
+pub const REDIS_HEADLESS_SUFFIX: &str = "redis-headless";
+/// Suffix of the headless Service of the sentinels (must match `Model::sentinel_pod_fqdn`).
+pub const SENTINEL_HEADLESS_SUFFIX: &str = "sentinel-headless";
+/// Suffix of the Service that follows the primary.
+pub const PRIMARY_SUFFIX: &str = "primary";
+/// Suffix of the Service over the replicas (read scaling).
+pub const REPLICAS_SUFFIX: &str = "replicas";
+/// Suffix of the exporter's Service.
+pub const METRICS_SUFFIX: &str = "metrics";
+/// Suffix of the ConfigMap.
+pub const CONFIG_SUFFIX: &str = "config";
+
+/// Component label values beyond `redis` and `sentinel`.
+pub const BACKUP_COMPONENT: &str = "backup";
+pub const PRUNE_COMPONENT: &str = "prune";
+pub const CONFIG_COMPONENT: &str = "config";
+pub const CREDENTIALS_COMPONENT: &str = "credentials";
+pub const METRICS_COMPONENT: &str = "metrics";
+
+/// Port names (Services target ports by name, so a port number lives in one place).
+pub const REDIS_PORT_NAME: &str = "redis";
+pub const SENTINEL_PORT_NAME: &str = "sentinel";
+pub const METRICS_PORT_NAME: &str = "metrics";
+
+/// `app.kubernetes.io/name` of the operator's own pods (the chart sets it); the
+/// NetworkPolicies let pods with it in from any namespace.
+pub const OPERATOR_POD_NAME: &str = "abstore-operator";
+
+/// Environment variable with the pod's own name (the scripts derive its DNS name from it).
+pub const POD_NAME_ENV: &str = "POD_NAME";
+/// Key of the Sentinel URL in a credentials Secret (what failover-aware clients use).
+pub const SENTINEL_URL_KEY: &str = "sentinel-url";
+/// Key of the `<n>-primary` Service URL in a credentials Secret (for clients without
+/// Sentinel support; the operator moves the Service to the new primary after a failover).
+pub const PRIMARY_URL_KEY: &str = "primary-url";
 
 /// Every object of one store, by kind, in the order they are applied. `apply` destructures
 /// this without `..`, so a kind that is built but never applied fails to compile.
@@ -28,4 +98,108 @@ pub struct Children {
     pub cron_jobs: Vec<CronJob>,
     /// ServiceMonitor and PrometheusRule (Prometheus Operator kinds), when enabled.
     pub monitoring: Vec<DynamicObject>,
+}
+
+/// Why a store could not be built. `validate` refuses the specs that would cause these, so
+/// they mean a model or credentials that bypassed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("spec.tls.enabled is true but spec.tls.secretName is not set")]
+    TlsSecretMissing,
+    #[error("no password for user {user:?} (credentials were not resolved for this store)")]
+    MissingPassword { user: String },
+}
+
+impl BuildError {
+    /// Short reason for metrics labels and Events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            BuildError::TlsSecretMissing => "TlsSecretMissing",
+            BuildError::MissingPassword { .. } => "MissingPassword",
+        }
+    }
+}
+
+/// Every child of the store. Pure: the same model and credentials give the same objects.
+pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, BuildError> {
+    if model.spec.tls.enabled && model.spec.tls.secret_name.is_none() {
+        return Err(BuildError::TlsSecretMissing);
+    }
+    let users: Vec<(&str, &str)> = credentials.users().collect();
+    let wanted = crate::credentials::Role::ALL
+        .iter()
+        .map(|role| role.username())
+        .chain(model.spec.auth.users.iter().map(|user| user.name.as_str()));
+    for user in wanted {
+        if !users.iter().any(|(name, _)| *name == user) {
+            return Err(BuildError::MissingPassword {
+                user: user.to_owned(),
+            });
+        }
+    }
+
+    let files = config_files(model, &ConfigPaths::default());
+    let acl = acl_file(model, credentials);
+    let hash = secrets::config_hash(&files.files, &acl);
+
+    let mut all_secrets = vec![secrets::acl_secret(
+        model,
+        acl_secret_name(model),
+        ACL_FILE_NAME,
+        &acl,
+    )];
+    all_secrets.extend(users.iter().map(|(username, password)| {
+        secrets::credentials_secret(
+            model,
+            credentials_secret_name(model, username),
+            USERNAME_KEY,
+            PASSWORD_KEY,
+            username,
+            password,
+        )
+    }));
+
+    Ok(Children {
+        secrets: all_secrets,
+        config_maps: vec![secrets::config_map(model, &files.files)],
+        services: services::services(model),
+        pod_disruption_budgets: policy::pod_disruption_budgets(model),
+        network_policies: policy::network_policies(model),
+        stateful_sets: vec![
+            redis::stateful_set(model, &hash),
+            sentinel::stateful_set(model, &hash),
+        ],
+        cron_jobs: cronjobs::cron_jobs(model),
+        monitoring: monitoring::monitoring(model),
+    })
+}
+
+/// The Sentinel URL of `user` through the `<n>-sentinel` Service, without a password:
+/// what clients (and the jobs) connect with to follow failover.
+pub fn sentinel_url(model: &Model, user: &str) -> String {
+    let scheme = if model.spec.tls.enabled {
+        "rediss+sentinel"
+    } else {
+        "redis+sentinel"
+    };
+    format!(
+        "{scheme}://{user}@{}.{}.svc.cluster.local:{SENTINEL_PORT}/{}",
+        model.child_name(SENTINEL),
+        model.namespace,
+        model.master_name()
+    )
+}
+
+/// The URL of `user` on the `<n>-primary` Service, without a password.
+pub fn primary_url(model: &Model, user: &str) -> String {
+    let scheme = if model.spec.tls.enabled {
+        "rediss"
+    } else {
+        "redis"
+    };
+    format!(
+        "{scheme}://{user}@{}.{}.svc.cluster.local:{REDIS_PORT}",
+        model.child_name(PRIMARY_SUFFIX),
+        model.namespace,
+    )
 }

@@ -1,0 +1,135 @@
+//! PodDisruptionBudgets and NetworkPolicies: how many pods a node drain may take at once, and
+//! who may open a connection to Redis, Sentinel and the exporter.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::meta::{object_meta, selector};
+use super::{BACKUP_COMPONENT, OPERATOR_POD_NAME, PRUNE_COMPONENT};
+use crate::model::{
+    CLIENT_LABEL, EXPORTER_PORT, Model, NAME_LABEL, REDIS, REDIS_PORT, SENTINEL, SENTINEL_PORT,
+};
+
+/// One PodDisruptionBudget per StatefulSet, or none when disabled.
+pub(crate) fn pod_disruption_budgets(model: &Model) -> Vec<PodDisruptionBudget> {
+    let spec = &model.spec.pod_disruption_budget;
+    if !spec.enabled {
+        return Vec::new();
+    }
+    [REDIS, SENTINEL]
+        .into_iter()
+        .map(|component| PodDisruptionBudget {
+            metadata: object_meta(model, model.child_name(component), component),
+            spec: Some(PodDisruptionBudgetSpec {
+                // maxUnavailable rather than minAvailable: it keeps meaning "one at a time"
+                // when the store is scaled, and never blocks drains of a 1-pod store forever.
+                max_unavailable: Some(IntOrString::Int(spec.max_unavailable)),
+                selector: Some(selector(model.selector_labels(component))),
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            status: None,
+        })
+        .collect()
+}
+
+/// A NetworkPolicy for the Redis pods and one for the sentinels, or none when disabled.
+///
+/// Egress is not restricted: replicas, sentinels and the jobs' storage uploads go to places
+/// this policy cannot know about.
+pub(crate) fn network_policies(model: &Model) -> Vec<NetworkPolicy> {
+    if !model.spec.network_policy.enabled {
+        return Vec::new();
+    }
+    let clients = client_peers(model);
+    let redis_pods = pods(model.selector_labels(REDIS));
+    let sentinel_pods = pods(model.selector_labels(SENTINEL));
+    let jobs = [BACKUP_COMPONENT, PRUNE_COMPONENT].map(|c| pods(model.selector_labels(c)));
+    let operator = operator_peer();
+
+    // Redis: clients and jobs for data; sentinels monitor; other Redis pods replicate; the
+    // operator bootstraps and heals.
+    let mut redis_from = clients.clone();
+    redis_from.extend([sentinel_pods.clone(), redis_pods.clone(), operator.clone()]);
+    redis_from.extend(jobs.clone());
+    let mut redis_rules = vec![rule(REDIS_PORT, Some(redis_from))];
+    if model.spec.monitoring.exporter.enabled {
+        let scrapers = &model.spec.network_policy.metrics_scrapers;
+        // No `from` means any source: with no scrapers listed, whatever Prometheus the
+        // cluster runs may scrape the exporter.
+        let from = (!scrapers.is_empty()).then(|| scrapers.clone());
+        redis_rules.push(rule(EXPORTER_PORT, from));
+    }
+
+    // Sentinel: clients and jobs resolve the primary through it; sentinels gossip; Redis pods
+    // ask it for a failover before they stop; the operator heals it.
+    let mut sentinel_from = clients;
+    sentinel_from.extend([sentinel_pods, redis_pods, operator]);
+    sentinel_from.extend(jobs);
+    let sentinel_rules = vec![rule(SENTINEL_PORT, Some(sentinel_from))];
+
+    vec![
+        policy(model, REDIS, redis_rules),
+        policy(model, SENTINEL, sentinel_rules),
+    ]
+}
+
+/// Pods in the store's namespace labelled as its clients, plus the declared peers.
+fn client_peers(model: &Model) -> Vec<NetworkPolicyPeer> {
+    let mut peers = vec![pods(BTreeMap::from([(
+        CLIENT_LABEL.to_owned(),
+        model.name.clone(),
+    )]))];
+    peers.extend(model.spec.network_policy.allowed_clients.iter().cloned());
+    peers
+}
+
+/// Pods of the store's namespace with these labels.
+fn pods(labels: BTreeMap<String, String>) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(selector(labels)),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+/// The operator's pods, in whatever namespace the chart installed it: the policy cannot know
+/// that namespace, so it matches the pod label the chart sets in every namespace.
+fn operator_peer() -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(selector(BTreeMap::from([(
+            NAME_LABEL.to_owned(),
+            OPERATOR_POD_NAME.to_owned(),
+        )]))),
+        ip_block: None,
+    }
+}
+
+fn rule(port: u16, from: Option<Vec<NetworkPolicyPeer>>) -> NetworkPolicyIngressRule {
+    NetworkPolicyIngressRule {
+        from,
+        ports: Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(i32::from(port))),
+            protocol: Some("TCP".to_owned()),
+            end_port: None,
+        }]),
+    }
+}
+
+fn policy(model: &Model, component: &str, ingress: Vec<NetworkPolicyIngressRule>) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: object_meta(model, model.child_name(component), component),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(model.selector_labels(component))),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(ingress),
+            egress: None,
+        }),
+    }
+}

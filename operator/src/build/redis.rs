@@ -1,0 +1,262 @@
+//! The `<n>-redis` StatefulSet: redis-server started by the config's start script, with its
+//! volume, probes, the preStop failover, and the redis_exporter sidecar.
+
+use k8s_openapi::api::apps::v1::{
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
+    SecretKeySelector, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::meta::{object_meta, selector};
+use super::pod::{
+    REDIS_UID, bytes_quantity, container_security_context, env, field_env, pod_security_context,
+    resources, scheduling,
+};
+use super::volumes::{DATA_VOLUME, pod_mounts, pod_volumes, script, tls_mounts};
+use super::{METRICS_PORT_NAME, POD_NAME_ENV, REDIS_HEADLESS_SUFFIX, REDIS_PORT_NAME};
+use crate::config::{
+    LIVENESS_REDIS, PRESTOP_REDIS, PRESTOP_TIMEOUT_SECONDS, READINESS_REDIS, REDIS_POD_CREDENTIALS,
+    START_REDIS, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
+};
+use crate::credentials::{PASSWORD_KEY, Role, credentials_secret_name};
+use crate::model::{CONFIG_HASH_ANNOTATION, EXPORTER_PORT, Model, REDIS, REDIS_PORT};
+
+/// Name of the redis-server container.
+pub const REDIS_CONTAINER: &str = "redis";
+/// Name of the exporter sidecar.
+pub const EXPORTER_CONTAINER: &str = "exporter";
+/// Memory of the redis container beyond `maxmemory`: the process, client buffers, the
+/// replication backlog and copy-on-write during RDB saves.
+pub const REDIS_MEMORY_OVERHEAD_BYTES: u64 = 256 * 1024 * 1024;
+/// Seconds a Redis pod gets to stop after its preStop hook's own limit: the hook asks Sentinel
+/// to move the primary away and waits up to `PRESTOP_TIMEOUT_SECONDS`; then redis-server gets
+/// SIGTERM and writes its final snapshot.
+pub const SHUTDOWN_GRACE_SECONDS: i64 = 60;
+
+/// The Redis StatefulSet.
+pub(crate) fn stateful_set(model: &Model, config_hash: &str) -> StatefulSet {
+    let spec = &model.spec;
+    let labels = model.labels(REDIS);
+    let (affinity, topology_spread_constraints) = scheduling(model, REDIS);
+
+    let mut containers = vec![redis_container(model)];
+    if spec.monitoring.exporter.enabled {
+        containers.push(exporter_container(model));
+    }
+
+    let pod = PodSpec {
+        containers,
+        volumes: Some(pod_volumes(model, &REDIS_POD_CREDENTIALS, true)),
+        affinity,
+        topology_spread_constraints,
+        node_selector: spec.node_selector.clone(),
+        tolerations: spec.tolerations.clone(),
+        priority_class_name: spec.priority_class_name.clone(),
+        security_context: Some(pod_security_context(REDIS_UID)),
+        // Redis pods never call the Kubernetes API; the operator relabels them.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(PRESTOP_TIMEOUT_SECONDS + SHUTDOWN_GRACE_SECONDS),
+        ..PodSpec::default()
+    };
+
+    StatefulSet {
+        metadata: object_meta(model, model.child_name(REDIS), REDIS),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.redis.replicas),
+            selector: selector(model.selector_labels(REDIS)),
+            service_name: Some(model.child_name(REDIS_HEADLESS_SUFFIX)),
+            // Parallel: pods start and come back independently. With OrderedReady a replica
+            // waits for pod 0 to be Ready, and a lost pod 0 (no longer the primary after a
+            // failover) would block replacing the others. Who is primary is decided by the
+            // operator's bootstrap and by Sentinel, not by start order. Rolling updates are
+            // still one pod at a time either way.
+            pod_management_policy: Some("Parallel".to_owned()),
+            // A standard rolling update (highest ordinal first) for now; the preStop hook moves
+            // the primary away before its pod stops. Operator-driven rollouts (replicas first,
+            // then a planned failover) come with healing.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(0),
+                    max_unavailable: None,
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(
+                        [(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned())].into(),
+                    ),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(vec![data_claim(model)]),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The data volume of every pod: always a claim, never an emptyDir (a primary that restarts
+/// empty would wipe its replicas).
+fn data_claim(model: &Model) -> PersistentVolumeClaim {
+    let storage = &model.spec.redis.storage;
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.to_owned()),
+            // Selector labels only, not `managed-by`: the claims outlive the StatefulSet on
+            // purpose, and must never look like a child that cleanup may delete.
+            labels: Some(model.selector_labels(REDIS)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some([("storage".to_owned(), storage.size.clone())].into()),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn redis_container(model: &Model) -> Container {
+    let memory = REDIS_MEMORY_OVERHEAD_BYTES + model.maxmemory_bytes.unwrap_or(0);
+    Container {
+        name: REDIS_CONTAINER.to_owned(),
+        image: Some(model.spec.redis.image.clone()),
+        command: Some(script(START_REDIS)),
+        // The scripts have everything else baked in by config; the pod's own name is the
+        // one thing only the pod knows.
+        env: Some(vec![field_env(POD_NAME_ENV, "metadata.name")]),
+        ports: Some(vec![ContainerPort {
+            name: Some(REDIS_PORT_NAME.to_owned()),
+            container_port: i32::from(REDIS_PORT),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        resources: Some(resources(
+            model.spec.redis.resources.as_ref(),
+            "100m",
+            bytes_quantity(memory),
+        )),
+        // Startup waits (up to 5 minutes) for redis-server to answer at all: the start script
+        // first asks the sentinels and peers who the primary is. Liveness accepts LOADING, so
+        // a long dataset load is not killed in a loop; readiness waits for the sync.
+        startup_probe: Some(exec_probe(script(LIVENESS_REDIS), 5, 5, 60)),
+        liveness_probe: Some(exec_probe(script(LIVENESS_REDIS), 0, 10, 3)),
+        readiness_probe: Some(exec_probe(script(READINESS_REDIS), 0, 5, 2)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(script(PRESTOP_REDIS)),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        security_context: Some(container_security_context()),
+        volume_mounts: Some(pod_mounts(model, true)),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    }
+}
+
+/// redis_exporter, logging in as the `exporter` user. With TLS it connects to the pod's own
+/// DNS name, which the certificate covers (`localhost` would not verify).
+fn exporter_container(model: &Model) -> Container {
+    let exporter = &model.spec.monitoring.exporter;
+    let tls = model.spec.tls.enabled;
+    let mut env_vars = vec![
+        field_env(POD_NAME_ENV, "metadata.name"),
+        env(
+            "REDIS_ADDR",
+            if tls {
+                format!(
+                    "rediss://$({}).{}.{}.svc.cluster.local:{REDIS_PORT}",
+                    POD_NAME_ENV,
+                    model.child_name(REDIS_HEADLESS_SUFFIX),
+                    model.namespace
+                )
+            } else {
+                format!("redis://localhost:{REDIS_PORT}")
+            },
+        ),
+        env("REDIS_USER", Role::Exporter.username()),
+        EnvVar {
+            name: "REDIS_PASSWORD".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: credentials_secret_name(model, Role::Exporter.username()),
+                    key: PASSWORD_KEY.to_owned(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+    ];
+    if tls {
+        env_vars.extend([
+            env(
+                "REDIS_EXPORTER_TLS_CA_CERT_FILE",
+                format!("{TLS_DIR}/{TLS_CA_FILE}"),
+            ),
+            env(
+                "REDIS_EXPORTER_TLS_CLIENT_CERT_FILE",
+                format!("{TLS_DIR}/{TLS_CERT_FILE}"),
+            ),
+            env(
+                "REDIS_EXPORTER_TLS_CLIENT_KEY_FILE",
+                format!("{TLS_DIR}/{TLS_KEY_FILE}"),
+            ),
+        ]);
+    }
+    Container {
+        name: EXPORTER_CONTAINER.to_owned(),
+        image: Some(exporter.image.clone()),
+        env: Some(env_vars),
+        ports: Some(vec![ContainerPort {
+            name: Some(METRICS_PORT_NAME.to_owned()),
+            container_port: i32::from(EXPORTER_PORT),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        resources: Some(resources(
+            exporter.resources.as_ref(),
+            "10m",
+            Quantity("32Mi".to_owned()),
+        )),
+        security_context: Some(container_security_context()),
+        volume_mounts: Some(tls_mounts(model)).filter(|mounts| !mounts.is_empty()),
+        ..Container::default()
+    }
+}
+
+/// A probe running `command` in the container.
+pub(crate) fn exec_probe(
+    command: Vec<String>,
+    initial_delay: i32,
+    period: i32,
+    failures: i32,
+) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(command),
+        }),
+        initial_delay_seconds: (initial_delay > 0).then_some(initial_delay),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}

@@ -1,0 +1,147 @@
+//! `render`: ABStore YAML in, every object the controller would apply out, as multi-document
+//! YAML in apply order, for review and GitOps. The same validate → credentials → build steps as
+//! the controller, with fresh passwords (there are no existing Secrets to read them from).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::build::{BuildError, Children, build};
+use crate::crd::ABStore;
+use crate::credentials::{Credentials, generate_password};
+use crate::validate::{ValidationError, validate};
+
+/// Why rendering failed. Documents are numbered from 1, as they appear in the input.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("document {document}: not valid YAML: {error}")]
+    Yaml {
+        document: usize,
+        error: serde_yaml::Error,
+    },
+    #[error("document {document}: not an ABStore (abstore.dev/v1alpha1): {error}")]
+    NotAnABStore {
+        document: usize,
+        error: serde_yaml::Error,
+    },
+    #[error(
+        "document {document}: ABStore {name} is in namespace {found:?} but -n asks for {requested:?}"
+    )]
+    NamespaceMismatch {
+        document: usize,
+        name: String,
+        found: String,
+        requested: String,
+    },
+    #[error("document {document}: ABStore {name}: {error}")]
+    Invalid {
+        document: usize,
+        name: String,
+        error: ValidationError,
+    },
+    #[error("document {document}: ABStore {name}: {error}")]
+    Build {
+        document: usize,
+        name: String,
+        error: BuildError,
+    },
+    #[error("serialising {what}: {error}")]
+    Serialize {
+        what: String,
+        error: serde_yaml::Error,
+    },
+    #[error("no ABStore documents in the input")]
+    Empty,
+}
+
+/// Renders every ABStore in `input` (one or more YAML documents; empty ones are skipped).
+/// `namespace` fills in stores that name none and must agree with those that do.
+pub fn render(input: &str, namespace: Option<&str>) -> Result<String, RenderError> {
+    let mut out = String::new();
+    let mut stores = 0;
+    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
+        let number = index + 1;
+        let value =
+            serde_yaml::Value::deserialize(document).map_err(|error| RenderError::Yaml {
+                document: number,
+                error,
+            })?;
+        if value.is_null() {
+            continue;
+        }
+        let mut store: ABStore =
+            serde_yaml::from_value(value).map_err(|error| RenderError::NotAnABStore {
+                document: number,
+                error,
+            })?;
+        let name = store.metadata.name.clone().unwrap_or_default();
+        match (&store.metadata.namespace, namespace) {
+            (Some(found), Some(requested)) if found != requested => {
+                return Err(RenderError::NamespaceMismatch {
+                    document: number,
+                    name,
+                    found: found.clone(),
+                    requested: requested.to_owned(),
+                });
+            }
+            (None, Some(requested)) => store.metadata.namespace = Some(requested.to_owned()),
+            // Neither: validate refuses the store and says to pass -n. No silent `default`:
+            // rendered output is applied as is, to whatever namespace it names.
+            _ => {}
+        }
+        let model = validate(&store).map_err(|error| RenderError::Invalid {
+            document: number,
+            name: name.clone(),
+            error,
+        })?;
+        let credentials = Credentials::resolve(&model, &BTreeMap::new(), &mut generate_password);
+        let children = build(&model, &credentials).map_err(|error| RenderError::Build {
+            document: number,
+            name,
+            error,
+        })?;
+        write_children(&mut out, children)?;
+        stores += 1;
+    }
+    if stores == 0 {
+        return Err(RenderError::Empty);
+    }
+    Ok(out)
+}
+
+/// Appends every object in apply order, each its own YAML document. Destructured without `..`
+/// so a new kind of child cannot be left out of the output.
+fn write_children(out: &mut String, children: Children) -> Result<(), RenderError> {
+    let Children {
+        secrets,
+        config_maps,
+        services,
+        pod_disruption_budgets,
+        network_policies,
+        stateful_sets,
+        cron_jobs,
+        monitoring,
+    } = children;
+    write_all(out, "Secret", &secrets)?;
+    write_all(out, "ConfigMap", &config_maps)?;
+    write_all(out, "Service", &services)?;
+    write_all(out, "PodDisruptionBudget", &pod_disruption_budgets)?;
+    write_all(out, "NetworkPolicy", &network_policies)?;
+    write_all(out, "StatefulSet", &stateful_sets)?;
+    write_all(out, "CronJob", &cron_jobs)?;
+    write_all(out, "monitoring object", &monitoring)?;
+    Ok(())
+}
+
+fn write_all<T: Serialize>(out: &mut String, what: &str, objects: &[T]) -> Result<(), RenderError> {
+    for object in objects {
+        let yaml = serde_yaml::to_string(object).map_err(|error| RenderError::Serialize {
+            what: what.to_owned(),
+            error,
+        })?;
+        out.push_str("---\n");
+        out.push_str(&yaml);
+    }
+    Ok(())
+}

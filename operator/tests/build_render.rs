@@ -1,0 +1,311 @@
+//! `render` tests: ABStore YAML in, multi-document YAML of every child out, in apply order;
+//! errors that name the document and the field; and the output (for the chart's examples and
+//! inline stores) valid against Kubernetes' own schemas with `kubernetes-validate`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use abstore_operator::render::{RenderError, render};
+
+/// The oldest Kubernetes ABStore supports: rendered objects must be valid there.
+const OLDEST_KUBERNETES: &str = "1.28.0";
+/// Prometheus Operator kinds, which Kubernetes' schemas do not know.
+const PROMETHEUS_OPERATOR_KINDS: [&str; 2] = ["ServiceMonitor", "PrometheusRule"];
+
+const MINIMAL: &str = "\
+apiVersion: abstore.dev/v1alpha1
+kind: ABStore
+metadata:
+  name: shop
+  namespace: ab
+spec: {}
+";
+
+const EVERYTHING: &str = "\
+apiVersion: abstore.dev/v1alpha1
+kind: ABStore
+metadata:
+  name: checkout
+  namespace: ab
+spec:
+  redis: {replicas: 1, maxmemory: 512Mi, storage: {size: 4Gi, storageClassName: fast}}
+  tls: {enabled: true, secretName: checkout-tls}
+  auth: {users: [{name: reporting, keys: ['ec:*'], commands: '+@read'}]}
+  backup:
+    destination: s3://bucket/checkout
+    serviceAccountName: backup
+    credentialsSecretName: s3-credentials
+    env: [{name: AWS_REGION, value: eu-west-1}]
+    keyPatterns: ['ec:*']
+  monitoring: {serviceMonitor: {enabled: true, labels: {release: prom}}, prometheusRule: {enabled: true}}
+  networkPolicy:
+    allowedClients: [{namespaceSelector: {matchLabels: {team: growth}}}]
+    metricsScrapers: [{namespaceSelector: {matchLabels: {name: monitoring}}}]
+  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: pool, operator: In, values: [redis]}]}]}}}
+  tolerations: [{key: dedicated, operator: Exists}]
+  priorityClassName: critical
+";
+
+/// The rendered documents, as generic YAML.
+fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn kind_and_name(doc: &serde_yaml::Value) -> (String, String) {
+    (
+        doc["kind"].as_str().unwrap().to_owned(),
+        doc["metadata"]["name"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn render_output_is_multi_document_yaml_with_api_version_and_kind_on_each() {
+    // `kubectl apply -f` and GitOps tools need every document self-describing.
+    let docs = documents(&render(MINIMAL, None).unwrap());
+    assert!(docs.len() > 15, "{} documents", docs.len());
+    for doc in &docs {
+        assert!(doc["apiVersion"].as_str().is_some(), "{doc:?}");
+        assert!(doc["kind"].as_str().is_some(), "{doc:?}");
+        assert_eq!(doc["metadata"]["namespace"].as_str(), Some("ab"));
+    }
+}
+
+#[test]
+fn render_lists_objects_in_apply_order() {
+    // Secrets and the ConfigMap must exist before the pods that mount them.
+    let docs = documents(&render(EVERYTHING, None).unwrap());
+    let order = [
+        "Secret",
+        "ConfigMap",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "StatefulSet",
+        "CronJob",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ];
+    let ranks: Vec<usize> = docs
+        .iter()
+        .map(|doc| {
+            let kind = kind_and_name(doc).0;
+            order.iter().position(|k| *k == kind).unwrap()
+        })
+        .collect();
+    assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
+    // Every kind of the full spec is there.
+    for kind in order {
+        assert!(
+            docs.iter().any(|doc| kind_and_name(doc).0 == kind),
+            "{kind} missing"
+        );
+    }
+}
+
+#[test]
+fn render_is_deterministic_apart_from_generated_passwords() {
+    // Reviewers diff render output; only the fresh secrets may differ between runs.
+    let strip = |yaml: String| -> Vec<serde_yaml::Value> {
+        documents(&yaml)
+            .into_iter()
+            .filter(|doc| kind_and_name(doc).0 != "Secret")
+            .map(|mut doc| {
+                // The config hash covers the ACL file, whose password hashes are fresh.
+                if let Some(annotations) =
+                    doc["spec"]["template"]["metadata"]["annotations"].as_mapping_mut()
+                {
+                    annotations.clear();
+                }
+                doc
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(render(EVERYTHING, None).unwrap()),
+        strip(render(EVERYTHING, None).unwrap())
+    );
+}
+
+#[test]
+fn several_stores_in_one_file_are_rendered_in_order() {
+    // One GitOps file may hold every store of a namespace.
+    let input = format!("{MINIMAL}---\n# a comment-only document is skipped\n---\n{EVERYTHING}");
+    let docs = documents(&render(&input, None).unwrap());
+    let sets: Vec<String> = docs
+        .iter()
+        .map(kind_and_name)
+        .filter(|(kind, _)| kind == "StatefulSet")
+        .map(|(_, name)| name)
+        .collect();
+    assert_eq!(
+        sets,
+        [
+            "shop-redis",
+            "shop-sentinel",
+            "checkout-redis",
+            "checkout-sentinel"
+        ]
+    );
+}
+
+#[test]
+fn the_namespace_flag_fills_in_a_missing_namespace_and_must_match_a_given_one() {
+    // A file without namespace is common; silently rendering into another one is not OK.
+    let without = MINIMAL.replace("  namespace: ab\n", "");
+    let docs = documents(&render(&without, Some("team-a")).unwrap());
+    assert!(
+        docs.iter()
+            .all(|doc| doc["metadata"]["namespace"].as_str() == Some("team-a"))
+    );
+
+    let error = render(&without, None).unwrap_err();
+    assert!(error.to_string().contains("metadata.namespace"), "{error}");
+
+    let error = render(MINIMAL, Some("other")).unwrap_err();
+    assert!(
+        matches!(error, RenderError::NamespaceMismatch { document: 1, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_invalid_store_is_reported_with_its_document_number_and_field() {
+    // With several stores in a file, the user must know which one to fix, and where.
+    let bad = EVERYTHING.replace("replicas: 1,", "replicas: 1, maxmemory: lots,");
+    let bad = bad.replacen("maxmemory: 512Mi, ", "", 1);
+    let error = render(&format!("{MINIMAL}---\n{bad}"), None).unwrap_err();
+    let text = error.to_string();
+    assert!(text.starts_with("document 2: ABStore checkout"), "{text}");
+    assert!(text.contains("spec.redis.maxmemory"), "{text}");
+}
+
+#[test]
+fn yaml_that_is_not_an_abstore_is_refused_with_its_document_number() {
+    // A typo or a wrong file must fail loudly, not render nothing.
+    let error = render(&format!("{MINIMAL}---\nkey: [unclosed\n"), None).unwrap_err();
+    assert!(error.to_string().starts_with("document 2"), "{error}");
+    let error = render(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, RenderError::NotAnABStore { document: 1, .. }),
+        "{error}"
+    );
+    assert!(matches!(render("", None), Err(RenderError::Empty)));
+}
+
+/// `charts/abstore-operator/examples/*.yaml`, when the chart ships them.
+fn chart_examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("charts/abstore-operator/examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[derive(Debug, Deserialize)]
+struct Report {
+    results: Vec<Verdict>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Verdict {
+    object: String,
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Validates multi-document YAML with `kubernetes-validate` (strict: unknown fields are
+/// errors) through the repository's `scripts/k8s_tools.py`. A missing tool fails the test
+/// with the install command; it is never skipped.
+fn kubernetes_validate(yaml: &str, version: &str) -> Report {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("ABSTORE_PYTHON").unwrap_or_else(|| "python3".into());
+    let mut child = Command::new(&python)
+        .current_dir(&root)
+        .args([
+            "scripts/k8s_tools.py",
+            "kube-validate",
+            "--strict",
+            "--kubernetes-version",
+            version,
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python:?}: {e}; run scripts/install-test-deps.sh"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "k8s_tools.py kube-validate failed ({}): {}; run scripts/install-test-deps.sh",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn rendered_objects_are_valid_kubernetes_1_28_manifests() {
+    // The supported minimum: a field Kubernetes 1.28 does not know would be refused by it.
+    let mut inputs: Vec<(String, String)> = vec![
+        ("inline minimal".to_owned(), MINIMAL.to_owned()),
+        ("inline everything".to_owned(), EVERYTHING.to_owned()),
+    ];
+    let examples = chart_examples();
+    for path in &examples {
+        inputs.push((
+            path.display().to_string(),
+            std::fs::read_to_string(path).unwrap(),
+        ));
+    }
+    for (what, input) in inputs {
+        // Examples may leave the namespace to `kubectl -n`; render the same way.
+        let yaml = render(&input, None)
+            .or_else(|_| render(&input, Some("default")))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let report = kubernetes_validate(&yaml, OLDEST_KUBERNETES);
+        assert_eq!(report.results.len(), documents(&yaml).len(), "{what}");
+        for verdict in &report.results {
+            let prometheus = PROMETHEUS_OPERATOR_KINDS
+                .iter()
+                .any(|kind| verdict.object.contains(&format!("/{kind} ")));
+            match verdict.status.as_str() {
+                "valid" => {}
+                "unknown-kind" if prometheus => {}
+                _ => panic!(
+                    "{what}: {} is {}: {}",
+                    verdict.object,
+                    verdict.status,
+                    verdict.error.as_deref().unwrap_or_default()
+                ),
+            }
+        }
+    }
+}
