@@ -175,6 +175,8 @@ pub struct FakeCluster {
     pub objects: Vec<Value>,
     /// API groups whose CRDs are not installed: every request to them is answered 404.
     pub absent_groups: Vec<String>,
+    /// API groups the client may not use: every request to them is answered 403.
+    pub forbidden_groups: Vec<String>,
     /// `status` the server reports on applied StatefulSets (by name); none when absent.
     pub stateful_set_status: BTreeMap<String, Value>,
 }
@@ -268,6 +270,10 @@ impl FakeCluster {
         };
         if self.absent_groups.contains(&path.group) {
             exchange.not_found();
+            return;
+        }
+        if self.forbidden_groups.contains(&path.group) {
+            exchange.respond(403, failure_status(403, "Forbidden", "forbidden"));
             return;
         }
         match (exchange.method.clone(), &path.name) {

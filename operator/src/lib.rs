@@ -3,10 +3,13 @@
 //! CronJobs. Reconcile is a pipeline, one module a step: `validate` → `build` → `apply` →
 //! `status`; `validate`, `config` and `build` are pure and carry most tests.
 
+pub mod apply;
 pub mod build;
 pub mod config;
+pub mod controller;
 pub mod crd;
 pub mod credentials;
+pub mod error;
 #[cfg(test)]
 pub mod fixtures;
 pub mod leader;

@@ -6,6 +6,8 @@ use kube::CustomResourceExt;
 
 use abstore_operator::crd::ABStore;
 
+mod run;
+
 #[derive(Debug, Parser)]
 #[command(name = "abstore-operator", version, about)]
 struct Cli {
@@ -17,6 +19,8 @@ struct Cli {
 enum Command {
     /// Print the ABStore CustomResourceDefinition as YAML.
     Crd,
+    /// Run the controller: reconcile ABStores until SIGTERM / Ctrl-C.
+    Run(run::RunArgs),
     /// Print every object the controller would apply for the ABStores in a file, as
     /// multi-document YAML in apply order (Secrets get freshly generated passwords).
     Render(RenderArgs),
@@ -57,6 +61,7 @@ fn main() -> anyhow::Result<()> {
             let yaml = serde_yaml::to_string(&ABStore::crd()).context("serialising the CRD")?;
             print!("{yaml}");
         }
+        Command::Run(args) => run::run(args)?,
         Command::Render(args) => render(&args)?,
     }
     Ok(())

@@ -1,0 +1,365 @@
+//! apply: puts one store's built children into the cluster with server-side apply under one
+//! field manager, in dependency order, then deletes the children we labelled that were not
+//! built this time. Also reads the existing credentials Secrets, so passwords survive reconciles.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::build::{
+    CREDENTIALS_COMPONENT, Children, MONITORING_GROUP, MONITORING_VERSION, PROMETHEUS_RULE_KIND,
+    SERVICE_MONITOR_KIND,
+};
+use crate::credentials::{PASSWORD_KEY, USERNAME_KEY};
+use crate::model::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
+
+/// Errors of the apply step.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("reading the credentials Secrets of {store}: {source}")]
+    ReadCredentials {
+        store: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("a built {kind} has no name")]
+    Unnamed { kind: String },
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("a built monitoring object has no apiVersion/kind: {name}")]
+    UntypedMonitoring { name: String },
+    #[error("listing {kind} to find orphans: {source}")]
+    ListOrphans {
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting orphaned {kind} {name}: {source}")]
+    DeleteOrphan {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ApplyError {
+    /// Short category: metric label and (as PascalCase) Event reason.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ApplyError::ReadCredentials { .. } => "read-credentials",
+            ApplyError::Unnamed { .. } | ApplyError::UntypedMonitoring { .. } => "build-output",
+            ApplyError::Apply { .. } => "apply",
+            ApplyError::ListOrphans { .. } | ApplyError::DeleteOrphan { .. } => "delete-orphans",
+        }
+    }
+}
+
+/// What one apply did.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// Names applied, by kind (what orphan deletion keeps).
+    pub names: BTreeMap<String, BTreeSet<String>>,
+    /// The StatefulSets as the API server returned them (with their observed status).
+    pub stateful_sets: Vec<StatefulSet>,
+    /// Monitoring kinds skipped because the Prometheus Operator's CRDs are not installed.
+    pub skipped_monitoring: Vec<String>,
+}
+
+impl Applied {
+    /// Number of objects applied.
+    pub fn count(&self) -> usize {
+        self.names.values().map(BTreeSet::len).sum()
+    }
+}
+
+/// Label selector of every child of store `name` that this operator manages.
+pub fn children_selector(name: &str) -> String {
+    format!("{INSTANCE_LABEL}={name},{MANAGED_BY_LABEL}={MANAGER}")
+}
+
+/// Label selector of the credentials Secrets of store `name`.
+pub fn credentials_selector(name: &str) -> String {
+    format!("{INSTANCE_LABEL}={name},{COMPONENT_LABEL}={CREDENTIALS_COMPONENT}")
+}
+
+/// Passwords in the store's existing credentials Secrets (username → password), so that
+/// `Credentials::resolve` keeps them instead of generating new ones on every reconcile.
+/// Secrets without both keys, or with non-UTF-8 values, are ignored (a new password is made).
+pub async fn existing_passwords(
+    client: &Client,
+    namespace: &str,
+    store: &str,
+) -> Result<BTreeMap<String, String>, ApplyError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secrets = api
+        .list(&ListParams::default().labels(&credentials_selector(store)))
+        .await
+        .map_err(|source| ApplyError::ReadCredentials {
+            store: store.to_owned(),
+            source,
+        })?;
+    let mut passwords = BTreeMap::new();
+    for secret in secrets {
+        let Some(data) = secret.data.as_ref() else {
+            continue;
+        };
+        let text = |key: &str| {
+            data.get(key)
+                .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
+        };
+        if let (Some(username), Some(password)) = (text(USERNAME_KEY), text(PASSWORD_KEY)) {
+            passwords.insert(username, password);
+        }
+    }
+    Ok(passwords)
+}
+
+/// Applies every child in dependency order: Secrets and ConfigMaps before the pods that mount
+/// them, Services and policies before pods start, StatefulSets, then CronJobs, then the
+/// Prometheus Operator objects (skipped, not failed, when their CRDs are absent).
+pub async fn apply_children(
+    client: &Client,
+    namespace: &str,
+    children: Children,
+) -> Result<Applied, ApplyError> {
+    // No `..`: a kind added to `Children` must be applied here, or this does not compile.
+    let Children {
+        secrets,
+        config_maps,
+        services,
+        pod_disruption_budgets,
+        network_policies,
+        stateful_sets,
+        cron_jobs,
+        monitoring,
+    } = children;
+    let mut applied = Applied::default();
+    apply_kind(client, namespace, secrets, &mut applied).await?;
+    apply_kind(client, namespace, config_maps, &mut applied).await?;
+    apply_kind(client, namespace, services, &mut applied).await?;
+    apply_kind(client, namespace, pod_disruption_budgets, &mut applied).await?;
+    apply_kind(client, namespace, network_policies, &mut applied).await?;
+    applied.stateful_sets = apply_kind(client, namespace, stateful_sets, &mut applied).await?;
+    apply_kind(client, namespace, cron_jobs, &mut applied).await?;
+    for object in monitoring {
+        apply_monitoring(client, namespace, object, &mut applied).await?;
+    }
+    Ok(applied)
+}
+
+async fn apply_kind<K>(
+    client: &Client,
+    namespace: &str,
+    objects: Vec<K>,
+    applied: &mut Applied,
+) -> Result<Vec<K>, ApplyError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let kind = K::kind(&()).into_owned();
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let params = PatchParams::apply(MANAGER).force();
+    let mut results = Vec::with_capacity(objects.len());
+    for object in objects {
+        let name = object
+            .meta()
+            .name
+            .clone()
+            .ok_or_else(|| ApplyError::Unnamed { kind: kind.clone() })?;
+        let result = api
+            .patch(&name, &params, &Patch::Apply(&object))
+            .await
+            .map_err(|source| ApplyError::Apply {
+                kind: kind.clone(),
+                name: name.clone(),
+                source,
+            })?;
+        tracing::debug!(%kind, %name, "applied");
+        applied.names.entry(kind.clone()).or_default().insert(name);
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// The `ApiResource` of a Prometheus Operator kind.
+fn monitoring_resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        MONITORING_GROUP,
+        MONITORING_VERSION,
+        kind,
+    ))
+}
+
+async fn apply_monitoring(
+    client: &Client,
+    namespace: &str,
+    object: DynamicObject,
+    applied: &mut Applied,
+) -> Result<(), ApplyError> {
+    let name = object
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| ApplyError::Unnamed {
+            kind: "monitoring object".to_owned(),
+        })?;
+    let gvk = object
+        .types
+        .as_ref()
+        .and_then(|types| GroupVersionKind::try_from(types).ok())
+        .ok_or_else(|| ApplyError::UntypedMonitoring { name: name.clone() })?;
+    let resource = ApiResource::from_gvk(&gvk);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let params = PatchParams::apply(MANAGER).force();
+    match api.patch(&name, &params, &Patch::Apply(&object)).await {
+        Ok(_) => {
+            applied.names.entry(gvk.kind).or_default().insert(name);
+            Ok(())
+        }
+        // 404 on the resource type: the CRD is not installed; 403: the chart was installed
+        // without Prometheus Operator permissions. Neither is the store's failure: the
+        // controller reports it as a Warning Event and carries on.
+        Err(kube::Error::Api(status)) if status.is_not_found() || status.is_forbidden() => {
+            applied.skipped_monitoring.push(gvk.kind);
+            Ok(())
+        }
+        Err(source) => Err(ApplyError::Apply {
+            kind: gvk.kind,
+            name,
+            source,
+        }),
+    }
+}
+
+/// Deletes the children of `store` that carry our labels but were not applied this time
+/// (the backup CronJob after its destination is removed, the NetworkPolicy when disabled, a
+/// removed user's Secret). Kinds go in reverse apply order, so nothing still running loses a
+/// Secret it mounts first. PersistentVolumeClaims are never listed, so never deleted: data
+/// outlives a spec edit. Returns `Kind/name` of what was deleted.
+pub async fn delete_orphans(
+    client: &Client,
+    namespace: &str,
+    store: &str,
+    applied: &Applied,
+) -> Result<Vec<String>, ApplyError> {
+    let selector = children_selector(store);
+    let mut deleted = Vec::new();
+    for kind in [PROMETHEUS_RULE_KIND, SERVICE_MONITOR_KIND] {
+        let resource = monitoring_resource(kind);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        delete_unapplied(&api, kind, &selector, applied, &mut deleted, Optional::Yes).await?;
+    }
+    delete_kind::<CronJob>(client, namespace, &selector, applied, &mut deleted).await?;
+    delete_kind::<StatefulSet>(client, namespace, &selector, applied, &mut deleted).await?;
+    delete_kind::<NetworkPolicy>(client, namespace, &selector, applied, &mut deleted).await?;
+    delete_kind::<PodDisruptionBudget>(client, namespace, &selector, applied, &mut deleted).await?;
+    delete_kind::<Service>(client, namespace, &selector, applied, &mut deleted).await?;
+    delete_kind::<ConfigMap>(client, namespace, &selector, applied, &mut deleted).await?;
+    delete_kind::<Secret>(client, namespace, &selector, applied, &mut deleted).await?;
+    Ok(deleted)
+}
+
+/// Whether a kind may be missing from the cluster (a CRD of another project).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Optional {
+    Yes,
+    No,
+}
+
+async fn delete_kind<K>(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+    applied: &Applied,
+    deleted: &mut Vec<String>,
+) -> Result<(), ApplyError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    delete_unapplied(
+        &api,
+        &K::kind(&()),
+        selector,
+        applied,
+        deleted,
+        Optional::No,
+    )
+    .await
+}
+
+async fn delete_unapplied<K>(
+    api: &Api<K>,
+    kind: &str,
+    selector: &str,
+    applied: &Applied,
+    deleted: &mut Vec<String>,
+    optional: Optional,
+) -> Result<(), ApplyError>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let existing = match api.list(&ListParams::default().labels(selector)).await {
+        Ok(list) => list,
+        // An optional kind whose CRD is absent (404) or that we may not read (403, chart
+        // without Prometheus Operator permissions): we cannot have made any, nothing to delete.
+        Err(kube::Error::Api(status))
+            if optional == Optional::Yes && (status.is_not_found() || status.is_forbidden()) =>
+        {
+            return Ok(());
+        }
+        Err(source) => {
+            return Err(ApplyError::ListOrphans {
+                kind: kind.to_owned(),
+                source,
+            });
+        }
+    };
+    let keep = applied.names.get(kind);
+    for object in existing {
+        let name = object.name_any();
+        if keep.is_some_and(|names| names.contains(&name)) {
+            continue;
+        }
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            // Gone meanwhile (garbage collector, a person): the goal is reached.
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(source) => {
+                return Err(ApplyError::DeleteOrphan {
+                    kind: kind.to_owned(),
+                    name,
+                    source,
+                });
+            }
+        }
+        tracing::info!(%kind, %name, "deleted orphaned child");
+        deleted.push(format!("{kind}/{name}"));
+    }
+    Ok(())
+}

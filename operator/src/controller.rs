@@ -1,0 +1,539 @@
+//! The controller: watches ABStores and the kinds they own, and runs the reconcile pipeline
+//! validate → build → apply → status for each store that changes. The wrapper around the
+//! pipeline does tracing, metrics, Events and requeues; leader election gates whether it runs.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::apply;
+use crate::build::build;
+use crate::crd::ABStore;
+use crate::credentials::{Credentials, generate_password};
+use crate::error::Error;
+use crate::leader::{LeaderElector, Leadership};
+use crate::metrics::{Metrics, Readiness};
+use crate::model::{MANAGED_BY_LABEL, MANAGER, Model, REDIS, SENTINEL};
+use crate::status::{self, InvalidSpec, Observed, Workload, reason_from_category};
+use crate::validate::validate;
+
+/// Requeue of a healthy store: a periodic re-apply repairs drift the watches did not see.
+pub const REQUEUE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// Requeue of a store whose spec was refused: nothing changes until the user edits it (which
+/// triggers a reconcile at once), so this only refreshes the status now and then.
+pub const INVALID_SPEC_REQUEUE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// First retry after a failed reconcile; doubled per consecutive failure.
+pub const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Longest wait between retries of a failing store.
+pub const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
+
+/// Event reasons for what the operator did.
+pub const REASON_APPLIED: &str = "Applied";
+pub const REASON_DELETED_ORPHANS: &str = "DeletedOrphans";
+pub const REASON_MONITORING_UNAVAILABLE: &str = "MonitoringCRDsMissing";
+pub const REASON_RECONCILE_FAILED_PREFIX: &str = "ReconcileFailed";
+/// Event actions (what the operator was doing).
+const ACTION_RECONCILE: &str = "Reconcile";
+const ACTION_VALIDATE: &str = "Validate";
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Publishes Events on ABStores.
+    pub recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+    /// With leader election: whether this replica leads. `None` when election is off.
+    pub leadership: Option<watch::Receiver<Leadership>>,
+    /// Consecutive failures per store (`namespace/name`), for the retry backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("metrics", &self.metrics)
+            .field("leadership", &self.leadership)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context whose Events are reported by `identity` (the pod name).
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        identity: &str,
+        leadership: Option<watch::Receiver<Leadership>>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_owned(),
+            instance: Some(identity.to_owned()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            leadership,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.leadership
+            .as_ref()
+            .is_none_or(|leadership| *leadership.borrow() == Leadership::Leading)
+    }
+
+    /// Publishes an Event on `store`. A failure to publish is logged, never fatal: the Event
+    /// reports what happened, it is not what happened.
+    async fn publish(
+        &self,
+        store: &ABStore,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate_note(note)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &store.object_ref(&())).await {
+            tracing::warn!(%error, %reason, "publishing an Event");
+        }
+    }
+
+    fn consecutive_failures(&self, key: &str, failed: bool) -> u32 {
+        let Ok(mut failures) = self.failures.lock() else {
+            return 0;
+        };
+        if failed {
+            let count = failures.entry(key.to_owned()).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        } else {
+            failures.remove(key);
+            0
+        }
+    }
+}
+
+/// Event notes are limited to 1 kB by the API server.
+fn truncate_note(mut note: String) -> String {
+    const MAX_NOTE: usize = 1024;
+    if note.len() > MAX_NOTE {
+        let mut end = MAX_NOTE - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    note
+}
+
+fn store_key(store: &ABStore) -> String {
+    format!(
+        "{}/{}",
+        store.namespace().unwrap_or_default(),
+        store.name_any()
+    )
+}
+
+/// Reconciles one store: the controller's entry point. Times and counts the run; a failure is
+/// reported as a Warning Event (reason `ReconcileFailed<Category>`) before the error goes to
+/// `error_policy`.
+pub async fn reconcile(store: Arc<ABStore>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!(
+        "reconcile",
+        store = %store.name_any(),
+        namespace = %store.namespace().unwrap_or_default(),
+        generation = store.metadata.generation.unwrap_or_default(),
+    );
+    async move {
+        if !ctx.is_leader() {
+            // Lost the Lease while this reconcile was queued: the new leader takes it.
+            return Ok(Action::await_change());
+        }
+        if store.metadata.deletion_timestamp.is_some() {
+            // Children carry owner references: the garbage collector removes them (PVCs stay).
+            return Ok(Action::await_change());
+        }
+        let _timer = ctx.metrics.reconcile_started();
+        match reconcile_store(&store, &ctx).await {
+            Ok(action) => {
+                ctx.consecutive_failures(&store_key(&store), false);
+                Ok(action)
+            }
+            Err(error) => {
+                ctx.publish(
+                    &store,
+                    EventType::Warning,
+                    &format!(
+                        "{REASON_RECONCILE_FAILED_PREFIX}{}",
+                        reason_from_category(error.category())
+                    ),
+                    ACTION_RECONCILE,
+                    error.to_string(),
+                )
+                .await;
+                Err(error)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The pipeline: validate → build → apply → delete orphans → status.
+async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error> {
+    let previous = store.status.as_ref();
+    let model = match validate(store) {
+        Ok(model) => model,
+        Err(error) => {
+            // Nothing in the cluster changes for an invalid spec: only the status and an Event.
+            tracing::warn!(%error, field = error.field(), "invalid spec");
+            ctx.metrics.reconcile_failed(error.category());
+            let reason = reason_from_category(error.category());
+            let refused = InvalidSpec {
+                generation: store.metadata.generation,
+                reason: reason.clone(),
+                message: error.to_string(),
+            };
+            let new_status = status::invalid(&refused, previous, Timestamp::now());
+            status::write(&ctx.client, store, &new_status, &ctx.metrics).await?;
+            ctx.publish(
+                store,
+                EventType::Warning,
+                &reason,
+                ACTION_VALIDATE,
+                error.to_string(),
+            )
+            .await;
+            return Ok(Action::requeue(INVALID_SPEC_REQUEUE_AFTER));
+        }
+    };
+    let client = &ctx.client;
+    let existing = apply::existing_passwords(client, &model.namespace, &model.name).await?;
+    let credentials = Credentials::resolve(&model, &existing, &mut generate_password);
+    let children = build(&model, &credentials)?;
+    let applied = apply::apply_children(client, &model.namespace, children).await?;
+    let deleted = apply::delete_orphans(client, &model.namespace, &model.name, &applied).await?;
+    let primary = status::primary_pod(client, &model.namespace, &model.name).await?;
+    let observed = observe(
+        &model,
+        store.metadata.generation,
+        &applied.stateful_sets,
+        primary,
+    );
+    let new_status = status::applied(&observed, previous, Timestamp::now());
+    status::write(client, store, &new_status, &ctx.metrics).await?;
+
+    // Events for changes only: one per new generation applied, per orphan clean-up, per
+    // missing monitoring CRD — not one per periodic resync.
+    let generation_is_new = previous.and_then(|status| status.observed_generation)
+        != store.metadata.generation
+        || previous.and_then(|status| status.phase) == Some(crate::crd::Phase::Invalid);
+    if generation_is_new {
+        ctx.publish(
+            store,
+            EventType::Normal,
+            REASON_APPLIED,
+            ACTION_RECONCILE,
+            format!(
+                "applied {} objects for generation {}",
+                applied.count(),
+                store.metadata.generation.unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+    if !deleted.is_empty() {
+        ctx.publish(
+            store,
+            EventType::Normal,
+            REASON_DELETED_ORPHANS,
+            ACTION_RECONCILE,
+            format!("deleted objects no longer built: {}", deleted.join(", ")),
+        )
+        .await;
+    }
+    if !applied.skipped_monitoring.is_empty() {
+        ctx.publish(
+            store,
+            EventType::Warning,
+            REASON_MONITORING_UNAVAILABLE,
+            ACTION_RECONCILE,
+            format!(
+                "skipped {}: the monitoring.coreos.com CRDs (Prometheus Operator) are not installed, or the operator may not manage them (chart value rbac.prometheusOperator)",
+                applied.skipped_monitoring.join(", ")
+            ),
+        )
+        .await;
+    }
+    tracing::info!(applied = applied.count(), deleted = deleted.len(), phase = ?new_status.phase, "reconciled");
+    Ok(Action::requeue(REQUEUE_AFTER))
+}
+
+/// The inputs of the status, from what the apply returned.
+fn observe(
+    model: &Model,
+    generation: Option<i64>,
+    stateful_sets: &[StatefulSet],
+    primary: Option<String>,
+) -> Observed {
+    let named = |name: String| {
+        stateful_sets
+            .iter()
+            .find(|stateful_set| stateful_set.metadata.name.as_deref() == Some(name.as_str()))
+    };
+    Observed {
+        generation,
+        redis: Workload::from_stateful_set(
+            model.spec.redis.replicas,
+            named(model.child_name(REDIS)),
+        ),
+        sentinel: Workload::from_stateful_set(
+            model.spec.sentinel.replicas,
+            named(model.child_name(SENTINEL)),
+        ),
+        primary,
+    }
+}
+
+/// Backoff after `failures` consecutive failures: 5 s, 10 s, 20 s, … up to 5 minutes.
+pub fn error_backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    ERROR_BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(ERROR_BACKOFF_MAX)
+}
+
+/// After a failed reconcile: log, count by category, retry with backoff.
+pub fn error_policy(store: Arc<ABStore>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.consecutive_failures(&store_key(&store), true);
+    let retry = error_backoff(failures);
+    tracing::warn!(
+        store = %store.name_any(),
+        namespace = %store.namespace().unwrap_or_default(),
+        category = error.category(),
+        %error,
+        failures,
+        retry_in = ?retry,
+        "reconcile failed"
+    );
+    ctx.metrics.reconcile_failed(error.category());
+    Action::requeue(retry)
+}
+
+/// Leader election settings.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    /// Namespace of the Lease (the operator's own).
+    pub namespace: String,
+    /// Name of the Lease.
+    pub lease_name: String,
+}
+
+/// How `run` runs.
+#[derive(Clone, Debug, Default)]
+pub struct RunConfig {
+    /// Watch only this namespace; all namespaces when `None`.
+    pub watch_namespace: Option<String>,
+    /// Leader election; off when `None`.
+    pub leader_election: Option<LeaderElection>,
+    /// This replica's identity (pod name): Event reporter and Lease holder.
+    pub identity: String,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn until_shutdown(mut shutdown: watch::Receiver<bool>) {
+    // A dropped sender also means shut down.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Runs the controller until `shutdown` turns true. With leader election, reconciles only
+/// while this replica holds the Lease, and goes back to standby when it loses it.
+pub async fn run(
+    client: Client,
+    config: RunConfig,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Some(election) = config.leader_election.clone() else {
+        metrics.leader.set(1);
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            metrics,
+            &config.identity,
+            None,
+        ));
+        run_controller(
+            client,
+            &config,
+            ctx,
+            readiness,
+            until_shutdown(shutdown.clone()),
+        )
+        .await;
+        return;
+    };
+    let elector = LeaderElector::new(
+        client.clone(),
+        &election.namespace,
+        &election.lease_name,
+        &config.identity,
+    );
+    let (leadership_tx, mut leadership) = watch::channel(Leadership::Unknown);
+    let election_task = tokio::spawn(elector.run(leadership_tx, until_shutdown(shutdown.clone())));
+    loop {
+        // Standby: ready once the Lease API answered (see `Readiness`).
+        let became_leader = tokio::select! {
+            () = until_shutdown(shutdown.clone()) => false,
+            changed = leadership.wait_for(|state| {
+                if *state != Leadership::Unknown {
+                    readiness.set(true);
+                }
+                *state == Leadership::Leading
+            }) => changed.is_ok(),
+        };
+        if !became_leader {
+            break;
+        }
+        metrics.leader.set(1);
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            metrics.clone(),
+            &config.identity,
+            Some(leadership.clone()),
+        ));
+        let mut lost = leadership.clone();
+        let stop = until_shutdown(shutdown.clone());
+        let lost_or_stopped = async move {
+            tokio::select! {
+                () = stop => {}
+                _ = lost.wait_for(|state| *state != Leadership::Leading) => {}
+            }
+        };
+        run_controller(
+            client.clone(),
+            &config,
+            ctx,
+            readiness.clone(),
+            lost_or_stopped,
+        )
+        .await;
+        metrics.leader.set(0);
+        if *shutdown.borrow() {
+            break;
+        }
+        tracing::warn!("no longer leader; reconciles stopped, waiting to lead again");
+    }
+    if let Err(error) = election_task.await {
+        tracing::warn!(%error, "leader election task ended abnormally");
+    }
+}
+
+async fn run_controller(
+    client: Client,
+    config: &RunConfig,
+    ctx: Arc<Context>,
+    readiness: Arc<Readiness>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let namespace = config.watch_namespace.as_deref();
+    // Owned kinds are watched only when they carry our managed-by label: the operator need
+    // not cache every Secret in the cluster.
+    let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+    let controller = Controller::new(
+        api::<ABStore>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .owns(api::<StatefulSet>(&client, namespace), children.clone())
+    .owns(api::<Service>(&client, namespace), children.clone())
+    .owns(api::<ConfigMap>(&client, namespace), children.clone())
+    .owns(api::<Secret>(&client, namespace), children.clone())
+    .owns(api::<CronJob>(&client, namespace), children.clone())
+    .owns(
+        api::<PodDisruptionBudget>(&client, namespace),
+        children.clone(),
+    )
+    .owns(api::<NetworkPolicy>(&client, namespace), children)
+    .graceful_shutdown_on(stop);
+    let store = controller.store();
+    let ready_task = tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            tracing::info!("ABStore watch synced; ready");
+            readiness.set(true);
+        }
+    });
+    tracing::info!(
+        namespace = namespace.unwrap_or("<all>"),
+        "controller started"
+    );
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((store, _)) => tracing::debug!(%store, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile stream error"),
+            }
+        })
+        .await;
+    ready_task.abort();
+    tracing::info!("controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        // A broken store must not hammer the API server, nor wait hours after a fix.
+        assert_eq!(error_backoff(1), Duration::from_secs(5));
+        assert_eq!(error_backoff(2), Duration::from_secs(10));
+        assert_eq!(error_backoff(4), Duration::from_secs(40));
+        assert_eq!(error_backoff(100), ERROR_BACKOFF_MAX);
+    }
+
+    #[test]
+    fn long_event_notes_are_cut_at_a_character_boundary() {
+        // The API server refuses Events whose note exceeds 1 kB.
+        let note = truncate_note("é".repeat(1000));
+        assert!(note.len() <= 1024);
+        assert!(note.ends_with("..."));
+    }
+}

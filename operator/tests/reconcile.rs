@@ -1,0 +1,616 @@
+//! The reconcile call sequence against kube-rs's mock API server: the real validate, build,
+//! apply and status steps run against a fake API server that answers like the real one and
+//! records every request, so each test asserts what the operator asked of the cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../src/fixtures.rs"]
+mod fixtures;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::Method;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use abstore_operator::build::{Children, build};
+use abstore_operator::controller::{
+    Context, INVALID_SPEC_REQUEUE_AFTER, REASON_APPLIED, REASON_DELETED_ORPHANS,
+    REASON_MONITORING_UNAVAILABLE, REQUEUE_AFTER, reconcile,
+};
+use abstore_operator::crd::ABStore;
+use abstore_operator::credentials::{Credentials, acl_secret_name};
+use abstore_operator::error::Error;
+use abstore_operator::leader::Leadership;
+use abstore_operator::metrics::Metrics;
+use abstore_operator::validate::validate;
+use fixtures::{FakeCluster, Recorded, mock_client};
+
+/// Longest a reconcile may take against the fake server: it answers at once, so only a
+/// call that never completes can reach this.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(20);
+const NAMESPACE: &str = "shop";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
+const STATUS_PATH: &str = "/apis/abstore.dev/v1alpha1/namespaces/shop/abstores/shop/status";
+
+/// A store named `shop` in namespace `shop` at generation 2, with `spec` given as YAML.
+fn store(spec: &str) -> ABStore {
+    let yaml = format!(
+        "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: shop\n  uid: 0b5c6f2e-1111-4222-8333-444455556666\n  generation: 2\nspec:\n{}",
+        indent(spec)
+    );
+    serde_yaml::from_str(&yaml).unwrap()
+}
+
+fn indent(text: &str) -> String {
+    if text.trim().is_empty() {
+        return "  {}\n".to_owned();
+    }
+    text.lines().map(|line| format!("  {line}\n")).collect()
+}
+
+/// What build makes for `store` with the given existing passwords (the test's expectation).
+fn built(store: &ABStore, existing: &BTreeMap<String, String>) -> Children {
+    let model = validate(store).unwrap();
+    let mut fixed = || "generated-password-0123456789".to_owned();
+    let credentials = Credentials::resolve(&model, existing, &mut fixed);
+    build(&model, &credentials).unwrap()
+}
+
+/// A labelled child of `shop`, as it would exist in the cluster.
+fn existing_child(api_version: &str, kind: &str, name: &str, component: &str) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {
+                "app.kubernetes.io/name": "abstore",
+                "app.kubernetes.io/instance": "shop",
+                "app.kubernetes.io/component": component,
+                "app.kubernetes.io/managed-by": "abstore-operator",
+            },
+        },
+    })
+}
+
+/// StatefulSet statuses with every pod ready.
+fn all_ready() -> BTreeMap<String, Value> {
+    let ready = json!({"observedGeneration": 1, "replicas": 3, "readyReplicas": 3,
+        "updatedReplicas": 3, "currentRevision": "r1", "updateRevision": "r1"});
+    BTreeMap::from([
+        ("shop-redis".to_owned(), ready.clone()),
+        ("shop-sentinel".to_owned(), ready),
+    ])
+}
+
+/// Runs one reconcile against `cluster`; returns its result and every request it made.
+async fn reconcile_against(
+    mut cluster: FakeCluster,
+    store: ABStore,
+) -> (Result<Action, Error>, Vec<Recorded>) {
+    cluster.objects.push(serde_json::to_value(&store).unwrap());
+    let (client, server) = mock_client();
+    let served = tokio::spawn(cluster.serve(server));
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::new()),
+        "test-operator",
+        None,
+    ));
+    let result = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(Arc::new(store), ctx))
+        .await
+        .expect("reconcile never finished: a request was never answered");
+    // The context (and with it every client clone) is gone, so the server sees the end.
+    let requests = tokio::time::timeout(RECONCILE_TIMEOUT, served)
+        .await
+        .expect("the client was never dropped")
+        .unwrap();
+    (result, requests)
+}
+
+fn plural_of(path: &str) -> String {
+    fixtures::parse_path(path).unwrap().plural
+}
+
+fn name_of(path: &str) -> String {
+    fixtures::parse_path(path).unwrap().name.unwrap_or_default()
+}
+
+fn events(requests: &[Recorded]) -> Vec<&Value> {
+    requests
+        .iter()
+        .filter(|request| request.method == Method::POST && request.path == EVENTS_PATH)
+        .map(|request| &request.body)
+        .collect()
+}
+
+fn applies(requests: &[Recorded]) -> Vec<&Recorded> {
+    requests
+        .iter()
+        .filter(|request| request.method == Method::PATCH && !request.path.ends_with("/status"))
+        .collect()
+}
+
+/// `(plural, name)` of every object in `children`, in the order apply must send them.
+fn expected_applies(children: &Children) -> Vec<(String, String)> {
+    let named = |plural: &str, name: &Option<String>| (plural.to_owned(), name.clone().unwrap());
+    let mut expected = Vec::new();
+    expected.extend(
+        children
+            .secrets
+            .iter()
+            .map(|o| named("secrets", &o.metadata.name)),
+    );
+    expected.extend(
+        children
+            .config_maps
+            .iter()
+            .map(|o| named("configmaps", &o.metadata.name)),
+    );
+    expected.extend(
+        children
+            .services
+            .iter()
+            .map(|o| named("services", &o.metadata.name)),
+    );
+    expected.extend(
+        children
+            .pod_disruption_budgets
+            .iter()
+            .map(|o| named("poddisruptionbudgets", &o.metadata.name)),
+    );
+    expected.extend(
+        children
+            .network_policies
+            .iter()
+            .map(|o| named("networkpolicies", &o.metadata.name)),
+    );
+    expected.extend(
+        children
+            .stateful_sets
+            .iter()
+            .map(|o| named("statefulsets", &o.metadata.name)),
+    );
+    expected.extend(
+        children
+            .cron_jobs
+            .iter()
+            .map(|o| named("cronjobs", &o.metadata.name)),
+    );
+    expected
+}
+
+#[tokio::test]
+async fn a_default_store_is_applied_in_dependency_order() {
+    // Pods must find their Secrets, ConfigMaps and Services when they start; CronJobs come
+    // last. Every object goes through server-side apply under our one field manager.
+    let store = store("");
+    let children = built(&store, &BTreeMap::new());
+    let (result, requests) = reconcile_against(FakeCluster::default(), store).await;
+    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_AFTER));
+
+    let first = &requests[0];
+    assert_eq!(first.line(), "GET /api/v1/namespaces/shop/secrets");
+    assert_eq!(
+        first.query.get("labelSelector").map(String::as_str),
+        Some("app.kubernetes.io/instance=shop,app.kubernetes.io/component=credentials")
+    );
+
+    let sent: Vec<(String, String)> = applies(&requests)
+        .iter()
+        .map(|request| (plural_of(&request.path), name_of(&request.path)))
+        .collect();
+    assert_eq!(sent, expected_applies(&children));
+    let kinds: Vec<String> =
+        sent.iter()
+            .map(|(plural, _)| plural.clone())
+            .fold(Vec::new(), |mut kinds, plural| {
+                if kinds.last() != Some(&plural) {
+                    kinds.push(plural);
+                }
+                kinds
+            });
+    assert_eq!(
+        kinds,
+        [
+            "secrets",
+            "configmaps",
+            "services",
+            "poddisruptionbudgets",
+            "networkpolicies",
+            "statefulsets",
+            "cronjobs"
+        ]
+    );
+    for request in applies(&requests) {
+        assert_eq!(
+            request.query.get("fieldManager").map(String::as_str),
+            Some("abstore-operator")
+        );
+        assert_eq!(request.query.get("force").map(String::as_str), Some("true"));
+        assert_eq!(
+            request.body["metadata"]["name"].as_str(),
+            Some(name_of(&request.path).as_str())
+        );
+        assert!(
+            request.body["kind"].is_string(),
+            "apply body without kind: {}",
+            request.path
+        );
+        assert_eq!(
+            request.body["metadata"]["ownerReferences"][0]["kind"], "ABStore",
+            "{} has no owner reference",
+            request.path
+        );
+    }
+    // After the applies: the orphan search by our labels (reverse order, monitoring kinds
+    // first), the primary pod, the status, the Event.
+    let last_apply = requests
+        .iter()
+        .rposition(|request| request.method == Method::PATCH && request.path != STATUS_PATH)
+        .unwrap();
+    let tail: Vec<String> = requests[last_apply + 1..]
+        .iter()
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "GET /apis/monitoring.coreos.com/v1/namespaces/shop/prometheusrules",
+            "GET /apis/monitoring.coreos.com/v1/namespaces/shop/servicemonitors",
+            "GET /apis/batch/v1/namespaces/shop/cronjobs",
+            "GET /apis/apps/v1/namespaces/shop/statefulsets",
+            "GET /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies",
+            "GET /apis/policy/v1/namespaces/shop/poddisruptionbudgets",
+            "GET /api/v1/namespaces/shop/services",
+            "GET /api/v1/namespaces/shop/configmaps",
+            "GET /api/v1/namespaces/shop/secrets",
+            "GET /api/v1/namespaces/shop/pods",
+            &format!("PATCH {STATUS_PATH}"),
+            &format!("POST {EVENTS_PATH}"),
+        ]
+    );
+    // No object of the store is deleted when everything built was applied.
+    assert!(
+        requests
+            .iter()
+            .all(|request| request.method != Method::DELETE)
+    );
+    let events = events(&requests);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["reason"], REASON_APPLIED);
+    assert_eq!(events[0]["type"], "Normal");
+    assert_eq!(events[0]["regarding"]["name"], "shop");
+}
+
+#[tokio::test]
+async fn the_status_patch_reports_generation_conditions_readiness_and_primary() {
+    // `kubectl get abs` and alerting read these fields; they are written with server-side
+    // apply on /status under our field manager.
+    let mut primary = existing_child("v1", "Pod", "shop-redis-1", "redis");
+    primary["metadata"]["labels"]["abstore.dev/role"] = json!("primary");
+    let replica = existing_child("v1", "Pod", "shop-redis-0", "redis");
+    let cluster = FakeCluster {
+        objects: vec![primary, replica],
+        stateful_set_status: all_ready(),
+        ..FakeCluster::default()
+    };
+    let (result, requests) = reconcile_against(cluster, store("")).await;
+    result.unwrap();
+
+    let pods = requests
+        .iter()
+        .find(|request| request.path == "/api/v1/namespaces/shop/pods")
+        .unwrap();
+    assert_eq!(
+        pods.query.get("labelSelector").map(String::as_str),
+        Some(
+            "app.kubernetes.io/instance=shop,app.kubernetes.io/component=redis,abstore.dev/role=primary"
+        )
+    );
+    let patch = requests
+        .iter()
+        .find(|request| request.path == STATUS_PATH)
+        .unwrap();
+    assert_eq!(patch.method, Method::PATCH);
+    assert_eq!(
+        patch.query.get("fieldManager").map(String::as_str),
+        Some("abstore-operator")
+    );
+    assert_eq!(patch.query.get("force").map(String::as_str), Some("true"));
+    let body = &patch.body;
+    assert_eq!(body["apiVersion"], "abstore.dev/v1alpha1");
+    assert_eq!(body["kind"], "ABStore");
+    let status = &body["status"];
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(status["phase"], "Ready");
+    assert_eq!(status["ready"], "3/3");
+    assert_eq!(status["sentinels"], "3/3");
+    assert_eq!(status["readyReplicas"], 3);
+    assert_eq!(status["readySentinels"], 3);
+    assert_eq!(status["primary"], "shop-redis-1");
+    let conditions: BTreeMap<&str, &str> = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|condition| {
+            (
+                condition["type"].as_str().unwrap(),
+                condition["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        BTreeMap::from([
+            ("Degraded", "False"),
+            ("InvalidSpec", "False"),
+            ("Progressing", "False"),
+            ("Ready", "True")
+        ])
+    );
+}
+
+#[tokio::test]
+async fn children_no_longer_built_are_deleted_and_unlabelled_objects_are_kept() {
+    // The backup CronJob of a removed destination and a removed user's Secret go; a Secret
+    // the user made (no labels) and another store's objects stay; PVCs are never touched.
+    let cluster = FakeCluster {
+        objects: vec![
+            existing_child("batch/v1", "CronJob", "shop-backup", "backup"),
+            existing_child("v1", "Secret", "shop-user-olduser", "credentials"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-tls", "namespace": NAMESPACE}}),
+            {
+                let mut other = existing_child("v1", "ConfigMap", "other-config", "config");
+                other["metadata"]["labels"]["app.kubernetes.io/instance"] = json!("other");
+                other
+            },
+            existing_child("v1", "PersistentVolumeClaim", "data-shop-redis-0", "redis"),
+        ],
+        ..FakeCluster::default()
+    };
+    let (result, requests) = reconcile_against(cluster, store("")).await;
+    result.unwrap();
+
+    let deletes: Vec<String> = requests
+        .iter()
+        .filter(|request| request.method == Method::DELETE)
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            "DELETE /apis/batch/v1/namespaces/shop/cronjobs/shop-backup",
+            "DELETE /api/v1/namespaces/shop/secrets/shop-user-olduser",
+        ]
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|request| !request.path.contains("persistentvolumeclaims"))
+    );
+    // Orphans are found by our labels only.
+    for list in requests
+        .iter()
+        .filter(|request| request.method == Method::GET && request.path.ends_with("cronjobs"))
+    {
+        assert_eq!(
+            list.query.get("labelSelector").map(String::as_str),
+            Some("app.kubernetes.io/instance=shop,app.kubernetes.io/managed-by=abstore-operator")
+        );
+    }
+    let events = events(&requests);
+    let deleted = events
+        .iter()
+        .find(|event| event["reason"] == REASON_DELETED_ORPHANS)
+        .unwrap();
+    let note = deleted["note"].as_str().unwrap();
+    assert!(
+        note.contains("CronJob/shop-backup") && note.contains("Secret/shop-user-olduser"),
+        "{note}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_spec_only_writes_the_status_and_a_warning_event() {
+    // A refused spec must not change anything that runs: no reads of Secrets, no applies,
+    // no deletes — only the InvalidSpec condition and an Event naming the field.
+    let store = store("sentinel:\n  replicas: 3\n  quorum: 5\n");
+    let (result, requests) = reconcile_against(FakeCluster::default(), store).await;
+    assert_eq!(result.unwrap(), Action::requeue(INVALID_SPEC_REQUEUE_AFTER));
+
+    let lines: Vec<String> = requests.iter().map(Recorded::line).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("PATCH {STATUS_PATH}"),
+            format!("POST {EVENTS_PATH}")
+        ]
+    );
+    let status = &requests[0].body["status"];
+    assert_eq!(status["phase"], "Invalid");
+    assert_eq!(status["observedGeneration"], 2);
+    let invalid = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|condition| condition["type"] == "InvalidSpec")
+        .unwrap();
+    assert_eq!(invalid["status"], "True");
+    assert!(
+        invalid["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.sentinel.quorum"),
+        "{invalid}"
+    );
+    let event = &requests[1].body;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "InvalidSpec");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("spec.sentinel.quorum")
+    );
+}
+
+#[tokio::test]
+async fn existing_passwords_are_kept_in_the_credentials_secret_and_the_acl() {
+    // Regenerating passwords on every reconcile would lock every client out.
+    const KEPT: &str = "kept-password-0123456789abcdef";
+    let mut secret = existing_child("v1", "Secret", "shop-user-app", "credentials");
+    secret["data"] = json!({"username": BASE64.encode("app"), "password": BASE64.encode(KEPT)});
+    let cluster = FakeCluster {
+        objects: vec![secret],
+        ..FakeCluster::default()
+    };
+    let store = store("");
+    let model = validate(&store).unwrap();
+    let (result, requests) = reconcile_against(cluster, store).await;
+    result.unwrap();
+
+    let applied_secret = |name: &str| {
+        applies(&requests)
+            .into_iter()
+            .find(|request| request.path == format!("/api/v1/namespaces/shop/secrets/{name}"))
+            .unwrap_or_else(|| panic!("Secret {name} was not applied"))
+            .body
+            .clone()
+    };
+    let decoded =
+        |value: &Value| String::from_utf8(BASE64.decode(value.as_str().unwrap()).unwrap()).unwrap();
+    let app = applied_secret("shop-user-app");
+    let password = app["data"]["password"]
+        .as_str()
+        .map(|_| decoded(&app["data"]["password"]))
+        .or_else(|| app["stringData"]["password"].as_str().map(str::to_owned))
+        .unwrap();
+    assert_eq!(password, KEPT);
+    let acl = applied_secret(&acl_secret_name(&model));
+    let acl_text: String = acl["data"]
+        .as_object()
+        .map(|data| data.values().map(decoded).collect())
+        .or_else(|| {
+            acl["stringData"]
+                .as_object()
+                .map(|data| data.values().filter_map(Value::as_str).collect())
+        })
+        .unwrap();
+    let digest = hex::encode(Sha256::digest(KEPT.as_bytes()));
+    assert!(
+        acl_text.contains(&format!("#{digest}")),
+        "ACL file lacks the kept password's hash"
+    );
+}
+
+#[tokio::test]
+async fn monitoring_objects_are_skipped_with_a_warning_when_the_crds_are_absent() {
+    // A cluster without the Prometheus Operator still gets a working store; the user learns
+    // why there is no ServiceMonitor from an Event, not from a failing reconcile.
+    let store = store("monitoring:\n  serviceMonitor:\n    enabled: true\n");
+    let cluster = FakeCluster {
+        absent_groups: vec!["monitoring.coreos.com".to_owned()],
+        ..FakeCluster::default()
+    };
+    let (result, requests) = reconcile_against(cluster, store).await;
+    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_AFTER));
+    assert!(requests.iter().any(
+        |request| request.method == Method::PATCH && request.path.contains("/servicemonitors/")
+    ));
+    let events = events(&requests);
+    let warning = events
+        .iter()
+        .find(|event| event["reason"] == REASON_MONITORING_UNAVAILABLE)
+        .unwrap();
+    assert_eq!(warning["type"], "Warning");
+    assert!(requests.iter().any(|request| request.path == STATUS_PATH));
+}
+
+#[tokio::test]
+async fn a_store_without_monitoring_reconciles_when_monitoring_kinds_are_forbidden() {
+    // The chart grants Prometheus Operator kinds only on request; the orphan search of those
+    // kinds must then find nothing rather than fail every reconcile.
+    let cluster = FakeCluster {
+        forbidden_groups: vec!["monitoring.coreos.com".to_owned()],
+        ..FakeCluster::default()
+    };
+    let (result, requests) = reconcile_against(cluster, store("")).await;
+    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_AFTER));
+    assert!(
+        events(&requests)
+            .iter()
+            .all(|event| event["reason"] != REASON_MONITORING_UNAVAILABLE)
+    );
+}
+
+#[tokio::test]
+async fn a_refused_apply_fails_the_reconcile_with_an_event_and_no_status_write() {
+    // An error must reach the user as an Event on their object, categorised like the metric.
+    let (client, mut server) = mock_client();
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::new()),
+        "test-operator",
+        None,
+    ));
+    let verify = tokio::spawn(async move {
+        let list = server
+            .expect(Method::GET, "/api/v1/namespaces/shop/secrets")
+            .await;
+        list.respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
+        );
+        let apply = server.next().await.unwrap();
+        assert_eq!(apply.method, Method::PATCH);
+        apply.respond(
+            403,
+            fixtures::failure_status(403, "Forbidden", "secrets is forbidden"),
+        );
+        let event = server.expect(Method::POST, EVENTS_PATH).await;
+        assert_eq!(event.body["type"], "Warning");
+        assert_eq!(event.body["reason"], "ReconcileFailedApply");
+        assert!(event.body["note"].as_str().unwrap().contains("forbidden"));
+        let body = event.body.clone();
+        event.respond(201, body);
+        server.done().await;
+    });
+    let error = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(Arc::new(store("")), ctx))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.category(), "apply");
+    tokio::time::timeout(RECONCILE_TIMEOUT, verify)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_standby_replica_does_not_touch_the_cluster() {
+    // With leader election only the Lease holder reconciles; a queued reconcile on a replica
+    // that just lost the Lease must not race the new leader.
+    let (client, server) = mock_client();
+    let (_leadership_tx, leadership) = tokio::sync::watch::channel(Leadership::Following {
+        holder: Some("other-pod".to_owned()),
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::new()),
+        "test-operator",
+        Some(leadership),
+    ));
+    let action = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(Arc::new(store("")), ctx))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    server.done().await;
+}
