@@ -45,7 +45,7 @@ if [ -n "$missing" ]; then
   echo "install-test-deps: pip install" $missing
   # Debian's python3 refuses pip installs outside a venv (PEP 668) unless told otherwise; the
   # variable is ignored where there is no such marker.
-  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
     -r "$requirements"
 fi
 
