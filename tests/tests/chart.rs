@@ -673,3 +673,35 @@ fn the_chart_ships_the_committed_crd_and_its_notes_say_how_to_start() {
         );
     }
 }
+
+#[test]
+fn the_objects_render_makes_from_the_examples_are_valid_kubernetes_manifests() {
+    // What `abstore-operator render` prints (and the controller applies) must be accepted by the
+    // oldest and newest supported API servers, strict: no unknown fields, no wrong types as
+    // kubectl reads them. ServiceMonitor and PrometheusRule are the Prometheus Operator's CRs.
+    let newest = newest_kubernetes_version().unwrap();
+    for example in EXAMPLES {
+        let rendered =
+            abstore_operator::render::render(&read_chart_file(example), Some("experimentation"))
+                .unwrap_or_else(|e| panic!("render {example}: {e}"));
+        for version in [OLDEST_KUBERNETES, newest.as_str()] {
+            let report = validate_manifests(&rendered, version).unwrap();
+            report.assert_valid(&PROMETHEUS_OPERATOR_KINDS);
+            let kinds: BTreeSet<&str> = report.objects.iter().map(|o| o.kind()).collect();
+            for kind in ["StatefulSet", "Service", "ConfigMap", "Secret"] {
+                assert!(kinds.contains(kind), "{example}: no {kind} in {kinds:?}");
+            }
+            if example.ends_with("full.yaml") {
+                for kind in [
+                    "CronJob",
+                    "NetworkPolicy",
+                    "PodDisruptionBudget",
+                    "ServiceMonitor",
+                    "PrometheusRule",
+                ] {
+                    assert!(kinds.contains(kind), "{example}: no {kind} in {kinds:?}");
+                }
+            }
+        }
+    }
+}
