@@ -309,3 +309,57 @@ fn rendered_objects_are_valid_kubernetes_1_28_manifests() {
         }
     }
 }
+
+fn run_render(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_abstore-operator"))
+        .arg("render")
+        .args(args)
+        .env_remove("ABSTORE_NAMESPACE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_render_command_reads_stdin_and_names_a_bad_file() {
+    // The CLI is what people and CI run: output on stdout, a clear error and non-zero exit.
+    let output = run_render(
+        &["-f", "-", "-n", "ab"],
+        &MINIMAL.replace("  namespace: ab\n", ""),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let docs = documents(&String::from_utf8(output.stdout).unwrap());
+    assert!(
+        docs.iter()
+            .any(|doc| kind_and_name(doc) == ("StatefulSet".to_owned(), "shop-redis".to_owned()))
+    );
+
+    let output = run_render(&["-f", "/nonexistent/abstore.yaml"], "");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/abstore.yaml"), "{stderr}");
+
+    let output = run_render(
+        &["-f", "-"],
+        "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata: {name: shop}\nspec: {}\n",
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("stdin") && stderr.contains("metadata.namespace"),
+        "{stderr}"
+    );
+}

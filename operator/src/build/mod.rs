@@ -90,7 +90,7 @@ pub struct Children {
     pub services: Vec<Service>,
     /// PodDisruptionBudgets for Redis and Sentinel (empty when disabled).
     pub pod_disruption_budgets: Vec<PodDisruptionBudget>,
-    /// The NetworkPolicy (empty when disabled).
+    /// NetworkPolicies for the Redis and the Sentinel pods (empty when disabled).
     pub network_policies: Vec<NetworkPolicy>,
     /// `<n>-redis` and `<n>-sentinel`.
     pub stateful_sets: Vec<StatefulSet>,
