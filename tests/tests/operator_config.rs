@@ -180,6 +180,27 @@ async fn config_get(url: &str, name: &str) -> String {
     }
 }
 
+/// Polls the primary's `INFO replication` until it counts `replicas` good replicas (acknowledged
+/// within min-replicas-max-lag): only then does min-replicas-to-write let writes through.
+async fn wait_for_good_replicas(primary_url: &str, replicas: u32) {
+    let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(info) = run(primary_url, &["INFO", "replication"]).await {
+            last = text(&info);
+            let good = last
+                .lines()
+                .find_map(|l| l.trim_end().strip_prefix("min_slaves_good_slaves:"))
+                .and_then(|n| n.parse::<u32>().ok());
+            if good.is_some_and(|n| n >= replicas) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{primary_url} did not count {replicas} good replicas within {SYNC_TIMEOUT:?}: {last}");
+}
+
 /// Environment for a script run: pod settings pointed at loopback servers.
 fn env<'a>(pairs: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
     pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
@@ -395,6 +416,7 @@ async fn replicas_and_sentinels_from_rendered_files_replicate_and_fail_over() {
     }
 
     // Write through Sentinel as the app; min-replicas-to-write 1 is satisfied by the replicas.
+    wait_for_good_replicas(&store.url("operator", nodes[0].port()), 2).await;
     let hosts: Vec<String> = sentinels.iter().map(|s| s.addr()).collect();
     let url = store.library_url("app", &format!("redis+sentinel://{}/shop", hosts.join(",")));
     let recorder = Recorder::new(
@@ -453,6 +475,11 @@ async fn replicas_and_sentinels_from_rendered_files_replicate_and_fail_over() {
         VariationStats { count: 2, users: 2 }
     );
 
+    // A switchover needs a replica the sentinels consider healthy: the remaining one, once
+    // it is reconfigured to follow the new primary.
+    wait_for_sentinels_to_know(&sentinels[1], "shop", 1, 2, DISCOVERY_TIMEOUT)
+        .await
+        .unwrap();
     // preStop on the new primary: a planned switchover through the sentinel, with the exporter
     // user's ROLE telling when it is over.
     let output = store.run_script(
@@ -497,6 +524,7 @@ async fn running_store() -> RunningStore {
     let replica_url = store.url("operator", replica.port());
     wait_for_sync(&replica_url, SYNC_TIMEOUT).await.unwrap();
     let primary_url = store.url("operator", primary.port());
+    wait_for_good_replicas(&primary_url, 1).await;
     allowed(&primary_url, &["SET", "exp:flag", "x"]).await;
     wait_for_replication_offset(&replica_url, &primary_url, SYNC_TIMEOUT)
         .await

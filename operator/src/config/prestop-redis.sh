@@ -12,19 +12,24 @@ set -u
 : "${ABSTORE_SENTINEL_PORT:=@@SENTINEL_PORT@@}"
 : "${ABSTORE_PRESTOP_TIMEOUT:=@@PRESTOP_TIMEOUT@@}"
 
-role=$(abstore_peer_role @@EXPORTER_USER@@ "$ABSTORE_LOCAL_HOST" "$ABSTORE_LOCAL_PORT") || exit 0
-set -- $role
-[ "$1" = master ] || exit 0
+role=$(abstore_cli @@EXPORTER_USER@@ "$ABSTORE_LOCAL_HOST" "$ABSTORE_LOCAL_PORT" ROLE 2>/dev/null) || exit 0
+set -- $(printf '%s\n' "$role" | tr -d '\r')
+[ "${1:-}" = master ] || exit 0
+# ROLE of a primary: role, offset, then host, port and offset of each connected replica.
+if [ "$#" -lt 5 ]; then
+    abstore_log "no replica is connected; nothing to fail over to"
+    exit 0
+fi
 
-# A failover that is still finishing (INPROG) is waited out: a rollout right after a crash
-# failover is exactly when this runs.
+# A failover that is still finishing (INPROG), or replicas still resyncing after one
+# (NOGOODSLAVE), are waited out: a rollout right after a crash failover is exactly when this runs.
 waited=0
 while :; do
     reply=$(abstore_cli "" "$ABSTORE_SENTINEL_HOST" "$ABSTORE_SENTINEL_PORT" SENTINEL FAILOVER "$ABSTORE_MASTER_NAME" 2>&1) && break
     case "$reply" in
-        *INPROG*)
+        *INPROG* | *NOGOODSLAVE*)
             if [ "$waited" -ge "$ABSTORE_PRESTOP_TIMEOUT" ]; then
-                abstore_log "a failover was still in progress after ${ABSTORE_PRESTOP_TIMEOUT}s; stopping as the primary"
+                abstore_log "no failover possible after ${ABSTORE_PRESTOP_TIMEOUT}s ($reply); stopping as the primary"
                 exit 0
             fi
             sleep 1
