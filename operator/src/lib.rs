@@ -19,3 +19,4 @@ pub mod render;
 pub mod status;
 pub mod telemetry;
 pub mod validate;
+pub mod yaml;

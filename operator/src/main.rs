@@ -58,7 +58,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => {
-            let yaml = serde_yaml::to_string(&ABStore::crd()).context("serialising the CRD")?;
+            let yaml =
+                abstore_operator::yaml::to_yaml(&ABStore::crd()).context("serialising the CRD")?;
             print!("{yaml}");
         }
         Command::Run(args) => run::run(args)?,

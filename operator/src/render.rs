@@ -136,7 +136,7 @@ fn write_children(out: &mut String, children: Children) -> Result<(), RenderErro
 
 fn write_all<T: Serialize>(out: &mut String, what: &str, objects: &[T]) -> Result<(), RenderError> {
     for object in objects {
-        let yaml = serde_yaml::to_string(object).map_err(|error| RenderError::Serialize {
+        let yaml = crate::yaml::to_yaml(object).map_err(|error| RenderError::Serialize {
             what: what.to_owned(),
             error,
         })?;
