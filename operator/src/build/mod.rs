@@ -10,6 +10,7 @@ mod redis;
 mod secrets;
 mod sentinel;
 mod services;
+mod statefulset;
 mod volumes;
 
 use k8s_openapi::api::apps::v1::StatefulSet;

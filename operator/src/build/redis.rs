@@ -1,22 +1,17 @@
 //! The `<n>-redis` StatefulSet: redis-server started by the config's start script, with its
 //! volume, probes, the preStop failover, and the redis_exporter sidecar.
 
-use k8s_openapi::api::apps::v1::{
-    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
-};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
-    SecretKeySelector, VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe, SecretKeySelector,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::meta::{object_meta, selector};
-use super::pod::{
-    REDIS_UID, bytes_quantity, container_security_context, env, field_env, pod_security_context,
-    resources, scheduling,
-};
+use super::pod::{bytes_quantity, container_security_context, env, field_env, resources};
+use super::statefulset::{self, ComponentPods};
 use super::volumes::{DATA_VOLUME, pod_mounts, pod_volumes, script, tls_mounts};
 use super::{METRICS_PORT_NAME, POD_NAME_ENV, REDIS_HEADLESS_SUFFIX, REDIS_PORT_NAME};
 use crate::config::{
@@ -24,7 +19,7 @@ use crate::config::{
     START_REDIS, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
 };
 use crate::credentials::{PASSWORD_KEY, Role, credentials_secret_name};
-use crate::model::{CONFIG_HASH_ANNOTATION, EXPORTER_PORT, Model, REDIS, REDIS_PORT};
+use crate::model::{EXPORTER_PORT, Model, REDIS, REDIS_PORT};
 
 /// Name of the redis-server container.
 pub const REDIS_CONTAINER: &str = "redis";
@@ -40,68 +35,23 @@ pub const SHUTDOWN_GRACE_SECONDS: i64 = 60;
 
 /// The Redis StatefulSet.
 pub(crate) fn stateful_set(model: &Model, config_hash: &str) -> StatefulSet {
-    let spec = &model.spec;
-    let labels = model.labels(REDIS);
-    let (affinity, topology_spread_constraints) = scheduling(model, REDIS);
-
     let mut containers = vec![redis_container(model)];
-    if spec.monitoring.exporter.enabled {
+    if model.spec.monitoring.exporter.enabled {
         containers.push(exporter_container(model));
     }
-
-    let pod = PodSpec {
-        containers,
-        volumes: Some(pod_volumes(model, &REDIS_POD_CREDENTIALS, true)),
-        affinity,
-        topology_spread_constraints,
-        node_selector: spec.node_selector.clone(),
-        tolerations: spec.tolerations.clone(),
-        priority_class_name: spec.priority_class_name.clone(),
-        security_context: Some(pod_security_context(REDIS_UID)),
-        // Redis pods never call the Kubernetes API; the operator relabels them.
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        termination_grace_period_seconds: Some(PRESTOP_TIMEOUT_SECONDS + SHUTDOWN_GRACE_SECONDS),
-        ..PodSpec::default()
-    };
-
-    StatefulSet {
-        metadata: object_meta(model, model.child_name(REDIS), REDIS),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(spec.redis.replicas),
-            selector: selector(model.selector_labels(REDIS)),
-            service_name: Some(model.child_name(REDIS_HEADLESS_SUFFIX)),
-            // Parallel: pods start and come back independently. With OrderedReady a replica
-            // waits for pod 0 to be Ready, and a lost pod 0 (no longer the primary after a
-            // failover) would block replacing the others. Who is primary is decided by the
-            // operator's bootstrap and by Sentinel, not by start order. Rolling updates are
-            // still one pod at a time either way.
-            pod_management_policy: Some("Parallel".to_owned()),
-            // A standard rolling update (highest ordinal first) for now; the preStop hook moves
-            // the primary away before its pod stops. Operator-driven rollouts (replicas first,
-            // then a planned failover) come with healing.
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateStatefulSetStrategy {
-                    partition: Some(0),
-                    max_unavailable: None,
-                }),
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    annotations: Some(
-                        [(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned())].into(),
-                    ),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod),
-            },
+    statefulset::stateful_set(
+        model,
+        config_hash,
+        ComponentPods {
+            component: REDIS,
+            replicas: model.spec.redis.replicas,
+            headless_suffix: REDIS_HEADLESS_SUFFIX,
+            containers,
+            volumes: pod_volumes(model, &REDIS_POD_CREDENTIALS, true),
+            termination_grace_period_seconds: PRESTOP_TIMEOUT_SECONDS + SHUTDOWN_GRACE_SECONDS,
             volume_claim_templates: Some(vec![data_claim(model)]),
-            ..StatefulSetSpec::default()
-        }),
-        status: None,
-    }
+        },
+    )
 }
 
 /// The data volume of every pod: always a claim, never an emptyDir (a primary that restarts

@@ -1,25 +1,19 @@
 //! The `<n>-sentinel` StatefulSet: redis-sentinel started by the config's start script, its
 //! config written into a scratch volume (Sentinel rewrites its own config file at run time).
 
-use k8s_openapi::api::apps::v1::{
-    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
-};
-use k8s_openapi::api::core::v1::{Container, ContainerPort, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Container, ContainerPort};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::meta::{object_meta, selector};
-use super::pod::{
-    REDIS_UID, container_security_context, empty_dir, field_env, pod_security_context, resources,
-    scheduling,
-};
+use super::pod::{container_security_context, empty_dir, field_env, resources};
 use super::redis::exec_probe;
+use super::statefulset::{self, ComponentPods};
 use super::volumes::{DATA_VOLUME, pod_mounts, pod_volumes, script};
 use super::{POD_NAME_ENV, SENTINEL_HEADLESS_SUFFIX, SENTINEL_PORT_NAME};
 use crate::config::{
     LIVENESS_SENTINEL, READINESS_SENTINEL, SENTINEL_POD_CREDENTIALS, START_SENTINEL,
 };
-use crate::model::{CONFIG_HASH_ANNOTATION, Model, SENTINEL, SENTINEL_PORT};
+use crate::model::{Model, SENTINEL, SENTINEL_PORT};
 
 /// Name of the redis-sentinel container.
 pub const SENTINEL_CONTAINER: &str = "sentinel";
@@ -29,7 +23,6 @@ pub const SENTINEL_GRACE_SECONDS: i64 = 30;
 /// The Sentinel StatefulSet.
 pub(crate) fn stateful_set(model: &Model, config_hash: &str) -> StatefulSet {
     let spec = &model.spec;
-    let (affinity, topology_spread_constraints) = scheduling(model, SENTINEL);
     let container = Container {
         name: SENTINEL_CONTAINER.to_owned(),
         image: Some(
@@ -62,47 +55,17 @@ pub(crate) fn stateful_set(model: &Model, config_hash: &str) -> StatefulSet {
     // Sentinel state (its id, the current primary, known peers) is rebuilt by the start script
     // and the operator after a restart, so scratch space is enough; no claim to re-attach.
     volumes.push(empty_dir(DATA_VOLUME, false));
-    let pod = PodSpec {
-        containers: vec![container],
-        volumes: Some(volumes),
-        affinity,
-        topology_spread_constraints,
-        node_selector: spec.node_selector.clone(),
-        tolerations: spec.tolerations.clone(),
-        priority_class_name: spec.priority_class_name.clone(),
-        security_context: Some(pod_security_context(REDIS_UID)),
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        termination_grace_period_seconds: Some(SENTINEL_GRACE_SECONDS),
-        ..PodSpec::default()
-    };
-    StatefulSet {
-        metadata: object_meta(model, model.child_name(SENTINEL), SENTINEL),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(spec.sentinel.replicas),
-            selector: selector(model.selector_labels(SENTINEL)),
-            service_name: Some(model.child_name(SENTINEL_HEADLESS_SUFFIX)),
-            // Sentinels are peers; none waits for another to start.
-            pod_management_policy: Some("Parallel".to_owned()),
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateStatefulSetStrategy {
-                    partition: Some(0),
-                    max_unavailable: None,
-                }),
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(model.labels(SENTINEL)),
-                    annotations: Some(
-                        [(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned())].into(),
-                    ),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod),
-            },
-            ..StatefulSetSpec::default()
-        }),
-        status: None,
-    }
+    statefulset::stateful_set(
+        model,
+        config_hash,
+        ComponentPods {
+            component: SENTINEL,
+            replicas: spec.sentinel.replicas,
+            headless_suffix: SENTINEL_HEADLESS_SUFFIX,
+            containers: vec![container],
+            volumes,
+            termination_grace_period_seconds: SENTINEL_GRACE_SECONDS,
+            volume_claim_templates: None,
+        },
+    )
 }
