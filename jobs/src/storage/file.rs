@@ -1,0 +1,53 @@
+//! Placeholder until the File backend lands: every call fails with a clear error.
+
+use bytes::Bytes;
+
+use super::{ObjectInfo, StorageError};
+
+#[derive(Debug)]
+pub struct FileStore {
+    url: String,
+}
+
+#[derive(Debug)]
+pub struct FileUpload {
+    url: String,
+}
+
+fn unsupported(url: &str) -> StorageError {
+    StorageError::Backend {
+        action: "opening",
+        url: url.to_owned(),
+        reason: "this backend is not built yet".to_owned(),
+    }
+}
+
+impl FileStore {
+    pub fn open(root: std::path::PathBuf) -> Result<FileStore, StorageError> {
+        Err(unsupported(&root.display().to_string()))
+    }
+    pub async fn put(&self, _key: &str, _data: Bytes) -> Result<(), StorageError> {
+        Err(unsupported(&self.url))
+    }
+    pub async fn get(&self, _key: &str) -> Result<Bytes, StorageError> {
+        Err(unsupported(&self.url))
+    }
+    pub async fn list(&self, _prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        Err(unsupported(&self.url))
+    }
+    pub async fn upload(&self, _key: &str) -> Result<FileUpload, StorageError> {
+        Err(unsupported(&self.url))
+    }
+}
+
+impl FileUpload {
+    pub async fn write(&mut self, _chunk: Bytes) -> Result<(), StorageError> {
+        Err(unsupported(&self.url))
+    }
+    pub async fn finish(self) -> Result<u64, StorageError> {
+        Err(unsupported(&self.url))
+    }
+    pub async fn abort(self) -> Result<(), StorageError> {
+        Err(unsupported(&self.url))
+    }
+}
