@@ -467,17 +467,7 @@ impl Connection {
 
     /// Connects with an already parsed (and possibly adjusted) spec.
     pub async fn connect(spec: ConnectionSpec) -> Result<Self> {
-        let tls = match (&spec.tls, &spec.ca_file) {
-            (true, Some(path)) => Some(TlsCertificates {
-                client_tls: None,
-                root_cert: Some(std::fs::read(path).map_err(|source| Error::File {
-                    what: "ca_file",
-                    path: path.clone(),
-                    source,
-                })?),
-            }),
-            _ => None,
-        };
+        let tls = tls_certificates(&spec)?;
         if spec.tls {
             // Other crates in the same binary (the AWS SDK) may enable a second rustls crypto
             // provider; with two compiled in, rustls refuses to pick one, so pick explicitly.
@@ -669,6 +659,61 @@ impl Connection {
         Ok((current.generation, hp, conn))
     }
 
+    /// The replicas of a Sentinel URL's master that the sentinels consider healthy (not
+    /// subjectively or objectively down, not disconnected, link to the primary up), from the
+    /// first sentinel that answers. Jobs that must not load the primary (`backup
+    /// --from-replica`) connect to one of them with an [`Endpoint::Direct`] spec. An empty list
+    /// means the sentinels know no healthy replica; an error means no sentinel answered.
+    pub async fn healthy_replicas(spec: &ConnectionSpec) -> Result<Vec<HostPort>> {
+        let Endpoint::Sentinel { sentinels, master } = &spec.endpoint else {
+            return Err(Error::InvalidArgument {
+                field: "url",
+                reason: format!(
+                    "{} is not a Sentinel URL, so there are no replicas to discover (use redis+sentinel://)",
+                    spec.redacted_url
+                ),
+            });
+        };
+        // A link-less Connection, only to reuse the TLS and credential handling of `open_link`.
+        let asker = Self {
+            spec: Arc::new(spec.clone()),
+            tls: tls_certificates(spec)?,
+            current: Arc::new(Mutex::new(Current {
+                generation: 0,
+                server: None,
+                preferred_sentinel: 0,
+            })),
+        };
+        let mut last_error = None;
+        for sentinel in sentinels {
+            let reply: std::result::Result<Value, RedisError> = async {
+                let mut conn = asker
+                    .open_link(sentinel, &spec.sentinel_credentials, 0)
+                    .await?;
+                redis::cmd("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg(master)
+                    .query_async(&mut conn)
+                    .await
+            }
+            .await;
+            match reply {
+                Ok(reply) => return Ok(healthy_from_sentinel_reply(&reply)),
+                Err(source) => {
+                    last_error = Some(Error::Redis {
+                        server: sentinel.to_string(),
+                        context: "SENTINEL REPLICAS",
+                        source,
+                    })
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::InvalidArgument {
+            field: "url",
+            reason: format!("{} names no sentinel", spec.redacted_url),
+        }))
+    }
+
     /// Asks each sentinel (starting with the one that answered last) for the primary, and checks
     /// with `ROLE` that the node really is a primary: a sentinel can lag behind a failover.
     async fn resolve_primary(
@@ -771,6 +816,68 @@ impl Connection {
             .get_multiplexed_async_connection_with_config(&config)
             .await
     }
+}
+
+/// The private CA to trust, when the spec is TLS and names one.
+fn tls_certificates(spec: &ConnectionSpec) -> Result<Option<TlsCertificates>> {
+    Ok(match (&spec.tls, &spec.ca_file) {
+        (true, Some(path)) => Some(TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(path).map_err(|source| Error::File {
+                what: "ca_file",
+                path: path.clone(),
+                source,
+            })?),
+        }),
+        _ => None,
+    })
+}
+
+/// Picks the healthy replicas out of a `SENTINEL REPLICAS` reply (a list of flat field/value
+/// arrays in RESP2, or maps in RESP3).
+fn healthy_from_sentinel_reply(reply: &Value) -> Vec<HostPort> {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    };
+    let Value::Array(replicas) = reply else {
+        return Vec::new();
+    };
+    replicas
+        .iter()
+        .filter_map(|replica| {
+            let pairs: Vec<(String, String)> = match replica {
+                Value::Array(flat) => flat
+                    .chunks(2)
+                    .filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?)))
+                    .collect(),
+                Value::Map(map) => map
+                    .iter()
+                    .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
+                    .collect(),
+                _ => return None,
+            };
+            let field = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            let flags = field("flags").unwrap_or_default();
+            let unhealthy = flags
+                .split(',')
+                .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"));
+            if unhealthy || field("master-link-status") != Some("ok") {
+                return None;
+            }
+            Some(HostPort {
+                host: field("ip")?.to_owned(),
+                port: field("port")?.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 /// Whether waiting may help: no primary yet, or a refused/broken connection; not bad credentials.
