@@ -3,6 +3,7 @@
 //! failover states. Configs are given as text, so operator-rendered configs run unchanged.
 
 mod error;
+mod gcs;
 mod process;
 mod python;
 mod sentinel;
@@ -12,6 +13,7 @@ mod topology;
 mod wait;
 
 pub use error::HarnessError;
+pub use gcs::{FAKE_GCS_SERVER_BIN_ENV, GCS_PORT, GcsServer};
 pub use process::{LOOPBACK, START_ATTEMPTS, START_TIMEOUT, ServerProcess, free_port};
 pub use python::{
     INSTALL_COMMAND, LintMessage, LintReport, ManifestReport, OLDEST_KUBERNETES, ObjectVerdict,
