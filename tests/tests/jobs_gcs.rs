@@ -1,15 +1,24 @@
 //! The `gs://` storage backend of abstore-jobs against a real GCS emulator (fake-gcs-server):
 //! byte-exact put/get, listing with prefixes and pagination, streamed multi-chunk uploads, abort,
-//! and the errors for a missing object or bucket. Anonymous credentials only (see
-//! jobs/src/storage/gcs.rs for what the emulator cannot cover).
+//! the errors for a missing object or bucket, and a backup → list → verify → restore round trip
+//! of a realistic keyspace through GCS into a fresh redis-server. Anonymous credentials only
+//! (see jobs/src/storage/gcs.rs for what the emulator cannot cover).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use abstore_jobs::backup::{self, BackupOptions};
+use abstore_jobs::format::{MANIFEST_NAME, backup_folder, part_name};
+use abstore_jobs::list::{self, ListOptions};
+use abstore_jobs::restore::{self, RestoreMode, RestoreOptions};
 use abstore_jobs::storage::{Location, Storage, StorageError, StorageOptions};
-use abstore_tests::GcsServer;
+use abstore_jobs::verify::{self, VerifyOptions};
+use abstore_tests::{GcsServer, RedisServer};
 use bytes::Bytes;
 use futures::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
 
 const BUCKET: &str = "abstore-backups";
 
@@ -304,4 +313,243 @@ fn emulators_run_side_by_side_and_stop_on_drop() {
         "fake-gcs-server pid {pid} still runs after drop"
     );
     drop(b);
+}
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 86_400;
+
+/// Bucketeer-shaped data (ec/uc per hour for 40 days with sparse and dense HyperLogLogs, goal
+/// counters, dedup flags with TTLs) plus every other type, binary keys and values, an empty and
+/// a 1 MiB value. Returns the number of keys.
+async fn fill(conn: &mut MultiplexedConnection) -> usize {
+    let now = chrono::Utc::now().timestamp();
+    let first_bucket = (now / HOUR) * HOUR - 40 * DAY;
+    let mut pipe = redis::pipe();
+    let mut keys = 0;
+    for hour in 0..(40 * 24) {
+        let bucket = first_bucket + hour * HOUR;
+        for variation in ["v1", "default"] {
+            let ec = format!("ec:{bucket}:checkout:{variation}");
+            let uc = format!("uc:{bucket}:checkout:{variation}");
+            let users: Vec<String> = (0..(hour % 13 + 1)).map(|u| format!("user-{u}")).collect();
+            pipe.cmd("INCRBY").arg(&ec).arg(hour + 1).ignore();
+            pipe.cmd("PFADD").arg(&uc).arg(&users).ignore();
+            pipe.cmd("EXPIREAT")
+                .arg(&ec)
+                .arg(bucket + 45 * DAY)
+                .ignore();
+            pipe.cmd("EXPIREAT")
+                .arg(&uc)
+                .arg(bucket + 45 * DAY)
+                .ignore();
+            keys += 2;
+        }
+        if hour % 24 == 0 {
+            pipe.cmd("INCRBY")
+                .arg(format!("gc:{bucket}:checkout:purchase:v1"))
+                .arg(3)
+                .ignore();
+            pipe.cmd("PFADD")
+                .arg(format!("gu:{bucket}:checkout:purchase:v1"))
+                .arg("buyer-1")
+                .ignore();
+            keys += 2;
+        }
+    }
+    for day in 0..2 {
+        let users: Vec<String> = (0..5000).map(|u| format!("dense-{u}")).collect();
+        pipe.cmd("PFADD")
+            .arg(format!("uc:{}:dense:v1", first_bucket + day * DAY))
+            .arg(&users)
+            .ignore();
+        keys += 1;
+    }
+    for i in 0..40 {
+        pipe.cmd("SET")
+            .arg(format!("dd:{i:040x}"))
+            .arg(1)
+            .arg("EX")
+            .arg(3600 + i)
+            .ignore();
+        keys += 1;
+    }
+    pipe.cmd("HSET")
+        .arg("exp:checkout")
+        .arg(&[("name", "Checkout"), ("variations", "v1,default")])
+        .ignore();
+    pipe.cmd("SADD")
+        .arg("segments")
+        .arg(&["a", "b", "c"])
+        .ignore();
+    pipe.cmd("RPUSH")
+        .arg("history")
+        .arg(&["x", "y", "x"])
+        .ignore();
+    pipe.cmd("ZADD")
+        .arg("leaderboard")
+        .arg(&[("1.5", "alice"), ("-inf", "bob"), ("inf", "carol")])
+        .ignore();
+    pipe.cmd("SET")
+        .arg(b"bin:\xff\x00\xfe".as_slice())
+        .arg(b"\x00\x01\xff\xfe".as_slice())
+        .ignore();
+    pipe.cmd("SET").arg("empty").arg("").ignore();
+    pipe.cmd("SET")
+        .arg("big")
+        .arg(pattern(1024 * 1024, 9))
+        .ignore();
+    keys += 7;
+    pipe.query_async::<()>(conn).await.unwrap();
+    keys
+}
+
+/// Every key's type, value (collections in a canonical order) and absolute expiry, read with
+/// plain commands, independently of the code under test.
+async fn snapshot(
+    conn: &mut MultiplexedConnection,
+) -> BTreeMap<Vec<u8>, (String, Vec<Vec<u8>>, i64)> {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut iter: redis::AsyncIter<Vec<u8>> = conn.scan().await.unwrap();
+    while let Some(key) = iter.next().await {
+        keys.push(key.unwrap());
+    }
+    drop(iter);
+    let mut out = BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .unwrap();
+        let mut value: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![conn.get(&key).await.unwrap()],
+            "hash" => conn.hgetall(&key).await.unwrap(),
+            "set" => conn.smembers(&key).await.unwrap(),
+            "list" => conn.lrange(&key, 0, -1).await.unwrap(),
+            "zset" => conn.zrange_withscores(&key, 0, -1).await.unwrap(),
+            other => panic!("unexpected type {other}"),
+        };
+        match kind.as_str() {
+            "hash" => {
+                let mut pairs: Vec<Vec<Vec<u8>>> = value.chunks(2).map(<[_]>::to_vec).collect();
+                pairs.sort();
+                value = pairs.concat();
+            }
+            "set" => value.sort(),
+            _ => {}
+        }
+        let expire_at_ms: i64 = redis::cmd("PEXPIRETIME")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .unwrap();
+        out.insert(key, (kind, value, expire_at_ms));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyspace_round_trips_through_gcs_into_a_fresh_redis() {
+    let gcs = GcsServer::start(&[BUCKET]).unwrap();
+    let storage = options(&gcs);
+    let destination = Location::parse(&format!("gs://{BUCKET}/abstore/prod")).unwrap();
+
+    let source = RedisServer::start_default().unwrap();
+    let mut source_conn = source.connection().await.unwrap();
+    let keys = fill(&mut source_conn).await;
+    let before = snapshot(&mut source_conn).await;
+    assert_eq!(before.len(), keys);
+
+    // A small part limit forces several parts, each a streamed resumable upload.
+    let summary = backup::run(&BackupOptions {
+        storage: storage.clone(),
+        part_max_records: 700,
+        ..BackupOptions::new(source.url(), destination.clone())
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary.keys, keys as u64);
+    assert!(summary.parts >= 3, "{summary:?}");
+    assert!(
+        summary
+            .backup
+            .starts_with(&format!("gs://{BUCKET}/abstore/prod/")),
+        "{}",
+        summary.backup
+    );
+
+    // A later folder with a part and no manifest (a backup that died): listed as incomplete,
+    // never restored.
+    let store = Storage::open(&destination, &storage).await.unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let broken = backup_folder(later, "deadbeef");
+    store
+        .put(
+            &format!("{broken}/{}", part_name(0)),
+            Bytes::from_static(b"junk"),
+        )
+        .await
+        .unwrap();
+
+    let listed = list::run(&ListOptions {
+        from: destination.clone(),
+        storage: storage.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!((listed.complete, listed.incomplete), (1, 1), "{listed:?}");
+    let complete = listed.backups.iter().find(|b| b.complete).unwrap();
+    assert_eq!(complete.backup, summary.backup);
+    assert_eq!(complete.keys, Some(keys as u64));
+    let manifest_key = format!(
+        "{}/{MANIFEST_NAME}",
+        summary
+            .backup
+            .strip_prefix(&format!("gs://{BUCKET}/abstore/prod/"))
+            .unwrap()
+    );
+    assert!(store.get(&manifest_key).await.is_ok());
+
+    let verified = verify::run(&VerifyOptions {
+        from: Location::parse(&summary.backup).unwrap(),
+        storage: storage.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(verified.keys, summary.keys);
+    assert_eq!(verified.parts, summary.parts);
+
+    // Restore from the destination URL: the newest complete backup is used.
+    let target = RedisServer::start_default().unwrap();
+    let restored = restore::run(&RestoreOptions {
+        storage: storage.clone(),
+        ..RestoreOptions::new(destination.clone(), target.url(), RestoreMode::Overwrite)
+    })
+    .await
+    .unwrap();
+    assert_eq!(restored.backup, summary.backup);
+    assert_eq!(restored.written, keys as u64);
+
+    let mut target_conn = target.connection().await.unwrap();
+    let after = snapshot(&mut target_conn).await;
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "key sets differ"
+    );
+    for (key, (kind, value, expire_at)) in &before {
+        let (kind2, value2, expire_at2) = &after[key];
+        let name = String::from_utf8_lossy(key);
+        assert_eq!(kind, kind2, "type of {name}");
+        assert!(value == value2, "value of {name} differs");
+        assert!(
+            (*expire_at == -1 && *expire_at2 == -1) || (expire_at - expire_at2).abs() <= 1000,
+            "expiry of {name}: {expire_at} vs {expire_at2}"
+        );
+    }
+    for key in before.keys().filter(|k| k.starts_with(b"uc:")) {
+        let a: u64 = source_conn.pfcount(key).await.unwrap();
+        let b: u64 = target_conn.pfcount(key).await.unwrap();
+        assert_eq!(a, b, "PFCOUNT of {}", String::from_utf8_lossy(key));
+    }
 }
