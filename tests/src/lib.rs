@@ -6,6 +6,7 @@ mod error;
 mod gcs;
 mod process;
 mod python;
+mod s3;
 mod sentinel;
 mod server;
 mod tls;
@@ -21,6 +22,7 @@ pub use python::{
     lint_chart, newest_kubernetes_version, read_yaml_as_kubectl_does, render_chart, repo_root,
     validate_custom_resources, validate_manifests,
 };
+pub use s3::{S3_REGION, S3_START_TIMEOUT, S3Server};
 pub use sentinel::SentinelServer;
 pub use server::RedisServer;
 pub use tls::TestCertificates;
