@@ -82,16 +82,37 @@ impl Backup {
 }
 
 /// The newest folder under the root that holds a manifest and has the layout's dated name.
+/// Folder names have one-second resolution, so ties are broken by the manifests' exact start.
 async fn newest_folder(storage: &Storage) -> Result<Option<String>> {
     let suffix = format!("/{MANIFEST_NAME}");
-    Ok(storage
+    let dated: Vec<_> = storage
         .list("")
         .await?
         .into_iter()
         .filter_map(|object| object.key.strip_suffix(&suffix).map(str::to_owned))
         .filter_map(|folder| folder_start(&folder).map(|start| (start, folder)))
-        .max()
-        .map(|(_, folder)| folder))
+        .collect();
+    let Some(latest) = dated.iter().map(|(start, _)| *start).max() else {
+        return Ok(None);
+    };
+    let mut newest: Option<(String, String)> = None;
+    for (_, folder) in dated.into_iter().filter(|(start, _)| *start == latest) {
+        let started = match storage.get(&join(&folder, MANIFEST_NAME)).await {
+            Ok(data) => Manifest::parse(&data)
+                .ok()
+                .and_then(|m| chrono::DateTime::parse_from_rfc3339(&m.timings.started_at).ok())
+                .map(|t| {
+                    t.with_timezone(&chrono::Utc)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                })
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if newest.as_ref().is_none_or(|(best, _)| started > *best) {
+            newest = Some((started, folder));
+        }
+    }
+    Ok(newest.map(|(_, folder)| folder))
 }
 
 /// `folder/name`, or `name` at the root.
