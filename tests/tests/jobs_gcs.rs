@@ -75,6 +75,17 @@ async fn put_and_get_round_trip_byte_exact() {
         Bytes::from_static(br#"{"format":1}"#)
     );
 
+    // Every write went through a resumable session (single-shot uploads break emulators).
+    let log = server.log();
+    assert!(
+        log.contains("uploadType=resumable"),
+        "no resumable upload in the log"
+    );
+    assert!(
+        !log.contains("uploadType=multipart") && !log.contains("uploadType=media"),
+        "a single-shot upload was made"
+    );
+
     // A put replaces the object.
     store
         .put("manifest.json", Bytes::from_static(b"v2"))
