@@ -226,6 +226,30 @@ async fn abort_leaves_no_object_and_no_pending_multipart_upload() {
     assert!(store.list("").await.unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_upload_is_aborted_in_the_background() {
+    // A cancelled backup task drops its upload without calling abort.
+    let server = server_with_bucket().await;
+    let store = Storage::S3(open(&server, "dropped").await);
+    let mut upload = store.upload("part").await.unwrap();
+    upload
+        .write(Bytes::from(pattern(MIN_PART_SIZE + 1)))
+        .await
+        .unwrap();
+    assert_eq!(pending_uploads(&server).await.len(), 1);
+    drop(upload);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pending_uploads(&server).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped upload was not aborted"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!object_exists(&server, "dropped/part").await);
+}
+
 #[tokio::test]
 async fn wrong_credentials_are_access_denied_naming_the_url() {
     let server = server_with_bucket().await;

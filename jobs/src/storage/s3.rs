@@ -598,6 +598,47 @@ impl S3Upload {
     }
 }
 
+impl Drop for S3Upload {
+    /// An upload dropped unfinished (its task cancelled, an early `?` in the caller) would keep
+    /// its parts on S3 until a lifecycle rule removes them; abort it in the background while a
+    /// runtime is there to run the request. Best effort: a runtime shutting down may not get to it.
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                url = self.url,
+                upload_id,
+                "multipart upload dropped without a runtime to abort it"
+            );
+            return;
+        };
+        let client = self.store.client.clone();
+        let bucket = self.store.bucket.clone();
+        let key = self.key.clone();
+        let url = self.url.clone();
+        runtime.spawn(async move {
+            let aborted = client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            match aborted {
+                Ok(_) => tracing::debug!(url, upload_id, "dropped multipart upload aborted"),
+                Err(error) => tracing::warn!(
+                    url,
+                    upload_id,
+                    error = %causes(&error),
+                    "could not abort a dropped multipart upload"
+                ),
+            }
+        });
+    }
+}
+
 /// Cuts a stream of chunks of any size into parts: every part but the last is exactly the part
 /// size for its position (8 MiB, doubling every 1,000 parts), so memory stays at one part plus
 /// one chunk.
