@@ -434,6 +434,15 @@ pub(crate) fn classify_value(v: &Value) -> Option<(Failure, RedisError)> {
     }
 }
 
+/// A pipeline that got no replies: where it went, why, and whether it may have reached the
+/// server (`sent`): an unsent pipeline is safe to resend whatever it holds.
+#[derive(Debug)]
+pub(crate) struct ExecFailure {
+    pub server: HostPort,
+    pub error: RedisError,
+    pub sent: bool,
+}
+
 struct Current {
     generation: u64,
     server: Option<(HostPort, MultiplexedConnection)>,
@@ -556,17 +565,19 @@ impl Connection {
         &self,
         pipe: &mut Pipeline,
         deadline: Instant,
-    ) -> std::result::Result<(HostPort, Vec<Value>), (HostPort, RedisError)> {
+    ) -> std::result::Result<(HostPort, Vec<Value>), ExecFailure> {
         let (generation, server, mut conn) = match self.link_until(deadline).await {
             Ok(v) => v,
             Err(e) => {
-                return Err((
-                    HostPort {
+                // No link, so nothing was sent: safe to resend even non-idempotent commands.
+                return Err(ExecFailure {
+                    server: HostPort {
                         host: "unresolved".into(),
                         port: 0,
                     },
-                    RedisError::from((ErrorKind::Io, "no primary reachable", e.to_string())),
-                ));
+                    error: RedisError::from((ErrorKind::Io, "no primary reachable", e.to_string())),
+                    sent: false,
+                });
             }
         };
         pipe.ignore_errors();
@@ -581,9 +592,13 @@ impl Connection {
                 }
                 Ok((server, values))
             }
-            Err(e) => {
+            Err(error) => {
                 self.invalidate(generation).await;
-                Err((server, e))
+                Err(ExecFailure {
+                    server,
+                    error,
+                    sent: true,
+                })
             }
         }
     }

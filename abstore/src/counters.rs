@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Script, Value};
 
-use crate::connection::{Connection, Failure, Retry, classify, classify_value};
+use crate::connection::{Connection, ExecFailure, Failure, Retry, classify, classify_value};
 use crate::error::{Error, Result};
 use crate::keys::{BucketTimestamp, CounterKey, CounterKind, Env, EventKind, Granularity, Key};
 
@@ -231,6 +231,7 @@ impl Recorder {
         let deadline = Instant::now() + self.conn.spec().failover_timeout;
         let mut replicas_acknowledged = None;
         let mut load_script = false;
+        let mut last_sent_error = None;
         while !pending.is_empty() {
             let mut pipe = redis::pipe();
             if load_script {
@@ -255,9 +256,21 @@ impl Recorder {
             }
             let (server, replies) = match self.conn.exec_each(&mut pipe, deadline).await {
                 Ok(answered) => answered,
-                Err((server, e)) => {
+                Err(ExecFailure {
+                    server,
+                    error: e,
+                    sent,
+                }) => {
                     // The link broke with the batch in flight: some entries may have applied.
-                    let failure = classify(&e);
+                    // A batch that never left (no primary reachable) applied nothing.
+                    let failure = if sent {
+                        classify(&e)
+                    } else {
+                        Failure::NotApplied
+                    };
+                    if sent {
+                        last_sent_error = Some((server.to_string(), e.clone()));
+                    }
                     let (retry, give_up): (Vec<usize>, Vec<usize>) =
                         pending.iter().partition(|&&i| {
                             failure == Failure::NotApplied
@@ -276,6 +289,11 @@ impl Recorder {
                         }
                     }
                     if Instant::now() >= deadline {
+                        // Report what the last server said (READONLY, say) rather than a
+                        // reconnect the deadline cut short.
+                        let (server, e) = last_sent_error
+                            .clone()
+                            .unwrap_or_else(|| (server.to_string(), e.clone()));
                         for i in retry {
                             if let Some(slot) = outcomes.get_mut(i) {
                                 *slot = Some(Err(Error::Redis {
@@ -309,6 +327,7 @@ impl Recorder {
                             load_script = true;
                         }
                         if Instant::now() < deadline {
+                            last_sent_error = Some((server.clone(), e.clone()));
                             resend.push(i);
                             continue;
                         }
