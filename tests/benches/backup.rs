@@ -42,14 +42,15 @@ fn resp(out: &mut impl Write, args: &[&[u8]]) {
 }
 
 /// A Bucketeer-shaped keyspace: 70 % `ec:` counters, 30 % `uc:` HyperLogLogs, hourly buckets
-/// over the last 31 days, every key expiring at bucket + 31 days. Returns the key names.
+/// over 31 days ending tomorrow, every key expiring at bucket + 31 days (so none expires during
+/// the run), every key distinct. Returns the key names.
 fn write_load_file(path: &Path, keys: u64) -> Vec<String> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let start = now_secs() / HOUR * HOUR - 31 * DAY;
+    let start = now_secs() / HOUR * HOUR - 30 * DAY;
     let mut names = Vec::with_capacity(keys as usize);
     for i in 0..keys {
         let bucket = start + (i % (31 * 24)) * HOUR;
-        let flag = i / (31 * 24 * 2);
+        let flag = i / (31 * 24);
         let variation = if i % 2 == 0 { "control" } else { "treatment" };
         let expire_ms = ((bucket + 31 * DAY) * 1000).to_string();
         if i % 10 < 7 {
