@@ -4,6 +4,7 @@
 
 mod error;
 mod gcs;
+pub mod keyspace;
 mod process;
 mod python;
 mod s3;

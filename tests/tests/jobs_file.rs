@@ -19,14 +19,13 @@ use abstore_jobs::list::{self, ListOptions};
 use abstore_jobs::restore::{self, RestoreMode, RestoreOptions};
 use abstore_jobs::storage::Location;
 use abstore_jobs::verify::{self, VerifyOptions};
+use abstore_tests::keyspace::{assert_same_keyspace, assert_same_unique_counts, snapshot};
 use abstore_tests::{RedisServer, Topology, TopologyOptions, wait_for_replication_offset};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
-/// Expiries read back may differ by this much (PEXPIRETIME is exact; this only absorbs clocks).
-const EXPIRY_TOLERANCE_MS: i64 = 1000;
 
 fn location(dir: &Path) -> Location {
     Location::parse(&format!("file://{}", dir.display())).unwrap()
@@ -37,83 +36,6 @@ fn now_secs() -> i64 {
 }
 
 /// A key's type, value (collections in a canonical order) and absolute expiry.
-#[derive(Debug, Clone, PartialEq)]
-struct Snapshot {
-    kind: String,
-    value: Vec<Vec<u8>>,
-    expire_at_ms: i64,
-}
-
-/// Reads the whole keyspace with plain redis commands, independently of the code under test.
-async fn snapshot(conn: &mut MultiplexedConnection) -> BTreeMap<Vec<u8>, Snapshot> {
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    let mut iter: redis::AsyncIter<Vec<u8>> = conn.scan().await.unwrap();
-    while let Some(key) = futures::StreamExt::next(&mut iter).await {
-        keys.push(key.unwrap());
-    }
-    drop(iter);
-    let mut out = BTreeMap::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .unwrap();
-        let mut value: Vec<Vec<u8>> = match kind.as_str() {
-            "string" => vec![conn.get(&key).await.unwrap()],
-            "hash" => conn.hgetall::<_, Vec<Vec<u8>>>(&key).await.unwrap(),
-            "set" => conn.smembers(&key).await.unwrap(),
-            "list" => conn.lrange(&key, 0, -1).await.unwrap(),
-            "zset" => conn.zrange_withscores(&key, 0, -1).await.unwrap(),
-            other => panic!("unexpected type {other}"),
-        };
-        match kind.as_str() {
-            "hash" => {
-                let mut pairs: Vec<Vec<Vec<u8>>> = value.chunks(2).map(<[_]>::to_vec).collect();
-                pairs.sort();
-                value = pairs.concat();
-            }
-            "set" => value.sort(),
-            _ => {}
-        }
-        let expire_at_ms: i64 = redis::cmd("PEXPIRETIME")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .unwrap();
-        out.insert(
-            key,
-            Snapshot {
-                kind,
-                value,
-                expire_at_ms,
-            },
-        );
-    }
-    out
-}
-
-fn assert_same_keyspace(left: &BTreeMap<Vec<u8>, Snapshot>, right: &BTreeMap<Vec<u8>, Snapshot>) {
-    assert_eq!(
-        left.keys().collect::<Vec<_>>(),
-        right.keys().collect::<Vec<_>>(),
-        "key sets differ"
-    );
-    for (key, a) in left {
-        let b = &right[key];
-        let name = String::from_utf8_lossy(key);
-        assert_eq!(a.kind, b.kind, "type of {name}");
-        assert!(a.value == b.value, "value of {name} differs");
-        match (a.expire_at_ms, b.expire_at_ms) {
-            (-1, -1) => {}
-            (x, y) => assert!(
-                x > 0 && y > 0 && (x - y).abs() <= EXPIRY_TOLERANCE_MS,
-                "expiry of {name}: {x} vs {y}"
-            ),
-        }
-    }
-}
-
 /// Bucketeer-shaped data: ec/uc per hour for 40 days (sparse and a few dense HyperLogLogs,
 /// expiring 45 days after their bucket), goal counters, dedup flags with TTLs, experiment
 /// hashes, sets, lists, sorted sets, binary keys and values, an empty and a 1 MiB value.
@@ -276,11 +198,7 @@ async fn a_realistic_keyspace_round_trips_with_types_values_and_expiries_intact(
     let mut target_conn = target.connection().await.unwrap();
     let after = snapshot(&mut target_conn).await;
     assert_same_keyspace(&before, &after);
-    for key in before.keys().filter(|k| k.starts_with(b"uc:")) {
-        let a: u64 = conn.pfcount(key).await.unwrap();
-        let b: u64 = target_conn.pfcount(key).await.unwrap();
-        assert_eq!(a, b, "PFCOUNT of {}", String::from_utf8_lossy(key));
-    }
+    assert_same_unique_counts(&before, &mut conn, &mut target_conn).await;
 }
 
 #[tokio::test]
@@ -310,11 +228,7 @@ async fn a_backup_of_redis_restores_into_valkey_with_every_key_intact() {
         "not a Valkey server: {info}"
     );
     assert_same_keyspace(&before, &snapshot(&mut valkey_conn).await);
-    for key in before.keys().filter(|k| k.starts_with(b"uc:")) {
-        let a: u64 = conn.pfcount(key).await.unwrap();
-        let b: u64 = valkey_conn.pfcount(key).await.unwrap();
-        assert_eq!(a, b, "PFCOUNT of {}", String::from_utf8_lossy(key));
-    }
+    assert_same_unique_counts(&before, &mut conn, &mut valkey_conn).await;
 }
 
 /// Writes a one-part backup made with the format API (for records a live server cannot hold,

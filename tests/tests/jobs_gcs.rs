@@ -5,7 +5,6 @@
 //! (see jobs/src/storage/gcs.rs for what the emulator cannot cover).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use abstore_jobs::backup::{self, BackupOptions};
@@ -14,10 +13,10 @@ use abstore_jobs::list::{self, ListOptions};
 use abstore_jobs::restore::{self, RestoreMode, RestoreOptions};
 use abstore_jobs::storage::{Location, Storage, StorageError, StorageOptions};
 use abstore_jobs::verify::{self, VerifyOptions};
+use abstore_tests::keyspace::{assert_same_keyspace, assert_same_unique_counts, snapshot};
 use abstore_tests::{GcsServer, RedisServer};
 use bytes::Bytes;
 use futures::StreamExt;
-use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
 const BUCKET: &str = "abstore-backups";
@@ -414,51 +413,6 @@ async fn fill(conn: &mut MultiplexedConnection) -> usize {
     keys
 }
 
-/// Every key's type, value (collections in a canonical order) and absolute expiry, read with
-/// plain commands, independently of the code under test.
-async fn snapshot(
-    conn: &mut MultiplexedConnection,
-) -> BTreeMap<Vec<u8>, (String, Vec<Vec<u8>>, i64)> {
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    let mut iter: redis::AsyncIter<Vec<u8>> = conn.scan().await.unwrap();
-    while let Some(key) = iter.next().await {
-        keys.push(key.unwrap());
-    }
-    drop(iter);
-    let mut out = BTreeMap::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .unwrap();
-        let mut value: Vec<Vec<u8>> = match kind.as_str() {
-            "string" => vec![conn.get(&key).await.unwrap()],
-            "hash" => conn.hgetall(&key).await.unwrap(),
-            "set" => conn.smembers(&key).await.unwrap(),
-            "list" => conn.lrange(&key, 0, -1).await.unwrap(),
-            "zset" => conn.zrange_withscores(&key, 0, -1).await.unwrap(),
-            other => panic!("unexpected type {other}"),
-        };
-        match kind.as_str() {
-            "hash" => {
-                let mut pairs: Vec<Vec<Vec<u8>>> = value.chunks(2).map(<[_]>::to_vec).collect();
-                pairs.sort();
-                value = pairs.concat();
-            }
-            "set" => value.sort(),
-            _ => {}
-        }
-        let expire_at_ms: i64 = redis::cmd("PEXPIRETIME")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .unwrap();
-        out.insert(key, (kind, value, expire_at_ms));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyspace_round_trips_through_gcs_into_a_fresh_redis() {
     let gcs = GcsServer::start(&[BUCKET]).unwrap();
@@ -543,24 +497,6 @@ async fn a_keyspace_round_trips_through_gcs_into_a_fresh_redis() {
 
     let mut target_conn = target.connection().await.unwrap();
     let after = snapshot(&mut target_conn).await;
-    assert_eq!(
-        before.keys().collect::<Vec<_>>(),
-        after.keys().collect::<Vec<_>>(),
-        "key sets differ"
-    );
-    for (key, (kind, value, expire_at)) in &before {
-        let (kind2, value2, expire_at2) = &after[key];
-        let name = String::from_utf8_lossy(key);
-        assert_eq!(kind, kind2, "type of {name}");
-        assert!(value == value2, "value of {name} differs");
-        assert!(
-            (*expire_at == -1 && *expire_at2 == -1) || (expire_at - expire_at2).abs() <= 1000,
-            "expiry of {name}: {expire_at} vs {expire_at2}"
-        );
-    }
-    for key in before.keys().filter(|k| k.starts_with(b"uc:")) {
-        let a: u64 = source_conn.pfcount(key).await.unwrap();
-        let b: u64 = target_conn.pfcount(key).await.unwrap();
-        assert_eq!(a, b, "PFCOUNT of {}", String::from_utf8_lossy(key));
-    }
+    assert_same_keyspace(&before, &after);
+    assert_same_unique_counts(&before, &mut source_conn, &mut target_conn).await;
 }
