@@ -2,9 +2,22 @@
 //! whose newest complete backup is meant), read its manifest, and check every part against it.
 //! Shared by verify and restore, so both refuse exactly the same archives.
 
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
 use crate::error::{JobError, Result};
-use crate::format::{MANIFEST_NAME, Manifest, PartInfo, Record, decode_part, folder_start};
+use crate::format::{
+    MANIFEST_NAME, Manifest, PartInfo, Record, check_part, decode_part_batches, folder_start,
+};
 use crate::storage::{Location, Storage, StorageError, StorageOptions};
+
+/// Records per batch while verifying (they are dropped at once).
+const VERIFY_BATCH: usize = 1024;
+/// Parts fetched and decoded at the same time while verifying: two overlap a download with a
+/// decode while holding at most two compressed parts in memory.
+const VERIFY_PARTS_IN_FLIGHT: usize = 2;
 
 /// A complete backup (one with a manifest) and where it lives.
 #[derive(Debug)]
@@ -55,29 +68,63 @@ impl Backup {
         self.location.url_of(&join(&self.folder, &part.name))
     }
 
-    /// Downloads one part and checks it against the manifest; the error names the part.
-    pub async fn read_part(&self, part: &PartInfo) -> Result<Vec<Record>> {
-        let bad = |reason: String| JobError::BadArchive {
-            url: self.part_url(part),
-            reason,
-        };
+    /// Downloads one part and checks its size and sha256 against the manifest; the error names
+    /// the part.
+    pub async fn fetch_part(&self, part: &PartInfo) -> Result<Bytes> {
         let data = match self.storage.get(&join(&self.folder, &part.name)).await {
             Ok(data) => data,
             Err(StorageError::NotFound { .. }) => {
-                return Err(bad("the part is missing".to_owned()));
+                return Err(self.bad_part(part, "the part is missing".to_owned()));
             }
             Err(e) => return Err(e.into()),
         };
-        decode_part(&data, part).map_err(bad)
+        check_part(&data, part).map_err(|reason| self.bad_part(part, reason))?;
+        Ok(data)
     }
 
-    /// Checks every part (size, sha256, decodability, record count) without keeping them.
+    /// Decodes a fetched part on a blocking thread (JSON and zstd are CPU work), handing its
+    /// records to `each` in batches; checks decodability and the record count.
+    pub async fn decode_part(
+        &self,
+        part: &PartInfo,
+        data: Bytes,
+        batch: usize,
+        each: impl FnMut(Vec<Record>) -> ControlFlow<()> + Send + 'static,
+    ) -> Result<()> {
+        let info = part.clone();
+        let decoded =
+            tokio::task::spawn_blocking(move || decode_part_batches(&data, &info, batch, each))
+                .await
+                .map_err(|e| JobError::Task {
+                    stage: "decode",
+                    reason: e.to_string(),
+                })?;
+        decoded.map_err(|reason| self.bad_part(part, reason))
+    }
+
+    /// Checks every part (size, sha256, decodability, record count) without keeping them: one
+    /// part downloads while the previous one decodes.
     pub async fn verify_all(&self, mut on_part: impl FnMut(&PartInfo)) -> Result<()> {
-        for part in &self.manifest.parts {
-            self.read_part(part).await?;
-            on_part(part);
+        let parts = futures::stream::iter(&self.manifest.parts)
+            .map(|part| async move {
+                let data = self.fetch_part(part).await?;
+                self.decode_part(part, data, VERIFY_BATCH, |_| ControlFlow::Continue(()))
+                    .await?;
+                Ok::<_, JobError>(part)
+            })
+            .buffered(VERIFY_PARTS_IN_FLIGHT);
+        let mut parts = std::pin::pin!(parts);
+        while let Some(part) = parts.next().await {
+            on_part(part?);
         }
         Ok(())
+    }
+
+    fn bad_part(&self, part: &PartInfo, reason: String) -> JobError {
+        JobError::BadArchive {
+            url: self.part_url(part),
+            reason,
+        }
     }
 }
 

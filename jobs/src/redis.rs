@@ -103,9 +103,14 @@ pub async fn read_batch(conn: &Connection, url: &str, keys: Vec<Vec<u8>>) -> Res
     }
     pipe.ignore_errors();
     let replies: Vec<Value> = conn.exec(&pipe, Retry::Idempotent, "GET").await?;
+    if replies.len() != keys.len() * 2 {
+        let key = keys.first().map(Vec::as_slice).unwrap_or_default();
+        return Err(short_reply(url, "GET", key));
+    }
     let mut others = Vec::new();
-    for (key, pair) in keys.into_iter().zip(replies.chunks(2)) {
-        let [value, expiry] = pair else {
+    let mut replies = replies.into_iter();
+    for key in keys {
+        let (Some(value), Some(expiry)) = (replies.next(), replies.next()) else {
             return Err(short_reply(url, "GET", &key));
         };
         match value {
@@ -113,10 +118,14 @@ pub async fn read_batch(conn: &Connection, url: &str, keys: Vec<Vec<u8>>) -> Res
             Value::ServerError(e) if e.code() == "WRONGTYPE" => others.push(key),
             Value::ServerError(e) => return Err(key_error(url, "GET", &key, e.to_string())),
             other => {
-                let bytes = bytes_of(other).ok_or_else(|| {
-                    key_error(url, "GET", &key, format!("unexpected reply {other:?}"))
-                })?;
-                match expiry_of(url, &key, expiry)? {
+                // Owned: the reply's buffer becomes the record's, no copy.
+                let bytes = match other {
+                    Value::BulkString(bytes) => bytes,
+                    other => bytes_of(&other).ok_or_else(|| {
+                        key_error(url, "GET", &key, format!("unexpected reply {other:?}"))
+                    })?,
+                };
+                match expiry_of(url, &key, &expiry)? {
                     Expiry::Gone => batch.vanished += 1,
                     Expiry::At(at) => batch.records.push(Record {
                         key: Blob(key),

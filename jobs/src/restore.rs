@@ -8,14 +8,18 @@
 //! experiment hash has no meaningful sum, and the live value is the newer one).
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use abstore::connection::{Connection, Retry};
 use abstore::keys::KeyKind;
 use chrono::Utc;
+use futures::StreamExt;
 use redis::{Pipeline, Value};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use crate::archive::Backup;
 use crate::error::{JobError, Result};
@@ -26,6 +30,11 @@ use crate::storage::{Location, StorageOptions};
 
 /// Records written per pipeline.
 pub const BATCH_RECORDS: usize = 500;
+/// Pipelines in flight on the connection: enough to keep Redis busy while replies travel back.
+/// Records of a backup are distinct keys, so batches commute.
+const WRITES_IN_FLIGHT: usize = 4;
+/// Decoded batches waiting for a writer: bounds memory to a few batches.
+const QUEUED_BATCHES: usize = 8;
 /// Items per HSET/SADD/RPUSH/ZADD, so a huge collection becomes several moderate commands.
 const COLLECTION_CHUNK: usize = 1000;
 /// Scratch key used inside one MULTI/EXEC (never visible outside it: EXEC runs atomically).
@@ -147,30 +156,107 @@ pub async fn run(options: &RestoreOptions) -> Result<RestoreSummary> {
         ..RestoreSummary::default()
     };
     let progress = Progress::start("restore", Some(backup.manifest.keys));
-    let result: Result<()> = async {
-        for part in &backup.manifest.parts {
-            // Downloaded and checked again: the object could have changed since verification.
-            let records = backup.read_part(part).await?;
-            for batch in records.chunks(options.batch_records) {
-                let now_ms = Utc::now().timestamp_millis();
-                let live: Vec<&Record> = batch.iter().filter(|r| !r.is_expired(now_ms)).collect();
-                summary.expired += (batch.len() - live.len()) as u64;
-                if options.dry_run {
-                    writer.classify(&live, &mut summary).await?;
-                } else {
-                    writer.write(&live, &mut summary).await?;
-                }
-                progress.add(batch.len() as u64);
+    let backup = Arc::new(backup);
+    let (tx, rx) = mpsc::channel(QUEUED_BATCHES);
+    let producer = tokio::spawn(produce(Arc::clone(&backup), options.batch_records, tx));
+    let batches =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let writer = &writer;
+    let dry_run = options.dry_run;
+    let writes = batches
+        .map(|batch: Result<Vec<Record>>| async move {
+            let batch = batch?;
+            let now_ms = Utc::now().timestamp_millis();
+            let live: Vec<&Record> = batch.iter().filter(|r| !r.is_expired(now_ms)).collect();
+            let mut tally = Tally {
+                expired: (batch.len() - live.len()) as u64,
+                ..Tally::default()
+            };
+            if dry_run {
+                writer.classify(&live, &mut tally).await?;
+            } else {
+                writer.write(&live, &mut tally).await?;
+            }
+            Ok::<_, JobError>((batch.len() as u64, tally))
+        })
+        .buffered(WRITES_IN_FLIGHT);
+    // Boxed so it can be dropped before the producer is awaited: dropping it closes the
+    // channel, which stops the producer after a failure.
+    let mut writes = Box::pin(writes);
+    let mut result = Ok(());
+    while let Some(outcome) = writes.next().await {
+        match outcome {
+            Ok((records, tally)) => {
+                tally.add_to(&mut summary);
+                progress.add(records);
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
             }
         }
-        Ok(())
     }
-    .await;
+    drop(writes);
+    if let Err(e) = producer.await {
+        result = result.and(Err(JobError::Task {
+            stage: "restore",
+            reason: e.to_string(),
+        }));
+    }
     progress.finish();
     result?;
     summary.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::info!(backup = %url, written = summary.written, kept = summary.kept, merged = summary.merged, expired = summary.expired, "restore complete");
     Ok(summary)
+}
+
+/// Downloads and decodes the parts in order (again: the objects could have changed since
+/// verification, and holding every verified part would not fit in memory), feeding batches of
+/// records to the writers. An error is sent down the channel in order, after the batches before it.
+async fn produce(backup: Arc<Backup>, batch: usize, tx: mpsc::Sender<Result<Vec<Record>>>) {
+    for part in &backup.manifest.parts {
+        let data = match backup.fetch_part(part).await {
+            Ok(data) => data,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let sender = tx.clone();
+        let decoded = backup
+            .decode_part(part, data, batch, move |records| {
+                match sender.blocking_send(Ok(records)) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            })
+            .await;
+        if let Err(e) = decoded {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// What one batch did, added to the summary in order.
+#[derive(Debug, Default)]
+struct Tally {
+    written: u64,
+    kept: u64,
+    merged: u64,
+    expired: u64,
+}
+
+impl Tally {
+    fn add_to(&self, summary: &mut RestoreSummary) {
+        summary.written += self.written;
+        summary.kept += self.kept;
+        summary.merged += self.merged;
+        summary.expired += self.expired;
+    }
 }
 
 /// What a record's reply means once it succeeded.
@@ -237,7 +323,7 @@ fn merge_as(record: &Record) -> MergeAs<'_> {
 }
 
 impl Writer {
-    async fn write(&self, records: &[&Record], summary: &mut RestoreSummary) -> Result<()> {
+    async fn write(&self, records: &[&Record], summary: &mut Tally) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -376,7 +462,7 @@ impl Writer {
         record: &Record,
         expect: &Expect,
         replies: &[Value],
-        summary: &mut RestoreSummary,
+        summary: &mut Tally,
     ) -> Result<()> {
         let fail = |reason: String| key_error(&self.url, expect.command, &record.key.0, reason);
         let own = replies
@@ -413,7 +499,7 @@ impl Writer {
     }
 
     /// Dry run: read-only EXISTS checks decide what would be written, kept or merged.
-    async fn classify(&self, records: &[&Record], summary: &mut RestoreSummary) -> Result<()> {
+    async fn classify(&self, records: &[&Record], summary: &mut Tally) -> Result<()> {
         if self.mode == RestoreMode::Overwrite {
             summary.written += records.len() as u64;
             return Ok(());
