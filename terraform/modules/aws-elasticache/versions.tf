@@ -1,0 +1,15 @@
+terraform {
+  required_version = ">= 1.9.0"
+
+  required_providers {
+    aws = {
+      source = "hashicorp/aws"
+      # transit_encryption_mode, the valkey engine and aws_vpc_security_group_*_rule.
+      version = ">= 5.82.0, < 7.0.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.6.0"
+    }
+  }
+}
