@@ -14,6 +14,7 @@ pub mod heal;
 #[cfg(test)]
 pub mod fixtures;
 pub mod leader;
+pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod render;

@@ -1,4 +1,5 @@
-//! `abstore-operator`: the controller (`run`), the CRD (`crd`) and offline rendering (`render`).
+//! `abstore-operator`: the controller (`run`), the CRD (`crd`), offline rendering (`render`) and
+//! the local topology (`local up | status | down`).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -6,6 +7,7 @@ use kube::CustomResourceExt;
 
 use abstore_operator::crd::ABStore;
 
+mod local_cli;
 mod run;
 
 #[derive(Debug, Parser)]
@@ -24,6 +26,9 @@ enum Command {
     /// Print every object the controller would apply for the ABStores in a file, as
     /// multi-document YAML in apply order (Secrets get freshly generated passwords).
     Render(RenderArgs),
+    /// Run the same topology as local processes on loopback, no cluster needed.
+    #[command(subcommand)]
+    Local(local_cli::LocalCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Run(args) => run::run(args)?,
         Command::Render(args) => render(&args)?,
+        Command::Local(command) => local_cli::run(command)?,
     }
     Ok(())
 }

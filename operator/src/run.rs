@@ -110,7 +110,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// SIGTERM (what Kubernetes sends) or Ctrl-C.
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

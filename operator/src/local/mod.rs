@@ -1,0 +1,385 @@
+//! `local up | status | down`: the topology an `ABStore` becomes in Kubernetes, as local
+//! `redis-server` and `redis-sentinel` processes on loopback, from the same validated model and
+//! rendered config files, healed by the same [`heal`](crate::heal) code. The way to try ABStore
+//! without a cluster.
+//!
+//! Everything lives in one directory: `state.json` (ports, pids, primary), `credentials/<user>`
+//! (one password file per ACL user, mode 0600), `acl/users.acl`, `redis-<i>/` and `sentinel-<i>/`
+//! (config, data, log) and `backups/`. `up` on an existing directory restarts the same store with
+//! its data, ports and passwords.
+
+mod process;
+mod state;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{self, ConfigPaths};
+use crate::crd::ABStore;
+use crate::credentials::{Credentials, Role, generate_password};
+use crate::heal::{self, Auth, Endpoint, HealTarget, NodeRole, SentinelSettings};
+use crate::model::Model;
+use crate::validate::validate;
+
+pub use process::Supervisor;
+pub use state::{LocalState, ProcessState};
+
+/// Namespace given to a local store whose YAML names none (it only appears in config comments).
+pub const LOCAL_NAMESPACE: &str = "local";
+/// Loopback address every process binds and announces.
+pub const LOOPBACK: &str = "127.0.0.1";
+/// State file name inside the directory.
+pub const STATE_FILE: &str = "state.json";
+/// How long `up` waits for the first primary to be elected.
+pub const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between heal passes.
+pub const HEAL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Errors of the local commands, naming the file or process at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not an ABStore: {reason}")]
+    Spec { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    State { path: PathBuf, reason: String },
+    #[error("starting {what}: {reason}")]
+    Start { what: String, reason: String },
+    #[error("no primary within {seconds} s: {reason}")]
+    NoPrimary { seconds: u64, reason: String },
+    #[error("heal: {0}")]
+    Heal(#[from] heal::HealError),
+}
+
+pub type Result<T> = std::result::Result<T, LocalError>;
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
+    move |source| LocalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Reads and validates the ABStore in `path` (the first document; a missing namespace becomes
+/// `local`).
+pub fn load_model(path: &Path) -> Result<Model> {
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    let mut store: ABStore = serde_yaml::from_str(&text).map_err(|e| LocalError::Spec {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if store.metadata.namespace.is_none() {
+        store.metadata.namespace = Some(LOCAL_NAMESPACE.to_owned());
+    }
+    validate(&store).map_err(|e| LocalError::Spec {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The directory layout.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: impl Into<PathBuf>) -> Layout {
+        Layout { dir: dir.into() }
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+    pub fn credentials_dir(&self) -> PathBuf {
+        self.dir.join("credentials")
+    }
+    pub fn credential_file(&self, user: &str) -> PathBuf {
+        self.credentials_dir().join(user)
+    }
+    pub fn acl_file(&self) -> PathBuf {
+        self.dir.join("acl").join(config::ACL_FILE_NAME)
+    }
+    pub fn node_dir(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("redis-{index}"))
+    }
+    pub fn sentinel_dir(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("sentinel-{index}"))
+    }
+    pub fn backups_dir(&self) -> PathBuf {
+        self.dir.join("backups")
+    }
+    fn config_paths(&self) -> ConfigPaths {
+        let text = |p: PathBuf| p.display().to_string();
+        ConfigPaths {
+            data_dir: text(self.dir.clone()),
+            acl_file: text(self.acl_file()),
+            tls_dir: text(self.dir.join("tls")),
+            credentials_dir: text(self.credentials_dir()),
+            config_dir: text(self.dir.join("config")),
+        }
+    }
+}
+
+/// Passwords of every user: the files already in `credentials/` are kept, missing ones are
+/// generated and written (0600).
+pub fn credentials(model: &Model, layout: &Layout) -> Result<Credentials> {
+    let dir = layout.credentials_dir();
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let mut existing = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
+        let entry = entry.map_err(io_error(&dir))?;
+        let path = entry.path();
+        let password = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+        existing.insert(
+            entry.file_name().to_string_lossy().into_owned(),
+            password.trim().to_owned(),
+        );
+    }
+    let credentials = Credentials::resolve(model, &existing, &mut generate_password);
+    for (user, password) in credentials.users() {
+        if existing.get(user).map(String::as_str) != Some(password) {
+            write_private(&layout.credential_file(user), password)?;
+        }
+    }
+    Ok(credentials)
+}
+
+/// Writes a file only its owner can read.
+pub(crate) fn write_private(path: &Path, content: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_error(&tmp))?;
+    file.write_all(content.as_bytes()).map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// redis.conf of node `index`: the operator's rendered redis.conf, then this node's lines
+/// (loopback port, its directory, masterauth, and `replicaof` when a primary is known and it is
+/// not this node: a restarted node never comes up as a second, possibly empty, primary).
+pub fn node_config(
+    model: &Model,
+    layout: &Layout,
+    credentials: &Credentials,
+    index: usize,
+    port: u16,
+    primary: Option<&Endpoint>,
+) -> String {
+    let mut conf = config::redis_conf(model, &layout.config_paths());
+    let dir = layout.node_dir(index);
+    conf.push_str(&format!(
+        "\n# --- this node, written by abstore-operator local up ---\n\
+         port {port}\nbind {LOOPBACK}\ndir \"{}\"\naclfile \"{}\"\n\
+         masterauth \"{}\"\nreplica-announce-ip {LOOPBACK}\nreplica-announce-port {port}\n\
+         repl-diskless-sync-delay 0\n",
+        dir.display(),
+        layout.acl_file().display(),
+        credentials.role_password(Role::Replication),
+    ));
+    if let Some(primary) = primary
+        && primary.port != port
+    {
+        conf.push_str(&format!("replicaof {} {}\n", primary.host, primary.port));
+    }
+    conf
+}
+
+/// sentinel.conf of sentinel `index`: the rendered sentinel.conf plus its port and directory.
+/// No `sentinel monitor`: heal makes it monitor the primary it chose or the sentinels elected.
+pub fn sentinel_config(model: &Model, layout: &Layout, index: usize, port: u16) -> String {
+    let mut conf = config::sentinel_conf(model, &layout.config_paths());
+    conf.push_str(&format!(
+        "\n# --- this sentinel, written by abstore-operator local up ---\n\
+         port {port}\nbind {LOOPBACK}\ndir \"{}\"\n",
+        layout.sentinel_dir(index).display()
+    ));
+    conf
+}
+
+/// What heal needs for this local store.
+pub fn heal_target(model: &Model, credentials: &Credentials, state: &LocalState) -> HealTarget {
+    let sentinel = &model.spec.sentinel;
+    let auth = |role: Role| Auth {
+        username: role.username().to_owned(),
+        password: credentials.role_password(role).to_owned(),
+    };
+    HealTarget {
+        master_name: model.master_name().to_owned(),
+        nodes: state
+            .nodes
+            .iter()
+            .map(|n| Endpoint::new(LOOPBACK, n.port))
+            .collect(),
+        sentinels: state
+            .sentinels
+            .iter()
+            .map(|s| Endpoint::new(LOOPBACK, s.port))
+            .collect(),
+        sentinel: SentinelSettings {
+            quorum: u32::try_from(sentinel.quorum).unwrap_or(1),
+            down_after_ms: u64::try_from(sentinel.down_after_milliseconds).unwrap_or(5000),
+            failover_timeout_ms: u64::try_from(sentinel.failover_timeout_milliseconds)
+                .unwrap_or(60_000),
+            parallel_syncs: u32::try_from(sentinel.parallel_syncs).unwrap_or(1),
+        },
+        min_replicas_to_write: u32::try_from(model.min_replicas_to_write()).unwrap_or(0),
+        operator_auth: Some(auth(Role::Operator)),
+        sentinel_auth: Some(auth(Role::Sentinel)),
+        tls_ca: None,
+    }
+}
+
+/// The `redis+sentinel://` URL applications use (the password comes from the file).
+pub fn app_url(layout: &Layout, state: &LocalState) -> String {
+    let hosts: Vec<String> = state
+        .sentinels
+        .iter()
+        .map(|s| format!("{LOOPBACK}:{}", s.port))
+        .collect();
+    format!(
+        "redis+sentinel://{}@{}/{}?password_file={}",
+        Role::App.username(),
+        hosts.join(","),
+        state.master_name,
+        layout.credential_file(Role::App.username()).display()
+    )
+}
+
+/// `local status`: the state file plus what every process says now.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub name: String,
+    pub dir: String,
+    pub url: String,
+    pub credentials_dir: String,
+    pub supervisor_pid: Option<u32>,
+    pub primary: Option<String>,
+    pub nodes: Vec<NodeStatus>,
+    pub sentinels: Vec<SentinelStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub address: String,
+    pub pid: Option<u32>,
+    pub running: bool,
+    pub role: Option<String>,
+    pub offset: Option<u64>,
+    pub keys: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SentinelStatus {
+    pub address: String,
+    pub pid: Option<u32>,
+    pub running: bool,
+    pub primary: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Reads the state and asks every process.
+pub async fn status(layout: &Layout) -> Result<Status> {
+    let state = LocalState::read(&layout.state_file())?;
+    let model = load_model(Path::new(&state.spec_file))?;
+    let credentials = credentials(&model, layout)?;
+    let target = heal_target(&model, &credentials, &state);
+    let observation = heal::observe(&target).await;
+    let nodes = state
+        .nodes
+        .iter()
+        .zip(&observation.nodes)
+        .map(|(p, o)| {
+            let (role, offset, keys, error) = match &o.state {
+                Ok(info) => (
+                    Some(match &info.role {
+                        NodeRole::Primary => "primary".to_owned(),
+                        NodeRole::Replica { primary, link_up } => format!(
+                            "replica of {primary} (link {})",
+                            if *link_up { "up" } else { "down" }
+                        ),
+                    }),
+                    Some(info.offset),
+                    Some(info.keys),
+                    None,
+                ),
+                Err(e) => (None, None, None, Some(e.clone())),
+            };
+            NodeStatus {
+                address: o.endpoint.to_string(),
+                pid: p.pid,
+                running: p.pid.is_some_and(process::is_running),
+                role,
+                offset,
+                keys,
+                error,
+            }
+        })
+        .collect();
+    let sentinels = state
+        .sentinels
+        .iter()
+        .zip(&observation.sentinels)
+        .map(|(p, o)| {
+            let (primary, error) = match &o.state {
+                Ok(Some(view)) => (Some(view.primary.to_string()), None),
+                Ok(None) => (None, Some("does not monitor the store".to_owned())),
+                Err(e) => (None, Some(e.clone())),
+            };
+            SentinelStatus {
+                address: o.endpoint.to_string(),
+                pid: p.pid,
+                running: p.pid.is_some_and(process::is_running),
+                primary,
+                error,
+            }
+        })
+        .collect();
+    Ok(Status {
+        name: state.name.clone(),
+        dir: layout.dir.display().to_string(),
+        url: app_url(layout, &state),
+        credentials_dir: layout.credentials_dir().display().to_string(),
+        supervisor_pid: state.supervisor_pid,
+        primary: state.primary.clone(),
+        nodes,
+        sentinels,
+    })
+}
+
+/// `local down`: stops the supervisor (so it does not restart anything), then every process the
+/// state names, SIGTERM first and SIGKILL after `grace`.
+pub async fn down(layout: &Layout, grace: Duration) -> Result<Vec<u32>> {
+    let mut state = LocalState::read(&layout.state_file())?;
+    let mut stopped = Vec::new();
+    if let Some(pid) = state.supervisor_pid.take()
+        && process::stop(pid, "abstore-operator", grace).await
+    {
+        stopped.push(pid);
+    }
+    for proc in state.nodes.iter_mut().chain(state.sentinels.iter_mut()) {
+        if let Some(pid) = proc.pid.take()
+            && process::stop(pid, "redis", grace).await
+        {
+            stopped.push(pid);
+        }
+    }
+    state.write(&layout.state_file())?;
+    Ok(stopped)
+}

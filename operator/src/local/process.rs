@@ -1,0 +1,453 @@
+//! The processes of a local store: starting them from the rendered configs, restarting the ones
+//! that die (as replicas of the current primary), healing on a timer, stopping them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use super::state::{LocalState, ProcessState};
+use super::{
+    BOOTSTRAP_TIMEOUT, HEAL_INTERVAL, LOOPBACK, Layout, LocalError, Result, credentials,
+    heal_target, io_error, load_model, node_config, sentinel_config, write_private,
+};
+use crate::config;
+use crate::credentials::Credentials;
+use crate::heal::{self, Decision, Endpoint, HealTarget, Report};
+use crate::model::Model;
+
+/// How long a started process gets to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(50);
+
+/// A running local store: its children and the state file.
+#[derive(Debug)]
+pub struct Supervisor {
+    layout: Layout,
+    model: Model,
+    credentials: Credentials,
+    state: LocalState,
+    target: HealTarget,
+    nodes: Vec<Option<Child>>,
+    sentinels: Vec<Option<Child>>,
+    /// When each node was found dead (until it is started again).
+    down_since: Vec<Option<Instant>>,
+    last_decision: Option<String>,
+}
+
+impl Supervisor {
+    /// Starts (or restarts, on an existing directory) every process of the store in `spec`, and
+    /// heals until the sentinels have elected a primary.
+    pub async fn up(spec: &Path, dir: &Path) -> Result<Supervisor> {
+        let spec = std::path::absolute(spec).map_err(io_error(spec))?;
+        let model = load_model(&spec)?;
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
+        let credentials = credentials(&model, &layout)?;
+        write_private(&layout.acl_file(), &config::acl_file(&model, &credentials))?;
+        let backups = layout.backups_dir();
+        std::fs::create_dir_all(&backups).map_err(io_error(&backups))?;
+
+        let state_file = layout.state_file();
+        let mut state = if state_file.exists() {
+            LocalState::read(&state_file)?
+        } else {
+            LocalState::default()
+        };
+        if let Some(pid) = state.supervisor_pid
+            && is_running(pid)
+            && pid != std::process::id()
+        {
+            return Err(LocalError::State {
+                path: state_file,
+                reason: format!(
+                    "already running (local up, pid {pid}); `abstore-operator local down --dir {}` stops it",
+                    layout.dir.display()
+                ),
+            });
+        }
+        state.name = model.name.clone();
+        state.master_name = model.master_name().to_owned();
+        state.spec_file = spec.display().to_string();
+        state.supervisor_pid = Some(std::process::id());
+        resize(&mut state.nodes, count(model.spec.redis.replicas))?;
+        resize(&mut state.sentinels, count(model.spec.sentinel.replicas))?;
+        state.write(&state_file)?;
+
+        let target = heal_target(&model, &credentials, &state);
+        let mut supervisor = Supervisor {
+            layout,
+            model,
+            credentials,
+            target,
+            nodes: Vec::new(),
+            sentinels: Vec::new(),
+            down_since: Vec::new(),
+            last_decision: None,
+            state,
+        };
+        supervisor.nodes = (0..supervisor.state.nodes.len()).map(|_| None).collect();
+        supervisor.down_since = vec![None; supervisor.state.nodes.len()];
+        supervisor.sentinels = (0..supervisor.state.sentinels.len())
+            .map(|_| None)
+            .collect();
+        // Processes left over from a `local up` that was killed: stop them before starting ours.
+        for proc in supervisor
+            .state
+            .nodes
+            .iter_mut()
+            .chain(supervisor.state.sentinels.iter_mut())
+        {
+            if let Some(pid) = proc.pid.take() {
+                stop(pid, "redis", Duration::from_secs(10)).await;
+            }
+        }
+        let primary = supervisor.known_primary();
+        for index in 0..supervisor.nodes.len() {
+            supervisor.start_node(index, primary.as_ref()).await?;
+        }
+        for index in 0..supervisor.sentinels.len() {
+            supervisor.start_sentinel(index).await?;
+        }
+        supervisor.save()?;
+        supervisor.bootstrap().await?;
+        Ok(supervisor)
+    }
+
+    pub fn state(&self) -> &LocalState {
+        &self.state
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Heals until the sentinels agree on a primary.
+    async fn bootstrap(&mut self) -> Result<()> {
+        let deadline = Instant::now() + BOOTSTRAP_TIMEOUT;
+        loop {
+            let report = self.heal_pass().await?;
+            if matches!(report.decision, Decision::Elected { .. }) && report.primary.is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LocalError::NoPrimary {
+                    seconds: BOOTSTRAP_TIMEOUT.as_secs(),
+                    reason: format!("{:?}", report.decision),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// One pass: restart processes that exited, heal, save the state.
+    pub async fn heal_pass(&mut self) -> Result<Report> {
+        let now = Instant::now();
+        for index in 0..self.nodes.len() {
+            if let Some(status) = exited(&mut self.nodes[index]) {
+                tracing::warn!(node = index, %status, "redis-server exited");
+                self.state.nodes[index].pid = None;
+                self.down_since[index] = Some(now);
+            }
+        }
+        let primary = self.known_primary();
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].is_some() {
+                continue;
+            }
+            let own = Endpoint::new(LOOPBACK, self.state.nodes[index].port);
+            if primary.as_ref() == Some(&own) {
+                // The primary died. Restarting it at once as the primary would serve what its
+                // AOF kept, which can be less than its replicas had: let Sentinel promote a
+                // replica first, then it rejoins as that replica's replica. Only if no
+                // failover comes (a single node) does it restart as the primary, and never
+                // empty.
+                let waited = now.duration_since(self.down_since[index].unwrap_or(now));
+                if waited < self.failover_grace() {
+                    continue;
+                }
+                if !has_local_data(&self.layout.node_dir(index)) {
+                    tracing::warn!(node = index, "not restarting an empty primary");
+                    continue;
+                }
+            }
+            tracing::info!(node = index, primary = ?primary.as_ref().map(Endpoint::to_string), "starting redis-server");
+            self.start_node(index, primary.as_ref()).await?;
+            self.down_since[index] = None;
+        }
+        for index in 0..self.sentinels.len() {
+            if let Some(status) = exited(&mut self.sentinels[index]) {
+                tracing::warn!(sentinel = index, %status, "redis-sentinel exited; restarting it");
+                self.state.sentinels[index].pid = None;
+                self.start_sentinel(index).await?;
+            }
+        }
+        let report = heal::heal_once(&self.target).await?;
+        let decision = format!("{:?}", report.decision);
+        if self.last_decision.as_ref() != Some(&decision) {
+            tracing::info!(primary = ?report.primary.as_ref().map(Endpoint::to_string), decision = %decision, "heal");
+            self.last_decision = Some(decision);
+        }
+        if let Some(primary) = &report.primary {
+            self.state.primary = Some(primary.to_string());
+        }
+        self.save()?;
+        Ok(report)
+    }
+
+    /// Heals every `HEAL_INTERVAL` until `shutdown` completes, then stops every process.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(HEAL_INTERVAL) => {}
+            }
+            if let Err(e) = self.heal_pass().await {
+                tracing::warn!(error = %e, "heal pass failed");
+            }
+        }
+        self.stop().await
+    }
+
+    /// Stops every process (SIGTERM, so Redis flushes its AOF) and clears the pids.
+    pub async fn stop(mut self) -> Result<()> {
+        let grace = Duration::from_secs(10);
+        for child in self.sentinels.iter_mut().chain(self.nodes.iter_mut()) {
+            if let Some(child) = child.take()
+                && let Some(pid) = child.id()
+            {
+                stop(pid, "redis", grace).await;
+            }
+        }
+        for proc in self
+            .state
+            .nodes
+            .iter_mut()
+            .chain(self.state.sentinels.iter_mut())
+        {
+            proc.pid = None;
+        }
+        self.state.supervisor_pid = None;
+        self.save()
+    }
+
+    /// How long a dead primary waits for Sentinel to promote a replica: the time to notice it
+    /// is down plus time for the failover; nothing to wait for with a single node.
+    fn failover_grace(&self) -> Duration {
+        if self.nodes.len() < 2 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(self.target.sentinel.down_after_ms.saturating_mul(2))
+            + Duration::from_secs(5)
+    }
+
+    fn save(&self) -> Result<()> {
+        self.state.write(&self.layout.state_file())
+    }
+
+    fn known_primary(&self) -> Option<Endpoint> {
+        let (host, port) = self.state.primary.as_deref()?.rsplit_once(':')?;
+        Some(Endpoint::new(host, port.parse().ok()?))
+    }
+
+    async fn start_node(&mut self, index: usize, primary: Option<&Endpoint>) -> Result<()> {
+        let port = self.state.nodes[index].port;
+        let dir = self.layout.node_dir(index);
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let conf = dir.join(config::REDIS_CONF);
+        let text = node_config(
+            &self.model,
+            &self.layout,
+            &self.credentials,
+            index,
+            port,
+            primary,
+        );
+        write_private(&conf, &text)?;
+        let child = spawn("redis-server", &conf, &dir.join("redis.log"))?;
+        self.state.nodes[index].pid = child.id();
+        self.nodes[index] = Some(child);
+        wait_for_port(
+            port,
+            &format!("redis-server {index} on port {port}"),
+            &dir.join("redis.log"),
+        )
+        .await
+    }
+
+    async fn start_sentinel(&mut self, index: usize) -> Result<()> {
+        let port = self.state.sentinels[index].port;
+        let dir = self.layout.sentinel_dir(index);
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let conf = dir.join(config::SENTINEL_CONF);
+        // Sentinel rewrites its file (its id, the primary, the known replicas and sentinels):
+        // written once, then kept across restarts.
+        if !conf.exists() {
+            write_private(
+                &conf,
+                &sentinel_config(&self.model, &self.layout, index, port),
+            )?;
+        }
+        let child = spawn("redis-sentinel", &conf, &dir.join("sentinel.log"))?;
+        self.state.sentinels[index].pid = child.id();
+        self.sentinels[index] = Some(child);
+        wait_for_port(
+            port,
+            &format!("redis-sentinel {index} on port {port}"),
+            &dir.join("sentinel.log"),
+        )
+        .await
+    }
+}
+
+fn count(replicas: i32) -> usize {
+    usize::try_from(replicas).unwrap_or(0)
+}
+
+/// Keeps the ports already allocated; new processes get free loopback ports.
+fn resize(processes: &mut Vec<ProcessState>, wanted: usize) -> Result<()> {
+    processes.truncate(wanted);
+    while processes.len() < wanted {
+        let listener =
+            std::net::TcpListener::bind((LOOPBACK, 0)).map_err(|e| LocalError::Start {
+                what: "a loopback port".to_owned(),
+                reason: e.to_string(),
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| LocalError::Start {
+                what: "a loopback port".to_owned(),
+                reason: e.to_string(),
+            })?
+            .port();
+        if processes.iter().all(|p| p.port != port) {
+            processes.push(ProcessState { port, pid: None });
+        }
+    }
+    Ok(())
+}
+
+fn spawn(program: &str, config: &Path, log: &Path) -> Result<Child> {
+    let open_log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io_error(log))
+    };
+    Command::new(program)
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(open_log()?)
+        .stderr(open_log()?)
+        // Its own process group: Ctrl-C reaches `local up`, which stops the servers in order.
+        .process_group(0)
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(|e| LocalError::Start {
+            what: format!("{program} {}", config.display()),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                format!("{program} is not installed (apt-get install redis-server redis-sentinel)")
+            } else {
+                e.to_string()
+            },
+        })
+}
+
+async fn wait_for_port(port: u16, what: &str, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if tokio::net::TcpStream::connect((LOOPBACK, port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            return Err(LocalError::Start {
+                what: what.to_owned(),
+                reason: format!(
+                    "not accepting connections after {} s; last log lines ({}): {}",
+                    START_TIMEOUT.as_secs(),
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The exit status of a child that exited (and forgets it).
+fn exited(child: &mut Option<Child>) -> Option<std::process::ExitStatus> {
+    let status = child.as_mut()?.try_wait().ok()??;
+    *child = None;
+    Some(status)
+}
+
+/// Whether the node directory holds a dataset (RDB or AOF).
+fn has_local_data(dir: &Path) -> bool {
+    let rdb: PathBuf = dir.join("dump.rdb");
+    rdb.metadata().is_ok_and(|m| m.len() > 0) || dir.join("appendonlydir").is_dir()
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL. Only a process whose command line contains
+/// `expect` is signalled (a pid from an old state file may belong to something else now).
+/// Returns whether it was running.
+pub async fn stop(pid: u32, expect: &str, grace: Duration) -> bool {
+    if !is_running(pid) || !cmdline(pid).contains(expect) {
+        return false;
+    }
+    signal(pid, "TERM").await;
+    let deadline = Instant::now() + grace;
+    while is_running(pid) {
+        if Instant::now() >= deadline {
+            signal(pid, "KILL").await;
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    true
+}
+
+/// `kill -<signal> <pid>` (the workspace has no unsafe code for libc::kill).
+async fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+}

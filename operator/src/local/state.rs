@@ -1,0 +1,64 @@
+//! `state.json`: what `local up` started, so `status`, `down` and the next `up` find it.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{LocalError, Result, io_error};
+
+/// One process: its loopback port (kept across restarts) and pid while it runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessState {
+    pub port: u16,
+    pub pid: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalState {
+    /// The ABStore's name.
+    pub name: String,
+    /// The name the sentinels monitor.
+    pub master_name: String,
+    /// The ABStore file `up` was given (absolute).
+    pub spec_file: String,
+    /// The `local up` process healing this store, while it runs.
+    pub supervisor_pid: Option<u32>,
+    /// The primary at the last heal pass (`host:port`).
+    pub primary: Option<String>,
+    pub nodes: Vec<ProcessState>,
+    pub sentinels: Vec<ProcessState>,
+}
+
+impl LocalState {
+    pub fn read(path: &Path) -> Result<LocalState> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                LocalError::State {
+                    path: path.to_owned(),
+                    reason: "no local store here (run `abstore-operator local up` first)"
+                        .to_owned(),
+                }
+            } else {
+                LocalError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        serde_json::from_str(&text).map_err(|e| LocalError::State {
+            path: path.to_owned(),
+            reason: format!("not a local state file: {e}"),
+        })
+    }
+
+    /// Writes atomically (temporary file, then rename).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| LocalError::State {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json).map_err(io_error(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_error(path))
+    }
+}

@@ -1,0 +1,169 @@
+//! `abstore-operator local up | status | down`: flags and output of the local topology (see
+//! `abstore_operator::local`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+
+use abstore_operator::local::{self, Layout, Supervisor};
+use abstore_operator::telemetry::{self, LogFormat};
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start the store's Redis and Sentinel processes on loopback and keep healing them until
+    /// Ctrl-C / SIGTERM (which stops them). Re-running on the same --dir restarts the same store.
+    Up(UpArgs),
+    /// Show the local topology: primary, replicas and sentinels with addresses and pids.
+    Status(StatusArgs),
+    /// Stop every process `local up` started in --dir.
+    Down(DirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// Directory of the local store (state, passwords, data, logs).
+    #[arg(long, env = "ABSTORE_LOCAL_DIR", default_value = ".abstore-local")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The ABStore YAML (the same file `kubectl apply` takes).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "ABSTORE_LOCAL_FILE",
+        value_name = "FILE"
+    )]
+    file: PathBuf,
+    #[command(flatten)]
+    dir: DirArgs,
+    /// Log format on stderr.
+    #[arg(long, env = "ABSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+pub fn run(command: LocalCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        match command {
+            LocalCommand::Up(args) => up(args).await,
+            LocalCommand::Status(args) => status(args).await,
+            LocalCommand::Down(args) => {
+                let layout = Layout::new(&args.dir);
+                let stopped = local::down(&layout, Duration::from_secs(10))
+                    .await
+                    .with_context(|| {
+                        format!("stopping the local store in {}", args.dir.display())
+                    })?;
+                println!("stopped {} processes", stopped.len());
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format).context("setting up logging")?;
+    let supervisor = Supervisor::up(&args.file, &args.dir.dir)
+        .await
+        .with_context(|| {
+            format!(
+                "starting {} in {}",
+                args.file.display(),
+                args.dir.dir.display()
+            )
+        })?;
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    println!(
+        "ABStore {} is up: {} Redis nodes, {} sentinels, primary {}",
+        state.name,
+        state.nodes.len(),
+        state.sentinels.len(),
+        state.primary.as_deref().unwrap_or("?")
+    );
+    println!("  connect:     {}", local::app_url(&layout, &state));
+    println!(
+        "  credentials: {} (one password file per user)",
+        layout.credentials_dir().display()
+    );
+    println!(
+        "  status:      abstore-operator local status --dir {}",
+        layout.dir.display()
+    );
+    println!("Healing until Ctrl-C (which stops every process).");
+    supervisor
+        .run_until(crate::run::wait_for_signal())
+        .await
+        .context("stopping the local store")?;
+    println!("stopped");
+    Ok(())
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let layout = Layout::new(&args.dir.dir);
+    let status = local::status(&layout)
+        .await
+        .with_context(|| format!("reading the local store in {}", args.dir.dir.display()))?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        Output::Text => {
+            println!("ABStore {} in {}", status.name, status.dir);
+            println!(
+                "primary:     {}",
+                status.primary.as_deref().unwrap_or("none")
+            );
+            println!("connect:     {}", status.url);
+            println!("credentials: {}", status.credentials_dir);
+            match status.supervisor_pid {
+                Some(pid) => println!("healer:      pid {pid}"),
+                None => println!("healer:      not running"),
+            }
+            for node in &status.nodes {
+                println!(
+                    "redis     {:<16} pid {:<8} {}",
+                    node.address,
+                    node.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                    node.role
+                        .clone()
+                        .or_else(|| node.error.clone())
+                        .unwrap_or_default()
+                );
+            }
+            for sentinel in &status.sentinels {
+                println!(
+                    "sentinel  {:<16} pid {:<8} {}",
+                    sentinel.address,
+                    sentinel
+                        .pid
+                        .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                    sentinel
+                        .primary
+                        .as_ref()
+                        .map(|p| format!("primary {p}"))
+                        .or_else(|| sentinel.error.clone())
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
