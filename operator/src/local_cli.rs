@@ -148,6 +148,13 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 );
             }
+            for (job, run) in &status.jobs {
+                println!(
+                    "{job:<9} last run {} {}",
+                    run.finished_at,
+                    if run.ok { "ok" } else { "FAILED" }
+                );
+            }
             for sentinel in &status.sentinels {
                 println!(
                     "sentinel  {:<16} pid {:<8} {}",

@@ -23,7 +23,11 @@ const FULL_VALUES: &str = "ci/full-values.yaml";
 /// `app.kubernetes.io/name` of the operator pods, which the stores' NetworkPolicies admit
 /// (operator/src/build: `OPERATOR_POD_NAME`).
 const OPERATOR_POD_NAME: &str = "abstore-operator";
-const EXAMPLES: [&str; 2] = ["examples/minimal.yaml", "examples/full.yaml"];
+const EXAMPLES: [&str; 3] = [
+    "examples/minimal.yaml",
+    "examples/full.yaml",
+    "examples/local.yaml",
+];
 
 fn read_chart_file(path: &str) -> String {
     let path = chart_dir().join(path);

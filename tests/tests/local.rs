@@ -179,6 +179,30 @@ async fn local_up_heals_a_primary_kill_and_restarts_with_its_data() {
         "the acknowledged, replicated write survived the failover"
     );
 
+    // The scheduled backup job, run now: it backs the store up into <dir>/backups as the
+    // backup user, and its summary lands in the state.
+    supervisor.set_jobs_binary(Path::new(env!("CARGO_BIN_EXE_abstore-jobs-cli")));
+    assert!(supervisor.run_job_now("backup"));
+    let deadline = Instant::now() + CONVERGE;
+    let run = loop {
+        supervisor.heal_pass().await.unwrap();
+        if let Some(run) = supervisor.state().jobs.get("backup") {
+            break run.clone();
+        }
+        assert!(Instant::now() < deadline, "the backup job did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(run.ok, "{run:?}");
+    let summary: serde_json::Value = serde_json::from_str(run.summary.as_deref().unwrap()).unwrap();
+    assert_eq!(summary["keys"], 1, "{summary}");
+    assert!(
+        summary["backup"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("file://{}", layout.backups_dir().display())),
+        "{summary}"
+    );
+
     // Stop, and up again from the directory: same ports, same passwords, same data.
     let pids: Vec<Option<u32>> = supervisor
         .state()

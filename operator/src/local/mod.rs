@@ -25,7 +25,7 @@ use crate::model::Model;
 use crate::validate::validate;
 
 pub use process::Supervisor;
-pub use state::{LocalState, ProcessState};
+pub use state::{JobRun, LocalState, ProcessState};
 
 /// Namespace given to a local store whose YAML names none (it only appears in config comments).
 pub const LOCAL_NAMESPACE: &str = "local";
@@ -272,6 +272,8 @@ pub struct Status {
     pub primary: Option<String>,
     pub nodes: Vec<NodeStatus>,
     pub sentinels: Vec<SentinelStatus>,
+    /// The last finished run of each scheduled job.
+    pub jobs: BTreeMap<String, state::JobRun>,
 }
 
 #[derive(Debug, Serialize)]
@@ -360,6 +362,7 @@ pub async fn status(layout: &Layout) -> Result<Status> {
         primary: state.primary.clone(),
         nodes,
         sentinels,
+        jobs: state.jobs.clone(),
     })
 }
 

@@ -34,6 +34,8 @@ pub struct Supervisor {
     sentinels: Vec<Option<Child>>,
     /// When each node was found dead (until it is started again).
     down_since: Vec<Option<Instant>>,
+    /// The backup and prune jobs on their cron schedules.
+    jobs: Vec<ScheduledJob>,
     last_decision: Option<String>,
 }
 
@@ -85,6 +87,7 @@ impl Supervisor {
             nodes: Vec::new(),
             sentinels: Vec::new(),
             down_since: Vec::new(),
+            jobs: Vec::new(),
             last_decision: None,
             state,
         };
@@ -113,6 +116,7 @@ impl Supervisor {
         }
         supervisor.save()?;
         supervisor.bootstrap().await?;
+        supervisor.jobs = scheduled_jobs(&supervisor.model, &supervisor.layout, &supervisor.state);
         Ok(supervisor)
     }
 
@@ -188,6 +192,9 @@ impl Supervisor {
                 self.start_sentinel(index).await?;
             }
         }
+        for job in &mut self.jobs {
+            job.tick(&mut self.state);
+        }
         let report = heal::heal_once(&self.target).await?;
         let decision = format!("{:?}", report.decision);
         if self.last_decision.as_ref() != Some(&decision) {
@@ -222,6 +229,13 @@ impl Supervisor {
     /// Stops every process (SIGTERM, so Redis flushes its AOF) and clears the pids.
     pub async fn stop(mut self) -> Result<()> {
         let grace = Duration::from_secs(10);
+        for job in &mut self.jobs {
+            if let Some(child) = job.running.take()
+                && let Some(pid) = child.id()
+            {
+                stop(pid, "abstore-jobs", grace).await;
+            }
+        }
         for child in self.sentinels.iter_mut().chain(self.nodes.iter_mut()) {
             if let Some(child) = child.take()
                 && let Some(pid) = child.id()
@@ -249,6 +263,26 @@ impl Supervisor {
         }
         Duration::from_millis(self.target.sentinel.down_after_ms.saturating_mul(2))
             + Duration::from_secs(5)
+    }
+
+    /// Uses `binary` for the backup and prune jobs instead of the `abstore-jobs` found next to
+    /// this program or on PATH.
+    pub fn set_jobs_binary(&mut self, binary: &Path) {
+        for job in &mut self.jobs {
+            job.binary = binary.to_owned();
+        }
+    }
+
+    /// Starts a scheduled job (`backup` or `prune`) now, outside its schedule; its result is
+    /// recorded in the state by the following heal passes. False when no such job is enabled.
+    pub fn run_job_now(&mut self, name: &str) -> bool {
+        match self.jobs.iter_mut().find(|job| job.name == name) {
+            Some(job) if job.running.is_none() => {
+                job.start();
+                true
+            }
+            _ => false,
+        }
     }
 
     fn save(&self) -> Result<()> {
@@ -308,6 +342,162 @@ impl Supervisor {
         )
         .await
     }
+}
+
+/// A job `local up` runs on the store's cron schedule, like the CronJob in Kubernetes.
+#[derive(Debug)]
+struct ScheduledJob {
+    name: &'static str,
+    binary: PathBuf,
+    schedule: cron::Schedule,
+    args: Vec<String>,
+    next: Option<chrono::DateTime<chrono::Utc>>,
+    running: Option<Child>,
+    log: PathBuf,
+}
+
+impl ScheduledJob {
+    /// Starts the job when its time has come (skipping a run while the previous one still
+    /// runs, as `concurrencyPolicy: Forbid` does), and records a finished run in the state.
+    fn tick(&mut self, state: &mut LocalState) {
+        if let Some(child) = &mut self.running
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.running = None;
+            let summary = std::fs::read_to_string(&self.log).ok().and_then(|log| {
+                log.lines()
+                    .rev()
+                    .find(|l| l.starts_with('{'))
+                    .map(str::to_owned)
+            });
+            tracing::info!(job = self.name, %status, summary = summary.as_deref().unwrap_or(""), "job finished");
+            state.jobs.insert(
+                self.name.to_owned(),
+                super::state::JobRun {
+                    finished_at: chrono::Utc::now().to_rfc3339(),
+                    ok: status.success(),
+                    summary,
+                },
+            );
+        }
+        let now = chrono::Utc::now();
+        if self.next.is_some_and(|next| next <= now) {
+            self.next = self.schedule.after(&now).next();
+            if self.running.is_some() {
+                tracing::warn!(
+                    job = self.name,
+                    "previous run still going; skipping this one"
+                );
+                return;
+            }
+            self.start();
+        }
+    }
+
+    fn start(&mut self) {
+        match spawn_job(&self.binary, &self.args, &self.log) {
+            Ok(child) => {
+                tracing::info!(job = self.name, "job started");
+                self.running = Some(child);
+            }
+            Err(e) => tracing::warn!(job = self.name, error = %e, "job not started"),
+        }
+    }
+}
+
+/// The backup (to `<dir>/backups`) and prune jobs the spec enables.
+fn scheduled_jobs(model: &Model, layout: &Layout, state: &LocalState) -> Vec<ScheduledJob> {
+    let url = |role: crate::credentials::Role| {
+        let hosts: Vec<String> = state
+            .sentinels
+            .iter()
+            .map(|s| format!("{LOOPBACK}:{}", s.port))
+            .collect();
+        format!(
+            "redis+sentinel://{}@{}/{}?password_file={}",
+            role.username(),
+            hosts.join(","),
+            state.master_name,
+            layout.credential_file(role.username()).display()
+        )
+    };
+    let mut jobs = Vec::new();
+    let mut add = |name: &'static str, schedule: &str, args: Vec<String>| {
+        match crate::validate::parse_schedule(schedule) {
+            Ok(schedule) => jobs.push(ScheduledJob {
+                name,
+                binary: jobs_binary(),
+                next: schedule.upcoming(chrono::Utc).next(),
+                schedule,
+                args,
+                running: None,
+                log: layout.dir.join(format!("{name}.log")),
+            }),
+            Err(e) => tracing::warn!(job = name, error = %e, "bad schedule; job disabled"),
+        }
+    };
+    let backup = &model.spec.backup;
+    if backup.enabled {
+        let mut args = vec![
+            "backup".to_owned(),
+            "--redis".to_owned(),
+            url(crate::credentials::Role::Backup),
+            "--to".to_owned(),
+            format!("file://{}", layout.backups_dir().display()),
+        ];
+        for pattern in &backup.key_patterns {
+            args.extend(["--match".to_owned(), pattern.clone()]);
+        }
+        add("backup", &backup.schedule, args);
+    }
+    let retention = &model.spec.retention;
+    if retention.enabled {
+        add(
+            "prune",
+            &retention.schedule,
+            vec![
+                "prune".to_owned(),
+                "--redis".to_owned(),
+                url(crate::credentials::Role::Prune),
+                "--retention-days".to_owned(),
+                retention.days.to_string(),
+            ],
+        );
+    }
+    jobs
+}
+
+/// `abstore-jobs` next to this binary (a cargo build puts both in the same directory), else
+/// from PATH.
+fn jobs_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("abstore-jobs")))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("abstore-jobs"))
+}
+
+fn spawn_job(binary: &Path, args: &[String], log: &Path) -> Result<Child> {
+    let open_log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io_error(log))
+    };
+    Command::new(binary)
+        .args(args)
+        .env("ABSTORE_TERMINATION_LOG", "/nonexistent/termination-log")
+        .stdin(Stdio::null())
+        .stdout(open_log()?)
+        .stderr(open_log()?)
+        .process_group(0)
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(|e| LocalError::Start {
+            what: binary.display().to_string(),
+            reason: e.to_string(),
+        })
 }
 
 fn count(replicas: i32) -> usize {

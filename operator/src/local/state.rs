@@ -27,6 +27,18 @@ pub struct LocalState {
     pub primary: Option<String>,
     pub nodes: Vec<ProcessState>,
     pub sentinels: Vec<ProcessState>,
+    /// The last finished run of each scheduled job (`backup`, `prune`).
+    #[serde(default)]
+    pub jobs: std::collections::BTreeMap<String, JobRun>,
+}
+
+/// One finished job run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRun {
+    pub finished_at: String,
+    pub ok: bool,
+    /// The job's JSON summary line.
+    pub summary: Option<String>,
 }
 
 impl LocalState {
