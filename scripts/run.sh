@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Runs ABStore locally with no cluster: a Redis primary, two replicas and three sentinels as local
-# processes on loopback, then records and reads A/B events through the `abstore` library.
-# Extra arguments go to the demo (try --help).
+# Runs ABStore locally with no cluster: `abstore-operator local up` turns an ABStore YAML (by
+# default charts/abstore-operator/examples/local.yaml) into a Redis primary, two replicas and three
+# sentinels as local processes on loopback, with ACL users, AOF persistence, and backup and prune
+# on the store's schedules, and keeps healing it until Ctrl-C (which stops every process).
+# Installs Redis when it is missing. Extra arguments go to `local up` (-f FILE, --dir DIR); the
+# store lives in .abstore-local/ and comes back with its data on the next run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-test-deps.sh
+scripts/install-run-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/abstore/target}"
-exec cargo run --quiet --locked -p abstore-tests --bin abstore-demo -- "$@"
+cargo build --quiet --locked -p abstore-operator -p abstore-jobs
+export ABSTORE_LOCAL_FILE="${ABSTORE_LOCAL_FILE:-charts/abstore-operator/examples/local.yaml}"
+export ABSTORE_LOCAL_DIR="${ABSTORE_LOCAL_DIR:-.abstore-local}"
+exec "$CARGO_TARGET_DIR/debug/abstore-operator" local up "$@"
