@@ -10,9 +10,9 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod error;
-pub mod heal;
 #[cfg(test)]
 pub mod fixtures;
+pub mod heal;
 pub mod leader;
 pub mod local;
 pub mod metrics;
