@@ -58,11 +58,35 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
+/// Kills every process the state file names when the test ends, passed or not: a failing
+/// assertion must not leave servers behind (`local up`'s servers outlive a dropped supervisor by
+/// design, which the test checks at the end).
+struct KillOnDrop(std::path::PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let Ok(state) = local::LocalState::read(&self.0.join(local::STATE_FILE)) else {
+            return;
+        };
+        for pid in state
+            .nodes
+            .iter()
+            .chain(&state.sentinels)
+            .filter_map(|p| p.pid)
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 #[tokio::test]
 async fn local_up_heals_a_primary_kill_and_restarts_with_its_data() {
     let work = tempfile::tempdir().unwrap();
     let spec = write_store(work.path());
     let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
     let mut supervisor = Supervisor::up(&spec, &dir).await.unwrap();
     let layout = supervisor.layout().clone();
     let state = supervisor.state().clone();
