@@ -247,6 +247,11 @@ pub fn heal_target(model: &Model, credentials: &Credentials, state: &LocalState)
 
 /// The `redis+sentinel://` URL applications use (the password comes from the file).
 pub fn app_url(layout: &Layout, state: &LocalState) -> String {
+    role_url(layout, state, Role::App)
+}
+
+/// The `redis+sentinel://` URL of a role's user, with its password file.
+pub fn role_url(layout: &Layout, state: &LocalState, role: Role) -> String {
     let hosts: Vec<String> = state
         .sentinels
         .iter()
@@ -254,10 +259,10 @@ pub fn app_url(layout: &Layout, state: &LocalState) -> String {
         .collect();
     format!(
         "redis+sentinel://{}@{}/{}?password_file={}",
-        Role::App.username(),
+        role.username(),
         hosts.join(","),
         state.master_name,
-        layout.credential_file(Role::App.username()).display()
+        layout.credential_file(role.username()).display()
     )
 }
 

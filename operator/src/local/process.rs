@@ -395,7 +395,7 @@ impl ScheduledJob {
     }
 
     fn start(&mut self) {
-        match spawn_job(&self.binary, &self.args, &self.log) {
+        match spawn_logged(&self.binary, &self.args, &self.log) {
             Ok(child) => {
                 tracing::info!(job = self.name, "job started");
                 self.running = Some(child);
@@ -407,20 +407,7 @@ impl ScheduledJob {
 
 /// The backup (to `<dir>/backups`) and prune jobs the spec enables.
 fn scheduled_jobs(model: &Model, layout: &Layout, state: &LocalState) -> Vec<ScheduledJob> {
-    let url = |role: crate::credentials::Role| {
-        let hosts: Vec<String> = state
-            .sentinels
-            .iter()
-            .map(|s| format!("{LOOPBACK}:{}", s.port))
-            .collect();
-        format!(
-            "redis+sentinel://{}@{}/{}?password_file={}",
-            role.username(),
-            hosts.join(","),
-            state.master_name,
-            layout.credential_file(role.username()).display()
-        )
-    };
+    let url = |role| super::role_url(layout, state, role);
     let mut jobs = Vec::new();
     let mut add = |name: &'static str, schedule: &str, args: Vec<String>| {
         match crate::validate::parse_schedule(schedule) {
@@ -477,29 +464,6 @@ fn jobs_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("abstore-jobs"))
 }
 
-fn spawn_job(binary: &Path, args: &[String], log: &Path) -> Result<Child> {
-    let open_log = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(io_error(log))
-    };
-    Command::new(binary)
-        .args(args)
-        .env("ABSTORE_TERMINATION_LOG", "/nonexistent/termination-log")
-        .stdin(Stdio::null())
-        .stdout(open_log()?)
-        .stderr(open_log()?)
-        .process_group(0)
-        .kill_on_drop(false)
-        .spawn()
-        .map_err(|e| LocalError::Start {
-            what: binary.display().to_string(),
-            reason: e.to_string(),
-        })
-}
-
 fn count(replicas: i32) -> usize {
     usize::try_from(replicas).unwrap_or(0)
 }
@@ -528,6 +492,22 @@ fn resize(processes: &mut Vec<ProcessState>, wanted: usize) -> Result<()> {
 }
 
 fn spawn(program: &str, config: &Path, log: &Path) -> Result<Child> {
+    spawn_logged(Path::new(program), &[config.display().to_string()], log).map_err(|e| match e {
+        LocalError::Start { what, reason } if reason.contains("No such file") => {
+            LocalError::Start {
+                what,
+                reason: format!(
+                    "{program} is not installed (apt-get install redis-server redis-sentinel)"
+                ),
+            }
+        }
+        other => other,
+    })
+}
+
+/// Starts `program args…` with stdout and stderr appended to `log`, in its own process group
+/// (Ctrl-C reaches `local up`, which stops the servers in order) and surviving our exit.
+fn spawn_logged(program: &Path, args: &[String], log: &Path) -> Result<Child> {
     let open_log = || {
         std::fs::OpenOptions::new()
             .create(true)
@@ -536,21 +516,17 @@ fn spawn(program: &str, config: &Path, log: &Path) -> Result<Child> {
             .map_err(io_error(log))
     };
     Command::new(program)
-        .arg(config)
+        .args(args)
+        .env("ABSTORE_TERMINATION_LOG", "/nonexistent/termination-log")
         .stdin(Stdio::null())
         .stdout(open_log()?)
         .stderr(open_log()?)
-        // Its own process group: Ctrl-C reaches `local up`, which stops the servers in order.
         .process_group(0)
         .kill_on_drop(false)
         .spawn()
         .map_err(|e| LocalError::Start {
-            what: format!("{program} {}", config.display()),
-            reason: if e.kind() == std::io::ErrorKind::NotFound {
-                format!("{program} is not installed (apt-get install redis-server redis-sentinel)")
-            } else {
-                e.to_string()
-            },
+            what: format!("{} {}", program.display(), args.join(" ")),
+            reason: e.to_string(),
         })
 }
 
