@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::backup::{self, BackupOptions, PART_MAX_BYTES, PART_MAX_RECORDS};
 use crate::error::{JobError, Result};
 use crate::list::{self, ListOptions};
+use crate::prune::{self, DEFAULT_RETENTION_DAYS, DELETE_BATCH, PruneOptions};
 use crate::restore::{self, RestoreMode, RestoreOptions};
 use crate::storage::{Location, StorageOptions};
 use crate::summary::{self, Failure, Success, TERMINATION_LOG, TERMINATION_LOG_ENV};
@@ -23,7 +24,7 @@ pub const EXIT_FAILURE: u8 = 1;
 #[command(
     name = "abstore-jobs",
     version,
-    about = "ABStore maintenance jobs: backup, restore, verify, list"
+    about = "ABStore maintenance jobs: backup, restore, verify, list, prune"
 )]
 pub struct Cli {
     /// Log line format on stderr.
@@ -78,6 +79,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// List the backups under a destination, complete or not.
     List(ListArgs),
+    /// Delete counters (ec/uc/gc/gu) whose bucket started more than --retention-days ago.
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +152,28 @@ pub struct ListArgs {
     pub from: String,
 }
 
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// redis://, rediss:// or redis+sentinel:// URL of the primary.
+    #[arg(long, env = "ABSTORE_REDIS_URL")]
+    pub redis: String,
+    /// Counters whose bucket started more than this many days before --now are deleted (>= 1).
+    #[arg(long, env = "ABSTORE_PRUNE_RETENTION_DAYS", default_value_t = DEFAULT_RETENTION_DAYS)]
+    pub retention_days: u32,
+    /// Report what would be deleted, by kind and day; delete nothing.
+    #[arg(long, env = "ABSTORE_PRUNE_DRY_RUN")]
+    pub dry_run: bool,
+    /// Measure the retention from this RFC 3339 time instead of the clock (not in the future).
+    #[arg(long, env = "ABSTORE_PRUNE_NOW", value_parser = prune::parse_now)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Deleted keys per second at most, to spare other clients' latency; 0 is unlimited.
+    #[arg(long, env = "ABSTORE_PRUNE_MAX_KEYS_PER_SEC", default_value_t = 0)]
+    pub max_keys_per_sec: u64,
+    /// Keys per pipelined UNLINK batch.
+    #[arg(long, env = "ABSTORE_PRUNE_BATCH_SIZE", default_value_t = DELETE_BATCH)]
+    pub batch_size: usize,
+}
+
 impl Command {
     fn name(&self) -> &'static str {
         match self {
@@ -156,6 +181,7 @@ impl Command {
             Command::Restore(_) => "restore",
             Command::Verify(_) => "verify",
             Command::List(_) => "list",
+            Command::Prune(_) => "prune",
         }
     }
 }
@@ -238,6 +264,17 @@ pub async fn run(cli: &Cli) -> Result<String> {
                 storage,
             };
             ok(command, &list::run(&options).await?)
+        }
+        Command::Prune(args) => {
+            let options = PruneOptions {
+                retention_days: args.retention_days,
+                dry_run: args.dry_run,
+                now: args.now,
+                max_keys_per_sec: args.max_keys_per_sec,
+                batch_size: args.batch_size,
+                ..PruneOptions::new(args.redis.clone())
+            };
+            ok(command, &prune::run(&options).await?)
         }
     })
 }

@@ -3,7 +3,7 @@
 
 use crate::storage::StorageError;
 
-/// Everything a backup, restore, verify or list run can fail with.
+/// Everything a backup, restore, verify, list or prune run can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error(transparent)]
@@ -49,6 +49,11 @@ pub enum JobError {
 
     #[error("{stage} task failed: {reason}")]
     Task { stage: &'static str, reason: String },
+
+    /// The primary kept changing during a SCAN pass (each change restarts it, since a cursor
+    /// means nothing on another server); the next scheduled run tries again.
+    #[error("redis {url}: the primary changed more than {restarts} times during one pass")]
+    PrimaryChanged { url: String, restarts: u32 },
 }
 
 impl JobError {
@@ -56,7 +61,7 @@ impl JobError {
     pub fn category(&self) -> &'static str {
         match self {
             JobError::Storage(e) => e.category(),
-            JobError::Redis(_) | JobError::Key { .. } => "redis",
+            JobError::Redis(_) | JobError::Key { .. } | JobError::PrimaryChanged { .. } => "redis",
             JobError::NoReplica { .. } => "no-replica",
             JobError::NoBackup { .. } => "no-backup",
             JobError::BadArchive { .. } => "bad-archive",
