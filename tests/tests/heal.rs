@@ -307,3 +307,90 @@ async fn min_replicas_to_write_is_applied_live_and_capped_by_the_replicas_that_e
         assert_eq!(pair[1], "1", "on {}", node.addr());
     }
 }
+
+#[tokio::test]
+async fn a_primary_frozen_past_down_after_refuses_writes_when_it_wakes_and_is_demoted() {
+    // SIGSTOP is what a long GC-like stall, a frozen VM or a partition looks like to Sentinel.
+    // With min-replicas-to-write the stale primary must refuse writes once its replicas have been
+    // silent past min-replicas-max-lag, and then rejoin as a replica.
+    let topology = Topology::start(TopologyOptions {
+        master_name: MASTER.to_owned(),
+        redis_config: "min-replicas-to-write 1\nmin-replicas-max-lag 2\n".to_owned(),
+        ..TopologyOptions::default()
+    })
+    .await
+    .unwrap();
+    let old = &topology.nodes[0];
+    let mut c = conn(old).await;
+    redis::cmd("SET")
+        .arg("acked")
+        .arg("before-the-freeze")
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    let replicas: i64 = redis::cmd("WAIT")
+        .arg(2)
+        .arg(5000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(replicas, 2);
+
+    let pid = old.pid().unwrap().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let (_, new) = wait_for_failover(
+        &topology.sentinels[0],
+        MASTER,
+        (LOOPBACK, old.port()),
+        CONVERGE,
+    )
+    .await
+    .unwrap();
+    signal("-CONT");
+
+    // Awake but isolated: no write may be accepted (NOREPLICAS, or READONLY once Sentinel or
+    // heal has turned it into a replica).
+    let refused = redis::cmd("SET")
+        .arg("lost")
+        .arg("write")
+        .query_async::<()>(&mut conn(old).await)
+        .await
+        .expect_err("the stale primary accepted a write");
+    let message = refused.to_string();
+    assert!(
+        message.contains("NOREPLICAS") || message.contains("READONLY"),
+        "{message}"
+    );
+
+    let target = target(
+        &topology.nodes.iter().collect::<Vec<_>>(),
+        &topology.sentinels.iter().collect::<Vec<_>>(),
+    );
+    eventually("the woken primary replicating the new one", || async {
+        let report = heal_once(&target).await.map_err(|e| e.to_string())?;
+        let role = query_role(&old.addr()).await?;
+        if report.primary == Some(endpoint(new)) && role == "slave" && report.applied.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "primary {:?}, old is {role}, applied {:?}",
+                report.primary, report.applied
+            ))
+        }
+    })
+    .await;
+    let new_node = topology.nodes.iter().find(|n| n.port() == new).unwrap();
+    let acked: Option<String> = redis::cmd("GET")
+        .arg("acked")
+        .query_async(&mut conn(new_node).await)
+        .await
+        .unwrap();
+    assert_eq!(acked.as_deref(), Some("before-the-freeze"));
+}
