@@ -355,14 +355,36 @@ async fn a_primary_frozen_past_down_after_refuses_writes_when_it_wakes_and_is_de
     .unwrap();
     signal("-CONT");
 
-    // Awake but isolated: no write may be accepted (NOREPLICAS, or READONLY once Sentinel or
-    // heal has turned it into a replica).
-    let refused = redis::cmd("SET")
-        .arg("lost")
-        .arg("write")
-        .query_async::<()>(&mut conn(old).await)
-        .await
-        .expect_err("the stale primary accepted a write");
+    // Awake but isolated. Redis recounts its good replicas in its once-a-second replication
+    // cron, so for up to about a second after waking it can still accept writes (they are lost
+    // when it is demoted); after that every write is refused (NOREPLICAS with
+    // min-replicas-to-write, or READONLY once Sentinel or heal has made it a replica).
+    let woke = Instant::now();
+    let mut stale = conn(old).await;
+    let mut accepted = 0;
+    let refused = loop {
+        match redis::cmd("SET")
+            .arg(format!("lost-{accepted}"))
+            .arg("write")
+            .query_async::<()>(&mut stale)
+            .await
+        {
+            Ok(()) => {
+                accepted += 1;
+                assert!(
+                    woke.elapsed() < Duration::from_secs(3),
+                    "the stale primary still accepts writes {:?} after waking",
+                    woke.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => break error,
+        }
+    };
+    println!(
+        "the woken primary accepted {accepted} writes for {:?} before refusing",
+        woke.elapsed()
+    );
     let message = refused.to_string();
     assert!(
         message.contains("NOREPLICAS") || message.contains("READONLY"),
@@ -393,4 +415,13 @@ async fn a_primary_frozen_past_down_after_refuses_writes_when_it_wakes_and_is_de
         .await
         .unwrap();
     assert_eq!(acked.as_deref(), Some("before-the-freeze"));
+    let lost: Option<String> = redis::cmd("GET")
+        .arg("lost-0")
+        .query_async(&mut conn(new_node).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        lost, None,
+        "writes to the stale primary never reach the new one"
+    );
 }
