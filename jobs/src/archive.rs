@@ -9,12 +9,11 @@ use futures::StreamExt;
 
 use crate::error::{JobError, Result};
 use crate::format::{
-    MANIFEST_NAME, Manifest, PartInfo, Record, check_part, decode_part_batches, folder_start,
+    MANIFEST_NAME, Manifest, PartInfo, Record, check_part, check_part_records, decode_part_batches,
+    folder_start,
 };
 use crate::storage::{Location, Storage, StorageError, StorageOptions};
 
-/// Records per batch while verifying (they are dropped at once).
-const VERIFY_BATCH: usize = 1024;
 /// Parts fetched and decoded at the same time while verifying: two overlap a download with a
 /// decode while holding at most two compressed parts in memory.
 const VERIFY_PARTS_IN_FLIGHT: usize = 2;
@@ -103,13 +102,19 @@ impl Backup {
     }
 
     /// Checks every part (size, sha256, decodability, record count) without keeping them: one
-    /// part downloads while the previous one decodes.
+    /// part downloads while the previous one is checked, on a blocking thread.
     pub async fn verify_all(&self, mut on_part: impl FnMut(&PartInfo)) -> Result<()> {
         let parts = futures::stream::iter(&self.manifest.parts)
             .map(|part| async move {
                 let data = self.fetch_part(part).await?;
-                self.decode_part(part, data, VERIFY_BATCH, |_| ControlFlow::Continue(()))
-                    .await?;
+                let info = part.clone();
+                tokio::task::spawn_blocking(move || check_part_records(&data, &info))
+                    .await
+                    .map_err(|e| JobError::Task {
+                        stage: "verify",
+                        reason: e.to_string(),
+                    })?
+                    .map_err(|reason| self.bad_part(part, reason))?;
                 Ok::<_, JobError>(part)
             })
             .buffered(VERIFY_PARTS_IN_FLIGHT);
