@@ -166,7 +166,8 @@ pub struct PruneArgs {
     /// Measure the retention from this RFC 3339 time instead of the clock (not in the future).
     #[arg(long, env = "ABSTORE_PRUNE_NOW", value_parser = prune::parse_now)]
     pub now: Option<chrono::DateTime<chrono::Utc>>,
-    /// Deleted keys per second at most, to spare other clients' latency; 0 is unlimited.
+    /// Keys scanned plus keys deleted per second at most, in small commands, to spare other
+    /// clients' latency; 0 is unlimited.
     #[arg(long, env = "ABSTORE_PRUNE_MAX_KEYS_PER_SEC", default_value_t = 0)]
     pub max_keys_per_sec: u64,
     /// Keys per pipelined UNLINK batch.

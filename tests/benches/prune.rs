@@ -1,6 +1,7 @@
 //! Prune speed and its cost to other clients, side by side in one run on one local redis-server:
-//! keys scanned per second by `abstore-jobs prune --dry-run` against `redis-cli --scan` (its
-//! default COUNT 10, and COUNT 1000 like prune), keys deleted per second, and the latency of a
+//! keys scanned per second by `abstore-jobs prune --dry-run` against `redis-cli --scan` (which
+//! sends SCAN without COUNT, so 10) and a bare `SCAN … COUNT 1000` loop (what prune sends, with
+//! nothing done with the keys), keys deleted per second, and the latency of a
 //! concurrent INCR client while prune runs, against the same client on the idle server, without
 //! and with `--max-keys-per-sec`. Run: `cargo bench -p abstore-tests --bench prune`
 //! (`ABSTORE_BENCH_KEYS=…` to change the 1M keys, 20 % expired). Results: docs/benchmarks.md.
@@ -22,8 +23,10 @@ const DAY: u64 = 86_400;
 const RETENTION_DAYS: u64 = 31;
 /// One key in this many is past retention.
 const EXPIRED_ONE_IN: u64 = 5;
-/// The rate of the rate-limited run.
-const RATE_LIMIT: u64 = 20_000;
+/// `--max-keys-per-sec` of the rate-limited runs (keys scanned plus keys deleted).
+const RATE_LIMITS: [u64; 2] = [200_000, 50_000];
+/// How often the latency probe sends an INCR.
+const PROBE_INTERVAL: Duration = Duration::from_micros(500);
 /// How long the idle latency baseline is sampled.
 const IDLE_SAMPLE: Duration = Duration::from_secs(5);
 /// How often the child's peak RSS (VmHWM) is sampled.
@@ -104,15 +107,14 @@ fn dbsize(server: &RedisServer) -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-/// `redis-cli --scan [--count N]`, output counted and discarded: (keys, elapsed).
-fn redis_cli_scan(server: &RedisServer, count: Option<u32>) -> (u64, Duration) {
+/// `redis-cli --scan`, output counted and discarded: (keys, elapsed).
+fn redis_cli_scan(server: &RedisServer) -> (u64, Duration) {
     let started = Instant::now();
-    let mut command = redis_cli(server);
-    command.arg("--scan");
-    if let Some(count) = count {
-        command.args(["--count", &count.to_string()]);
-    }
-    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = redis_cli(server)
+        .arg("--scan")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let lines = BufReader::new(child.stdout.take().unwrap())
         .split(b'\n')
         .count() as u64;
@@ -120,7 +122,33 @@ fn redis_cli_scan(server: &RedisServer, count: Option<u32>) -> (u64, Duration) {
     (lines, started.elapsed())
 }
 
-/// A client sending one INCR at a time and timing each reply, until stopped.
+/// `SCAN cursor COUNT 1000` until the cursor is 0, one call at a time on one connection, keys
+/// counted and dropped: the ceiling of a single sequential scanner.
+fn bare_scan(server: &RedisServer) -> (u64, Duration) {
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let started = Instant::now();
+    let (mut cursor, mut keys) = (0u64, 0u64);
+    loop {
+        let (next, page): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut conn)
+            .unwrap();
+        keys += page.len() as u64;
+        if next == 0 {
+            return (keys, started.elapsed());
+        }
+        cursor = next;
+    }
+}
+
+/// A client sending one INCR every [`PROBE_INTERVAL`] and timing each reply, until stopped. Paced
+/// like an application client, not flat out: on two cores a closed-loop probe would itself take
+/// a core from the server and measure CPU contention instead of the server's latency.
 struct LatencyProbe {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Vec<Duration>>,
@@ -137,7 +165,12 @@ impl LatencyProbe {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut samples = Vec::new();
                 let mut line = String::new();
+                let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
+                    next += PROBE_INTERVAL;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
                     let sent = Instant::now();
                     stream
                         .write_all(b"*2\r\n$4\r\nINCR\r\n$11\r\nbench:probe\r\n")
@@ -268,28 +301,37 @@ fn main() {
     println!("loaded {loaded} keys, {expired} of them past {RETENTION_DAYS} days");
 
     // Scanning: the same keyspace, nothing deleted.
-    let (cli_keys, cli_scan) = redis_cli_scan(&server, None);
-    let (cli_keys_1000, cli_scan_1000) = redis_cli_scan(&server, Some(1000));
-    assert_eq!((cli_keys, cli_keys_1000), (loaded, loaded));
+    let (cli_keys, cli_scan) = redis_cli_scan(&server);
+    let (bare_keys, bare) = bare_scan(&server);
+    assert_eq!((cli_keys, bare_keys), (loaded, loaded));
     let dry = prune(&server, &["--dry-run"]);
     assert_eq!(field(&dry, "scanned"), loaded);
     assert_eq!(field(&dry, "expired"), expired);
 
-    // Latency of another client: idle, then during prune unlimited, then rate limited.
+    // Latency of another client: idle, then during prune unlimited, then rate limited (the
+    // expired keys reloaded before each run).
     let probe = LatencyProbe::start(&server);
     std::thread::sleep(IDLE_SAMPLE);
     let idle = probe.stop();
-    let probe = LatencyProbe::start(&server);
-    let unlimited = prune(&server, &[]);
-    let during_unlimited = probe.stop();
-    assert_eq!(field(&unlimited, "deleted"), expired);
-    assert_eq!(dbsize(&server), loaded - expired + 1);
-
-    redis_cli_pipe(&server, &expired_file);
-    let probe = LatencyProbe::start(&server);
-    let limited = prune(&server, &["--max-keys-per-sec", &RATE_LIMIT.to_string()]);
-    let during_limited = probe.stop();
-    assert_eq!(field(&limited, "deleted"), expired);
+    let mut runs = Vec::new();
+    for limit in std::iter::once(0).chain(RATE_LIMITS) {
+        if limit > 0 {
+            redis_cli_pipe(&server, &expired_file);
+        }
+        reset_stats(&server);
+        let probe = LatencyProbe::start(&server);
+        let run = prune(&server, &["--max-keys-per-sec", &limit.to_string()]);
+        let latency = probe.stop();
+        let busy = server_busy(&server);
+        assert_eq!(field(&run, "deleted"), expired);
+        assert_eq!(dbsize(&server), loaded - expired + 1);
+        let what = if limit == 0 {
+            "unlimited".to_owned()
+        } else {
+            format!("--max-keys-per-sec {limit}")
+        };
+        runs.push((what, run, latency, busy));
+    }
 
     let base = rate(loaded, cli_scan);
     println!("\nscanning {loaded} keys (keys/s, ratio to redis-cli --scan)");
@@ -298,9 +340,9 @@ fn main() {
         base
     );
     println!(
-        "  redis-cli --scan --count 1000          {:>10.0}  {:.2}",
-        rate(loaded, cli_scan_1000),
-        rate(loaded, cli_scan_1000) / base
+        "  bare SCAN COUNT 1000 loop (ceiling)    {:>10.0}  {:.2}",
+        rate(loaded, bare),
+        rate(loaded, bare) / base
     );
     println!(
         "  abstore-jobs prune --dry-run           {:>10.0}  {:.2}  {} MiB peak RSS",
@@ -309,15 +351,13 @@ fn main() {
         dry.peak_kib / 1024
     );
     println!("\nprune of {expired} expired keys among {loaded} (whole run, scan included)");
-    for (what, run) in [
-        ("unlimited", &unlimited),
-        ("--max-keys-per-sec 20000", &limited),
-    ] {
+    for (what, run, _, busy) in &runs {
         println!(
-            "  {what:<26} {:>6.2} s  scanned {:>9.0}/s  deleted {:>8.0}/s  {} MiB peak RSS",
+            "  {what:<28} {:>6.2} s  scanned {:>9.0}/s  deleted {:>8.0}/s  server busy {:>4.0} ms  {} MiB peak RSS",
             run.elapsed.as_secs_f64(),
             rate(field(run, "scanned"), run.elapsed),
             rate(field(run, "deleted"), run.elapsed),
+            busy.as_secs_f64() * 1e3,
             run.peak_kib / 1024
         );
     }
@@ -325,6 +365,34 @@ fn main() {
         "\nlatency of a concurrent INCR client (µs)      samples      p50      p99    p99.9      max"
     );
     idle.row("idle server", &idle);
-    during_unlimited.row("during prune, unlimited", &idle);
-    during_limited.row("during prune, --max-keys-per-sec 20000", &idle);
+    for (what, _, latency, _) in &runs {
+        latency.row(&format!("during prune, {what}"), &idle);
+    }
+}
+
+fn reset_stats(server: &RedisServer) {
+    let status = redis_cli(server)
+        .args(["CONFIG", "RESETSTAT"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Server time spent in SCAN and UNLINK since the last reset (`INFO commandstats`).
+fn server_busy(server: &RedisServer) -> Duration {
+    let out = redis_cli(server)
+        .args(["INFO", "commandstats"])
+        .output()
+        .unwrap();
+    let usec: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_scan:") || l.starts_with("cmdstat_unlink:"))
+        .filter_map(|l| {
+            l.split(',')
+                .find_map(|f| f.strip_prefix("usec="))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum();
+    Duration::from_micros(usec)
 }
