@@ -459,6 +459,10 @@ pub async fn run(options: &PruneOptions) -> Result<PruneSummary> {
             let Some((next, keys)) = page? else {
                 // The pass is over. Sentinel may have promoted a replica while the old primary
                 // still took our deletes (it is demoted only later): ask who the primary is now.
+                // A dry run deleted nothing, so there is nothing to redo.
+                if options.dry_run {
+                    return Ok(());
+                }
                 let Some(fresh) = primary_now(&conn).await? else {
                     return Ok(());
                 };
