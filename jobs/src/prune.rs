@@ -3,10 +3,10 @@
 //! from the key name alone, through the `abstore` key schema: anything that does not parse as a
 //! counter is counted, reported and never touched.
 //!
-//! SCAN pages and pipelined UNLINKs overlap (the expired keys of one page are deleted while the
-//! next page is fetched), so memory is one page whatever the keyspace size; an optional token
-//! bucket paces the deletes. Writers already set a TTL of bucket start + retention on every
-//! counter: prune is the safety net for keys that lost it (restores, hand edits, old writers).
+//! Each page is classified and its expired keys UNLINKed in pipelines while the next page is
+//! fetched, so memory is two pages whatever the keyspace size; an optional token bucket paces
+//! the pass. Writers already set a TTL of bucket start + retention on every counter: prune is
+//! the safety net for keys that lost it (other writers, hand edits, a lowered retention).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -437,7 +437,9 @@ pub async fn run(options: &PruneOptions) -> Result<PruneSummary> {
     let mut scan_restarts = 0;
     let outcome: Result<()> = async {
         let mut cursor = Some(0u64);
-        let mut pending: Vec<Candidate> = Vec::new();
+        // Keys of the last page, classified (and their expired ones deleted) while the next
+        // page is on its way: the pass is as fast as SCAN alone when nothing is deleted.
+        let mut unclassified: Vec<Vec<u8>> = Vec::new();
         loop {
             let scan = async {
                 match cursor {
@@ -445,16 +447,25 @@ pub async fn run(options: &PruneOptions) -> Result<PruneSummary> {
                     None => Ok(None),
                 }
             };
-            let delete = unlink(&conn, &url, &pending, limiter.as_mut(), batch_size);
-            let (page, deleted) = tokio::join!(scan, delete);
-            let (removed, gone) = deleted?;
-            for (candidate, was_deleted) in pending.iter().zip(removed) {
-                if was_deleted {
-                    tally.deleted += 1;
-                    tally.removed(candidate);
+            let work = async {
+                let expired = tally.page(std::mem::take(&mut unclassified), cutoff);
+                if options.dry_run {
+                    expired.iter().for_each(|c| tally.removed(c));
+                    return Ok(());
                 }
-            }
-            tally.already_gone += gone;
+                let (removed, gone) =
+                    unlink(&conn, &url, &expired, limiter.as_mut(), batch_size).await?;
+                for (candidate, was_deleted) in expired.iter().zip(removed) {
+                    if was_deleted {
+                        tally.deleted += 1;
+                        tally.removed(candidate);
+                    }
+                }
+                tally.already_gone += gone;
+                Ok::<(), JobError>(())
+            };
+            let (page, worked) = tokio::join!(scan, work);
+            worked?;
             let answered_by = conn.current_server().await;
             let Some((next, keys)) = page? else {
                 // The pass is over. Sentinel may have promoted a replica while the old primary
@@ -486,13 +497,7 @@ pub async fn run(options: &PruneOptions) -> Result<PruneSummary> {
             } else {
                 (next != 0).then_some(next)
             };
-            let expired = tally.page(keys, cutoff);
-            pending = if options.dry_run {
-                expired.iter().for_each(|c| tally.removed(c));
-                Vec::new()
-            } else {
-                expired
-            };
+            unclassified = keys;
         }
     }
     .await;
