@@ -590,8 +590,9 @@ impl Key {
         }
     }
 
-    /// A counter whose bucket starts a UTC day: what prune deletes. The key itself does not
-    /// record its granularity, so an hourly bucket at 00:00 UTC also answers true.
+    /// A counter whose bucket starts a UTC day. Prune does not use this: it removes hourly and
+    /// daily counters alike by bucket start. The key does not record its granularity, so an
+    /// hourly bucket at 00:00 UTC also answers true.
     pub fn is_day_keyed(&self) -> bool {
         self.bucket().is_some_and(BucketTimestamp::is_day_start)
     }
@@ -1166,7 +1167,7 @@ mod tests {
 
     #[test]
     fn key_accessors_report_kind_env_bucket_and_day_keying() {
-        // Prune relies on kind/bucket/is_day_keyed to pick what to delete.
+        // Accessors of the parsed key: kind, env, bucket and whether the bucket starts a day.
         let day = parse("prod:gc:1700006400:f:g:v").unwrap();
         assert_eq!(day.kind(), KeyKind::GoalCount);
         assert_eq!(day.env().map(Env::as_str), Some("prod"));
