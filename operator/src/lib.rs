@@ -12,12 +12,14 @@ pub mod credentials;
 pub mod error;
 #[cfg(test)]
 pub mod fixtures;
+pub mod follow;
 pub mod heal;
 pub mod leader;
 pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod render;
+pub mod rollout;
 pub mod status;
 pub mod telemetry;
 pub mod validate;

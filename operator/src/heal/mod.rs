@@ -26,6 +26,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::credentials::{Credentials, Role};
+use crate::model::Model;
+
 pub use observe::{
     NodeInfo, NodeObservation, NodeRole, Observation, SentinelObservation, SentinelView, observe,
 };
@@ -102,6 +105,44 @@ pub struct HealTarget {
 }
 
 impl HealTarget {
+    /// The target of a validated store whose data nodes and sentinels answer at `nodes` and
+    /// `sentinels` (ordinal order): pod DNS names in Kubernetes, loopback ports locally. The
+    /// operator and sentinel users authenticate with the store's credentials.
+    pub fn for_model(
+        model: &Model,
+        credentials: &Credentials,
+        nodes: Vec<Endpoint>,
+        sentinels: Vec<Endpoint>,
+        tls_ca: Option<Vec<u8>>,
+    ) -> HealTarget {
+        let sentinel = &model.spec.sentinel;
+        let auth = |role: Role| Auth {
+            username: role.username().to_owned(),
+            password: credentials.role_password(role).to_owned(),
+        };
+        HealTarget {
+            master_name: model.master_name().to_owned(),
+            nodes,
+            sentinels,
+            sentinel: SentinelSettings {
+                quorum: u32::try_from(sentinel.quorum).unwrap_or(1),
+                down_after_ms: u64::try_from(sentinel.down_after_milliseconds).unwrap_or(5000),
+                failover_timeout_ms: u64::try_from(sentinel.failover_timeout_milliseconds)
+                    .unwrap_or(60_000),
+                parallel_syncs: u32::try_from(sentinel.parallel_syncs).unwrap_or(1),
+            },
+            min_replicas_to_write: u32::try_from(model.min_replicas_to_write()).unwrap_or(0),
+            operator_auth: Some(auth(Role::Operator)),
+            sentinel_auth: Some(auth(Role::Sentinel)),
+            tls_ca,
+        }
+    }
+
+    /// Ordinal of the data node at `endpoint`.
+    pub fn node_index(&self, endpoint: &Endpoint) -> Option<usize> {
+        self.nodes.iter().position(|node| node == endpoint)
+    }
+
     /// `min-replicas-to-write` in force: the spec's, never more than the replicas that exist.
     pub fn effective_min_replicas_to_write(&self) -> u32 {
         let replicas = u32::try_from(self.nodes.len().saturating_sub(1)).unwrap_or(u32::MAX);

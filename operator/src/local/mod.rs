@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::config::{self, ConfigPaths};
 use crate::crd::ABStore;
 use crate::credentials::{Credentials, Role, generate_password};
-use crate::heal::{self, Auth, Endpoint, HealTarget, NodeRole, SentinelSettings};
+use crate::heal::{self, Endpoint, HealTarget, NodeRole};
 use crate::model::Model;
 use crate::validate::validate;
 
@@ -214,35 +214,17 @@ pub fn sentinel_config(model: &Model, layout: &Layout, index: usize, port: u16) 
 
 /// What heal needs for this local store.
 pub fn heal_target(model: &Model, credentials: &Credentials, state: &LocalState) -> HealTarget {
-    let sentinel = &model.spec.sentinel;
-    let auth = |role: Role| Auth {
-        username: role.username().to_owned(),
-        password: credentials.role_password(role).to_owned(),
-    };
-    HealTarget {
-        master_name: model.master_name().to_owned(),
-        nodes: state
-            .nodes
-            .iter()
-            .map(|n| Endpoint::new(LOOPBACK, n.port))
-            .collect(),
-        sentinels: state
-            .sentinels
-            .iter()
-            .map(|s| Endpoint::new(LOOPBACK, s.port))
-            .collect(),
-        sentinel: SentinelSettings {
-            quorum: u32::try_from(sentinel.quorum).unwrap_or(1),
-            down_after_ms: u64::try_from(sentinel.down_after_milliseconds).unwrap_or(5000),
-            failover_timeout_ms: u64::try_from(sentinel.failover_timeout_milliseconds)
-                .unwrap_or(60_000),
-            parallel_syncs: u32::try_from(sentinel.parallel_syncs).unwrap_or(1),
-        },
-        min_replicas_to_write: u32::try_from(model.min_replicas_to_write()).unwrap_or(0),
-        operator_auth: Some(auth(Role::Operator)),
-        sentinel_auth: Some(auth(Role::Sentinel)),
-        tls_ca: None,
-    }
+    let nodes = state
+        .nodes
+        .iter()
+        .map(|n| Endpoint::new(LOOPBACK, n.port))
+        .collect();
+    let sentinels = state
+        .sentinels
+        .iter()
+        .map(|s| Endpoint::new(LOOPBACK, s.port))
+        .collect();
+    HealTarget::for_model(model, credentials, nodes, sentinels, None)
 }
 
 /// The `redis+sentinel://` URL applications use (the password comes from the file).
