@@ -11,13 +11,14 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
@@ -28,14 +29,24 @@ use crate::build::build;
 use crate::crd::ABStore;
 use crate::credentials::{Credentials, generate_password};
 use crate::error::Error;
+use crate::heal::Endpoint;
 use crate::leader::{LeaderElector, Leadership};
 use crate::metrics::{Metrics, Readiness};
-use crate::model::{MANAGED_BY_LABEL, MANAGER, Model, REDIS, SENTINEL};
-use crate::status::{self, InvalidSpec, Observed, Workload, reason_from_category};
+use crate::model::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, Model, REDIS, SENTINEL};
+use crate::pods;
+use crate::status::{
+    self, InvalidSpec, Observed, TopologyObserved, Workload, reason_from_category,
+};
+use crate::topology::{
+    self, Followers, REASON_FAILOVER, REASON_SWITCHOVER, TopologyError, TopologyOutcome,
+};
 use crate::validate::validate;
 
 /// Requeue of a healthy store: a periodic re-apply repairs drift the watches did not see.
 pub const REQUEUE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// Requeue of a store whose topology is not settled (no primary known, a heal action failed,
+/// heal waiting for Sentinel): heal runs again soon.
+pub const TOPOLOGY_REQUEUE_AFTER: Duration = Duration::from_secs(10);
 /// Requeue of a store whose spec was refused: nothing changes until the user edits it (which
 /// triggers a reconcile at once), so this only refreshes the status now and then.
 pub const INVALID_SPEC_REQUEUE_AFTER: Duration = Duration::from_secs(30 * 60);
@@ -52,6 +63,7 @@ pub const REASON_RECONCILE_FAILED_PREFIX: &str = "ReconcileFailed";
 /// Event actions (what the operator was doing).
 const ACTION_RECONCILE: &str = "Reconcile";
 const ACTION_VALIDATE: &str = "Validate";
+const ACTION_HEAL: &str = "Heal";
 
 /// What every reconcile shares.
 pub struct Context {
@@ -65,7 +77,15 @@ pub struct Context {
     pub leadership: Option<watch::Receiver<Leadership>>,
     /// Consecutive failures per store (`namespace/name`), for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Where heal reaches a store's data nodes and sentinels.
+    endpoints: EndpointResolver,
+    /// `+switch-master` followers, one per store.
+    pub followers: Followers,
 }
+
+/// Where the operator reaches a store's data nodes and sentinels (ordinal order): pod DNS names
+/// in the cluster ([`pods::pod_dns_endpoints`]); tests point it at processes on loopback.
+pub type EndpointResolver = Arc<dyn Fn(&Model) -> (Vec<Endpoint>, Vec<Endpoint>) + Send + Sync>;
 
 impl Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,7 +114,15 @@ impl Context {
             metrics,
             leadership,
             failures: Mutex::new(HashMap::new()),
+            endpoints: Arc::new(pods::pod_dns_endpoints),
+            followers: Followers::default(),
         }
+    }
+
+    /// This context with heal reaching stores where `endpoints` says.
+    pub fn with_endpoints(mut self, endpoints: EndpointResolver) -> Self {
+        self.endpoints = endpoints;
+        self
     }
 
     fn is_leader(&self) -> bool {
@@ -179,6 +207,7 @@ pub async fn reconcile(store: Arc<ABStore>, ctx: Arc<Context>) -> Result<Action,
         }
         if store.metadata.deletion_timestamp.is_some() {
             // Children carry owner references: the garbage collector removes them (PVCs stay).
+            ctx.followers.remove(&store_key(&store));
             return Ok(Action::await_change());
         }
         let _timer = ctx.metrics.reconcile_started();
@@ -241,15 +270,88 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     let children = build(&model, &credentials)?;
     let applied = apply::apply_children(client, &model.namespace, children).await?;
     let deleted = apply::delete_orphans(client, &model.namespace, &model.name, &applied).await?;
-    let primary = status::primary_pod(client, &model.namespace, &model.name).await?;
-    let observed = observe(
+    let topology = topology_step(store, &model, &credentials, ctx).await;
+    let primary = match topology.as_ref().ok().and_then(|outcome| outcome.primary) {
+        Some(ordinal) => Some(pods::redis_pod_name(&model, ordinal)),
+        None => status::primary_pod(client, &model.namespace, &model.name).await?,
+    };
+    let mut observed = observe(
         &model,
         store.metadata.generation,
         &applied.stateful_sets,
         primary,
     );
+    observed.topology = Some(match &topology {
+        Ok(outcome) => TopologyObserved {
+            summary: outcome.summary.clone(),
+            pods: outcome.pods.clone(),
+            primary_known: outcome.primary.is_some(),
+            switchover: false,
+        },
+        Err(error) => TopologyObserved {
+            summary: format!("heal did not run: {error}"),
+            pods: previous
+                .map(|status| status.pods.clone())
+                .unwrap_or_default(),
+            primary_known: false,
+            switchover: false,
+        },
+    });
     let new_status = status::applied(&observed, previous, Timestamp::now());
     status::write(client, store, &new_status, &ctx.metrics).await?;
+
+    match &topology {
+        Ok(outcome) => {
+            for event in &outcome.events {
+                ctx.publish(
+                    store,
+                    event.event_type(),
+                    event.reason,
+                    ACTION_HEAL,
+                    event.note.clone(),
+                )
+                .await;
+            }
+        }
+        Err(error) => {
+            ctx.publish(
+                store,
+                EventType::Warning,
+                &format!(
+                    "{REASON_RECONCILE_FAILED_PREFIX}{}",
+                    reason_from_category(error.category())
+                ),
+                ACTION_HEAL,
+                error.to_string(),
+            )
+            .await;
+        }
+    }
+    if let Some(change) = &new_status.last_failover
+        && previous.and_then(|status| status.last_failover.as_ref()) != Some(change)
+    {
+        let switchover = change.reason == status::SWITCHOVER;
+        ctx.publish(
+            store,
+            if switchover {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            if switchover {
+                REASON_SWITCHOVER
+            } else {
+                REASON_FAILOVER
+            },
+            ACTION_HEAL,
+            format!(
+                "the primary moved from {} to {}",
+                change.from.as_deref().unwrap_or("an unknown pod"),
+                change.to
+            ),
+        )
+        .await;
+    }
 
     // Events for changes only: one per new generation applied, per orphan clean-up, per
     // missing monitoring CRD — not one per periodic resync.
@@ -293,8 +395,31 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         )
         .await;
     }
-    tracing::info!(applied = applied.count(), deleted = deleted.len(), phase = ?new_status.phase, "reconciled");
-    Ok(Action::requeue(REQUEUE_AFTER))
+    let settled = topology.as_ref().is_ok_and(|outcome| outcome.settled);
+    tracing::info!(applied = applied.count(), deleted = deleted.len(), phase = ?new_status.phase, primary = ?new_status.primary, settled, "reconciled");
+    Ok(Action::requeue(if settled {
+        REQUEUE_AFTER
+    } else {
+        TOPOLOGY_REQUEUE_AFTER
+    }))
+}
+
+/// Heal pass and primary label for a store, and its `+switch-master` follower.
+async fn topology_step(
+    store: &ABStore,
+    model: &Model,
+    credentials: &Credentials,
+    ctx: &Context,
+) -> Result<TopologyOutcome, TopologyError> {
+    let tls_ca = topology::tls_ca(&ctx.client, model).await?;
+    let target = topology::target(model, credentials, (ctx.endpoints)(model), tls_ca);
+    ctx.followers
+        .ensure(&store_key(store), &ctx.client, model, &target);
+    let outcome = topology::reconcile(&ctx.client, model, &target).await?;
+    if !outcome.relabelled.is_empty() {
+        tracing::info!(relabelled = ?outcome.relabelled, "role labels moved");
+    }
+    Ok(outcome)
 }
 
 /// The inputs of the status, from what the apply returned.
@@ -320,6 +445,7 @@ fn observe(
             named(model.child_name(SENTINEL)),
         ),
         primary,
+        topology: None,
     }
 }
 
@@ -490,7 +616,20 @@ async fn run_controller(
         api::<PodDisruptionBudget>(&client, namespace),
         children.clone(),
     )
-    .owns(api::<NetworkPolicy>(&client, namespace), children)
+    .owns(api::<NetworkPolicy>(&client, namespace), children.clone())
+    // Pods belong to the StatefulSets, not to the store: map them back by their instance
+    // label, so readiness and role-label changes reach the status at once.
+    .watches(api::<Pod>(&client, namespace), children, |pod| {
+        let store = pod.labels().get(INSTANCE_LABEL).cloned();
+        let namespace = pod.namespace();
+        store.map(|name| {
+            let store = ObjectRef::new(&name);
+            match namespace {
+                Some(namespace) => store.within(&namespace),
+                None => store,
+            }
+        })
+    })
     .graceful_shutdown_on(stop);
     let store = controller.store();
     let ready_task = tokio::spawn(async move {

@@ -689,15 +689,58 @@ pub struct ABStoreStatus {
     /// `ready/desired` sentinels, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sentinels: Option<String>,
-    /// When the primary last changed (RFC 3339).
+    /// The last time the primary changed: when the operator saw it, from which pod to which,
+    /// and whether Sentinel failed over (`Failover`) or the operator switched over for a
+    /// rollout or scale-down (`Switchover`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_failover: Option<String>,
+    pub last_failover: Option<LastFailover>,
+    /// Each Redis pod's role and replication lag, as the operator's last heal pass saw them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<RedisPodStatus>,
     /// When the last successful backup finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<String>,
     /// When the last successful prune finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_prune: Option<String>,
+}
+
+/// A change of primary.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LastFailover {
+    /// When the operator saw the new primary (RFC 3339).
+    pub time: String,
+    /// The pod that was primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The pod that is primary now.
+    pub to: String,
+    /// `Failover` (Sentinel replaced a primary it saw down) or `Switchover` (the operator
+    /// moved the primary for a rollout or scale-down).
+    pub reason: String,
+}
+
+/// One Redis pod as the operator's last heal pass saw it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisPodStatus {
+    /// Pod name.
+    pub name: String,
+    /// `primary`, `replica`, `loading` or `unreachable`.
+    pub role: String,
+    /// Replicas: whether the replication link to the primary is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_up: Option<bool>,
+    /// Replicas: bytes of replication stream behind the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<u64>,
+    /// The node's replication offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Why the pod could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Summary of a store's state.

@@ -179,6 +179,9 @@ pub struct FakeCluster {
     pub forbidden_groups: Vec<String>,
     /// `status` the server reports on applied StatefulSets (by name); none when absent.
     pub stateful_set_status: BTreeMap<String, Value>,
+    /// Receives every request as it is answered, for tests that watch the cluster while the
+    /// operator runs (a follower relabelling pods, say).
+    pub live: Option<tokio::sync::mpsc::UnboundedSender<(std::time::Instant, Recorded)>>,
 }
 
 /// Parts of a resource path.
@@ -257,8 +260,12 @@ impl FakeCluster {
     pub async fn serve(mut self, mut server: ApiServer) -> Vec<Recorded> {
         let mut recorded = Vec::new();
         while let Some(exchange) = server.next().await {
-            recorded.push(exchange.recorded());
+            let request = exchange.recorded();
+            recorded.push(request.clone());
             self.answer(exchange);
+            if let Some(live) = &self.live {
+                let _ = live.send((std::time::Instant::now(), request));
+            }
         }
         recorded
     }
@@ -315,6 +322,22 @@ impl FakeCluster {
                     None => exchange.not_found(),
                 }
             }
+            (Method::PATCH, Some(name)) if !exchange.query.contains_key("fieldManager") => {
+                // A JSON merge patch (server-side apply always names its field manager): merged
+                // into the stored object, which the server returns.
+                let found = self
+                    .located(&path)
+                    .find(|(_, object)| object["metadata"]["name"].as_str() == Some(name))
+                    .map(|(index, _)| index);
+                match found {
+                    Some(index) => {
+                        merge_patch(&mut self.objects[index], &exchange.body);
+                        let object = self.objects[index].clone();
+                        exchange.respond(200, object);
+                    }
+                    None => exchange.not_found(),
+                }
+            }
             (Method::PATCH, Some(name)) => {
                 let mut object = exchange.body.clone();
                 if path.subresource.is_none() {
@@ -354,6 +377,27 @@ impl FakeCluster {
                 exchange.respond(200, body);
             }
             _ => exchange.not_found(),
+        }
+    }
+}
+
+/// RFC 7386 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let Value::Object(fields) = target else {
+        return;
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            fields.remove(key);
+        } else {
+            merge_patch(fields.entry(key.clone()).or_insert(Value::Null), value);
         }
     }
 }

@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{ABStore, ABStoreStatus, Phase};
+use crate::crd::{ABStore, ABStoreStatus, LastFailover, Phase, RedisPodStatus};
 use crate::metrics::{Metrics, StatusWriteOutcome};
 use crate::model::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGER, REDIS, ROLE_LABEL, ROLE_PRIMARY};
 
@@ -23,6 +23,9 @@ pub const CONDITION_PROGRESSING: &str = "Progressing";
 pub const CONDITION_DEGRADED: &str = "Degraded";
 /// Condition: the spec was refused by `validate`; nothing was changed in the cluster.
 pub const CONDITION_INVALID_SPEC: &str = "InvalidSpec";
+/// Condition: a primary is known (elected by the sentinels or chosen by bootstrap) and the
+/// operator's heal pass had nothing left to wait for.
+pub const CONDITION_PRIMARY_AVAILABLE: &str = "PrimaryAvailable";
 
 /// How long a status write may take before it counts as timed out: a stuck API server must
 /// not hold a reconcile worker forever.
@@ -102,6 +105,48 @@ pub struct Observed {
     pub sentinel: Workload,
     /// The pod labelled primary (by the heal step), if exactly one is.
     pub primary: Option<String>,
+    /// What the topology step saw, when it ran.
+    pub topology: Option<TopologyObserved>,
+}
+
+/// What the topology step (heal) reports for the status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopologyObserved {
+    /// The heal decision in words.
+    pub summary: String,
+    /// Each Redis pod's role and lag.
+    pub pods: Vec<RedisPodStatus>,
+    /// Heal knows the primary (elected by the sentinels or chosen by bootstrap); a primary
+    /// known only from the pod label does not count.
+    pub primary_known: bool,
+    /// The operator moved the primary itself (rollout or scale-down) since the last status:
+    /// a change of primary is a `Switchover`, not a `Failover`.
+    pub switchover: bool,
+}
+
+/// Why the primary changed, as `lastFailover.reason` and the Event reason say it.
+pub const FAILOVER: &str = "Failover";
+pub const SWITCHOVER: &str = "Switchover";
+
+/// A change of primary between the previous status and this observation, if there was one (a
+/// first primary is not a failover).
+pub fn primary_change(
+    observed: &Observed,
+    previous: Option<&ABStoreStatus>,
+    now: Timestamp,
+) -> Option<LastFailover> {
+    let before = previous.and_then(|status| status.primary.as_ref())?;
+    let after = observed.primary.as_ref()?;
+    if before == after {
+        return None;
+    }
+    let switchover = observed.topology.as_ref().is_some_and(|t| t.switchover);
+    Some(LastFailover {
+        time: now.to_string(),
+        from: Some(before.clone()),
+        to: after.clone(),
+        reason: if switchover { SWITCHOVER } else { FAILOVER }.to_owned(),
+    })
 }
 
 /// Why a spec was refused, as the status and the Event show it.
@@ -223,7 +268,37 @@ pub fn applied(
             now,
         ),
     ];
+    let mut conditions = conditions;
+    if let Some(topology) = &observed.topology {
+        conditions.push(match topology.primary_known {
+            true => condition(
+                previous_conditions,
+                CONDITION_PRIMARY_AVAILABLE,
+                true,
+                "PrimaryKnown",
+                &topology.summary,
+                generation,
+                now,
+            ),
+            false => condition(
+                previous_conditions,
+                CONDITION_PRIMARY_AVAILABLE,
+                false,
+                "NoPrimary",
+                &topology.summary,
+                generation,
+                now,
+            ),
+        });
+    }
+    let kept = kept_from(previous);
     ABStoreStatus {
+        last_failover: primary_change(observed, previous, now).or(kept.last_failover.clone()),
+        pods: observed
+            .topology
+            .as_ref()
+            .map(|topology| topology.pods.clone())
+            .unwrap_or_else(|| kept.pods.clone()),
         observed_generation: generation,
         phase: Some(phase),
         conditions,
@@ -233,7 +308,7 @@ pub fn applied(
         ready_sentinels: observed.sentinel.ready,
         ready: Some(observed.redis.ratio()),
         sentinels: Some(observed.sentinel.ratio()),
-        ..kept_from(previous)
+        ..kept
     }
 }
 
@@ -271,6 +346,9 @@ fn kept_from(previous: Option<&ABStoreStatus>) -> ABStoreStatus {
         last_failover: previous.and_then(|status| status.last_failover.clone()),
         last_backup: previous.and_then(|status| status.last_backup.clone()),
         last_prune: previous.and_then(|status| status.last_prune.clone()),
+        pods: previous
+            .map(|status| status.pods.clone())
+            .unwrap_or_default(),
         ..ABStoreStatus::default()
     }
 }
@@ -448,6 +526,7 @@ mod tests {
             redis,
             sentinel,
             primary: Some("shop-redis-0".to_owned()),
+            topology: None,
         }
     }
 
@@ -580,7 +659,13 @@ mod tests {
         let previous = ABStoreStatus {
             last_backup: Some("2025-01-01T00:00:00Z".to_owned()),
             last_prune: Some("2025-01-01T03:30:00Z".to_owned()),
-            last_failover: Some("2024-12-31T10:00:00Z".to_owned()),
+            last_failover: Some(LastFailover {
+                time: "2024-12-31T10:00:00Z".to_owned(),
+                from: Some("shop-redis-1".to_owned()),
+                to: "shop-redis-0".to_owned(),
+                reason: FAILOVER.to_owned(),
+            }),
+            primary: Some("shop-redis-0".to_owned()),
             ..ABStoreStatus::default()
         };
         let status = applied(
@@ -675,5 +760,85 @@ mod tests {
         assert_eq!(reason_from_category("invalid-quorum"), "InvalidQuorum");
         assert_eq!(reason_from_category("apply"), "Apply");
         assert_eq!(reason_from_category("status_timeout"), "StatusTimeout");
+    }
+    fn with_topology(primary: Option<&str>, switchover: bool) -> Observed {
+        Observed {
+            primary: primary.map(str::to_owned),
+            topology: Some(TopologyObserved {
+                summary: "heal summary".to_owned(),
+                pods: vec![RedisPodStatus {
+                    name: "shop-redis-0".to_owned(),
+                    role: "replica".to_owned(),
+                    lag_bytes: Some(12),
+                    ..RedisPodStatus::default()
+                }],
+                primary_known: primary.is_some(),
+                switchover,
+            }),
+            ..observed(workload(3, 3, false), workload(3, 3, false))
+        }
+    }
+
+    #[test]
+    fn a_new_primary_records_the_failover_with_from_and_to() {
+        let before = applied(&with_topology(Some("shop-redis-0"), false), None, at(0));
+        assert_eq!(
+            before.last_failover, None,
+            "a first primary is not a failover"
+        );
+        let after = applied(
+            &with_topology(Some("shop-redis-1"), false),
+            Some(&before),
+            at(10),
+        );
+        let failover = after.last_failover.clone().unwrap();
+        assert_eq!(failover.from.as_deref(), Some("shop-redis-0"));
+        assert_eq!(failover.to, "shop-redis-1");
+        assert_eq!(failover.reason, FAILOVER);
+        assert_eq!(failover.time, at(10).to_string());
+        assert_eq!(after.pods[0].lag_bytes, Some(12));
+
+        // Same primary later: the record stays as it was.
+        let later = applied(
+            &with_topology(Some("shop-redis-1"), false),
+            Some(&after),
+            at(20),
+        );
+        assert_eq!(later.last_failover, after.last_failover);
+
+        // A primary unknown for a while (failover in progress) is not a change either.
+        let unknown = applied(&with_topology(None, false), Some(&later), at(30));
+        assert_eq!(unknown.last_failover, after.last_failover);
+
+        // The operator's own move is a switchover.
+        let moved = applied(
+            &with_topology(Some("shop-redis-2"), true),
+            Some(&later),
+            at(40),
+        );
+        assert_eq!(moved.last_failover.unwrap().reason, SWITCHOVER);
+    }
+
+    #[test]
+    fn primary_available_follows_the_heal_summary() {
+        let known = applied(&with_topology(Some("shop-redis-0"), false), None, at(0));
+        let condition = find(&known, CONDITION_PRIMARY_AVAILABLE);
+        assert_eq!(condition.status, "True");
+        assert_eq!(condition.message, "heal summary");
+        let unknown = applied(&with_topology(None, false), Some(&known), at(5));
+        let condition = find(&unknown, CONDITION_PRIMARY_AVAILABLE);
+        assert_eq!(condition.status, "False");
+        assert_eq!(condition.reason, "NoPrimary");
+        // Without a topology observation the condition is not invented.
+        let none = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            None,
+            at(0),
+        );
+        assert!(
+            none.conditions
+                .iter()
+                .all(|c| c.type_ != CONDITION_PRIMARY_AVAILABLE)
+        );
     }
 }

@@ -20,13 +20,15 @@ use sha2::{Digest, Sha256};
 use abstore_operator::build::{Children, build};
 use abstore_operator::controller::{
     Context, INVALID_SPEC_REQUEUE_AFTER, REASON_APPLIED, REASON_DELETED_ORPHANS,
-    REASON_MONITORING_UNAVAILABLE, REQUEUE_AFTER, reconcile,
+    REASON_MONITORING_UNAVAILABLE, TOPOLOGY_REQUEUE_AFTER, reconcile,
 };
 use abstore_operator::crd::ABStore;
 use abstore_operator::credentials::{Credentials, acl_secret_name};
 use abstore_operator::error::Error;
+use abstore_operator::heal::Endpoint;
 use abstore_operator::leader::Leadership;
 use abstore_operator::metrics::Metrics;
+use abstore_operator::model::Model;
 use abstore_operator::validate::validate;
 use fixtures::{FakeCluster, Recorded, mock_client};
 
@@ -97,12 +99,10 @@ async fn reconcile_against(
     cluster.objects.push(serde_json::to_value(&store).unwrap());
     let (client, server) = mock_client();
     let served = tokio::spawn(cluster.serve(server));
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::new()),
-        "test-operator",
-        None,
-    ));
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::new()), "test-operator", None)
+            .with_endpoints(Arc::new(nothing_listens)),
+    );
     let result = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(Arc::new(store), ctx))
         .await
         .expect("reconcile never finished: a request was never answered");
@@ -112,6 +112,17 @@ async fn reconcile_against(
         .expect("the client was never dropped")
         .unwrap();
     (result, requests)
+}
+
+/// Endpoints where nothing listens (port 1 on loopback: refused at once): the heal pass sees
+/// every node and sentinel unreachable, decides nothing and labels nothing. The topology with
+/// real Redis behind the mock API server is tested in the tests crate (operator_topology.rs).
+fn nothing_listens(model: &Model) -> (Vec<Endpoint>, Vec<Endpoint>) {
+    let closed = |count: i32| vec![Endpoint::new("127.0.0.1", 1); usize::try_from(count).unwrap()];
+    (
+        closed(model.spec.redis.replicas),
+        closed(model.spec.sentinel.replicas),
+    )
 }
 
 fn plural_of(path: &str) -> String {
@@ -193,7 +204,7 @@ async fn a_default_store_is_applied_in_dependency_order() {
     let store = store("");
     let children = built(&store, &BTreeMap::new());
     let (result, requests) = reconcile_against(FakeCluster::default(), store).await;
-    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_AFTER));
+    assert_eq!(result.unwrap(), Action::requeue(TOPOLOGY_REQUEUE_AFTER));
 
     let first = &requests[0];
     assert_eq!(first.line(), "GET /api/v1/namespaces/shop/secrets");
@@ -351,6 +362,9 @@ async fn the_status_patch_reports_generation_conditions_readiness_and_primary() 
         BTreeMap::from([
             ("Degraded", "False"),
             ("InvalidSpec", "False"),
+            // Heal reached no Redis (nothing listens): the primary comes from the pod label
+            // only, which is not enough for this condition.
+            ("PrimaryAvailable", "False"),
             ("Progressing", "False"),
             ("Ready", "True")
         ])
@@ -520,7 +534,7 @@ async fn monitoring_objects_are_skipped_with_a_warning_when_the_crds_are_absent(
         ..FakeCluster::default()
     };
     let (result, requests) = reconcile_against(cluster, store).await;
-    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_AFTER));
+    assert_eq!(result.unwrap(), Action::requeue(TOPOLOGY_REQUEUE_AFTER));
     assert!(requests.iter().any(
         |request| request.method == Method::PATCH && request.path.contains("/servicemonitors/")
     ));
@@ -542,7 +556,7 @@ async fn a_store_without_monitoring_reconciles_when_monitoring_kinds_are_forbidd
         ..FakeCluster::default()
     };
     let (result, requests) = reconcile_against(cluster, store("")).await;
-    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_AFTER));
+    assert_eq!(result.unwrap(), Action::requeue(TOPOLOGY_REQUEUE_AFTER));
     assert!(
         events(&requests)
             .iter()

@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::credentials::{Credentials, Role};
 use crate::model::Model;
 
+pub(crate) use observe::client_for;
 pub use observe::{
     NodeInfo, NodeObservation, NodeRole, Observation, SentinelObservation, SentinelView, observe,
 };

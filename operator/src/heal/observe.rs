@@ -116,6 +116,22 @@ pub(super) async fn connect(
     endpoint: &Endpoint,
     auth: Option<&Auth>,
 ) -> Result<MultiplexedConnection, String> {
+    let client = client_for(target, endpoint, auth)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(IO_TIMEOUT))
+        .set_response_timeout(Some(IO_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A client for a node or a sentinel of `target`: TLS with the target's CA when it has one.
+pub(crate) fn client_for(
+    target: &HealTarget,
+    endpoint: &Endpoint,
+    auth: Option<&Auth>,
+) -> Result<Client, String> {
     let addr = if target.tls_ca.is_some() {
         ConnectionAddr::TcpTls {
             host: endpoint.host.clone(),
@@ -136,7 +152,7 @@ pub(super) async fn connect(
         .into_connection_info()
         .map_err(|e| e.to_string())?
         .set_redis_settings(settings);
-    let client = match &target.tls_ca {
+    match &target.tls_ca {
         Some(ca) => Client::build_with_tls(
             info,
             TlsCertificates {
@@ -146,14 +162,7 @@ pub(super) async fn connect(
         ),
         None => Client::open(info),
     }
-    .map_err(|e| e.to_string())?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(IO_TIMEOUT))
-        .set_response_timeout(Some(IO_TIMEOUT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())
 }
 
 async fn observe_node(target: &HealTarget, endpoint: &Endpoint) -> Result<NodeInfo, String> {

@@ -1,0 +1,382 @@
+//! The controller's topology step with real Redis behind kube-rs's mock API server: the store's
+//! redis-server and redis-sentinel processes run on loopback from the configs the operator
+//! renders (`local up` starts them), the reconcile runs against a fake API server holding the
+//! store's pods and credentials, and heal reaches the processes through an endpoint resolver
+//! instead of pod DNS names. Checked: the primary pod is labelled, the status reports each pod's
+//! role and lag, and after a `kill -9` of the primary the `+switch-master` follower moves the
+//! label within a second of Sentinel's announcement, and the next reconcile records the failover
+//! (status and Event).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../operator/src/fixtures.rs"]
+mod fixtures;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use http::Method;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use abstore_operator::build::build;
+use abstore_operator::controller::{Context, REQUEUE_AFTER, reconcile};
+use abstore_operator::crd::ABStore;
+use abstore_operator::heal::Endpoint;
+use abstore_operator::local::{self, Layout, Supervisor};
+use abstore_operator::metrics::Metrics;
+use fixtures::{FakeCluster, Recorded, mock_client};
+
+const STORE: &str = "\
+apiVersion: abstore.dev/v1alpha1
+kind: ABStore
+metadata:
+  name: shop
+  namespace: shop
+  uid: 0b5c6f2e-1111-4222-8333-444455556666
+  generation: 1
+spec:
+  sentinel:
+    downAfterMilliseconds: 1000
+    failoverTimeoutMilliseconds: 3000
+";
+const STATUS_PATH: &str = "/apis/abstore.dev/v1alpha1/namespaces/shop/abstores/shop/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The issue's bound: the `<n>-primary` Service follows within 1 s of `+switch-master`.
+const RELABEL_WITHIN: Duration = Duration::from_secs(1);
+
+/// Kills what `local up` started if the test fails before stopping it.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let Ok(state) = local::LocalState::read(&self.0.join(local::STATE_FILE)) else {
+            return;
+        };
+        for pid in state
+            .nodes
+            .iter()
+            .chain(&state.sentinels)
+            .filter_map(|p| p.pid)
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn pod(name: &str, component: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "labels": {
+                "app.kubernetes.io/name": "abstore",
+                "app.kubernetes.io/instance": "shop",
+                "app.kubernetes.io/component": component,
+                "app.kubernetes.io/managed-by": "abstore-operator",
+            },
+        },
+    })
+}
+
+/// The cluster as the operator would find it: the store, its credentials Secrets (holding the
+/// passwords `local up` gave the processes), its pods and ready StatefulSets.
+fn cluster(spec: &Path, layout: &Layout, store: &ABStore) -> FakeCluster {
+    let model = local::load_model(spec).unwrap();
+    let credentials = local::credentials(&model, layout).unwrap();
+    let children = build(&model, &credentials).unwrap();
+    let mut objects: Vec<Value> = children
+        .secrets
+        .iter()
+        .map(|secret| serde_json::to_value(secret).unwrap())
+        .collect();
+    for ordinal in 0..3 {
+        objects.push(pod(&format!("shop-redis-{ordinal}"), "redis"));
+        objects.push(pod(&format!("shop-sentinel-{ordinal}"), "sentinel"));
+    }
+    objects.push(serde_json::to_value(store).unwrap());
+    let ready = json!({"observedGeneration": 1, "replicas": 3, "readyReplicas": 3,
+        "updatedReplicas": 3, "currentRevision": "r1", "updateRevision": "r1"});
+    FakeCluster {
+        objects,
+        stateful_set_status: BTreeMap::from([
+            ("shop-redis".to_owned(), ready.clone()),
+            ("shop-sentinel".to_owned(), ready),
+        ]),
+        ..FakeCluster::default()
+    }
+}
+
+/// Requests that arrived so far.
+fn drain(live: &mut UnboundedReceiver<(Instant, Recorded)>) -> Vec<(Instant, Recorded)> {
+    let mut seen = Vec::new();
+    while let Ok(request) = live.try_recv() {
+        seen.push(request);
+    }
+    seen
+}
+
+/// `(pod, role)` of every role-label patch, in order.
+fn role_patches(requests: &[(Instant, Recorded)]) -> Vec<(String, String)> {
+    requests
+        .iter()
+        .filter(|(_, r)| r.method == Method::PATCH && r.path.contains("/pods/"))
+        .map(|(_, r)| {
+            (
+                r.path.rsplit('/').next().unwrap().to_owned(),
+                r.body["metadata"]["labels"]["abstore.dev/role"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn last_status(requests: &[(Instant, Recorded)]) -> Value {
+    requests
+        .iter()
+        .rev()
+        .find(|(_, r)| r.method == Method::PATCH && r.path == STATUS_PATH)
+        .map(|(_, r)| r.body["status"].clone())
+        .expect("a status patch")
+}
+
+fn events(requests: &[(Instant, Recorded)]) -> Vec<Value> {
+    requests
+        .iter()
+        .filter(|(_, r)| r.method == Method::POST && r.path == EVENTS_PATH)
+        .map(|(_, r)| r.body.clone())
+        .collect()
+}
+
+fn ordinal_of(state: &local::LocalState, addr: &str) -> usize {
+    state
+        .nodes
+        .iter()
+        .position(|node| format!("127.0.0.1:{}", node.port) == addr)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_recorded() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("shop.yaml");
+    std::fs::write(&spec, STORE).unwrap();
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    let primary = ordinal_of(&state, state.primary.as_deref().unwrap());
+
+    let mut store: ABStore = serde_yaml::from_str(STORE).unwrap();
+    let mut cluster = cluster(&spec, &layout, &store);
+    let (live_tx, mut live) = tokio::sync::mpsc::unbounded_channel();
+    cluster.live = Some(live_tx);
+    let (client, server) = mock_client();
+    let served = tokio::spawn(cluster.serve(server));
+    let nodes: Vec<Endpoint> = state
+        .nodes
+        .iter()
+        .map(|n| Endpoint::new("127.0.0.1", n.port))
+        .collect();
+    let sentinels: Vec<Endpoint> = state
+        .sentinels
+        .iter()
+        .map(|s| Endpoint::new("127.0.0.1", s.port))
+        .collect();
+    let resolved = (nodes, sentinels.clone());
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::new()), "test-operator", None)
+            .with_endpoints(Arc::new(move |_| resolved.clone())),
+    );
+
+    // First reconcile: heal finds the primary Sentinel elected and labels the pods.
+    let action = tokio::time::timeout(
+        RECONCILE_TIMEOUT,
+        reconcile(Arc::new(store.clone()), ctx.clone()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(REQUEUE_AFTER),
+        "a healthy store is settled"
+    );
+    let first = drain(&mut live);
+    let mut expected: Vec<(String, String)> = (0..3)
+        .filter(|&o| o != primary)
+        .map(|o| (format!("shop-redis-{o}"), "replica".to_owned()))
+        .collect();
+    expected.push((format!("shop-redis-{primary}"), "primary".to_owned()));
+    assert_eq!(
+        role_patches(&first),
+        expected,
+        "replicas first, then the primary"
+    );
+    let status = last_status(&first);
+    assert_eq!(status["primary"], format!("shop-redis-{primary}"));
+    let roles: Vec<&str> = status["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["role"].as_str().unwrap())
+        .collect();
+    let mut expected_roles = vec!["replica"; 3];
+    expected_roles[primary] = "primary";
+    assert_eq!(roles, expected_roles, "{status}");
+    for pod in status["pods"].as_array().unwrap() {
+        if pod["role"] == "replica" {
+            assert_eq!(pod["linkUp"], true, "{pod}");
+            assert!(pod["lagBytes"].as_u64().is_some(), "{pod}");
+        }
+    }
+    let available = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PrimaryAvailable")
+        .unwrap();
+    assert_eq!(available["status"], "True", "{available}");
+    assert!(status.get("lastFailover").is_none(), "{status}");
+    store.status = Some(serde_json::from_value(status).unwrap());
+
+    // A second pass on a healthy store changes nothing.
+    tokio::time::timeout(
+        RECONCILE_TIMEOUT,
+        reconcile(Arc::new(store.clone()), ctx.clone()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let second = drain(&mut live);
+    assert_eq!(role_patches(&second), Vec::new());
+    assert!(events(&second).is_empty(), "{:?}", events(&second));
+
+    // kill -9 the primary; watch Sentinel's announcement ourselves to time the follower.
+    let watcher = redis::Client::open(format!("redis://{}", sentinels[0]))
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    let mut watcher = watcher;
+    watcher.subscribe("+switch-master").await.unwrap();
+    let mut announcements = watcher.into_on_message();
+    let pid = state.nodes[primary].pid.unwrap();
+    let killed_at = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let announcement = tokio::time::timeout(Duration::from_secs(30), announcements.next())
+        .await
+        .expect("no +switch-master within 30 s of the kill")
+        .unwrap();
+    let switched_at = Instant::now();
+    let payload: String = announcement.get_payload().unwrap();
+    let parts: Vec<&str> = payload.split(' ').collect();
+    let new_primary = ordinal_of(&state, &format!("{}:{}", parts[3], parts[4]));
+    assert_ne!(new_primary, primary);
+
+    // The follower moves the label without any reconcile.
+    let new_pod = format!("shop-redis-{new_primary}");
+    let deadline = switched_at + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let labelled_at = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some((at, request))) = tokio::time::timeout(remaining, live.recv()).await else {
+            panic!(
+                "the follower did not label {new_pod} primary within 10 s of +switch-master; requests: {:?}",
+                seen.iter().map(Recorded::line).collect::<Vec<_>>()
+            );
+        };
+        let is_new_primary = request.method == Method::PATCH
+            && request.path.ends_with(&format!("/pods/{new_pod}"))
+            && request.body["metadata"]["labels"]["abstore.dev/role"] == "primary";
+        seen.push(request);
+        if is_new_primary {
+            break at;
+        }
+    };
+    // The follower may hear another sentinel before this test hears its one: then the label
+    // moved before `switched_at` and the delay is zero.
+    let relabel = labelled_at.saturating_duration_since(switched_at);
+    let early = switched_at.saturating_duration_since(labelled_at);
+    println!(
+        "kill -9 → +switch-master (seen by the test): {:?}; label on {new_pod}: {relabel:?} after it ({early:?} before it)",
+        switched_at - killed_at
+    );
+    assert!(
+        relabel <= RELABEL_WITHIN,
+        "the label moved {relabel:?} after +switch-master"
+    );
+    let old_pod = format!("shop-redis-{primary}");
+    let moved: Vec<(String, String)> = seen
+        .iter()
+        .filter(|r| r.method == Method::PATCH && r.path.contains("/pods/"))
+        .map(|r| {
+            (
+                r.path.rsplit('/').next().unwrap().to_owned(),
+                r.body["metadata"]["labels"]["abstore.dev/role"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moved,
+        vec![
+            (old_pod.clone(), "replica".to_owned()),
+            (new_pod.clone(), "primary".to_owned())
+        ],
+        "the old primary loses the label before the new one gets it"
+    );
+
+    // The next reconcile records the failover in the status and as a Warning Event.
+    tokio::time::timeout(
+        RECONCILE_TIMEOUT,
+        reconcile(Arc::new(store.clone()), ctx.clone()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let third = drain(&mut live);
+    let status = last_status(&third);
+    assert_eq!(status["primary"], new_pod);
+    let failover = &status["lastFailover"];
+    assert_eq!(failover["from"], old_pod, "{status}");
+    assert_eq!(failover["to"], new_pod, "{status}");
+    assert_eq!(failover["reason"], "Failover", "{status}");
+    let unreachable = &status["pods"][primary];
+    assert_eq!(unreachable["role"], "unreachable", "{status}");
+    let events = events(&third);
+    let event = events
+        .iter()
+        .find(|e| e["reason"] == "Failover")
+        .unwrap_or_else(|| panic!("no Failover Event in {events:?}"));
+    assert_eq!(event["type"], "Warning");
+    assert!(
+        event["note"].as_str().unwrap().contains(&old_pod)
+            && event["note"].as_str().unwrap().contains(&new_pod),
+        "{event}"
+    );
+
+    // Dropping the context stops the follower; the API server then sees the client go.
+    assert_eq!(ctx.followers.stores(), vec!["shop/shop".to_owned()]);
+    drop(ctx);
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("the follower kept the client alive")
+        .unwrap();
+    supervisor.stop().await.unwrap();
+}
