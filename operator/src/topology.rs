@@ -441,3 +441,188 @@ async fn follow_store(client: Client, model: Model, target: HealTarget) {
     }
     subscriptions.abort();
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::crd::ABStore;
+    use crate::heal::{Applied, NodeInfo, NodeObservation, Observation};
+
+    fn model() -> Model {
+        let store: ABStore = serde_yaml::from_str(
+            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: shop\nspec: {}\n",
+        )
+        .unwrap();
+        crate::validate::validate(&store).unwrap()
+    }
+
+    fn node(port: u16) -> Endpoint {
+        Endpoint::new("10.0.0.1", port)
+    }
+
+    fn target() -> HealTarget {
+        let model = model();
+        let credentials =
+            Credentials::resolve(&model, &std::collections::BTreeMap::new(), &mut || {
+                "pw".to_owned()
+            });
+        HealTarget::for_model(
+            &model,
+            &credentials,
+            vec![node(1), node(2), node(3)],
+            vec![node(11), node(12), node(13)],
+            None,
+        )
+    }
+
+    fn info(role: NodeRole, offset: u64) -> NodeInfo {
+        NodeInfo {
+            role,
+            offset,
+            keys: 10,
+            loading: false,
+            min_replicas_to_write: Some(1),
+        }
+    }
+
+    fn report(decision: Decision, applied: Vec<Applied>) -> Report {
+        let replica = |offset| {
+            Ok(info(
+                NodeRole::Replica {
+                    primary: node(2),
+                    link_up: true,
+                },
+                offset,
+            ))
+        };
+        Report {
+            primary: Some(node(2)),
+            decision,
+            applied,
+            observation: Observation {
+                nodes: vec![
+                    NodeObservation {
+                        endpoint: node(1),
+                        state: replica(900),
+                    },
+                    NodeObservation {
+                        endpoint: node(2),
+                        state: Ok(info(NodeRole::Primary, 1000)),
+                    },
+                    NodeObservation {
+                        endpoint: node(3),
+                        state: Err("connection refused".to_owned()),
+                    },
+                ],
+                sentinels: Vec::new(),
+            },
+        }
+    }
+
+    fn ok(action: Action) -> Applied {
+        Applied {
+            action,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_healthy_pass_publishes_nothing_and_reports_roles_and_lag() {
+        let report = report(Decision::Elected { votes: 3 }, Vec::new());
+        assert!(events(&model(), &target(), &report).is_empty());
+        assert_eq!(
+            summary(&model(), &target(), &report),
+            "shop-redis-1 is the primary, elected by 3 sentinel(s)"
+        );
+        let pods = pod_statuses(&model(), &report);
+        assert_eq!(pods[0].name, "shop-redis-0");
+        assert_eq!(pods[0].role, "replica");
+        assert_eq!(pods[0].lag_bytes, Some(100));
+        assert_eq!(pods[0].link_up, Some(true));
+        assert_eq!(pods[1].role, "primary");
+        assert_eq!(pods[1].lag_bytes, None);
+        assert_eq!(pods[2].role, "unreachable");
+        assert_eq!(pods[2].message.as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn repairs_become_events_naming_pods() {
+        let report = report(
+            Decision::Elected { votes: 3 },
+            vec![
+                ok(Action::ReplicaOf {
+                    node: node(1),
+                    primary: node(2),
+                    reason: ReplicaReason::SplitBrain,
+                }),
+                ok(Action::ReplicaOf {
+                    node: node(3),
+                    primary: node(2),
+                    reason: ReplicaReason::Rejoin,
+                }),
+                ok(Action::Monitor {
+                    sentinel: node(12),
+                    primary: node(2),
+                }),
+                ok(Action::ResetSentinel {
+                    sentinel: node(13),
+                    stale: vec![node(99)],
+                }),
+                Applied {
+                    action: Action::SetMinReplicasToWrite {
+                        node: node(2),
+                        value: 1,
+                    },
+                    error: Some("NOPERM".to_owned()),
+                },
+            ],
+        );
+        let events = events(&model(), &target(), &report);
+        let reasons: Vec<&str> = events.iter().map(|e| e.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                REASON_SPLIT_BRAIN_REPAIRED,
+                REASON_REPLICA_REJOINED,
+                REASON_SENTINEL_MONITORING,
+                REASON_SENTINEL_RESET,
+                REASON_HEAL_FAILED
+            ]
+        );
+        assert!(events[0].warning && events[4].warning);
+        assert!(!events[1].warning);
+        assert!(events[0].note.contains("shop-redis-0") && events[0].note.contains("shop-redis-1"));
+        assert!(events[2].note.contains("shop-sentinel-1"));
+        assert!(
+            events[3].note.contains("shop-sentinel-2") && events[3].note.contains("10.0.0.1:99")
+        );
+        assert!(events[4].note.contains("NOPERM"));
+    }
+
+    #[test]
+    fn a_bootstrap_is_one_event_not_one_per_sentinel_told() {
+        let report = report(
+            Decision::Bootstrap {
+                reason: "it holds data".to_owned(),
+            },
+            vec![
+                ok(Action::Monitor {
+                    sentinel: node(11),
+                    primary: node(2),
+                }),
+                ok(Action::ReplicaOf {
+                    node: node(1),
+                    primary: node(2),
+                    reason: ReplicaReason::Bootstrap,
+                }),
+            ],
+        );
+        let events = events(&model(), &target(), &report);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].reason, REASON_BOOTSTRAPPED);
+        assert!(
+            events[0].note.contains("shop-redis-1") && events[0].note.contains("it holds data")
+        );
+    }
+}
