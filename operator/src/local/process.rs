@@ -108,7 +108,24 @@ impl Supervisor {
             }
         }
         let primary = supervisor.known_primary();
+        let has_data: Vec<bool> = (0..supervisor.nodes.len())
+            .map(|i| has_local_data(&supervisor.layout.node_dir(i)))
+            .collect();
         for index in 0..supervisor.nodes.len() {
+            let own = Endpoint::new(LOOPBACK, supervisor.state.nodes[index].port);
+            if primary.as_ref() == Some(&own)
+                && !has_data[index]
+                && (0..has_data.len()).any(|i| i != index && has_data[i])
+            {
+                // The sentinels remember it as the primary, but its data is gone: started, it
+                // would wipe its replicas. Left down, it is a dead primary to `heal_pass`.
+                tracing::warn!(
+                    node = index,
+                    "not starting an empty primary; replicas hold data"
+                );
+                supervisor.down_since[index] = Some(Instant::now());
+                continue;
+            }
             supervisor.start_node(index, primary.as_ref()).await?;
         }
         for index in 0..supervisor.sentinels.len() {
