@@ -1,10 +1,11 @@
 //! The failure tests of issue 6 §5 on real redis-server and redis-sentinel processes, with the
 //! operator's heal code running beside the scenario: a primary killed with `kill -9` under
 //! continuous writes (failover, the other replica follows, the killed node rejoins as a replica),
-//! every process killed and the store restarted from its AOF, a sentinel that lost its config, and
-//! stale sentinel entries left by a replaced replica and a replaced sentinel during a failover.
+//! every process killed and the store restarted from its AOF (also with the primary's directory
+//! lost), a sentinel that lost its config, and stale sentinel entries left by a replaced replica
+//! and a replaced sentinel during a failover.
 //!
-//! The first three run the store `abstore-operator local up` runs (the `Supervisor`: processes
+//! The first four run the store `abstore-operator local up` runs (the `Supervisor`: processes
 //! started from the operator's rendered configs, healed every `HEAL_INTERVAL` in a background
 //! task, exactly like `local up`); the last needs nodes on new addresses, which `local up` never
 //! does, so it uses the harness topology with `heal_once` in a background loop. Split brain, a
@@ -954,6 +955,98 @@ async fn killing_every_process_and_restarting_from_the_aof_brings_all_data_back(
     healer.finish().await.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn after_a_full_restart_a_primary_that_lost_its_directory_never_serves_empty() {
+    // The hard rule: a node must never come up as an empty primary while another node holds
+    // data. After a full stop, the sentinels' files still name the old primary; if its volume
+    // was lost, starting it as that primary would make its replicas resync to nothing.
+    let (store, supervisor) = Store::up().await;
+    let healer = Healer::start(supervisor);
+    store.wait_until_ready().await;
+    let waited = Writer::start(store.app().await, "waited", true);
+    waited.wait_for_acks(WARM_UP_ACKS).await;
+    let waited = waited.finish().await;
+
+    let primary_before = store.primary();
+    healer.crash();
+    let state = store.state();
+    let ports: Vec<u16> = state
+        .nodes
+        .iter()
+        .chain(&state.sentinels)
+        .map(|p| p.port)
+        .collect();
+    let pids = processes_on(&ports);
+    for pid in &pids {
+        kill9(*pid);
+    }
+    eventually("every server gone", CONVERGE, || async {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
+    let lost = state
+        .nodes
+        .iter()
+        .position(|n| n.port == primary_before.port)
+        .unwrap();
+    let lost_dir = store.layout.node_dir(lost);
+    std::fs::remove_dir_all(lost_dir.join("appendonlydir")).unwrap();
+    let _ = std::fs::remove_file(lost_dir.join("dump.rdb"));
+
+    let restarting = Instant::now();
+    let supervisor = Supervisor::up(&store.spec, &store.dir).await.unwrap();
+    let up = restarting.elapsed();
+    let healer = Healer::start(supervisor);
+    let primary_after = store.primary();
+    let mut primary = store.node(primary_after.port).await;
+    let on_primary = tally(&mut primary, &[&waited]).await;
+    // Every node, the one that lost its directory too (started once a replica was promoted),
+    // ends up with the data.
+    let expected = waited.acked.len();
+    for node in &store.target.nodes {
+        eventually("every node synced with the data", CONVERGE, || async {
+            let mut conn = redis::Client::open(format!(
+                "redis://operator:{}@{node}",
+                store.password("operator")
+            ))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+            let info = replication(&mut conn).await?;
+            let keys = dbsize(&mut conn).await;
+            let synced = *node == primary_after || info.synced_replica_of(primary_after.port);
+            if synced && keys as usize >= expected {
+                Ok(())
+            } else {
+                Err(format!("{node}: {keys} keys, {:?}", info.0))
+            }
+        })
+        .await;
+    }
+    let rejoined = restarting.elapsed();
+    println!(
+        "figures: full restart with the primary's directory lost: primary {primary_before} before, \
+         {primary_after} after, elected {} ms after up started, every node synced {} ms after; \
+         acknowledged {} (WAIT), lost {}",
+        ms(up),
+        ms(rejoined),
+        on_primary.acked,
+        on_primary.lost,
+    );
+    assert_ne!(
+        primary_after, primary_before,
+        "the empty node became primary"
+    );
+    assert_eq!(on_primary.lost, 0);
+    healer.finish().await.stop().await.unwrap();
+}
+
 /// `SENTINEL MYID` and the master's settings as one sentinel reports them.
 async fn sentinel_says(sentinel: &Endpoint, master: &str) -> Result<(String, Vec<String>), String> {
     let mut conn = redis::Client::open(format!("redis://{sentinel}"))
@@ -1049,7 +1142,8 @@ async fn clean_sentinels(target: &HealTarget) -> Result<(), String> {
 }
 
 #[tokio::test]
-async fn a_sentinel_restarted_with_an_empty_config_monitors_again_and_its_old_entry_is_reset() {
+async fn a_sentinel_restarted_with_an_empty_config_monitors_again_and_the_others_learn_its_new_id()
+{
     let (store, supervisor) = Store::up().await;
     let healer = Healer::start(supervisor);
     store.wait_until_ready().await;
@@ -1107,10 +1201,10 @@ async fn a_sentinel_restarted_with_an_empty_config_monitors_again_and_its_old_en
     )
     .await;
 
-    // The other sentinels still know the old instance (its id, on the same address): heal resets
-    // them, one per pass, until every sentinel knows exactly the store.
-    // The address alone cannot tell the old instance from the new one: the others must list the
-    // new id.
+    // The other sentinels knew the old instance (its id) on the same address. Sentinel itself
+    // drops it on the new one's first hello (`+sentinel-invalid-addr`), so heal has nothing to
+    // reset here; what it must not do is reset two sentinels in one pass meanwhile. The address
+    // alone cannot tell the old instance from the new one: the others must list the new id.
     let new_id = sentinel_says(&forgetful, &master).await.unwrap().0;
     let clean = eventually("no stale sentinel entries", CONVERGE, || async {
         clean_sentinels(&store.target).await?;
