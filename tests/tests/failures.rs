@@ -849,7 +849,8 @@ async fn killing_every_process_and_restarting_from_the_aof_brings_all_data_back(
         .map(|p| p.port)
         .collect();
     let pids = processes_on(&ports);
-    assert_eq!(pids.len(), 6, "every server of the store: {pids:?}");
+    // Six servers, and any child one of them forked (a sync or a snapshot) goes too.
+    assert!(pids.len() >= 6, "every server of the store: {pids:?}");
     for pid in &pids {
         kill9(*pid);
     }
