@@ -108,7 +108,7 @@ pub struct Writer {
     pub key: String,
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<WriterLog>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -167,7 +167,7 @@ impl Writer {
             key: key.to_owned(),
             stop,
             log,
-            task,
+            task: Some(task),
         })
     }
 
@@ -176,10 +176,12 @@ impl Writer {
         self.log.lock().await.clone()
     }
 
-    /// Stops writing and returns the log.
-    pub async fn stop(self) -> WriterLog {
+    /// Stops writing (waiting for the write in flight) and returns the log.
+    pub async fn stop(&mut self) -> WriterLog {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
         self.log.lock().await.clone()
     }
 

@@ -140,7 +140,7 @@ async fn a_config_change_rolls_every_process_once_with_one_failover_and_no_lost_
     let epoch_before = config_epoch(&sentinel_ports(supervisor.state()), &master)
         .await
         .expect("a config epoch");
-    let writer = Writer::start(
+    let mut writer = Writer::start(
         &layout,
         supervisor.state(),
         "ec:1700000000:rollout:control",
@@ -170,7 +170,7 @@ async fn a_config_change_rolls_every_process_once_with_one_failover_and_no_lost_
     assert!(is_done(&supervisor), "{:?}", supervisor.last_step());
 
     // A change of every data node's redis.conf and every sentinel's settings.
-    spec.maxmemory = Some("200mb".to_owned());
+    spec.maxmemory = Some("200Mi".to_owned());
     spec.parallel_syncs = 2;
     spec.write(&file).unwrap();
     let started = Instant::now();
@@ -204,27 +204,25 @@ async fn a_config_change_rolls_every_process_once_with_one_failover_and_no_lost_
     })
     .await;
     let took = started.elapsed();
-    let log = writer.log().await;
+    let log = writer.stop().await;
     let value = writer.value().await.unwrap();
-    let log_end = writer.stop().await;
     let epoch_after = config_epoch(&sentinel_ports(supervisor.state()), &master)
         .await
         .expect("a config epoch");
 
     let switchovers = supervisor.switchovers().to_vec();
-    let outside = errors_outside(&log_end, &switchovers);
+    let outside = errors_outside(&log, &switchovers);
     println!(
         "rollout of 3 data nodes + 3 sentinels: {took:?}; failovers (config-epoch {epoch_before} -> {epoch_after}): {}; \
-         switchover window {:?}; writes acked {} ({} before the read-back), errors {} ({} outside the window, {} unknown outcome), \
+         switchover window {:?}; writes acked {}, errors {} ({} outside the window, {} unknown outcome), \
          slowest acked write {:?}; counter {value}",
         epoch_after - epoch_before,
         switchovers.iter().map(window).collect::<Vec<_>>(),
-        log_end.acked,
         log.acked,
-        log_end.errors.len(),
+        log.errors.len(),
         outside.len(),
-        log_end.unknown,
-        log_end.slowest.map(|(d, _)| d),
+        log.unknown,
+        log.slowest.map(|(d, _)| d),
     );
     for (name, pids) in &restarts {
         assert_eq!(
@@ -292,7 +290,8 @@ async fn scaling_data_nodes_down_moves_the_primary_first_and_back_up_heals_them_
         "100"
     );
 
-    let writer = Writer::start(
+    let node0_pid = supervisor.state().nodes[0].pid;
+    let mut writer = Writer::start(
         &layout,
         supervisor.state(),
         "ec:1700000000:rollout:scale",
@@ -301,6 +300,10 @@ async fn scaling_data_nodes_down_moves_the_primary_first_and_back_up_heals_them_
     .await
     .unwrap();
     let node0 = supervisor.state().nodes[0].port;
+    println!(
+        "data nodes before the scale-down: {:?}",
+        supervisor.state().nodes
+    );
     let refused_before = error_count(&layout, node0, "NOREPLICAS").await;
     spec.redis_replicas = 1;
     spec.write(&file).unwrap();
@@ -344,6 +347,16 @@ async fn scaling_data_nodes_down_moves_the_primary_first_and_back_up_heals_them_
     )
     .await;
     let up_took = started.elapsed();
+    assert_eq!(
+        supervisor.state().nodes[0].pid,
+        node0_pid,
+        "scaling restarted the node that stayed"
+    );
+    assert_eq!(
+        supervisor.switchovers().len(),
+        1,
+        "scale-up moved the primary"
+    );
     // heal raised min-replicas-to-write back to the spec's 1 on the live primary.
     let report = supervisor.heal_pass().await.unwrap();
     let primary_port = report.primary.as_ref().unwrap().port;
@@ -360,19 +373,32 @@ async fn scaling_data_nodes_down_moves_the_primary_first_and_back_up_heals_them_
             );
         }
     }
-    let log = writer.log().await;
+    let log = writer.stop().await;
     let value = writer.value().await.unwrap();
-    let log_end = writer.stop().await;
-    let outside = errors_outside(&log_end, &switchovers);
+    let outside = errors_outside(&log, &switchovers);
+    for e in &log.errors {
+        println!(
+            "write error sent {:?} after the switchover started (window {:?}): {}",
+            e.sent.checked_duration_since(switchovers[0].started),
+            window(&switchovers[0]),
+            e.error
+        );
+    }
     println!(
         "scale 3 -> 1 in {down_took:?} (switchover window {:?}), 1 -> 3 in {up_took:?}; writes acked {}, errors {} ({} outside the switchover), \
          NOREPLICAS refusals on the remaining primary {refused}, slowest acked write {:?}; counter {value}",
         window(&switchovers[0]),
-        log_end.acked,
-        log_end.errors.len(),
+        log.acked,
+        log.errors.len(),
         outside.len(),
-        log_end.slowest.map(|(d, _)| d),
+        log.slowest.map(|(d, _)| d),
     );
+    if !outside.is_empty() {
+        for file in ["redis-0/redis.log", "sentinel-0/sentinel.log"] {
+            let text = std::fs::read_to_string(layout.dir.join(file)).unwrap_or_default();
+            println!("--- {file}\n{text}");
+        }
+    }
     assert!(
         outside.is_empty(),
         "write errors outside the switchover: {outside:?}"

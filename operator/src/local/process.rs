@@ -23,6 +23,8 @@ use crate::rollout::{self, Member, RolloutInput, Step};
 /// How long a started process gets to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
+/// The redis.conf directive heal keeps right live, left out of the rollout fingerprint.
+const LIVE_DIRECTIVE: &str = "min-replicas-to-write ";
 /// How long a stopped process gets to flush its AOF and exit before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -471,9 +473,12 @@ impl Supervisor {
     }
 
     /// What decides whether node `index` runs the current configuration: its rendered redis.conf
-    /// without the `replicaof` line (which follows the primary, not the spec) plus the ACL file.
+    /// without the `replicaof` line (which follows the primary, not the spec) and without
+    /// `min-replicas-to-write` (it follows the number of replicas, and heal sets it live: a scale
+    /// change must not restart every node, least of all a single primary in place), plus the
+    /// ACL file.
     fn node_fingerprint(&self, index: usize) -> String {
-        let mut text = node_config(
+        let conf = node_config(
             &self.model,
             &self.layout,
             &self.credentials,
@@ -481,6 +486,11 @@ impl Supervisor {
             self.state.nodes[index].port,
             None,
         );
+        let mut text: String = conf
+            .lines()
+            .filter(|line| !line.starts_with(LIVE_DIRECTIVE))
+            .flat_map(|line| [line, "\n"])
+            .collect();
         text.push_str(&config::acl_file(&self.model, &self.credentials));
         text
     }
