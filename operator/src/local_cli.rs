@@ -19,6 +19,9 @@ pub enum LocalCommand {
     Status(StatusArgs),
     /// Stop every process `local up` started in --dir.
     Down(DirArgs),
+    /// Ask the running `local up` to restart every process one at a time, as for a
+    /// configuration change: replicas, then the primary after a switchover, then the sentinels.
+    Restart(DirArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +69,16 @@ pub fn run(command: LocalCommand) -> anyhow::Result<()> {
         match command {
             LocalCommand::Up(args) => up(args).await,
             LocalCommand::Status(args) => status(args).await,
+            LocalCommand::Restart(args) => {
+                let layout = Layout::new(&args.dir);
+                let pid = local::request_restart(&layout).with_context(|| {
+                    format!("requesting a restart of the local store in {}", args.dir.display())
+                })?;
+                println!(
+                    "rolling restart requested; local up (pid {pid}) restarts every process one at a time (see local status)"
+                );
+                Ok(())
+            }
             LocalCommand::Down(args) => {
                 let layout = Layout::new(&args.dir);
                 let stopped = local::down(&layout, Duration::from_secs(10))
@@ -109,7 +122,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "  status:      abstore-operator local status --dir {}",
         layout.dir.display()
     );
-    println!("Healing until Ctrl-C (which stops every process).");
+    println!(
+        "Healing until Ctrl-C (which stops every process). Edits of {} are rolled out; \
+         `abstore-operator local restart --dir {}` restarts every process one at a time.",
+        args.file.display(),
+        layout.dir.display()
+    );
     supervisor
         .run_until(crate::run::wait_for_signal())
         .await
@@ -136,6 +154,9 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
             match status.supervisor_pid {
                 Some(pid) => println!("healer:      pid {pid}"),
                 None => println!("healer:      not running"),
+            }
+            if let Some(step) = &status.rollout {
+                println!("rollout:     {step}");
             }
             for node in &status.nodes {
                 println!(

@@ -5,6 +5,7 @@
 mod error;
 mod gcs;
 pub mod keyspace;
+pub mod local_store;
 mod process;
 mod python;
 mod s3;

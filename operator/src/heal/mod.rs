@@ -33,6 +33,7 @@ pub(crate) use observe::client_for;
 pub use observe::{
     NodeInfo, NodeObservation, NodeRole, Observation, SentinelObservation, SentinelView, observe,
 };
+pub(crate) use observe::{connect, endpoint_of, fields_of, info_fields};
 pub use plan::{Action, Decision, Plan, ReplicaReason, plan};
 
 /// Timeout of each connection and command: a stopped (SIGSTOP) or partitioned node must not stall

@@ -111,7 +111,7 @@ pub async fn observe(target: &HealTarget) -> Observation {
 }
 
 /// A connection to a node (with the operator's user) or a sentinel (`auth: None`).
-pub(super) async fn connect(
+pub(crate) async fn connect(
     target: &HealTarget,
     endpoint: &Endpoint,
     auth: Option<&Auth>,
@@ -273,7 +273,7 @@ async fn observe_sentinel(
 }
 
 /// `name:value` lines of an INFO section.
-fn info_fields(text: &str) -> HashMap<String, String> {
+pub(crate) fn info_fields(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| line.trim().split_once(':'))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -281,7 +281,7 @@ fn info_fields(text: &str) -> HashMap<String, String> {
 }
 
 /// A flat key/value array (RESP2) or map (RESP3) as strings.
-fn fields_of(value: &Value) -> HashMap<String, String> {
+pub(crate) fn fields_of(value: &Value) -> HashMap<String, String> {
     let text = |v: &Value| match v {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) => Some(s.clone()),
@@ -304,7 +304,7 @@ fn fields_of(value: &Value) -> HashMap<String, String> {
     }
 }
 
-fn endpoint_of(fields: &HashMap<String, String>) -> Option<Endpoint> {
+pub(crate) fn endpoint_of(fields: &HashMap<String, String>) -> Option<Endpoint> {
     Some(Endpoint::new(
         fields.get("ip")?.clone(),
         fields.get("port")?.parse().ok()?,

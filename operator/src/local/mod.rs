@@ -24,7 +24,7 @@ use crate::heal::{self, Endpoint, HealTarget, NodeRole};
 use crate::model::Model;
 use crate::validate::validate;
 
-pub use process::Supervisor;
+pub use process::{Supervisor, SwitchoverRecord};
 pub use state::{JobRun, LocalState, ProcessState};
 
 /// Namespace given to a local store whose YAML names none (it only appears in config comments).
@@ -33,6 +33,8 @@ pub const LOCAL_NAMESPACE: &str = "local";
 pub const LOOPBACK: &str = "127.0.0.1";
 /// State file name inside the directory.
 pub const STATE_FILE: &str = "state.json";
+/// File name of a rolling-restart request inside the directory.
+pub const RESTART_REQUEST_FILE: &str = "restart.request";
 /// How long `up` waits for the first primary to be elected.
 pub const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between heal passes.
@@ -114,6 +116,10 @@ impl Layout {
     }
     pub fn backups_dir(&self) -> PathBuf {
         self.dir.join("backups")
+    }
+    /// Written by `local restart`; the running `up` removes it and rolls every process.
+    pub fn restart_request_file(&self) -> PathBuf {
+        self.dir.join(RESTART_REQUEST_FILE)
     }
     fn config_paths(&self) -> ConfigPaths {
         let text = |p: PathBuf| p.display().to_string();
@@ -261,6 +267,8 @@ pub struct Status {
     pub sentinels: Vec<SentinelStatus>,
     /// The last finished run of each scheduled job.
     pub jobs: BTreeMap<String, state::JobRun>,
+    /// The rollout step of the healer's last pass.
+    pub rollout: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -350,7 +358,24 @@ pub async fn status(layout: &Layout) -> Result<Status> {
         nodes,
         sentinels,
         jobs: state.jobs.clone(),
+        rollout: state.rollout.clone(),
     })
+}
+
+/// `local restart`: asks the running `local up` to roll every process (replicas one at a time,
+/// the primary by switchover, sentinels last), as for a configuration change.
+pub fn request_restart(layout: &Layout) -> Result<u32> {
+    let state = LocalState::read(&layout.state_file())?;
+    let Some(pid) = state.supervisor_pid.filter(|pid| process::is_running(*pid)) else {
+        return Err(LocalError::State {
+            path: layout.state_file(),
+            reason: "no `local up` is running for this directory; a restart request needs one"
+                .to_owned(),
+        });
+    };
+    let request = layout.restart_request_file();
+    std::fs::write(&request, chrono::Utc::now().to_rfc3339()).map_err(io_error(&request))?;
+    Ok(pid)
 }
 
 /// `local down`: stops the supervisor (so it does not restart anything), then every process the

@@ -1,5 +1,6 @@
 //! The processes of a local store: starting them from the rendered configs, restarting the ones
-//! that die (as replicas of the current primary), healing on a timer, stopping them.
+//! that die (as replicas of the current primary), healing on a timer, following edits of the
+//! ABStore file (rolling restarts and scaling through [`rollout`](crate::rollout)), stopping them.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,12 +16,17 @@ use super::{
 };
 use crate::config;
 use crate::credentials::Credentials;
-use crate::heal::{self, Decision, Endpoint, HealTarget, Report};
+use crate::heal::{self, Decision, Endpoint, HealTarget, Observation, Report};
 use crate::model::Model;
+use crate::rollout::{self, Member, RolloutInput, Step};
 
 /// How long a started process gets to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
+/// The redis.conf directive heal keeps right live, left out of the rollout fingerprint.
+const LIVE_DIRECTIVE: &str = "min-replicas-to-write ";
+/// How long a stopped process gets to flush its AOF and exit before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A running local store: its children and the state file.
 #[derive(Debug)]
@@ -37,6 +43,25 @@ pub struct Supervisor {
     /// The backup and prune jobs on their cron schedules.
     jobs: Vec<ScheduledJob>,
     last_decision: Option<String>,
+    /// The ABStore file (absolute) and its content when last read.
+    spec: PathBuf,
+    spec_text: String,
+    /// The configuration each node and sentinel was started with (see `node_fingerprint`):
+    /// one that differs from what the model renders now is rolled.
+    node_applied: Vec<String>,
+    sentinel_applied: Vec<String>,
+    last_step: Option<Step>,
+    switchovers: Vec<SwitchoverRecord>,
+}
+
+/// One switchover a rollout or scale-down made, for logs and the tests' figures.
+#[derive(Clone, Debug)]
+pub struct SwitchoverRecord {
+    pub from: Endpoint,
+    /// The new primary, or why it failed.
+    pub to: std::result::Result<Endpoint, String>,
+    pub started: std::time::Instant,
+    pub finished: std::time::Instant,
 }
 
 impl Supervisor {
@@ -44,6 +69,7 @@ impl Supervisor {
     /// heals until the sentinels have elected a primary.
     pub async fn up(spec: &Path, dir: &Path) -> Result<Supervisor> {
         let spec = std::path::absolute(spec).map_err(io_error(spec))?;
+        let spec_text = std::fs::read_to_string(&spec).map_err(io_error(&spec))?;
         let model = load_model(&spec)?;
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
@@ -89,8 +115,16 @@ impl Supervisor {
             down_since: Vec::new(),
             jobs: Vec::new(),
             last_decision: None,
+            spec,
+            spec_text,
+            node_applied: Vec::new(),
+            sentinel_applied: Vec::new(),
+            last_step: None,
+            switchovers: Vec::new(),
             state,
         };
+        supervisor.node_applied = vec![String::new(); supervisor.state.nodes.len()];
+        supervisor.sentinel_applied = vec![String::new(); supervisor.state.sentinels.len()];
         supervisor.nodes = (0..supervisor.state.nodes.len()).map(|_| None).collect();
         supervisor.down_since = vec![None; supervisor.state.nodes.len()];
         supervisor.sentinels = (0..supervisor.state.sentinels.len())
@@ -167,8 +201,12 @@ impl Supervisor {
         }
     }
 
-    /// One pass: restart processes that exited, heal, save the state.
+    /// One pass: follow an edited ABStore file, restart processes that exited, start the ones a
+    /// scale-up added, heal, take the next rollout step, save the state.
     pub async fn heal_pass(&mut self) -> Result<Report> {
+        self.reload_spec()?;
+        self.take_restart_request();
+        self.grow().await?;
         let now = Instant::now();
         for index in 0..self.nodes.len() {
             if let Some(status) = exited(&mut self.nodes[index]) {
@@ -221,8 +259,303 @@ impl Supervisor {
         if let Some(primary) = &report.primary {
             self.state.primary = Some(primary.to_string());
         }
+        self.roll(&report.observation).await?;
         self.save()?;
         Ok(report)
+    }
+
+    /// The last rollout step taken or waited on.
+    pub fn last_step(&self) -> Option<&Step> {
+        self.last_step.as_ref()
+    }
+
+    /// Every switchover this supervisor made, oldest first.
+    pub fn switchovers(&self) -> &[SwitchoverRecord] {
+        &self.switchovers
+    }
+
+    /// Rolls every process (replicas, then the primary by switchover, then the sentinels) as if
+    /// the configuration had changed. `local restart --dir` asks a running `up` for this.
+    pub fn request_restart(&mut self) {
+        tracing::info!("rolling restart of every process requested");
+        self.node_applied.iter_mut().for_each(String::clear);
+        self.sentinel_applied.iter_mut().for_each(String::clear);
+    }
+
+    /// Picks up a restart request file written by `local restart`.
+    fn take_restart_request(&mut self) {
+        let request = self.layout.restart_request_file();
+        if std::fs::remove_file(&request).is_ok() {
+            self.request_restart();
+        }
+    }
+
+    /// Re-reads the ABStore file; a changed, valid one becomes the model (processes whose
+    /// rendered configuration changed are then rolled, counts are scaled). An invalid edit is
+    /// logged, naming the field, and ignored: the running store keeps going.
+    fn reload_spec(&mut self) -> Result<()> {
+        let text = match std::fs::read_to_string(&self.spec) {
+            Ok(text) => text,
+            Err(e) => {
+                if !self.spec_text.is_empty() {
+                    tracing::warn!(file = %self.spec.display(), error = %e, "cannot read the ABStore file; keeping the running store as it is");
+                    self.spec_text.clear();
+                }
+                return Ok(());
+            }
+        };
+        if text == self.spec_text {
+            return Ok(());
+        }
+        self.spec_text = text;
+        let model = match load_model(&self.spec) {
+            Ok(model) => model,
+            Err(e) => {
+                tracing::warn!(error = %e, "the ABStore file changed but is invalid; ignored, the running store keeps its configuration");
+                return Ok(());
+            }
+        };
+        if model.name != self.model.name {
+            tracing::warn!(from = %self.model.name, to = %model.name, "the ABStore file renames the store; a local store cannot be renamed, ignored");
+            return Ok(());
+        }
+        if model == self.model {
+            return Ok(());
+        }
+        tracing::info!(file = %self.spec.display(), "the ABStore file changed; rolling processes whose configuration changed");
+        self.credentials = credentials(&model, &self.layout)?;
+        write_private(
+            &self.layout.acl_file(),
+            &config::acl_file(&model, &self.credentials),
+        )?;
+        self.model = model;
+        self.target = heal_target(&self.model, &self.credentials, &self.state);
+        self.rebuild_jobs();
+        Ok(())
+    }
+
+    /// Starts the data nodes and sentinels a scale-up asks for: nodes as replicas of the current
+    /// primary (heal and the sentinels take them in), sentinels unmonitoring (heal makes them
+    /// monitor).
+    async fn grow(&mut self) -> Result<()> {
+        let nodes = count(self.model.spec.redis.replicas).max(self.state.nodes.len());
+        let sentinels = count(self.model.spec.sentinel.replicas).max(self.state.sentinels.len());
+        if nodes == self.state.nodes.len() && sentinels == self.state.sentinels.len() {
+            return Ok(());
+        }
+        let primary = self.known_primary();
+        let first_node = self.state.nodes.len();
+        resize(&mut self.state.nodes, nodes)?;
+        self.nodes.resize_with(nodes, || None);
+        self.down_since.resize(nodes, None);
+        self.node_applied.resize(nodes, String::new());
+        for index in first_node..nodes {
+            tracing::info!(node = index, "scale-up: starting a data node");
+            remove_dir(&self.layout.node_dir(index));
+            self.start_node(index, primary.as_ref()).await?;
+        }
+        let first_sentinel = self.state.sentinels.len();
+        resize(&mut self.state.sentinels, sentinels)?;
+        self.sentinels.resize_with(sentinels, || None);
+        self.sentinel_applied.resize(sentinels, String::new());
+        for index in first_sentinel..sentinels {
+            tracing::info!(sentinel = index, "scale-up: starting a sentinel");
+            remove_dir(&self.layout.sentinel_dir(index));
+            self.start_sentinel(index).await?;
+        }
+        self.target = heal_target(&self.model, &self.credentials, &self.state);
+        self.rebuild_jobs();
+        self.save()
+    }
+
+    /// The next rollout step for this observation, taken.
+    async fn roll(&mut self, observation: &Observation) -> Result<()> {
+        let running = |child: &Option<Child>| child.is_some();
+        let redis: Vec<Member> = (0..self.nodes.len())
+            .map(|i| Member {
+                up_to_date: self.node_applied[i] == self.node_fingerprint(i),
+                ready: running(&self.nodes[i])
+                    && observation.nodes.get(i).is_some_and(|o| o.state.is_ok()),
+            })
+            .collect();
+        let sentinels: Vec<Member> = (0..self.sentinels.len())
+            .map(|i| Member {
+                up_to_date: self.sentinel_applied[i] == self.sentinel_fingerprint(i),
+                ready: running(&self.sentinels[i])
+                    && observation
+                        .sentinels
+                        .get(i)
+                        .is_some_and(|o| o.state.is_ok()),
+            })
+            .collect();
+        let step = rollout::next_step(&RolloutInput {
+            redis: &redis,
+            sentinels: &sentinels,
+            desired_redis: count(self.model.spec.redis.replicas),
+            desired_sentinels: count(self.model.spec.sentinel.replicas),
+            target: &self.target,
+            observation,
+        });
+        if self.last_step.as_ref() != Some(&step) {
+            match &step {
+                Step::Wait { .. } => tracing::debug!(step = %step, "rollout"),
+                _ => tracing::info!(step = %step, "rollout"),
+            }
+        }
+        self.state.rollout = Some(step.to_string());
+        self.last_step = Some(step.clone());
+        match step {
+            Step::Done | Step::Wait { .. } => {}
+            Step::RestartRedis { index } => {
+                self.stop_node(index).await;
+                let primary = self.known_primary();
+                self.start_node(index, primary.as_ref()).await?;
+            }
+            Step::Switchover { from, avoid } => {
+                let started = std::time::Instant::now();
+                let result =
+                    rollout::switchover(&self.target, &avoid, self.switchover_timeout()).await;
+                if let Ok(new) = &result {
+                    self.state.primary = Some(new.to_string());
+                }
+                self.switchovers.push(SwitchoverRecord {
+                    from: self.target.nodes[from].clone(),
+                    to: result.map_err(|e| e.to_string()),
+                    started,
+                    finished: std::time::Instant::now(),
+                });
+            }
+            Step::RemoveRedis { from } => self.remove_nodes(from).await?,
+            Step::RestartSentinel { index } => {
+                self.stop_sentinel(index).await;
+                self.start_sentinel(index).await?;
+            }
+            Step::RemoveSentinels { from } => {
+                for index in (from..self.sentinels.len()).rev() {
+                    tracing::info!(sentinel = index, "scale-down: stopping a sentinel");
+                    self.stop_sentinel(index).await;
+                    remove_dir(&self.layout.sentinel_dir(index));
+                }
+                self.state.sentinels.truncate(from);
+                self.sentinels.truncate(from);
+                self.sentinel_applied.truncate(from);
+                self.target = heal_target(&self.model, &self.credentials, &self.state);
+                self.rebuild_jobs();
+            }
+        }
+        Ok(())
+    }
+
+    /// Scale-down of data nodes `from` and above (none is the primary): `min-replicas-to-write`
+    /// is lowered on the nodes that stay first, so the primary never refuses writes for
+    /// replicas that are about to go; then the nodes stop and their data directories go (a
+    /// later scale-up starts them empty, as replicas that sync).
+    async fn remove_nodes(&mut self, from: usize) -> Result<()> {
+        let mut remaining = self.state.clone();
+        remaining.nodes.truncate(from);
+        let target = heal_target(&self.model, &self.credentials, &remaining);
+        let value = target.effective_min_replicas_to_write();
+        for node in &target.nodes {
+            let lowered = async {
+                let mut conn = heal::connect(&target, node, target.operator_auth.as_ref()).await?;
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("min-replicas-to-write")
+                    .arg(value)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(e) = lowered.await {
+                tracing::warn!(node = %node, error = %e, "scale-down: min-replicas-to-write not lowered");
+            }
+        }
+        for index in (from..self.nodes.len()).rev() {
+            tracing::info!(node = index, "scale-down: stopping a data node");
+            self.stop_node(index).await;
+            remove_dir(&self.layout.node_dir(index));
+        }
+        self.state.nodes.truncate(from);
+        self.nodes.truncate(from);
+        self.down_since.truncate(from);
+        self.node_applied.truncate(from);
+        self.target = target;
+        self.save()
+    }
+
+    /// How long one switchover may take: Sentinel reading the replica priorities (its INFO
+    /// period is 10 s), then the failover itself.
+    fn switchover_timeout(&self) -> Duration {
+        Duration::from_secs(15) + Duration::from_millis(self.target.sentinel.failover_timeout_ms)
+    }
+
+    /// What decides whether node `index` runs the current configuration: its rendered redis.conf
+    /// without the `replicaof` line (which follows the primary, not the spec) and without
+    /// `min-replicas-to-write` (it follows the number of replicas, and heal sets it live: a scale
+    /// change must not restart every node, least of all a single primary in place), plus the
+    /// ACL file.
+    fn node_fingerprint(&self, index: usize) -> String {
+        let conf = node_config(
+            &self.model,
+            &self.layout,
+            &self.credentials,
+            index,
+            self.state.nodes[index].port,
+            None,
+        );
+        let mut text: String = conf
+            .lines()
+            .filter(|line| !line.starts_with(LIVE_DIRECTIVE))
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        text.push_str(&config::acl_file(&self.model, &self.credentials));
+        text
+    }
+
+    /// The rendered sentinel.conf plus the per-master settings heal applies when it makes a
+    /// sentinel monitor (a changed down-after is applied by restarting the sentinel).
+    fn sentinel_fingerprint(&self, index: usize) -> String {
+        let mut text = sentinel_config(
+            &self.model,
+            &self.layout,
+            index,
+            self.state.sentinels[index].port,
+        );
+        text.push_str(&config::sentinel_monitor_conf(&self.model));
+        text
+    }
+
+    async fn stop_node(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].take() {
+            if let Some(pid) = child.id() {
+                stop(pid, "redis", STOP_GRACE).await;
+            }
+            let _ = child.wait().await;
+        }
+        self.state.nodes[index].pid = None;
+    }
+
+    async fn stop_sentinel(&mut self, index: usize) {
+        if let Some(mut child) = self.sentinels[index].take() {
+            if let Some(pid) = child.id() {
+                stop(pid, "redis", STOP_GRACE).await;
+            }
+            let _ = child.wait().await;
+        }
+        self.state.sentinels[index].pid = None;
+    }
+
+    /// New job definitions (schedules, and URLs that name the sentinels), keeping a run in
+    /// progress and a binary set with `set_jobs_binary`.
+    fn rebuild_jobs(&mut self) {
+        let mut jobs = scheduled_jobs(&self.model, &self.layout, &self.state);
+        for job in &mut jobs {
+            if let Some(old) = self.jobs.iter_mut().find(|old| old.name == job.name) {
+                job.running = old.running.take();
+                job.binary = old.binary.clone();
+            }
+        }
+        self.jobs = jobs;
     }
 
     /// Heals every `HEAL_INTERVAL` until `shutdown` completes, then stops every process.
@@ -245,7 +578,7 @@ impl Supervisor {
 
     /// Stops every process (SIGTERM, so Redis flushes its AOF) and clears the pids.
     pub async fn stop(mut self) -> Result<()> {
-        let grace = Duration::from_secs(10);
+        let grace = STOP_GRACE;
         for job in &mut self.jobs {
             if let Some(child) = job.running.take()
                 && let Some(pid) = child.id()
@@ -328,6 +661,7 @@ impl Supervisor {
         let child = spawn("redis-server", &conf, &dir.join("redis.log"))?;
         self.state.nodes[index].pid = child.id();
         self.nodes[index] = Some(child);
+        self.node_applied[index] = self.node_fingerprint(index);
         wait_for_port(
             port,
             &format!("redis-server {index} on port {port}"),
@@ -342,16 +676,25 @@ impl Supervisor {
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         let conf = dir.join(config::SENTINEL_CONF);
         // Sentinel rewrites its file (its id, the primary, the known replicas and sentinels):
-        // written once, then kept across restarts.
-        if !conf.exists() {
-            write_private(
-                &conf,
-                &sentinel_config(&self.model, &self.layout, index, port),
-            )?;
+        // written once, then kept across restarts; written anew (keeping its id) when the
+        // rendered configuration changed, and heal makes it monitor with the new settings.
+        let fingerprint = self.sentinel_fingerprint(index);
+        if !conf.exists() || self.sentinel_applied[index] != fingerprint {
+            let mut text = sentinel_config(&self.model, &self.layout, index, port);
+            if let Some(id) = std::fs::read_to_string(&conf).ok().and_then(|old| {
+                old.lines()
+                    .find(|l| l.starts_with("sentinel myid "))
+                    .map(str::to_owned)
+            }) {
+                text.push_str(&id);
+                text.push('\n');
+            }
+            write_private(&conf, &text)?;
         }
         let child = spawn("redis-sentinel", &conf, &dir.join("sentinel.log"))?;
         self.state.sentinels[index].pid = child.id();
         self.sentinels[index] = Some(child);
+        self.sentinel_applied[index] = fingerprint;
         wait_for_port(
             port,
             &format!("redis-sentinel {index} on port {port}"),
@@ -578,6 +921,15 @@ fn exited(child: &mut Option<Child>) -> Option<std::process::ExitStatus> {
     let status = child.as_mut()?.try_wait().ok()??;
     *child = None;
     Some(status)
+}
+
+/// Removes the directory of a process that was scaled away (or is about to be started anew).
+fn remove_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the directory");
+    }
 }
 
 /// Whether the node directory holds a dataset (RDB or AOF).

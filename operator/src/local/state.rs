@@ -30,6 +30,9 @@ pub struct LocalState {
     /// The last finished run of each scheduled job (`backup`, `prune`).
     #[serde(default)]
     pub jobs: std::collections::BTreeMap<String, JobRun>,
+    /// The rollout step of the last pass (`done`, `wait: …`, `restart data node 1`, …).
+    #[serde(default)]
+    pub rollout: Option<String>,
 }
 
 /// One finished job run.

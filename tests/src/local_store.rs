@@ -1,0 +1,231 @@
+//! Helpers for tests that drive `abstore-operator local up`'s [`Supervisor`] in-process: the
+//! ABStore file they edit, cleanup of every process it started (also on panic), and a writer
+//! that records through the `abstore` crate's Sentinel-following connection.
+//!
+//! [`Supervisor`]: abstore_operator::local::Supervisor
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use abstore::connection::{Connection, Retry};
+use abstore_operator::local::{self, Layout, LocalState};
+use tokio::sync::Mutex;
+
+/// An `ABStore` for local tests: Sentinel timings short enough for failovers within seconds.
+#[derive(Clone, Debug)]
+pub struct LocalSpec {
+    pub name: String,
+    pub redis_replicas: u32,
+    pub sentinels: u32,
+    /// `spec.redis.maxmemory` (a config change that restarts every data node).
+    pub maxmemory: Option<String>,
+    /// `spec.sentinel.parallelSyncs` (a config change that restarts every sentinel).
+    pub parallel_syncs: u32,
+}
+
+impl LocalSpec {
+    pub fn new(name: &str) -> LocalSpec {
+        LocalSpec {
+            name: name.to_owned(),
+            redis_replicas: 3,
+            sentinels: 3,
+            maxmemory: None,
+            parallel_syncs: 1,
+        }
+    }
+
+    pub fn yaml(&self) -> String {
+        let maxmemory = self
+            .maxmemory
+            .as_ref()
+            .map(|m| format!("    maxmemory: {m}\n"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: {}\nspec:\n  redis:\n    replicas: {}\n{maxmemory}  sentinel:\n    replicas: {}\n    downAfterMilliseconds: 1000\n    failoverTimeoutMilliseconds: 3000\n    parallelSyncs: {}\n",
+            self.name, self.redis_replicas, self.sentinels, self.parallel_syncs
+        )
+    }
+
+    /// Writes the file (atomically, as an editor saving it would).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("yaml.tmp");
+        std::fs::write(&tmp, self.yaml())?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// SIGKILLs every process the state file in a directory names when dropped, passed or not: a
+/// failing assertion must not leave servers behind (`local up`'s servers outlive a dropped
+/// supervisor by design).
+#[derive(Debug)]
+pub struct KillOnDrop(pub PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let Ok(state) = LocalState::read(&self.0.join(local::STATE_FILE)) else {
+            return;
+        };
+        for pid in state
+            .nodes
+            .iter()
+            .chain(&state.sentinels)
+            .filter_map(|p| p.pid)
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// One write that failed, with when it was sent and when it failed.
+#[derive(Clone, Debug)]
+pub struct FailedWrite {
+    pub sent: Instant,
+    pub failed: Instant,
+    pub error: String,
+}
+
+/// What the writer saw.
+#[derive(Clone, Debug, Default)]
+pub struct WriterLog {
+    /// Increments acknowledged by the primary.
+    pub acked: u64,
+    /// Increments whose outcome is unknown (the link broke with them in flight).
+    pub unknown: u64,
+    pub errors: Vec<FailedWrite>,
+    /// The slowest acknowledged write and when it was sent.
+    pub slowest: Option<(Duration, Instant)>,
+}
+
+/// Increments one counter through Sentinel as the `app` user, one round trip at a time (paced
+/// at `interval`), until stopped.
+#[derive(Debug)]
+pub struct Writer {
+    pub connection: Connection,
+    pub key: String,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<WriterLog>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Connects with the store's `app` URL (sentinels, password file) and starts writing.
+    pub async fn start(
+        layout: &Layout,
+        state: &LocalState,
+        key: &str,
+        interval: Duration,
+    ) -> abstore::Result<Writer> {
+        let connection = Connection::open(&local::app_url(layout, state)).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(WriterLog::default()));
+        let task = {
+            let (connection, stop, log, key) = (
+                connection.clone(),
+                stop.clone(),
+                log.clone(),
+                key.to_owned(),
+            );
+            tokio::spawn(async move {
+                let mut pipe = redis::pipe();
+                pipe.cmd("INCRBY").arg(&key).arg(1);
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let result = connection
+                        .exec::<(i64,)>(&pipe, Retry::NotIdempotent, "rollout test write")
+                        .await;
+                    let mut log = log.lock().await;
+                    match result {
+                        Ok(_) => {
+                            log.acked += 1;
+                            let took = sent.elapsed();
+                            if log.slowest.is_none_or(|(slowest, _)| took > slowest) {
+                                log.slowest = Some((took, sent));
+                            }
+                        }
+                        Err(e) => {
+                            if matches!(e, abstore::Error::OutcomeUnknown { .. }) {
+                                log.unknown += 1;
+                            }
+                            log.errors.push(FailedWrite {
+                                sent,
+                                failed: Instant::now(),
+                                error: e.to_string(),
+                            });
+                        }
+                    }
+                    drop(log);
+                    tokio::time::sleep(interval).await;
+                }
+            })
+        };
+        Ok(Writer {
+            connection,
+            key: key.to_owned(),
+            stop,
+            log,
+            task: Some(task),
+        })
+    }
+
+    /// What it saw so far.
+    pub async fn log(&self) -> WriterLog {
+        self.log.lock().await.clone()
+    }
+
+    /// Stops writing (waiting for the write in flight) and returns the log.
+    pub async fn stop(&mut self) -> WriterLog {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.log.lock().await.clone()
+    }
+
+    /// The counter's value now, read through Sentinel.
+    pub async fn value(&self) -> abstore::Result<i64> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(&self.key);
+        let (value,): (Option<i64>,) = self
+            .connection
+            .exec(&pipe, Retry::Idempotent, "rollout test read")
+            .await?;
+        Ok(value.unwrap_or(0))
+    }
+}
+
+/// The highest `config-epoch` of the master any of `sentinels` reports: it grows by one with
+/// every completed failover (a restarted sentinel learns it back from the others' hellos).
+pub async fn config_epoch(sentinels: &[u16], master: &str) -> Option<u64> {
+    let mut best = None;
+    for port in sentinels {
+        let Ok(client) = redis::Client::open(format!("redis://{}:{port}", crate::LOOPBACK)) else {
+            continue;
+        };
+        let Ok(Ok(mut conn)) = tokio::time::timeout(
+            crate::COMMAND_TIMEOUT,
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        else {
+            continue;
+        };
+        let Ok(fields) = redis::cmd("SENTINEL")
+            .arg("MASTER")
+            .arg(master)
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+        else {
+            continue;
+        };
+        let epoch = fields
+            .chunks(2)
+            .find(|kv| kv[0] == "config-epoch")
+            .and_then(|kv| kv.get(1)?.parse::<u64>().ok());
+        best = best.max(epoch);
+    }
+    best
+}
