@@ -25,15 +25,17 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::apply;
+use crate::build::Children;
 use crate::build::build;
 use crate::crd::ABStore;
 use crate::credentials::{Credentials, generate_password};
 use crate::error::Error;
-use crate::heal::Endpoint;
+use crate::heal::{Endpoint, HealTarget};
 use crate::leader::{LeaderElector, Leadership};
 use crate::metrics::{Metrics, Readiness};
 use crate::model::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, Model, REDIS, SENTINEL};
 use crate::pods;
+use crate::rollout::{self, RolloutInput, Step};
 use crate::status::{
     self, InvalidSpec, Observed, TopologyObserved, Workload, reason_from_category,
 };
@@ -44,6 +46,15 @@ use crate::validate::validate;
 
 /// Requeue of a healthy store: a periodic re-apply repairs drift the watches did not see.
 pub const REQUEUE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// Requeue while a rollout or scale-down is under way: the next pod goes as soon as the last
+/// one is back (pod changes trigger a reconcile too; this is the fallback).
+pub const ROLLOUT_REQUEUE_AFTER: Duration = Duration::from_secs(5);
+/// How much longer than Sentinel's failover timeout a switchover may take.
+const SWITCHOVER_MARGIN: Duration = Duration::from_secs(10);
+/// Event reasons of rollouts.
+pub const REASON_ROLLING_RESTART: &str = "RollingRestart";
+pub const REASON_ROLLOUT_FAILED: &str = "RolloutFailed";
+
 /// Requeue of a store whose topology is not settled (no primary known, a heal action failed,
 /// heal waiting for Sentinel): heal runs again soon.
 pub const TOPOLOGY_REQUEUE_AFTER: Duration = Duration::from_secs(10);
@@ -64,6 +75,7 @@ pub const REASON_RECONCILE_FAILED_PREFIX: &str = "ReconcileFailed";
 const ACTION_RECONCILE: &str = "Reconcile";
 const ACTION_VALIDATE: &str = "Validate";
 const ACTION_HEAL: &str = "Heal";
+const ACTION_ROLLOUT: &str = "Rollout";
 
 /// What every reconcile shares.
 pub struct Context {
@@ -85,7 +97,8 @@ pub struct Context {
 
 /// Where the operator reaches a store's data nodes and sentinels (ordinal order): pod DNS names
 /// in the cluster ([`pods::pod_dns_endpoints`]); tests point it at processes on loopback.
-pub type EndpointResolver = Arc<dyn Fn(&Model) -> (Vec<Endpoint>, Vec<Endpoint>) + Send + Sync>;
+pub type EndpointResolver =
+    Arc<dyn Fn(&Model, usize, usize) -> (Vec<Endpoint>, Vec<Endpoint>) + Send + Sync>;
 
 impl Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -267,10 +280,23 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     let client = &ctx.client;
     let existing = apply::existing_passwords(client, &model.namespace, &model.name).await?;
     let credentials = Credentials::resolve(&model, &existing, &mut generate_password);
-    let children = build(&model, &credentials)?;
+    let mut children = build(&model, &credentials)?;
+    // The pods as they are before anything changes: who is labelled primary (a scale-down
+    // waits until the primary is not among the pods to remove) and what runs where.
+    let pods = StorePods::list(client, &model).await?;
+    if let Some(hold) = pods.scale_down_hold(&model) {
+        hold_replicas(&mut children, &model.child_name(REDIS), hold);
+    }
     let applied = apply::apply_children(client, &model.namespace, children).await?;
     let deleted = apply::delete_orphans(client, &model.namespace, &model.name, &applied).await?;
-    let topology = topology_step(store, &model, &credentials, ctx).await;
+    let mut topology = topology_step(store, &model, &credentials, &pods, ctx).await;
+    let rollout = match &mut topology {
+        Ok((target, outcome)) if outcome.settled => {
+            Some(rollout_step(store, &model, target, outcome, &pods, &applied, ctx).await)
+        }
+        _ => None,
+    };
+    let topology = topology.map(|(_, outcome)| outcome);
     let primary = match topology.as_ref().ok().and_then(|outcome| outcome.primary) {
         Some(ordinal) => Some(pods::redis_pod_name(&model, ordinal)),
         None => status::primary_pod(client, &model.namespace, &model.name).await?,
@@ -281,12 +307,18 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         &applied.stateful_sets,
         primary,
     );
+    let switched_over = rollout.as_ref().is_some_and(|r| r.switched_over);
     observed.topology = Some(match &topology {
         Ok(outcome) => TopologyObserved {
-            summary: outcome.summary.clone(),
+            summary: match &rollout {
+                Some(RolloutOutcome { step, .. }) if *step != Step::Done => {
+                    format!("{}; rollout: {step}", outcome.summary)
+                }
+                _ => outcome.summary.clone(),
+            },
             pods: outcome.pods.clone(),
             primary_known: outcome.primary.is_some(),
-            switchover: false,
+            switchover: switched_over,
         },
         Err(error) => TopologyObserved {
             summary: format!("heal did not run: {error}"),
@@ -396,12 +428,199 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         .await;
     }
     let settled = topology.as_ref().is_ok_and(|outcome| outcome.settled);
-    tracing::info!(applied = applied.count(), deleted = deleted.len(), phase = ?new_status.phase, primary = ?new_status.primary, settled, "reconciled");
-    Ok(Action::requeue(if settled {
-        REQUEUE_AFTER
-    } else {
+    let rolling = rollout.as_ref().is_some_and(|r| r.step != Step::Done);
+    tracing::info!(applied = applied.count(), deleted = deleted.len(), phase = ?new_status.phase, primary = ?new_status.primary, settled, rollout = ?rollout.as_ref().map(|r| r.step.to_string()), "reconciled");
+    Ok(Action::requeue(if !settled {
         TOPOLOGY_REQUEUE_AFTER
+    } else if rolling {
+        ROLLOUT_REQUEUE_AFTER
+    } else {
+        REQUEUE_AFTER
     }))
+}
+
+/// A store's Redis and sentinel pods as listed at the start of a reconcile.
+struct StorePods {
+    redis: Vec<Pod>,
+    sentinels: Vec<Pod>,
+}
+
+impl StorePods {
+    async fn list(client: &Client, model: &Model) -> Result<StorePods, Error> {
+        Ok(StorePods {
+            redis: pods::list(client, &model.namespace, &model.name, REDIS).await?,
+            sentinels: pods::list(client, &model.namespace, &model.name, SENTINEL).await?,
+        })
+    }
+
+    /// Data nodes and sentinels heal and the rollout look at: what the spec asks for, plus pods
+    /// beyond it that still exist (a scale-down in progress).
+    fn counts(&self, model: &Model) -> (usize, usize) {
+        let desired = |replicas: i32| usize::try_from(replicas).unwrap_or(0);
+        (
+            desired(model.spec.redis.replicas)
+                .max(pods::span(&self.redis, &model.child_name(REDIS))),
+            desired(model.spec.sentinel.replicas)
+                .max(pods::span(&self.sentinels, &model.child_name(SENTINEL))),
+        )
+    }
+
+    /// The Redis StatefulSet's replicas while a scale-down must wait: the pod labelled primary
+    /// is among those the scale-down would remove, so it keeps running until a switchover has
+    /// moved the primary to a pod that stays.
+    fn scale_down_hold(&self, model: &Model) -> Option<i32> {
+        let desired = usize::try_from(model.spec.redis.replicas).unwrap_or(0);
+        let primary = pods::labelled_primary(&self.redis, &model.child_name(REDIS))?;
+        let existing = pods::span(&self.redis, &model.child_name(REDIS));
+        (primary >= desired).then(|| i32::try_from(existing.max(primary + 1)).unwrap_or(i32::MAX))
+    }
+}
+
+fn hold_replicas(children: &mut Children, name: &str, replicas: i32) {
+    for stateful_set in &mut children.stateful_sets {
+        if stateful_set.metadata.name.as_deref() == Some(name)
+            && let Some(spec) = stateful_set.spec.as_mut()
+        {
+            tracing::info!(replicas, "scale-down held until the primary has moved");
+            spec.replicas = Some(replicas);
+        }
+    }
+}
+
+/// What the rollout step decided and did.
+struct RolloutOutcome {
+    step: Step,
+    /// A switchover moved the primary in this reconcile.
+    switched_over: bool,
+}
+
+/// One step of a failover-aware rollout or scale-down (see [`rollout::next_step`]): delete one
+/// outdated pod (the StatefulSets use OnDelete, so only this restarts pods), or switch the
+/// primary over before its pod is restarted or removed. Runs only on a settled topology.
+async fn rollout_step(
+    store: &ABStore,
+    model: &Model,
+    target: &HealTarget,
+    outcome: &mut TopologyOutcome,
+    pods: &StorePods,
+    applied: &apply::Applied,
+    ctx: &Context,
+) -> RolloutOutcome {
+    let revision = |name: String| {
+        applied
+            .stateful_sets
+            .iter()
+            .find(|set| set.metadata.name.as_deref() == Some(name.as_str()))
+            .and_then(|set| set.status.as_ref())
+            .and_then(|status| status.update_revision.clone())
+    };
+    let redis_set = model.child_name(REDIS);
+    let sentinel_set = model.child_name(SENTINEL);
+    let redis = pods::members(
+        &pods.redis,
+        &redis_set,
+        target.nodes.len(),
+        revision(redis_set.clone()).as_deref(),
+    );
+    let sentinels = pods::members(
+        &pods.sentinels,
+        &sentinel_set,
+        target.sentinels.len(),
+        revision(sentinel_set.clone()).as_deref(),
+    );
+    let desired_redis = usize::try_from(model.spec.redis.replicas).unwrap_or(0);
+    let desired_sentinels = usize::try_from(model.spec.sentinel.replicas).unwrap_or(0);
+    // Nothing outdated and nothing to remove: done, whatever a plan would wait for.
+    let current = redis.iter().chain(&sentinels).all(|m| m.up_to_date)
+        && redis.len() <= desired_redis
+        && sentinels.len() <= desired_sentinels;
+    let step = if current {
+        Step::Done
+    } else {
+        rollout::next_step(&RolloutInput {
+            redis: &redis,
+            sentinels: &sentinels,
+            desired_redis,
+            desired_sentinels,
+            target,
+            observation: &outcome.report.observation,
+        })
+    };
+    let mut switched_over = false;
+    let restart = |pod: String, what: &'static str| async move {
+        match pods::restart(&ctx.client, &model.namespace, &pod).await {
+            Ok(()) => {
+                ctx.publish(
+                    store,
+                    EventType::Normal,
+                    REASON_ROLLING_RESTART,
+                    ACTION_ROLLOUT,
+                    format!("restarting {pod} ({what}) to run the current revision"),
+                )
+                .await;
+            }
+            Err(error) => {
+                ctx.publish(
+                    store,
+                    EventType::Warning,
+                    REASON_ROLLOUT_FAILED,
+                    ACTION_ROLLOUT,
+                    error.to_string(),
+                )
+                .await;
+            }
+        }
+    };
+    match &step {
+        Step::RestartRedis { index } => {
+            let role = if outcome.primary == Some(*index) {
+                "the only data node"
+            } else {
+                "an in-sync replica"
+            };
+            restart(pods::redis_pod_name(model, *index), role).await;
+        }
+        Step::RestartSentinel { index } => {
+            restart(pods::sentinel_pod_name(model, *index), "sentinel").await;
+        }
+        Step::Switchover { from, avoid } => {
+            let timeout =
+                Duration::from_millis(target.sentinel.failover_timeout_ms) + SWITCHOVER_MARGIN;
+            match rollout::switchover(target, avoid, timeout).await {
+                Ok(new_primary) => {
+                    switched_over = true;
+                    if let Some(ordinal) = target.node_index(&new_primary) {
+                        outcome.primary = Some(ordinal);
+                        if let Err(error) = pods::label_primary(&ctx.client, model, ordinal).await {
+                            tracing::warn!(%error, "labelling the new primary after a switchover");
+                        }
+                    }
+                    tracing::info!(from = %pods::redis_pod_name(model, *from), to = %new_primary, "switchover done");
+                }
+                Err(error) => {
+                    ctx.publish(
+                        store,
+                        EventType::Warning,
+                        REASON_ROLLOUT_FAILED,
+                        ACTION_ROLLOUT,
+                        format!(
+                            "switchover away from {}: {error}",
+                            pods::redis_pod_name(model, *from)
+                        ),
+                    )
+                    .await;
+                }
+            }
+        }
+        Step::Done
+        | Step::Wait { .. }
+        | Step::RemoveRedis { .. }
+        | Step::RemoveSentinels { .. } => {}
+    }
+    RolloutOutcome {
+        step,
+        switched_over,
+    }
 }
 
 /// Heal pass and primary label for a store, and its `+switch-master` follower.
@@ -409,17 +628,24 @@ async fn topology_step(
     store: &ABStore,
     model: &Model,
     credentials: &Credentials,
+    pods: &StorePods,
     ctx: &Context,
-) -> Result<TopologyOutcome, TopologyError> {
+) -> Result<(HealTarget, TopologyOutcome), TopologyError> {
     let tls_ca = topology::tls_ca(&ctx.client, model).await?;
-    let target = topology::target(model, credentials, (ctx.endpoints)(model), tls_ca);
+    let (nodes, sentinels) = pods.counts(model);
+    let target = topology::target(
+        model,
+        credentials,
+        (ctx.endpoints)(model, nodes, sentinels),
+        tls_ca,
+    );
     ctx.followers
         .ensure(&store_key(store), &ctx.client, model, &target);
     let outcome = topology::reconcile(&ctx.client, model, &target).await?;
     if !outcome.relabelled.is_empty() {
         tracing::info!(relabelled = ?outcome.relabelled, "role labels moved");
     }
-    Ok(outcome)
+    Ok((target, outcome))
 }
 
 /// The inputs of the status, from what the apply returned.

@@ -4,6 +4,7 @@
 
 use crate::apply::ApplyError;
 use crate::build::BuildError;
+use crate::pods::PodError;
 use crate::status::StatusError;
 
 /// Why a reconcile failed.
@@ -15,6 +16,8 @@ pub enum Error {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Status(#[from] StatusError),
+    #[error(transparent)]
+    Pods(#[from] PodError),
 }
 
 impl Error {
@@ -24,6 +27,7 @@ impl Error {
             Error::Build(error) => error.category(),
             Error::Apply(error) => error.category(),
             Error::Status(error) => error.category(),
+            Error::Pods(error) => error.category(),
         }
     }
 }

@@ -69,7 +69,17 @@ impl ApiServer {
         let next = tokio::time::timeout(REQUEST_TIMEOUT, self.handle.next_request())
             .await
             .expect("the API server waited in vain for a request")?;
-        let (request, send) = next;
+        Some(Self::decode(next).await)
+    }
+
+    /// The next request however long it takes, or `None` once every client clone is dropped:
+    /// for a server that runs beside the operator (followers call it when Sentinel says so).
+    pub async fn next_untimed(&mut self) -> Option<Exchange> {
+        let next = self.handle.next_request().await?;
+        Some(Self::decode(next).await)
+    }
+
+    async fn decode((request, send): (Request<Body>, SendResponse<Response<Body>>)) -> Exchange {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request
@@ -87,13 +97,13 @@ impl ApiServer {
         } else {
             serde_json::from_slice(&bytes).unwrap()
         };
-        Some(Exchange {
+        Exchange {
             method,
             path,
             query,
             body,
             send,
-        })
+        }
     }
 
     /// The next request, asserting its method and path.
@@ -182,6 +192,10 @@ pub struct FakeCluster {
     /// Receives every request as it is answered, for tests that watch the cluster while the
     /// operator runs (a follower relabelling pods, say).
     pub live: Option<tokio::sync::mpsc::UnboundedSender<(std::time::Instant, Recorded)>>,
+    /// Play the StatefulSet controller with update strategy OnDelete: a deleted pod of a
+    /// StatefulSet in `stateful_set_status` comes back at once, labelled with the set's
+    /// `updateRevision` (its readiness is left as it was).
+    pub recreate_deleted_pods: bool,
 }
 
 /// Parts of a resource path.
@@ -256,10 +270,36 @@ impl FakeCluster {
         })
     }
 
+    fn recreate(&mut self, mut pod: Value) {
+        let name = pod["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some((set, _)) = name.rsplit_once('-') else {
+            return;
+        };
+        let Some(revision) = self
+            .stateful_set_status
+            .get(set)
+            .and_then(|status| status["updateRevision"].as_str())
+        else {
+            return;
+        };
+        pod["metadata"]["labels"]["controller-revision-hash"] = json!(revision);
+        self.objects.push(pod);
+    }
+
     /// Answers requests until the client is dropped; returns them in order.
     pub async fn serve(mut self, mut server: ApiServer) -> Vec<Recorded> {
         let mut recorded = Vec::new();
-        while let Some(exchange) = server.next().await {
+        let untimed = self.live.is_some();
+        loop {
+            let next = if untimed {
+                server.next_untimed().await
+            } else {
+                server.next().await
+            };
+            let Some(exchange) = next else { break };
             let request = exchange.recorded();
             recorded.push(request.clone());
             self.answer(exchange);
@@ -359,7 +399,10 @@ impl FakeCluster {
                     .map(|(index, _)| index);
                 match found {
                     Some(index) => {
-                        self.objects.remove(index);
+                        let removed = self.objects.remove(index);
+                        if self.recreate_deleted_pods && path.plural == "pods" {
+                            self.recreate(removed);
+                        }
                         exchange.respond(
                             200,
                             json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success", "code": 200}),

@@ -10,6 +10,7 @@ use crate::model::{
     COMPONENT_LABEL, INSTANCE_LABEL, Model, REDIS, REDIS_PORT, ROLE_LABEL, ROLE_PRIMARY,
     ROLE_REPLICA, SENTINEL, SENTINEL_PORT,
 };
+use crate::rollout::Member;
 
 /// Errors reading or labelling pods.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,12 @@ pub enum PodError {
     List {
         store: String,
         component: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting pod {pod} to restart it: {source}")]
+    Delete {
+        pod: String,
         #[source]
         source: kube::Error,
     },
@@ -36,6 +43,7 @@ impl PodError {
         match self {
             PodError::List { .. } => "read-pods",
             PodError::Label { .. } => "label-pods",
+            PodError::Delete { .. } => "restart-pod",
         }
     }
 }
@@ -55,16 +63,95 @@ pub fn ordinal_of(pod: &str, set: &str) -> Option<usize> {
     pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
-/// Where the operator reaches a store's data nodes and sentinels, in ordinal order: their DNS
-/// names through the headless Services (the names the nodes announce and Sentinel reports).
-pub fn pod_dns_endpoints(model: &Model) -> (Vec<Endpoint>, Vec<Endpoint>) {
-    let nodes = (0..model.spec.redis.replicas)
+/// Where the operator reaches a store's first `nodes` data nodes and `sentinels` sentinels, in
+/// ordinal order: their DNS names through the headless Services (the names the nodes announce
+/// and Sentinel reports).
+pub fn pod_dns_endpoints(
+    model: &Model,
+    nodes: usize,
+    sentinels: usize,
+) -> (Vec<Endpoint>, Vec<Endpoint>) {
+    let ordinals = |count: usize| (0..count).filter_map(|o| i32::try_from(o).ok());
+    let nodes = ordinals(nodes)
         .map(|ordinal| Endpoint::new(model.redis_pod_fqdn(ordinal), REDIS_PORT))
         .collect();
-    let sentinels = (0..model.spec.sentinel.replicas)
+    let sentinels = ordinals(sentinels)
         .map(|ordinal| Endpoint::new(model.sentinel_pod_fqdn(ordinal), SENTINEL_PORT))
         .collect();
     (nodes, sentinels)
+}
+
+/// Label the StatefulSet controller puts on each pod: the revision the pod was created from.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// One past the highest ordinal among `pods` of StatefulSet `set` (0 without pods).
+pub fn span(pods: &[Pod], set: &str) -> usize {
+    pods.iter()
+        .filter_map(|pod| ordinal_of(&pod.name_any(), set))
+        .map(|ordinal| ordinal + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The ordinal of the pod labelled primary, when exactly one is.
+pub fn labelled_primary(pods: &[Pod], set: &str) -> Option<usize> {
+    let mut primaries = pods
+        .iter()
+        .filter(|pod| pod.labels().get(ROLE_LABEL).map(String::as_str) == Some(ROLE_PRIMARY));
+    let only = primaries.next()?;
+    if primaries.next().is_some() {
+        return None;
+    }
+    ordinal_of(&only.name_any(), set)
+}
+
+/// Whether a pod is Ready and not being deleted.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|status| status.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+}
+
+/// The rollout's view of ordinals `0..count` of `set`: ready, and created from `revision` (the
+/// StatefulSet's update revision; without one every pod counts as up to date). A missing pod is
+/// neither.
+pub fn members(pods: &[Pod], set: &str, count: usize, revision: Option<&str>) -> Vec<Member> {
+    (0..count)
+        .map(|ordinal| {
+            let pod = pods
+                .iter()
+                .find(|pod| ordinal_of(&pod.name_any(), set) == Some(ordinal));
+            match pod {
+                None => Member::default(),
+                Some(pod) => Member {
+                    up_to_date: revision.is_none_or(|revision| {
+                        pod.labels().get(REVISION_LABEL).map(String::as_str) == Some(revision)
+                    }),
+                    ready: is_ready(pod),
+                },
+            }
+        })
+        .collect()
+}
+
+/// Deletes a pod so that its StatefulSet (update strategy OnDelete) recreates it from the
+/// current revision.
+pub async fn restart(client: &Client, namespace: &str, pod: &str) -> Result<(), PodError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    api.delete(pod, &Default::default())
+        .await
+        .map(|_| ())
+        .map_err(|source| PodError::Delete {
+            pod: pod.to_owned(),
+            source,
+        })
 }
 
 /// Label selector of a component's pods.
@@ -134,8 +221,61 @@ pub async fn label_primary(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn pod(name: &str, labels: &[(&str, &str)], ready: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
+            },
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn members_read_revision_and_readiness_and_missing_pods_are_neither() {
+        let pods = vec![
+            pod("s-redis-0", &[(REVISION_LABEL, "r2")], true),
+            pod("s-redis-2", &[(REVISION_LABEL, "r1")], false),
+        ];
+        let seen = members(&pods, "s-redis", 3, Some("r2"));
+        assert_eq!(
+            seen,
+            vec![
+                Member {
+                    up_to_date: true,
+                    ready: true
+                },
+                Member::default(),
+                Member {
+                    up_to_date: false,
+                    ready: false
+                },
+            ]
+        );
+        assert_eq!(span(&pods, "s-redis"), 3);
+        // No update revision known yet: nothing is outdated.
+        assert!(members(&pods, "s-redis", 3, None)[2].up_to_date);
+    }
+
+    #[test]
+    fn the_labelled_primary_is_the_only_pod_labelled_so() {
+        let one = vec![
+            pod("s-redis-0", &[(ROLE_LABEL, ROLE_REPLICA)], true),
+            pod("s-redis-1", &[(ROLE_LABEL, ROLE_PRIMARY)], true),
+        ];
+        assert_eq!(labelled_primary(&one, "s-redis"), Some(1));
+        let two = vec![
+            pod("s-redis-0", &[(ROLE_LABEL, ROLE_PRIMARY)], true),
+            pod("s-redis-1", &[(ROLE_LABEL, ROLE_PRIMARY)], true),
+        ];
+        assert_eq!(labelled_primary(&two, "s-redis"), None);
+        assert_eq!(labelled_primary(&[], "s-redis"), None);
+    }
 
     #[test]
     fn ordinals_are_read_only_from_the_sets_own_pods() {

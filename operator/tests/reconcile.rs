@@ -117,12 +117,9 @@ async fn reconcile_against(
 /// Endpoints where nothing listens (port 1 on loopback: refused at once): the heal pass sees
 /// every node and sentinel unreachable, decides nothing and labels nothing. The topology with
 /// real Redis behind the mock API server is tested in the tests crate (operator_topology.rs).
-fn nothing_listens(model: &Model) -> (Vec<Endpoint>, Vec<Endpoint>) {
-    let closed = |count: i32| vec![Endpoint::new("127.0.0.1", 1); usize::try_from(count).unwrap()];
-    (
-        closed(model.spec.redis.replicas),
-        closed(model.spec.sentinel.replicas),
-    )
+fn nothing_listens(_: &Model, nodes: usize, sentinels: usize) -> (Vec<Endpoint>, Vec<Endpoint>) {
+    let closed = |count: usize| vec![Endpoint::new("127.0.0.1", 1); count];
+    (closed(nodes), closed(sentinels))
 }
 
 fn plural_of(path: &str) -> String {
@@ -315,9 +312,16 @@ async fn the_status_patch_reports_generation_conditions_readiness_and_primary() 
     let (result, requests) = reconcile_against(cluster, store("")).await;
     result.unwrap();
 
+    // The primary comes from the role label (heal reached no Redis here).
     let pods = requests
         .iter()
-        .find(|request| request.path == "/api/v1/namespaces/shop/pods")
+        .filter(|request| request.path == "/api/v1/namespaces/shop/pods")
+        .find(|request| {
+            request
+                .query
+                .get("labelSelector")
+                .is_some_and(|selector| selector.contains("abstore.dev/role"))
+        })
         .unwrap();
     assert_eq!(
         pods.query.get("labelSelector").map(String::as_str),
@@ -582,6 +586,16 @@ async fn a_refused_apply_fails_the_reconcile_with_an_event_and_no_status_write()
             200,
             json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
         );
+        // The Redis and sentinel pods, read before anything is applied.
+        for _ in 0..2 {
+            let pods = server
+                .expect(Method::GET, "/api/v1/namespaces/shop/pods")
+                .await;
+            pods.respond(
+                200,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
+            );
+        }
         let apply = server.next().await.unwrap();
         assert_eq!(apply.method, Method::PATCH);
         apply.respond(
@@ -627,4 +641,57 @@ async fn a_standby_replica_does_not_touch_the_cluster() {
         .unwrap();
     assert_eq!(action, Action::await_change());
     server.done().await;
+}
+
+#[tokio::test]
+async fn a_scale_down_keeps_the_pod_labelled_primary_until_it_has_moved() {
+    // Removing the primary's pod would force an unplanned failover: the StatefulSet keeps its
+    // replicas until a switchover has moved the primary to a pod that stays.
+    let pods = |primary: usize| -> Vec<Value> {
+        (0..3)
+            .map(|ordinal| {
+                let mut pod =
+                    existing_child("v1", "Pod", &format!("shop-redis-{ordinal}"), "redis");
+                let role = if ordinal == primary {
+                    "primary"
+                } else {
+                    "replica"
+                };
+                pod["metadata"]["labels"]["abstore.dev/role"] = json!(role);
+                pod
+            })
+            .collect()
+    };
+    let replicas_applied = |requests: &[Recorded]| {
+        requests
+            .iter()
+            .find(|r| r.method == Method::PATCH && r.path.ends_with("/statefulsets/shop-redis"))
+            .map(|r| r.body["spec"]["replicas"].as_i64().unwrap())
+            .unwrap()
+    };
+    let scaled = store("redis:\n  replicas: 1\n");
+
+    let held = FakeCluster {
+        objects: pods(2),
+        ..FakeCluster::default()
+    };
+    let (result, requests) = reconcile_against(held, scaled.clone()).await;
+    result.unwrap();
+    assert_eq!(
+        replicas_applied(&requests),
+        3,
+        "held while shop-redis-2 is primary"
+    );
+
+    let moved = FakeCluster {
+        objects: pods(0),
+        ..FakeCluster::default()
+    };
+    let (result, requests) = reconcile_against(moved, scaled).await;
+    result.unwrap();
+    assert_eq!(
+        replicas_applied(&requests),
+        1,
+        "scaled down once the primary stays"
+    );
 }

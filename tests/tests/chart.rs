@@ -141,7 +141,11 @@ fn expected_operator_permissions(prometheus_operator: bool) -> BTreeSet<String> 
         &CHILD_VERBS,
     ));
     set.extend(grant("batch", &["cronjobs"], &CHILD_VERBS));
-    set.extend(grant("", &["pods"], &["get", "list", "watch", "patch"]));
+    set.extend(grant(
+        "",
+        &["pods"],
+        &["get", "list", "watch", "patch", "delete"],
+    ));
     set.extend(grant("batch", &["jobs"], &["get", "list", "watch"]));
     set.extend(grant("", &["events"], &["create", "patch"]));
     set.extend(grant("events.k8s.io", &["events"], &["create", "patch"]));

@@ -69,6 +69,7 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A Ready pod created from revision `r1`.
 fn pod(name: &str, component: &str) -> Value {
     json!({
         "apiVersion": "v1",
@@ -81,14 +82,17 @@ fn pod(name: &str, component: &str) -> Value {
                 "app.kubernetes.io/instance": "shop",
                 "app.kubernetes.io/component": component,
                 "app.kubernetes.io/managed-by": "abstore-operator",
+                "controller-revision-hash": "r1",
             },
         },
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     })
 }
 
 /// The cluster as the operator would find it: the store, its credentials Secrets (holding the
-/// passwords `local up` gave the processes), its pods and ready StatefulSets.
-fn cluster(spec: &Path, layout: &Layout, store: &ABStore) -> FakeCluster {
+/// passwords `local up` gave the processes), its pods and ready StatefulSets at `revision`
+/// (`r1` is what the pods run).
+fn cluster(spec: &Path, layout: &Layout, store: &ABStore, revision: &str) -> FakeCluster {
     let model = local::load_model(spec).unwrap();
     let credentials = local::credentials(&model, layout).unwrap();
     let children = build(&model, &credentials).unwrap();
@@ -103,7 +107,7 @@ fn cluster(spec: &Path, layout: &Layout, store: &ABStore) -> FakeCluster {
     }
     objects.push(serde_json::to_value(store).unwrap());
     let ready = json!({"observedGeneration": 1, "replicas": 3, "readyReplicas": 3,
-        "updatedReplicas": 3, "currentRevision": "r1", "updateRevision": "r1"});
+        "updatedReplicas": 3, "currentRevision": "r1", "updateRevision": revision});
     FakeCluster {
         objects,
         stateful_set_status: BTreeMap::from([
@@ -178,7 +182,7 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
     let primary = ordinal_of(&state, state.primary.as_deref().unwrap());
 
     let mut store: ABStore = serde_yaml::from_str(STORE).unwrap();
-    let mut cluster = cluster(&spec, &layout, &store);
+    let mut cluster = cluster(&spec, &layout, &store, "r1");
     let (live_tx, mut live) = tokio::sync::mpsc::unbounded_channel();
     cluster.live = Some(live_tx);
     let (client, server) = mock_client();
@@ -196,7 +200,7 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
     let resolved = (nodes, sentinels.clone());
     let ctx = Arc::new(
         Context::new(client, Arc::new(Metrics::new()), "test-operator", None)
-            .with_endpoints(Arc::new(move |_| resolved.clone())),
+            .with_endpoints(Arc::new(move |_, _, _| resolved.clone())),
     );
 
     // First reconcile: heal finds the primary Sentinel elected and labels the pods.
@@ -213,6 +217,10 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
         "a healthy store is settled"
     );
     let first = drain(&mut live);
+    // The store was healthy: labelling is all the first pass does (one Event: the objects
+    // were applied).
+    let reasons: Vec<Value> = events(&first).iter().map(|e| e["reason"].clone()).collect();
+    assert_eq!(reasons, vec![json!("Applied")]);
     let mut expected: Vec<(String, String)> = (0..3)
         .filter(|&o| o != primary)
         .map(|o| (format!("shop-redis-{o}"), "replica".to_owned()))
@@ -262,15 +270,23 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
     assert_eq!(role_patches(&second), Vec::new());
     assert!(events(&second).is_empty(), "{:?}", events(&second));
 
-    // kill -9 the primary; watch Sentinel's announcement ourselves to time the follower.
-    let watcher = redis::Client::open(format!("redis://{}", sentinels[0]))
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
-    let mut watcher = watcher;
-    watcher.subscribe("+switch-master").await.unwrap();
-    let mut announcements = watcher.into_on_message();
+    // Sentinel can fail over only to replicas it has discovered (from the primary's INFO, every
+    // 10 s): wait until every sentinel knows both replicas and the other two sentinels.
+    sentinels_know_everyone(&sentinels).await;
+
+    // kill -9 the primary; watch every sentinel's announcement ourselves to time the follower
+    // against the first one.
+    let mut watchers = Vec::new();
+    for sentinel in &sentinels {
+        let mut watcher = redis::Client::open(format!("redis://{sentinel}"))
+            .unwrap()
+            .get_async_pubsub()
+            .await
+            .unwrap();
+        watcher.subscribe("+switch-master").await.unwrap();
+        watchers.push(watcher.into_on_message());
+    }
+    let mut announcements = futures::stream::select_all(watchers);
     let pid = state.nodes[primary].pid.unwrap();
     let killed_at = Instant::now();
     std::process::Command::new("kill")
@@ -379,4 +395,232 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
         .expect("the follower kept the client alive")
         .unwrap();
     supervisor.stop().await.unwrap();
+}
+
+/// Polls until every sentinel lists two replicas and two other sentinels of `shop` (a slow
+/// answer counts as not yet).
+async fn sentinels_know_everyone(sentinels: &[Endpoint]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for sentinel in sentinels {
+        let client = redis::Client::open(format!("redis://{sentinel}")).unwrap();
+        let mut last: String;
+        loop {
+            let counts = async {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg("shop")
+                    .query_async(&mut conn)
+                    .await?;
+                let others: Vec<redis::Value> = redis::cmd("SENTINEL")
+                    .arg("SENTINELS")
+                    .arg("shop")
+                    .query_async(&mut conn)
+                    .await?;
+                Ok::<_, redis::RedisError>((replicas.len(), others.len()))
+            }
+            .await;
+            match counts {
+                Ok((2, 2)) => break,
+                Ok((replicas, others)) => {
+                    last = format!("{replicas} replicas and {others} sentinels");
+                }
+                Err(error) => last = error.to_string(),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sentinel {sentinel} after 30 s: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Pids of the store's processes as `local up` recorded them last.
+fn pids(dir: &Path) -> local::LocalState {
+    local::LocalState::read(&dir.join(local::STATE_FILE)).unwrap()
+}
+
+/// Stops a process the way a pod is stopped (SIGTERM) and waits until it is gone.
+async fn stop_process(pid: u32) {
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        assert!(Instant::now() < deadline, "pid {pid} did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_revision_rolls_replicas_then_switches_over_then_the_old_primary_then_sentinels() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("shop.yaml");
+    std::fs::write(&spec, STORE).unwrap();
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    let old_primary = ordinal_of(&state, state.primary.as_deref().unwrap());
+    // `local up` plays kubelet and the start script: a stopped process comes back (a data node
+    // as a replica of the current primary).
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let kubelet = tokio::spawn(supervisor.run_until(async {
+        let _ = stop_rx.await;
+    }));
+
+    // A value written before the rollout must be there after it.
+    let password = std::fs::read_to_string(layout.credential_file("app")).unwrap();
+    let primary_url = |addr: &str| format!("redis://app:{}@{addr}", password.trim());
+    let mut app = redis::Client::open(primary_url(state.primary.as_deref().unwrap()))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("ec:1700000000:rollout:a")
+        .arg(41)
+        .query_async(&mut app)
+        .await
+        .unwrap();
+
+    // The StatefulSets' update revision is r2; every pod runs r1.
+    let store: ABStore = serde_yaml::from_str(STORE).unwrap();
+    let mut cluster = cluster(&spec, &layout, &store, "r2");
+    cluster.recreate_deleted_pods = true;
+    let (live_tx, mut live) = tokio::sync::mpsc::unbounded_channel();
+    cluster.live = Some(live_tx);
+    let (client, server) = mock_client();
+    let served = tokio::spawn(cluster.serve(server));
+    let endpoints = (
+        state
+            .nodes
+            .iter()
+            .map(|n| Endpoint::new("127.0.0.1", n.port))
+            .collect::<Vec<_>>(),
+        state
+            .sentinels
+            .iter()
+            .map(|s| Endpoint::new("127.0.0.1", s.port))
+            .collect::<Vec<_>>(),
+    );
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::new()), "test-operator", None)
+            .with_endpoints(Arc::new(move |_, _, _| endpoints.clone())),
+    );
+
+    // Count Sentinel's switches on one sentinel that is restarted last.
+    let mut switches =
+        redis::Client::open(format!("redis://127.0.0.1:{}", state.sentinels[2].port))
+            .unwrap()
+            .get_async_pubsub()
+            .await
+            .unwrap();
+    switches.subscribe("+switch-master").await.unwrap();
+    let mut switches = switches.into_on_message();
+
+    // Reconcile until nothing is left to roll; stop each deleted pod's process as kubelet would.
+    let mut restarted: Vec<String> = Vec::new();
+    let mut store = store;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let started = Instant::now();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "rollout not done within 150 s; restarted so far: {restarted:?}"
+        );
+        tokio::time::timeout(
+            RECONCILE_TIMEOUT,
+            reconcile(Arc::new(store.clone()), ctx.clone()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let requests = drain(&mut live);
+        let status = last_status(&requests);
+        store.status = Some(serde_json::from_value(status.clone()).unwrap());
+        for (_, request) in &requests {
+            if request.method == Method::DELETE && request.path.contains("/pods/") {
+                let pod = request.path.rsplit('/').next().unwrap().to_owned();
+                let (set, ordinal) = pod.rsplit_once('-').unwrap();
+                let ordinal: usize = ordinal.parse().unwrap();
+                let now = pids(&dir);
+                let process = if set == "shop-redis" {
+                    &now.nodes[ordinal]
+                } else {
+                    &now.sentinels[ordinal]
+                };
+                stop_process(process.pid.unwrap()).await;
+                restarted.push(pod);
+            }
+        }
+        let summary = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "PrimaryAvailable")
+            .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        if restarted.len() == 6 && !summary.contains("rollout:") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    println!("rolled 6 pods in {:?}: {restarted:?}", started.elapsed());
+
+    // Replicas first (ordinal order), then the old primary after a switchover, sentinels last.
+    let mut expected: Vec<String> = (0..3)
+        .filter(|&o| o != old_primary)
+        .map(|o| format!("shop-redis-{o}"))
+        .collect();
+    expected.push(format!("shop-redis-{old_primary}"));
+    expected.extend((0..3).map(|o| format!("shop-sentinel-{o}")));
+    assert_eq!(restarted, expected);
+    let status = store.status.clone().unwrap();
+    let failover = status
+        .last_failover
+        .clone()
+        .expect("the switchover is recorded");
+    assert_eq!(failover.reason, "Switchover");
+    assert_eq!(
+        failover.from.as_deref(),
+        Some(format!("shop-redis-{old_primary}").as_str())
+    );
+
+    // Exactly one switch of primary during the whole rollout.
+    let mut seen = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), switches.next()).await
+    {
+        seen += 1;
+    }
+    assert_eq!(seen, 1, "+switch-master events during the rollout");
+
+    // The value is on the new primary.
+    let new_primary = pids(&dir).primary.unwrap();
+    let mut app = redis::Client::open(primary_url(&new_primary))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let value: i64 = redis::cmd("GET")
+        .arg("ec:1700000000:rollout:a")
+        .query_async(&mut app)
+        .await
+        .unwrap();
+    assert_eq!(value, 41);
+
+    drop(ctx);
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = stop_tx.send(());
+    kubelet.await.unwrap().unwrap();
 }

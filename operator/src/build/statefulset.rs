@@ -2,9 +2,7 @@
 //! parallel rolling update and the config-hash annotation that rolls pods on a config change.
 //! Each component brings its containers, volumes, grace period and volume claims.
 
-use k8s_openapi::api::apps::v1::{
-    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
-};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Container, PersistentVolumeClaim, PodSpec, PodTemplateSpec, Volume,
 };
@@ -58,15 +56,14 @@ pub(crate) fn stateful_set(model: &Model, config_hash: &str, pods: ComponentPods
             // start script and by Sentinel, not by start order; sentinels are peers. Rolling
             // updates are still one pod at a time either way.
             pod_management_policy: Some("Parallel".to_owned()),
-            // A standard rolling update (highest ordinal first) for now; the preStop hook moves
-            // the primary away before its pod stops. Operator-driven rollouts (replicas first,
-            // then a planned failover) come with healing.
+            // OnDelete: the StatefulSet controller never restarts a pod on its own; the operator
+            // deletes them in a failover-aware order (replicas one at a time once back in sync,
+            // then a planned switchover away from the primary, then the old primary; sentinels
+            // last keeping quorum — see `rollout`). The preStop hook still moves the primary
+            // away when something else (a node drain) stops it.
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateStatefulSetStrategy {
-                    partition: Some(0),
-                    max_unavailable: None,
-                }),
+                type_: Some("OnDelete".to_owned()),
+                rolling_update: None,
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
