@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use abstore_operator::heal::Decision;
 use abstore_operator::local::{self, Layout, Supervisor};
+use abstore_tests::local_store::KillOnDrop;
 use tokio::time::Instant;
 
 const STORE: &str = "\
@@ -56,29 +57,6 @@ fn is_zombie(pid: u32) -> bool {
                 .starts_with('Z')
         })
         .unwrap_or(true)
-}
-
-/// Kills every process the state file names when the test ends, passed or not: a failing
-/// assertion must not leave servers behind (`local up`'s servers outlive a dropped supervisor by
-/// design, which the test checks at the end).
-struct KillOnDrop(std::path::PathBuf);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let Ok(state) = local::LocalState::read(&self.0.join(local::STATE_FILE)) else {
-            return;
-        };
-        for pid in state
-            .nodes
-            .iter()
-            .chain(&state.sentinels)
-            .filter_map(|p| p.pid)
-        {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-        }
-    }
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@
 mod fixtures;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use abstore_operator::crd::ABStore;
 use abstore_operator::heal::Endpoint;
 use abstore_operator::local::{self, Layout, Supervisor};
 use abstore_operator::metrics::Metrics;
+use abstore_tests::local_store::KillOnDrop;
 use fixtures::{FakeCluster, Recorded, mock_client};
 
 const STORE: &str = "\
@@ -47,27 +48,6 @@ const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The issue's bound: the `<n>-primary` Service follows within 1 s of `+switch-master`.
 const RELABEL_WITHIN: Duration = Duration::from_secs(1);
-
-/// Kills what `local up` started if the test fails before stopping it.
-struct KillOnDrop(PathBuf);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let Ok(state) = local::LocalState::read(&self.0.join(local::STATE_FILE)) else {
-            return;
-        };
-        for pid in state
-            .nodes
-            .iter()
-            .chain(&state.sentinels)
-            .filter_map(|p| p.pid)
-        {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-        }
-    }
-}
 
 /// A Ready pod created from revision `r1`.
 fn pod(name: &str, component: &str) -> Value {
