@@ -423,6 +423,33 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
     }
 }
 
+/// Classifies the error of a whole pipeline of `commands` commands. The client library reports a
+/// pipeline whose commands failed as one error listing each failure (a MULTI/EXEC as
+/// `EXECABORT` with the reasons): when every command failed for a reason that means "not applied"
+/// (`NOREPLICAS` right after a failover, `READONLY`, …), nothing was applied and the pipeline may
+/// be resent whole. If only some failed, the others were applied: a resend could apply them
+/// twice, so that is never `NotApplied`.
+pub(crate) fn classify_pipeline(e: &RedisError, commands: usize) -> Failure {
+    let direct = classify(e);
+    if direct != Failure::Fatal {
+        return direct;
+    }
+    let Some(items) = e.clone().into_server_errors() else {
+        return direct;
+    };
+    let all_failed = items.len() == commands
+        || matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ExecAbort));
+    let all_not_applied = !items.is_empty()
+        && items
+            .iter()
+            .all(|(_, item)| classify(&RedisError::from(item.clone())) == Failure::NotApplied);
+    if all_failed && all_not_applied {
+        Failure::NotApplied
+    } else {
+        direct
+    }
+}
+
 /// Classifies one entry of a pipeline answered with `ignore_errors`.
 pub(crate) fn classify_value(v: &Value) -> Option<(Failure, RedisError)> {
     match v {
@@ -523,7 +550,7 @@ impl Connection {
             match pipe.query_async::<T>(&mut conn).await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let failure = classify(&e);
+                    let failure = classify_pipeline(&e, pipe.len());
                     if failure != Failure::Fatal {
                         self.invalidate(generation).await;
                     }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use abstore::connection::Connection;
+use abstore::connection::{Connection, Retry};
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig};
 use abstore_tests::{
     RedisServer, Role, TestCertificates, Topology, TopologyOptions, free_port, wait_for_role,
@@ -191,4 +191,47 @@ async fn a_sentinel_url_reaches_the_primary_and_skips_dead_sentinels() {
     let primary = topology.current_primary().await.unwrap();
     let server = conn.current_server().await.unwrap();
     assert_eq!((server.host, server.port), primary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_refused_with_noreplicas_is_resent_once_replicas_are_back() {
+    // Right after a failover the new primary has no replica attached yet and, with
+    // min-replicas-to-write, refuses every write of a pipeline with NOREPLICAS: nothing was
+    // applied, so even INCRBY is resent, once, until it is accepted.
+    let server = RedisServer::start("min-replicas-to-write 1\n").unwrap();
+    let conn = Connection::open(&format!("{}?failover_timeout_ms=5000", server.url()))
+        .await
+        .unwrap();
+    let mut pipe = redis::pipe();
+    pipe.cmd("INCRBY").arg("ec:1:p:v").arg(5).ignore();
+    pipe.cmd("INCRBY").arg("ec:1:p:w").arg(7).ignore();
+    let admin = server.client().unwrap();
+    let accept_later = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(0)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    });
+    let started = Instant::now();
+    let () = conn
+        .exec(&pipe, Retry::NotIdempotent, "test pipeline")
+        .await
+        .unwrap();
+    accept_later.await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let mut check = server.connection().await.unwrap();
+    let (v, w): (i64, i64) = redis::pipe()
+        .cmd("GET")
+        .arg("ec:1:p:v")
+        .cmd("GET")
+        .arg("ec:1:p:w")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    assert_eq!((v, w), (5, 7), "applied exactly once");
 }
