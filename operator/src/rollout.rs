@@ -465,27 +465,45 @@ impl Switchover<'_> {
         }
     }
 
-    /// The first sentinel that reports priority 0 for every avoided replica (it will not promote
-    /// one of them), polling until the deadline.
-    async fn ready_sentinel(&self) -> Result<Endpoint, RolloutError> {
+    /// The first sentinel that would promote a candidate: it reports priority 0 for every
+    /// avoided replica, and at least one candidate passes Sentinel's own selection rules. Its
+    /// view of a replica comes from `PING`s and an `INFO` every 10 s, so right after a replica
+    /// restarted it can still hold it unfit (`NOGOODSLAVE`) although the replica is in sync;
+    /// this waits (before pausing any write) instead of failing. Polls until the deadline.
+    async fn ready_sentinel(&self, candidates: &[Endpoint]) -> Result<Endpoint, RolloutError> {
         let mut last = String::from("no sentinel answered");
         loop {
             for sentinel in &self.target.sentinels {
-                match self.sentinel_priorities(sentinel).await {
-                    Ok(priorities) => {
+                match self.sentinel_replicas(sentinel).await {
+                    Ok(replicas) => {
                         let pending: Vec<String> = self
                             .avoided
                             .iter()
-                            .filter(|n| priorities.get(*n).map(String::as_str) != Some("0"))
+                            .filter(|n| {
+                                replicas
+                                    .get(*n)
+                                    .and_then(|f| f.get("slave-priority"))
+                                    .map(String::as_str)
+                                    != Some("0")
+                            })
                             .map(Endpoint::to_string)
                             .collect();
-                        if pending.is_empty() {
+                        let fit = candidates.iter().any(|c| {
+                            replicas
+                                .get(c)
+                                .is_some_and(|f| promotable(f, self.target.sentinel.down_after_ms))
+                        });
+                        if pending.is_empty() && fit {
                             return Ok(sentinel.clone());
                         }
-                        last = format!(
-                            "sentinel {sentinel} has not read replica-priority 0 of {} yet",
-                            pending.join(", ")
-                        );
+                        last = if pending.is_empty() {
+                            format!("sentinel {sentinel} holds no candidate fit for promotion yet")
+                        } else {
+                            format!(
+                                "sentinel {sentinel} has not read replica-priority 0 of {} yet",
+                                pending.join(", ")
+                            )
+                        };
                     }
                     Err(e) => last = format!("sentinel {sentinel}: {e}"),
                 }
@@ -497,11 +515,11 @@ impl Switchover<'_> {
         }
     }
 
-    /// `slave-priority` of every replica a sentinel knows.
-    async fn sentinel_priorities(
+    /// What a sentinel reports of every replica it knows (`SENTINEL REPLICAS` fields).
+    async fn sentinel_replicas(
         &self,
         sentinel: &Endpoint,
-    ) -> Result<HashMap<Endpoint, String>, String> {
+    ) -> Result<HashMap<Endpoint, HashMap<String, String>>, String> {
         let mut conn = connect(self.target, sentinel, None).await?;
         let replicas: Value = redis::cmd("SENTINEL")
             .arg("REPLICAS")
@@ -516,7 +534,7 @@ impl Switchover<'_> {
             .iter()
             .filter_map(|item| {
                 let fields = fields_of(item);
-                Some((endpoint_of(&fields)?, fields.get("slave-priority")?.clone()))
+                Some((endpoint_of(&fields)?, fields))
             })
             .collect())
     }
@@ -538,7 +556,7 @@ impl Switchover<'_> {
     }
 
     async fn fail_over(&self, candidates: &[Endpoint]) -> Result<Endpoint, RolloutError> {
-        let sentinel = self.ready_sentinel().await?;
+        let sentinel = self.ready_sentinel(candidates).await?;
         let old = &self.old;
         let pause_ms = self
             .deadline
@@ -670,6 +688,25 @@ impl Switchover<'_> {
             tokio::time::sleep(POLL * 5).await;
         }
     }
+}
+
+/// Whether Sentinel would consider a replica for promotion, by the rules of its replica
+/// selection (Redis 7 `sentinelSelectSlave`, primary not down): not down or disconnected, a
+/// `PING` answered within 5 s, an `INFO` within 30 s, a link to its primary down for at most
+/// 10 × down-after, and a non-zero priority.
+fn promotable(fields: &HashMap<String, String>, down_after_ms: u64) -> bool {
+    let number = |name: &str| -> Option<i64> { fields.get(name)?.parse().ok() };
+    let flags_ok = fields.get("flags").is_some_and(|flags| {
+        !flags
+            .split(',')
+            .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
+    });
+    let link_down_limit = i64::try_from(down_after_ms.saturating_mul(10)).unwrap_or(i64::MAX);
+    flags_ok
+        && number("last-ok-ping-reply").is_some_and(|ms| ms <= 5000)
+        && number("info-refresh").is_some_and(|ms| ms <= 30_000)
+        && number("master-link-down-time").is_some_and(|ms| ms <= link_down_limit)
+        && number("slave-priority").is_some_and(|p| p != 0)
 }
 
 #[cfg(test)]
@@ -1023,8 +1060,9 @@ mod tests {
 
     #[test]
     fn sentinels_restart_last_one_at_a_time_keeping_the_quorum_and_a_majority() {
-        // (sentinels, quorum, outdated redis, outdated sentinels) → step.
-        let cases: [(usize, u32, &[usize], &[usize], Option<Step>); 6] = [
+        // (sentinels, quorum, outdated data nodes, outdated sentinels, expected; None: wait).
+        type Case = (usize, u32, &'static [usize], &'static [usize], Option<Step>);
+        let cases: [Case; 6] = [
             (
                 3,
                 2,
@@ -1067,5 +1105,37 @@ mod tests {
         let mut s = store(3, 3, 0);
         s.redis.pop();
         assert!(matches!(s.step(), Step::Wait { .. }));
+    }
+
+    #[test]
+    fn a_replica_sentinel_holds_unfit_is_not_a_candidate() {
+        // Right after a restart Sentinel may still see a replica as down or disconnected and
+        // answer SENTINEL FAILOVER with NOGOODSLAVE: the switchover waits for a fit one.
+        let fit: HashMap<String, String> = [
+            ("flags", "slave"),
+            ("last-ok-ping-reply", "300"),
+            ("info-refresh", "4000"),
+            ("master-link-down-time", "0"),
+            ("slave-priority", "100"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert!(promotable(&fit, 1000));
+        let with = |name: &str, value: &str| {
+            let mut fields = fit.clone();
+            fields.insert(name.to_owned(), value.to_owned());
+            fields
+        };
+        for unfit in [
+            with("flags", "s_down,slave"),
+            with("flags", "slave,disconnected"),
+            with("last-ok-ping-reply", "6000"),
+            with("info-refresh", "31000"),
+            with("master-link-down-time", "10001"),
+            with("slave-priority", "0"),
+        ] {
+            assert!(!promotable(&unfit, 1000), "{unfit:?}");
+        }
     }
 }

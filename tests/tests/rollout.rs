@@ -7,7 +7,8 @@
 //! - data nodes 3 → 1 → 3 with the primary on the highest ordinal: the primary moves first, the
 //!   remaining primary never refuses a write for missing replicas, `min-replicas-to-write`
 //!   follows the replicas that exist;
-//! - sentinels 3 → 5 → 3: every sentinel ends up knowing exactly the others.
+//! - sentinels 3 → 5 → 3: every sentinel ends up knowing exactly the others; then `local
+//!   restart` rolls every process once without a spec change.
 //!
 //! Each prints its figures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -484,6 +485,53 @@ async fn sentinels_scale_up_and_down_and_end_knowing_exactly_each_other() {
     assert!(
         supervisor.switchovers().is_empty(),
         "scaling sentinels moved the primary"
+    );
+
+    // `local restart --dir` (a request file the running `up` picks up) rolls every process once
+    // without a spec change, the primary by one switchover.
+    let before = supervisor.state().clone();
+    let requested_by = local::request_restart(&layout).unwrap();
+    assert_eq!(
+        requested_by,
+        std::process::id(),
+        "the running up is this test"
+    );
+    let started = Instant::now();
+    passes_until(
+        &mut supervisor,
+        "the requested rolling restart",
+        |_| {},
+        |s| {
+            is_done(s)
+                && s.state()
+                    .nodes
+                    .iter()
+                    .chain(&s.state().sentinels)
+                    .zip(before.nodes.iter().chain(&before.sentinels))
+                    .all(|(new, old)| new.pid != old.pid)
+        },
+    )
+    .await;
+    let switchovers = supervisor.switchovers();
+    assert!(
+        switchovers.len() == 1 && switchovers[0].to.is_ok(),
+        "{switchovers:?}"
+    );
+    let after = supervisor.state();
+    for (old, new) in before
+        .nodes
+        .iter()
+        .zip(&after.nodes)
+        .chain(before.sentinels.iter().zip(&after.sentinels))
+    {
+        assert_eq!(old.port, new.port);
+        assert_ne!(old.pid, new.pid, "port {} was not restarted", old.port);
+    }
+    assert!(!layout.restart_request_file().exists());
+    println!(
+        "requested rolling restart of 3 data nodes + 3 sentinels: {:?}, switchover window {:?}",
+        started.elapsed(),
+        window(&supervisor.switchovers()[0])
     );
     supervisor.stop().await.unwrap();
 }

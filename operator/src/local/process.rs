@@ -100,8 +100,12 @@ impl Supervisor {
         state.master_name = model.master_name().to_owned();
         state.spec_file = spec.display().to_string();
         state.supervisor_pid = Some(std::process::id());
-        resize(&mut state.nodes, count(model.spec.redis.replicas))?;
-        resize(&mut state.sentinels, count(model.spec.sentinel.replicas))?;
+        // Never fewer than the last run had: a store shrunk in the file while `up` was not
+        // running is scaled down by the rollout (primary switched away first), not truncated.
+        let nodes = count(model.spec.redis.replicas).max(state.nodes.len());
+        let sentinels = count(model.spec.sentinel.replicas).max(state.sentinels.len());
+        resize(&mut state.nodes, nodes)?;
+        resize(&mut state.sentinels, sentinels)?;
         state.write(&state_file)?;
 
         let target = heal_target(&model, &credentials, &state);
