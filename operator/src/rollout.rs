@@ -300,7 +300,8 @@ pub enum RolloutError {
 /// returns the new primary once the sentinels report it and it answers `ROLE` as master.
 ///
 /// 1. `replica-priority 0` on the `avoid` nodes (Sentinel never promotes those), and wait until a
-///    sentinel has read it (Sentinel refreshes a replica's `INFO` every 10 s);
+///    sentinel has read it (Sentinel refreshes a replica's `INFO` every 10 s) and holds a
+///    candidate fit for promotion by its own rules (right after a restart it may not yet);
 /// 2. `CLIENT PAUSE WRITE` on the old primary, and wait until a candidate replica has its whole
 ///    replication stream: Sentinel promotes without pausing, so every write the old primary took
 ///    between the promotion and its demotion would be lost;
@@ -361,14 +362,10 @@ pub async fn switchover(
             "no replica may be promoted (every other node is avoided)",
         ));
     }
-    let saved = run.lower_priorities().await;
-    let result = match &saved {
-        Ok(_) => run.fail_over(&candidates).await,
-        Err(e) => Err(run.fail(&old, e.clone())),
-    };
-    let saved = match saved {
-        Ok(saved) => saved,
-        Err(_) => run.avoided.iter().map(|n| (n.clone(), None)).collect(),
+    let mut saved = Vec::new();
+    let result = match run.lower_priorities(&mut saved).await {
+        Ok(()) => run.fail_over(&candidates).await,
+        Err(e) => Err(run.fail(&old, e)),
     };
     run.restore_priorities(saved).await;
     match &result {
@@ -423,10 +420,12 @@ impl Switchover<'_> {
             .map_err(|e| self.fail(node, e.to_string()))
     }
 
-    /// Sets `replica-priority 0` on the avoided replicas (returning what each had), then waits
-    /// until a sentinel reports priority 0 for every one of them. Errors are reasons.
-    async fn lower_priorities(&self) -> Result<Vec<(Endpoint, Option<String>)>, String> {
-        let mut saved = Vec::new();
+    /// Sets `replica-priority 0` on the avoided replicas, recording in `saved` what each had
+    /// (also when a later one fails, so exactly those are restored). Errors are reasons.
+    async fn lower_priorities(
+        &self,
+        saved: &mut Vec<(Endpoint, Option<String>)>,
+    ) -> Result<(), String> {
         for node in &self.avoided {
             let mut conn = self.node(node).await.map_err(|e| format!("{node}: {e}"))?;
             let before: Vec<String> = redis::cmd("CONFIG")
@@ -444,7 +443,7 @@ impl Switchover<'_> {
                 .await
                 .map_err(|e| format!("{node}: CONFIG SET replica-priority 0: {e}"))?;
         }
-        Ok(saved)
+        Ok(())
     }
 
     async fn restore_priorities(&self, saved: Vec<(Endpoint, Option<String>)>) {
