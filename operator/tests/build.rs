@@ -563,6 +563,30 @@ fn the_config_hash_changes_with_the_configuration_and_nothing_else() {
         config_hash(&config, "shop-redis")
     );
 
+    // Each StatefulSet rolls only for what its pods run from: a Redis setting leaves the
+    // sentinels alone, a Sentinel setting the Redis pods.
+    assert_eq!(
+        config_hash(&base, "shop-sentinel"),
+        config_hash(&config, "shop-sentinel")
+    );
+    let sentinel = built("sentinel:\n  downAfterMilliseconds: 7000");
+    assert_ne!(
+        config_hash(&base, "shop-sentinel"),
+        config_hash(&sentinel, "shop-sentinel")
+    );
+    assert_eq!(
+        config_hash(&base, "shop-redis"),
+        config_hash(&sentinel, "shop-redis")
+    );
+
+    // Scaling changes min-replicas-to-write (heal sets it live): no pod restarts for it.
+    let scaled = built("redis:\n  replicas: 1");
+    assert_ne!(redis_conf(&base), redis_conf(&scaled));
+    assert_eq!(
+        config_hash(&base, "shop-redis"),
+        config_hash(&scaled, "shop-redis")
+    );
+
     // A new user changes only the ACL file, and that must roll the pods too.
     let user =
         built("auth:\n  users:\n  - name: reporting\n    keys: ['ec:*']\n    commands: '+@read'");

@@ -141,7 +141,11 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
 
     let files = config_files(model, &ConfigPaths::default());
     let acl = acl_file(model, credentials);
-    let hash = secrets::config_hash(&files.files, &acl);
+    let (redis_hash, sentinel_hash) = secrets::config_hashes(
+        &files.files,
+        &acl,
+        credentials.role_password(crate::credentials::Role::Sentinel),
+    );
 
     let mut all_secrets = vec![secrets::acl_secret(
         model,
@@ -167,8 +171,8 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
         pod_disruption_budgets: policy::pod_disruption_budgets(model),
         network_policies: policy::network_policies(model),
         stateful_sets: vec![
-            redis::stateful_set(model, &hash),
-            sentinel::stateful_set(model, &hash),
+            redis::stateful_set(model, &redis_hash),
+            sentinel::stateful_set(model, &sentinel_hash),
         ],
         cron_jobs: cronjobs::cron_jobs(model),
         monitoring: monitoring::monitoring(model),

@@ -12,6 +12,10 @@ use super::{
     CONFIG_COMPONENT, CONFIG_SUFFIX, CREDENTIALS_COMPONENT, PRIMARY_URL_KEY, SENTINEL_URL_KEY,
     primary_url, sentinel_url,
 };
+use crate::config::{
+    LIVENESS_REDIS, LIVENESS_SENTINEL, PRESTOP_REDIS, READINESS_REDIS, READINESS_SENTINEL,
+    REDIS_CONF, SCRIPT_LIB, SENTINEL_CONF, SENTINEL_MONITOR_CONF, START_REDIS, START_SENTINEL,
+};
 use crate::model::Model;
 
 /// The `<n>-config` ConfigMap with the given files.
@@ -64,18 +68,65 @@ pub(crate) fn credentials_secret(
     }
 }
 
-/// sha256 (hex) over every config file and the ACL file. Goes on the pod templates, so a
-/// change of either (a new user, a new password, a new directive) rolls the pods, and nothing
-/// else does. Lengths are hashed with the content so two layouts cannot collide.
-pub(crate) fn config_hash(files: &BTreeMap<String, String>, acl_file: &str) -> String {
-    let mut hasher = Sha256::new();
-    for (name, content) in files {
-        for part in [name.as_bytes(), content.as_bytes()] {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part);
+/// The files a Redis pod runs from (besides the ACL file).
+const REDIS_FILES: [&str; 6] = [
+    REDIS_CONF,
+    SCRIPT_LIB,
+    START_REDIS,
+    PRESTOP_REDIS,
+    LIVENESS_REDIS,
+    READINESS_REDIS,
+];
+/// The files a sentinel pod runs from.
+const SENTINEL_FILES: [&str; 6] = [
+    SENTINEL_CONF,
+    SENTINEL_MONITOR_CONF,
+    SCRIPT_LIB,
+    START_SENTINEL,
+    LIVENESS_SENTINEL,
+    READINESS_SENTINEL,
+];
+
+/// Lines that change with the number of Redis pods and need no restart: `min-replicas-to-write`
+/// (heal sets it live) and the start scripts' default peer list (read only when a pod starts, from
+/// the ConfigMap as it is then).
+fn follows_the_replica_count(file: &str, line: &str) -> bool {
+    (file == REDIS_CONF && line.starts_with("min-replicas-to-write "))
+        || ((file == START_REDIS || file == START_SENTINEL) && line.contains("ABSTORE_PEERS:="))
+}
+
+/// The pod-template hashes of the Redis and the sentinel pods: sha256 (hex) over what each
+/// component runs from, so a change rolls exactly the pods it concerns — Redis pods for their
+/// files and the ACL file, sentinels for theirs and the sentinel user's password (their
+/// `auth-pass`). What follows the replica count is left out ([`follows_the_replica_count`]): a
+/// scale change must not restart every pod (a lone primary in place). Lengths are
+/// hashed with the content so two layouts cannot collide.
+pub(crate) fn config_hashes(
+    files: &BTreeMap<String, String>,
+    acl_file: &str,
+    sentinel_password: &str,
+) -> (String, String) {
+    let hash = |names: &[&str], extra: &str| {
+        let mut hasher = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        for name in names {
+            let content = files.get(*name).map(String::as_str).unwrap_or_default();
+            let content: String = content
+                .lines()
+                .filter(|line| !follows_the_replica_count(name, line))
+                .flat_map(|line| [line, "\n"])
+                .collect();
+            part(name.as_bytes());
+            part(content.as_bytes());
         }
-    }
-    hasher.update((acl_file.len() as u64).to_le_bytes());
-    hasher.update(acl_file.as_bytes());
-    hex::encode(hasher.finalize())
+        part(extra.as_bytes());
+        hex::encode(hasher.finalize())
+    };
+    (
+        hash(&REDIS_FILES, acl_file),
+        hash(&SENTINEL_FILES, sentinel_password),
+    )
 }
