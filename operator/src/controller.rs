@@ -166,6 +166,28 @@ impl Context {
         }
     }
 
+    /// A Warning Event `ReconcileFailed<Category>` with the error as its note.
+    async fn publish_failure(
+        &self,
+        store: &ABStore,
+        category: &str,
+        action: &str,
+        error: &(dyn std::fmt::Display + Sync),
+    ) {
+        let reason = format!(
+            "{REASON_RECONCILE_FAILED_PREFIX}{}",
+            reason_from_category(category)
+        );
+        self.publish(
+            store,
+            EventType::Warning,
+            &reason,
+            action,
+            error.to_string(),
+        )
+        .await;
+    }
+
     fn consecutive_failures(&self, key: &str, failed: bool) -> u32 {
         let Ok(mut failures) = self.failures.lock() else {
             return 0;
@@ -230,17 +252,8 @@ pub async fn reconcile(store: Arc<ABStore>, ctx: Arc<Context>) -> Result<Action,
                 Ok(action)
             }
             Err(error) => {
-                ctx.publish(
-                    &store,
-                    EventType::Warning,
-                    &format!(
-                        "{REASON_RECONCILE_FAILED_PREFIX}{}",
-                        reason_from_category(error.category())
-                    ),
-                    ACTION_RECONCILE,
-                    error.to_string(),
-                )
-                .await;
+                ctx.publish_failure(&store, error.category(), ACTION_RECONCILE, &error)
+                    .await;
                 Err(error)
             }
         }
@@ -346,17 +359,8 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
             }
         }
         Err(error) => {
-            ctx.publish(
-                store,
-                EventType::Warning,
-                &format!(
-                    "{REASON_RECONCILE_FAILED_PREFIX}{}",
-                    reason_from_category(error.category())
-                ),
-                ACTION_HEAL,
-                error.to_string(),
-            )
-            .await;
+            ctx.publish_failure(store, error.category(), ACTION_HEAL, error)
+                .await;
         }
     }
     if let Some(change) = &new_status.last_failover

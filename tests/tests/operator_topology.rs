@@ -98,6 +98,22 @@ fn cluster(spec: &Path, layout: &Layout, store: &ABStore, revision: &str) -> Fak
     }
 }
 
+/// One reconcile of `store`; returns the requests it made (and what followers did meanwhile).
+async fn reconcile_once(
+    ctx: &Arc<Context>,
+    store: &ABStore,
+    live: &mut UnboundedReceiver<(Instant, Recorded)>,
+) -> Vec<(Instant, Recorded)> {
+    tokio::time::timeout(
+        RECONCILE_TIMEOUT,
+        reconcile(Arc::new(store.clone()), ctx.clone()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    drain(live)
+}
+
 /// Requests that arrived so far.
 fn drain(live: &mut UnboundedReceiver<(Instant, Recorded)>) -> Vec<(Instant, Recorded)> {
     let mut seen = Vec::new();
@@ -239,14 +255,7 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
     store.status = Some(serde_json::from_value(status).unwrap());
 
     // A second pass on a healthy store changes nothing.
-    tokio::time::timeout(
-        RECONCILE_TIMEOUT,
-        reconcile(Arc::new(store.clone()), ctx.clone()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let second = drain(&mut live);
+    let second = reconcile_once(&ctx, &store, &mut live).await;
     assert_eq!(role_patches(&second), Vec::new());
     assert!(events(&second).is_empty(), "{:?}", events(&second));
 
@@ -339,14 +348,7 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
     );
 
     // The next reconcile records the failover in the status and as a Warning Event.
-    tokio::time::timeout(
-        RECONCILE_TIMEOUT,
-        reconcile(Arc::new(store.clone()), ctx.clone()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let third = drain(&mut live);
+    let third = reconcile_once(&ctx, &store, &mut live).await;
     let status = last_status(&third);
     assert_eq!(status["primary"], new_pod);
     let failover = &status["lastFailover"];
@@ -516,14 +518,7 @@ async fn a_new_revision_rolls_replicas_then_switches_over_then_the_old_primary_t
             Instant::now() < deadline,
             "rollout not done within 150 s; restarted so far: {restarted:?}"
         );
-        tokio::time::timeout(
-            RECONCILE_TIMEOUT,
-            reconcile(Arc::new(store.clone()), ctx.clone()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        let requests = drain(&mut live);
+        let requests = reconcile_once(&ctx, &store, &mut live).await;
         let status = last_status(&requests);
         store.status = Some(serde_json::from_value(status.clone()).unwrap());
         for (_, request) in &requests {
