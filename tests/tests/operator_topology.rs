@@ -12,7 +12,7 @@
 mod fixtures;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,6 +157,18 @@ fn events(requests: &[(Instant, Recorded)]) -> Vec<Value> {
         .collect()
 }
 
+/// `local up` of the store in a temporary directory. Bind the tuple in this order: locals drop in
+/// reverse, so the guard (which reads the pids from the directory) goes before the directory.
+async fn up_store() -> (tempfile::TempDir, PathBuf, PathBuf, Supervisor, KillOnDrop) {
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("shop.yaml");
+    std::fs::write(&spec, STORE).unwrap();
+    let dir = work.path().join("store");
+    let cleanup = KillOnDrop(dir.clone());
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    (work, spec, dir, supervisor, cleanup)
+}
+
 fn ordinal_of(state: &local::LocalState, addr: &str) -> usize {
     state
         .nodes
@@ -167,12 +179,7 @@ fn ordinal_of(state: &local::LocalState, addr: &str) -> usize {
 
 #[tokio::test]
 async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_recorded() {
-    let work = tempfile::tempdir().unwrap();
-    let spec = work.path().join("shop.yaml");
-    std::fs::write(&spec, STORE).unwrap();
-    let dir = work.path().join("store");
-    let _cleanup = KillOnDrop(dir.clone());
-    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let (_work, spec, _dir, supervisor, _cleanup) = up_store().await;
     let layout = supervisor.layout().clone();
     let state = supervisor.state().clone();
     let primary = ordinal_of(&state, state.primary.as_deref().unwrap());
@@ -442,12 +449,7 @@ async fn stop_process(pid: u32) {
 
 #[tokio::test]
 async fn a_new_revision_rolls_replicas_then_switches_over_then_the_old_primary_then_sentinels() {
-    let work = tempfile::tempdir().unwrap();
-    let spec = work.path().join("shop.yaml");
-    std::fs::write(&spec, STORE).unwrap();
-    let dir = work.path().join("store");
-    let _cleanup = KillOnDrop(dir.clone());
-    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let (_work, spec, dir, supervisor, _cleanup) = up_store().await;
     let layout = supervisor.layout().clone();
     let state = supervisor.state().clone();
     let old_primary = ordinal_of(&state, state.primary.as_deref().unwrap());
