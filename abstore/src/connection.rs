@@ -6,7 +6,7 @@
 //! is safe to retry (see [`Retry`]).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,39 +40,75 @@ const SCHEME_REDIS_TLS: &str = "rediss";
 const SCHEME_SENTINEL: &str = "redis+sentinel";
 const SCHEME_SENTINEL_TLS: &str = "rediss+sentinel";
 
-/// A password that never shows up in `Debug` output or logs.
+/// A password that never shows up in `Debug` output or logs. One read from a file is read
+/// again at every new connection ([`Secret::current`]), so a rotated Secret (the kubelet
+/// rewrites the mounted file) is picked up without restarting the client.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret {
+    value: String,
+    file: Option<PathBuf>,
+}
 
 impl Secret {
     /// Wraps a password.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self {
+            value: value.into(),
+            file: None,
+        }
     }
 
-    /// Reads a password from a file (trailing newline removed), as mounted from a Kubernetes Secret.
+    /// Reads a password from a file (trailing newline removed), as mounted from a Kubernetes
+    /// Secret. The file must be readable now; it is read again for every new connection.
     pub fn from_file(what: &'static str, path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::File {
+        let value = read_password_file(&path).map_err(|source| Error::File {
             what,
             path: path.clone(),
             source,
         })?;
-        Ok(Self(text.trim_end_matches(['\r', '\n']).to_owned()))
+        Ok(Self {
+            value,
+            file: Some(path),
+        })
     }
 
     /// Reads a password from an environment variable.
     pub fn from_env(what: &'static str, var: &str) -> Result<Self> {
-        std::env::var(var).map(Self).map_err(|_| Error::MissingEnv {
-            what,
-            var: var.to_owned(),
-        })
+        std::env::var(var)
+            .map(Self::new)
+            .map_err(|_| Error::MissingEnv {
+                what,
+                var: var.to_owned(),
+            })
     }
 
-    /// The password itself; only for handing to the Redis handshake.
+    /// The password as read when the spec was made; only for handing to a handshake.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
     }
+
+    /// The password to log in with now: the file's content when it came from a file (a
+    /// rotation may have replaced it), else the value. If the file cannot be read at this
+    /// moment (the kubelet swaps the mounted files atomically, but a hand edit may not), the
+    /// value read before is used.
+    pub fn current(&self) -> String {
+        match &self.file {
+            Some(path) => match read_password_file(path) {
+                Ok(value) if !value.is_empty() => value,
+                Ok(_) | Err(_) => {
+                    tracing::debug!(file = %path.display(), "password file unreadable or empty; using the password read before");
+                    self.value.clone()
+                }
+            },
+            None => self.value.clone(),
+        }
+    }
+}
+
+fn read_password_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 impl fmt::Debug for Secret {
@@ -844,7 +880,7 @@ impl Connection {
             settings = settings.set_username(user);
         }
         if let Some(password) = &credentials.password {
-            settings = settings.set_password(password.expose());
+            settings = settings.set_password(password.current());
         }
         let info: ConnectionInfo = addr.into_connection_info()?.set_redis_settings(settings);
         let client = match &self.tls {

@@ -24,6 +24,7 @@ use crate::build::{
 };
 use crate::credentials::{PASSWORD_KEY, USERNAME_KEY};
 use crate::model::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
+use crate::rotation::{PasswordState, STATE_KEY};
 
 /// Errors of the apply step.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +131,38 @@ pub async fn existing_passwords(
         }
     }
     Ok(passwords)
+}
+
+/// What the ACL Secret `acl_secret` recorded about password rotations, if it exists and says
+/// something readable (a store from before rotations, or a hand-edited Secret, has none: then
+/// nothing is rotating and the passwords in the credentials Secrets are taken as they are).
+pub async fn password_state(
+    client: &Client,
+    namespace: &str,
+    acl_secret: &str,
+) -> Result<Option<PasswordState>, ApplyError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api
+        .get_opt(acl_secret)
+        .await
+        .map_err(|source| ApplyError::ReadCredentials {
+            store: acl_secret.to_owned(),
+            source,
+        })?;
+    let Some(bytes) = secret
+        .as_ref()
+        .and_then(|secret| secret.data.as_ref())
+        .and_then(|data| data.get(STATE_KEY))
+    else {
+        return Ok(None);
+    };
+    match PasswordState::parse(&bytes.0) {
+        Ok(state) => Ok(Some(state)),
+        Err(error) => {
+            tracing::warn!(secret = acl_secret, key = STATE_KEY, %error, "unreadable password rotation state; taking the current passwords as they are");
+            Ok(None)
+        }
+    }
 }
 
 /// Applies every child in dependency order: Secrets and ConfigMaps before the pods that mount

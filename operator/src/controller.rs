@@ -28,14 +28,15 @@ use crate::apply;
 use crate::build::Children;
 use crate::build::build;
 use crate::crd::ABStore;
-use crate::credentials::{Credentials, generate_password};
+use crate::credentials::{Credentials, acl_secret_name, generate_password};
 use crate::error::Error;
-use crate::heal::{Endpoint, HealTarget};
+use crate::heal::{self, Endpoint, HealTarget};
 use crate::leader::{LeaderElector, Leadership};
 use crate::metrics::{Metrics, Readiness};
 use crate::model::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, Model, REDIS, SENTINEL};
 use crate::pods;
 use crate::rollout::{self, RolloutInput, Step};
+use crate::rotation;
 use crate::status::{
     self, InvalidSpec, Observed, TopologyObserved, Workload, reason_from_category,
 };
@@ -68,6 +69,8 @@ pub const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 
 /// Event reasons for what the operator did.
 pub const REASON_APPLIED: &str = "Applied";
+/// ACL users on a data node differed from the store's and were set live.
+pub const REASON_ACL_HEALED: &str = "ACLHealed";
 pub const REASON_DELETED_ORPHANS: &str = "DeletedOrphans";
 pub const REASON_MONITORING_UNAVAILABLE: &str = "MonitoringCRDsMissing";
 pub const REASON_RECONCILE_FAILED_PREFIX: &str = "ReconcileFailed";
@@ -292,7 +295,13 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     };
     let client = &ctx.client;
     let existing = apply::existing_passwords(client, &model.namespace, &model.name).await?;
-    let credentials = Credentials::resolve(&model, &existing, &mut generate_password);
+    let prior = apply::password_state(client, &model.namespace, &acl_secret_name(&model)).await?;
+    let (credentials, rotations, rotation_ends) = rotation::roll(
+        Credentials::resolve(&model, &existing, &mut generate_password),
+        prior.as_ref(),
+        chrono::Utc::now(),
+        chrono::Duration::seconds(model.spec.auth.rotation_grace_seconds),
+    );
     let mut children = build(&model, &credentials)?;
     // The pods as they are before anything changes: who is labelled primary (a scale-down
     // waits until the primary is not among the pods to remove) and what runs where.
@@ -302,6 +311,16 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     }
     let applied = apply::apply_children(client, &model.namespace, children).await?;
     let deleted = apply::delete_orphans(client, &model.namespace, &model.name, &applied).await?;
+    for rotation in &rotations {
+        ctx.publish(
+            store,
+            EventType::Normal,
+            rotation.reason(),
+            ACTION_RECONCILE,
+            rotation.note(),
+        )
+        .await;
+    }
     let mut topology = topology_step(store, &model, &credentials, &pods, ctx).await;
     let rollout = match &mut topology {
         Ok((target, outcome)) if outcome.settled => {
@@ -434,13 +453,20 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     let settled = topology.as_ref().is_ok_and(|outcome| outcome.settled);
     let rolling = rollout.as_ref().is_some_and(|r| r.step != Step::Done);
     tracing::info!(applied = applied.count(), deleted = deleted.len(), phase = ?new_status.phase, primary = ?new_status.primary, settled, rollout = ?rollout.as_ref().map(|r| r.step.to_string()), "reconciled");
-    Ok(Action::requeue(if !settled {
+    let requeue = if !settled {
         TOPOLOGY_REQUEUE_AFTER
     } else if rolling {
         ROLLOUT_REQUEUE_AFTER
     } else {
         REQUEUE_AFTER
-    }))
+    };
+    // A rotation ends on time, not at the next periodic resync.
+    let rotation_due = rotation_ends
+        .and_then(|end| (end - chrono::Utc::now()).to_std().ok())
+        .map(|left| left + Duration::from_secs(1));
+    Ok(Action::requeue(
+        rotation_due.map_or(requeue, |due| due.min(requeue)),
+    ))
 }
 
 /// A store's Redis and sentinel pods as listed at the start of a reconcile.
@@ -645,6 +671,35 @@ async fn topology_step(
     );
     ctx.followers
         .ensure(&store_key(store), &ctx.client, model, &target);
+    // ACLs first: during a rotation of the operator's own password, the rest of the pass then
+    // logs in with the new one.
+    let acls = heal::acl::heal_acls(&target, &topology::acl_desired(model, credentials)).await;
+    if let Some(note) = acls.change_note() {
+        ctx.publish(
+            store,
+            EventType::Normal,
+            REASON_ACL_HEALED,
+            ACTION_HEAL,
+            note,
+        )
+        .await;
+    }
+    let failures: Vec<String> = acls
+        .failures()
+        .map(|node| {
+            format!(
+                "{}: {}",
+                node.endpoint
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                node.error.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !failures.is_empty() {
+        tracing::warn!(failures = ?failures, "ACL heal incomplete");
+    }
     let outcome = topology::reconcile(&ctx.client, model, &target).await?;
     if !outcome.relabelled.is_empty() {
         tracing::info!(relabelled = ?outcome.relabelled, "role labels moved");

@@ -379,13 +379,32 @@ impl Default for SentinelSpec {
     }
 }
 
-/// ACL users beyond the built-in roles.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+/// ACL users beyond the built-in roles, and how password rotations roll over.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
     /// Extra users. Each gets a generated password in the Secret `<name>-user-<user>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<UserSpec>,
+    /// Seconds the previous password of a user keeps working after its Secret's `password`
+    /// changes (a rotation): long enough for the kubelet to update mounted Secrets (about a
+    /// minute) and for clients to reconnect with the new one. 0 stops the old one at once.
+    #[serde(default = "default_rotation_grace_seconds")]
+    #[schemars(range(min = 0, max = 604800))]
+    pub rotation_grace_seconds: i64,
+}
+
+impl Default for AuthSpec {
+    fn default() -> Self {
+        AuthSpec {
+            users: Vec::new(),
+            rotation_grace_seconds: default_rotation_grace_seconds(),
+        }
+    }
+}
+
+fn default_rotation_grace_seconds() -> i64 {
+    900
 }
 
 /// An ACL user.

@@ -8,6 +8,7 @@ use std::fmt;
 use rand::Rng;
 
 use crate::model::Model;
+use crate::rotation::{Previous, password_hash};
 
 /// Key of the password in a credentials Secret (and the file name when only the password is
 /// mounted).
@@ -87,6 +88,8 @@ impl fmt::Display for Role {
 pub struct Credentials {
     /// Built-in roles first (in `Role::ALL` order), then declared users in spec order.
     users: Vec<(String, String)>,
+    /// Users whose previous password still works (a rotation in progress, see `rotation`).
+    previous: BTreeMap<String, Previous>,
 }
 
 impl Credentials {
@@ -118,7 +121,36 @@ impl Credentials {
             };
             users.push((name, password));
         }
-        Credentials { users }
+        Credentials {
+            users,
+            previous: BTreeMap::new(),
+        }
+    }
+
+    /// The same passwords with these rotations in progress.
+    pub fn with_previous(mut self, previous: BTreeMap<String, Previous>) -> Credentials {
+        self.previous = previous;
+        self
+    }
+
+    /// The previous password of `username` while its rotation runs.
+    pub fn previous(&self, username: &str) -> Option<&Previous> {
+        self.previous.get(username)
+    }
+
+    /// SHA-256 hashes of the passwords `username` may log in with: the current one, then the
+    /// previous one during a rotation.
+    pub fn accepted_hashes(&self, username: &str) -> Vec<String> {
+        self.password(username)
+            .map(password_hash)
+            .into_iter()
+            .chain(self.previous(username).map(|p| p.sha256.clone()))
+            .collect()
+    }
+
+    /// Users with a rotation in progress.
+    pub fn rotating(&self) -> impl Iterator<Item = &str> {
+        self.previous.keys().map(String::as_str)
     }
 
     /// The password of `username`, if that user exists.
@@ -150,6 +182,7 @@ impl fmt::Debug for Credentials {
                 "users",
                 &self.users.iter().map(|(name, _)| name).collect::<Vec<_>>(),
             )
+            .field("rotating", &self.previous.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }

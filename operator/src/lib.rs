@@ -21,6 +21,7 @@ pub mod model;
 pub mod pods;
 pub mod render;
 pub mod rollout;
+pub mod rotation;
 pub mod status;
 pub mod telemetry;
 pub mod topology;

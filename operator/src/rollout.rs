@@ -741,6 +741,7 @@ mod tests {
             },
             min_replicas_to_write: 1,
             operator_auth: None,
+            operator_auth_previous: None,
             sentinel_auth: None,
             tls_ca: None,
         }

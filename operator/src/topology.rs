@@ -16,9 +16,11 @@ use kube::runtime::events::EventType;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::config;
 use crate::crd::{ABStore, RedisPodStatus};
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, Role};
 use crate::follow;
+use crate::heal::acl::AclDesired;
 use crate::heal::{
     Action, Decision, Endpoint, HealError, HealTarget, NodeRole, ReplicaReason, Report, heal_once,
 };
@@ -99,6 +101,18 @@ pub struct TopologyOutcome {
     pub pods: Vec<RedisPodStatus>,
     /// The full report (for logs and tests).
     pub report: Report,
+}
+
+/// What the ACL pass makes true: every user's rules and accepted passwords, `masterauth`, and
+/// the sentinels' `auth-pass` while the sentinel user's password rotates.
+pub fn acl_desired(model: &Model, credentials: &Credentials) -> AclDesired {
+    AclDesired {
+        users: config::acl_users(model, credentials),
+        masterauth: credentials.role_password(Role::Replication).to_owned(),
+        sentinel_auth_pass: credentials
+            .previous(Role::Sentinel.username())
+            .map(|_| credentials.role_password(Role::Sentinel).to_owned()),
+    }
 }
 
 /// The CA to verify the store's TLS with: `ca.crt` of the store's TLS Secret.

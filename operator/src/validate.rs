@@ -210,6 +210,12 @@ pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
     }
 
     check_users(&mut v, &s.auth.users);
+    v.range(
+        "spec.auth.rotationGraceSeconds",
+        s.auth.rotation_grace_seconds,
+        0,
+        604_800,
+    );
 
     if s.tls.enabled && s.tls.secret_name.is_none() {
         v.push(

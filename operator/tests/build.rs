@@ -587,10 +587,11 @@ fn the_config_hash_changes_with_the_configuration_and_nothing_else() {
         config_hash(&scaled, "shop-redis")
     );
 
-    // A new user changes only the ACL file, and that must roll the pods too.
+    // A new user changes only the ACL file, which heal applies live (ACL SETUSER): no pod
+    // restarts for it.
     let user =
         built("auth:\n  users:\n  - name: reporting\n    keys: ['ec:*']\n    commands: '+@read'");
-    assert_ne!(
+    assert_eq!(
         config_hash(&base, "shop-redis"),
         config_hash(&user, "shop-redis")
     );
@@ -602,6 +603,53 @@ fn the_config_hash_changes_with_the_configuration_and_nothing_else() {
         secret_text(secret(&base, "shop-acl"), ACL_FILE_NAME),
         secret_text(secret(&user, "shop-acl"), ACL_FILE_NAME)
     );
+}
+
+#[test]
+fn rotated_passwords_change_live_except_the_exporters_which_rolls_the_redis_pods() {
+    // Heal sets ACL users, masterauth and the sentinels' auth-pass live; only redis_exporter
+    // reads its password from the environment once, so its rotation must restart it.
+    let store = model("");
+    let first = credentials(&store, &BTreeMap::new());
+    let base = build(&store, &first).unwrap();
+    let rotated_in = |model: &Model, user: &str| {
+        let mut existing: BTreeMap<String, String> = first
+            .users()
+            .map(|(name, password)| (name.to_owned(), password.to_owned()))
+            .collect();
+        existing.insert(user.to_owned(), "a-rotated-password-0001".to_owned());
+        build(model, &credentials(model, &existing)).unwrap()
+    };
+    let rotated = |user: &str| rotated_in(&store, user);
+    for user in ["app", "replication", "sentinel", "operator", "backup"] {
+        let after = rotated(user);
+        for set in ["shop-redis", "shop-sentinel"] {
+            assert_eq!(
+                config_hash(&base, set),
+                config_hash(&after, set),
+                "rotating {user} restarts {set}"
+            );
+        }
+        assert_ne!(
+            secret_text(secret(&base, "shop-acl"), ACL_FILE_NAME),
+            secret_text(secret(&after, "shop-acl"), ACL_FILE_NAME),
+            "the ACL file follows {user}'s password"
+        );
+    }
+    let exporter = rotated("exporter");
+    assert_ne!(
+        config_hash(&base, "shop-redis"),
+        config_hash(&exporter, "shop-redis")
+    );
+    assert_eq!(
+        config_hash(&base, "shop-sentinel"),
+        config_hash(&exporter, "shop-sentinel")
+    );
+    // Without the exporter sidecar nothing restarts for it either.
+    let quiet = model("monitoring:\n  exporter:\n    enabled: false");
+    let a = build(&quiet, &first).unwrap();
+    let b = rotated_in(&quiet, "exporter");
+    assert_eq!(config_hash(&a, "shop-redis"), config_hash(&b, "shop-redis"));
 }
 
 #[test]

@@ -586,6 +586,14 @@ async fn a_refused_apply_fails_the_reconcile_with_an_event_and_no_status_write()
             200,
             json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
         );
+        // The ACL Secret's rotation state: none yet.
+        server
+            .expect(Method::GET, "/api/v1/namespaces/shop/secrets/shop-acl")
+            .await
+            .respond(
+                404,
+                fixtures::failure_status(404, "NotFound", "secrets \"shop-acl\" not found"),
+            );
         // The Redis and sentinel pods, read before anything is applied.
         for _ in 0..2 {
             let pods = server

@@ -1319,6 +1319,7 @@ async fn stale_entries_of_a_replaced_replica_and_sentinel_are_reset_one_at_a_tim
         },
         min_replicas_to_write: 1,
         operator_auth: None,
+        operator_auth_previous: None,
         sentinel_auth: None,
         tls_ca: None,
     };

@@ -36,6 +36,7 @@ fn target(nodes: &[&RedisServer], sentinels: &[&SentinelServer]) -> HealTarget {
         },
         min_replicas_to_write: 1,
         operator_auth: None,
+        operator_auth_previous: None,
         sentinel_auth: None,
         tls_ca: None,
     }

@@ -22,9 +22,10 @@ use kube::api::DynamicObject;
 
 use crate::config::{ACL_FILE_NAME, ConfigPaths, acl_file, config_files};
 use crate::credentials::{
-    Credentials, PASSWORD_KEY, USERNAME_KEY, acl_secret_name, credentials_secret_name,
+    Credentials, PASSWORD_KEY, Role, USERNAME_KEY, acl_secret_name, credentials_secret_name,
 };
 use crate::model::{Model, REDIS_PORT, SENTINEL, SENTINEL_PORT};
+use crate::rotation::{PasswordState, STATE_KEY};
 
 pub use cronjobs::{
     BACKOFF_LIMIT, JOBS_BINARY, JOBS_CREDENTIALS_DIR, JOBS_HISTORY_LIMIT, JOBS_TLS_DIR,
@@ -127,7 +128,7 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
         return Err(BuildError::TlsSecretMissing);
     }
     let users: Vec<(&str, &str)> = credentials.users().collect();
-    let wanted = crate::credentials::Role::ALL
+    let wanted = Role::ALL
         .iter()
         .map(|role| role.username())
         .chain(model.spec.auth.users.iter().map(|user| user.name.as_str()));
@@ -141,17 +142,23 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
 
     let files = config_files(model, &ConfigPaths::default());
     let acl = acl_file(model, credentials);
-    let (redis_hash, sentinel_hash) = secrets::config_hashes(
-        &files.files,
-        &acl,
-        credentials.role_password(crate::credentials::Role::Sentinel),
-    );
+    // ACL users and passwords change live (heal's ACL SETUSER, CONFIG SET masterauth, SENTINEL
+    // SET auth-pass), so they are not in the hashes; redis_exporter reads its password from
+    // the environment only when it starts, so the exporter's is.
+    let exporter_password = if model.spec.monitoring.exporter.enabled {
+        crate::rotation::password_hash(credentials.role_password(Role::Exporter))
+    } else {
+        String::new()
+    };
+    let (redis_hash, sentinel_hash) = secrets::config_hashes(&files.files, &exporter_password);
 
     let mut all_secrets = vec![secrets::acl_secret(
         model,
         acl_secret_name(model),
-        ACL_FILE_NAME,
-        &acl,
+        &[
+            (ACL_FILE_NAME, acl),
+            (STATE_KEY, PasswordState::of(credentials).to_json()),
+        ],
     )];
     all_secrets.extend(users.iter().map(|(username, password)| {
         secrets::credentials_secret(

@@ -27,15 +27,18 @@ pub(crate) fn config_map(model: &Model, files: &BTreeMap<String, String>) -> Con
     }
 }
 
-/// The Secret `name` holding the ACL file under `key`.
-pub(crate) fn acl_secret(model: &Model, name: String, key: &str, acl_file: &str) -> Secret {
+/// The ACL Secret `name`: the ACL file the Redis pods mount, and what the operator records
+/// between reconciles (rotations; never mounted).
+pub(crate) fn acl_secret(model: &Model, name: String, entries: &[(&str, String)]) -> Secret {
     Secret {
         metadata: object_meta(model, name, CONFIG_COMPONENT),
         type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([(
-            key.to_owned(),
-            ByteString(acl_file.as_bytes().to_vec()),
-        )])),
+        data: Some(
+            entries
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), ByteString(value.as_bytes().to_vec())))
+                .collect(),
+        ),
         ..Secret::default()
     }
 }
@@ -96,15 +99,15 @@ fn follows_the_replica_count(file: &str, line: &str) -> bool {
 }
 
 /// The pod-template hashes of the Redis and the sentinel pods: sha256 (hex) over what each
-/// component runs from, so a change rolls exactly the pods it concerns — Redis pods for their
-/// files and the ACL file, sentinels for theirs and the sentinel user's password (their
-/// `auth-pass`). What follows the replica count is left out ([`follows_the_replica_count`]): a
-/// scale change must not restart every pod (a lone primary in place). Lengths are
-/// hashed with the content so two layouts cannot collide.
+/// component runs from, so a change rolls exactly the pods it concerns. `redis_extra` is
+/// hashed into the Redis pods' (what a container reads only when it starts: the exporter's
+/// password). ACL users and passwords are not in either: heal changes them live. What follows
+/// the replica count is left out ([`follows_the_replica_count`]): a scale change must not
+/// restart every pod (a lone primary in place). Lengths are hashed with the content so two
+/// layouts cannot collide.
 pub(crate) fn config_hashes(
     files: &BTreeMap<String, String>,
-    acl_file: &str,
-    sentinel_password: &str,
+    redis_extra: &str,
 ) -> (String, String) {
     let hash = |names: &[&str], extra: &str| {
         let mut hasher = Sha256::new();
@@ -125,8 +128,5 @@ pub(crate) fn config_hashes(
         part(extra.as_bytes());
         hex::encode(hasher.finalize())
     };
-    (
-        hash(&REDIS_FILES, acl_file),
-        hash(&SENTINEL_FILES, sentinel_password),
-    )
+    (hash(&REDIS_FILES, redis_extra), hash(&SENTINEL_FILES, ""))
 }

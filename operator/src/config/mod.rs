@@ -509,53 +509,98 @@ const SENTINEL_COMMANDS: &[&str] = &[
 
 /// The ACL file for the ACL Secret: `default` off, each role least-privilege, declared users
 /// with their rules; passwords only as `#<sha256 hex>`.
-pub fn acl_file(model: &Model, credentials: &Credentials) -> String {
-    let mut out = String::new();
-    line!(
-        out,
-        "user default off resetpass resetkeys resetchannels -@all"
-    );
-    let hash = |username: &str| {
-        let password = credentials.password(username).unwrap_or_default();
-        hex::encode(Sha256::digest(password.as_bytes()))
-    };
+/// One ACL user as the operator wants it on every data node.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AclUser {
+    pub name: String,
+    /// SHA-256 of the passwords it may log in with (two during a rotation).
+    pub hashes: Vec<String>,
+    /// Key patterns, channels and command rules, in order, after `resetkeys resetchannels`.
+    pub rules: Vec<String>,
+}
+
+impl std::fmt::Debug for AclUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AclUser")
+            .field("name", &self.name)
+            .field("passwords", &self.hashes.len())
+            .field("rules", &self.rules)
+            .finish()
+    }
+}
+
+impl AclUser {
+    /// The arguments of `ACL SETUSER` that make the user exactly this, whatever it was before.
+    pub fn setuser_args(&self) -> Vec<String> {
+        let mut args = vec![self.name.clone(), "reset".to_owned(), "on".to_owned()];
+        args.extend(self.hashes.iter().map(|hash| format!("#{hash}")));
+        args.extend(["resetkeys".to_owned(), "resetchannels".to_owned()]);
+        args.extend(self.rules.iter().cloned());
+        args
+    }
+
+    /// The ACL file line.
+    fn line(&self) -> String {
+        let hashes: Vec<String> = self.hashes.iter().map(|hash| format!("#{hash}")).collect();
+        format!(
+            "user {} on {} resetkeys resetchannels {}",
+            self.name,
+            hashes.join(" "),
+            self.rules.join(" ")
+        )
+    }
+}
+
+/// The rules of the `default` user: off, no password, nothing allowed.
+pub const DEFAULT_USER_RULES: [&str; 6] = [
+    "default",
+    "off",
+    "resetpass",
+    "resetkeys",
+    "resetchannels",
+    "-@all",
+];
+
+/// Every user of the store: the built-in roles, then the declared users.
+pub fn acl_users(model: &Model, credentials: &Credentials) -> Vec<AclUser> {
+    let split =
+        |text: &str| -> Vec<String> { text.split_whitespace().map(str::to_owned).collect() };
+    let mut users = Vec::new();
     for role in Role::ALL {
         let name = role.username();
         let (keys, channels, commands) = role_rules(role);
-        line!(
-            out,
-            "user {name} on #{} resetkeys resetchannels {}{}-@all {}",
-            hash(name),
-            with_trailing_space(&keys),
-            with_trailing_space(&channels),
-            commands
-        );
+        let mut rules = split(&keys);
+        rules.extend(split(&channels));
+        rules.push("-@all".to_owned());
+        rules.extend(split(&commands));
+        users.push(AclUser {
+            name: name.to_owned(),
+            hashes: credentials.accepted_hashes(name),
+            rules,
+        });
     }
     for user in &model.spec.auth.users {
-        let keys: Vec<String> = user.keys.iter().map(|k| format!("~{k}")).collect();
-        let channels: Vec<String> = user.channels.iter().map(|c| format!("&{c}")).collect();
-        line!(
-            out,
-            "user {} on #{} resetkeys resetchannels {}{}-@all {}",
-            user.name,
-            hash(&user.name),
-            with_trailing_space(&keys.join(" ")),
-            with_trailing_space(&channels.join(" ")),
-            user.commands
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        let mut rules: Vec<String> = user.keys.iter().map(|k| format!("~{k}")).collect();
+        rules.extend(user.channels.iter().map(|c| format!("&{c}")));
+        rules.push("-@all".to_owned());
+        rules.extend(split(&user.commands));
+        users.push(AclUser {
+            name: user.name.clone(),
+            hashes: credentials.accepted_hashes(&user.name),
+            rules,
+        });
     }
-    out
+    users
 }
 
-fn with_trailing_space(text: &str) -> String {
-    if text.is_empty() {
-        String::new()
-    } else {
-        format!("{text} ")
+/// The ACL file of the data nodes: `default` off, then [`acl_users`] (passwords as SHA-256).
+pub fn acl_file(model: &Model, credentials: &Credentials) -> String {
+    let mut out = String::new();
+    line!(out, "user {}", DEFAULT_USER_RULES.join(" "));
+    for user in acl_users(model, credentials) {
+        line!(out, "{}", user.line());
     }
+    out
 }
 
 /// ACL `~pattern`s for the given key kinds, with and without an environment prefix.

@@ -17,6 +17,7 @@
 //! runs one per reconcile, `local up` runs them on a timer. Endpoints are pod DNS names in
 //! Kubernetes and loopback addresses locally.
 
+pub mod acl;
 mod act;
 mod observe;
 pub mod plan;
@@ -100,6 +101,9 @@ pub struct HealTarget {
     pub min_replicas_to_write: u32,
     /// The operator's admin user on the data nodes (`None`: the default user, no password).
     pub operator_auth: Option<Auth>,
+    /// The operator's previous password while it rotates: tried when the current one is
+    /// refused.
+    pub operator_auth_previous: Option<Auth>,
     /// The user sentinels authenticate to the data nodes with (`sentinel auth-user/auth-pass`).
     pub sentinel_auth: Option<Auth>,
     /// PEM CA to verify TLS connections with; `None` for plaintext.
@@ -135,6 +139,13 @@ impl HealTarget {
             },
             min_replicas_to_write: u32::try_from(model.min_replicas_to_write()).unwrap_or(0),
             operator_auth: Some(auth(Role::Operator)),
+            operator_auth_previous: credentials
+                .previous(Role::Operator.username())
+                .and_then(|previous| previous.password.clone())
+                .map(|password| Auth {
+                    username: Role::Operator.username().to_owned(),
+                    password,
+                }),
             sentinel_auth: Some(auth(Role::Sentinel)),
             tls_ca,
         }

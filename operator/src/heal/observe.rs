@@ -116,14 +116,36 @@ pub(crate) async fn connect(
     endpoint: &Endpoint,
     auth: Option<&Auth>,
 ) -> Result<MultiplexedConnection, String> {
-    let client = client_for(target, endpoint, auth)?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(IO_TIMEOUT))
-        .set_response_timeout(Some(IO_TIMEOUT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| e.to_string())
+    let open = |auth: Option<&Auth>| {
+        let client = client_for(target, endpoint, auth).map_err(|e| (false, e));
+        async move {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(IO_TIMEOUT))
+                .set_response_timeout(Some(IO_TIMEOUT));
+            client?
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(|e| {
+                    (
+                        e.kind() == redis::ErrorKind::AuthenticationFailed,
+                        e.to_string(),
+                    )
+                })
+        }
+    };
+    match open(auth).await {
+        Ok(conn) => Ok(conn),
+        // During a rotation of the operator's own password a node may know only the previous
+        // one (heal has not reached it yet, or it restarted with a mounted ACL file the kubelet
+        // has not updated).
+        Err((true, error)) if auth.is_some() && auth == target.operator_auth.as_ref() => {
+            match target.operator_auth_previous.as_ref() {
+                Some(previous) => open(Some(previous)).await.map_err(|(_, e)| e),
+                None => Err(error),
+            }
+        }
+        Err((_, error)) => Err(error),
+    }
 }
 
 /// A client for a node or a sentinel of `target`: TLS with the target's CA when it has one.

@@ -22,6 +22,7 @@ use crate::crd::ABStore;
 use crate::credentials::{Credentials, Role, generate_password};
 use crate::heal::{self, Endpoint, HealTarget, NodeRole};
 use crate::model::Model;
+use crate::rotation::{self, PasswordState, STATE_KEY};
 use crate::validate::validate;
 
 pub use process::{Supervisor, SwitchoverRecord};
@@ -108,6 +109,10 @@ impl Layout {
     pub fn acl_file(&self) -> PathBuf {
         self.dir.join("acl").join(config::ACL_FILE_NAME)
     }
+    /// What the ACL Secret's `passwords.json` is in Kubernetes: rotations in progress.
+    pub fn password_state_file(&self) -> PathBuf {
+        self.dir.join("acl").join(STATE_KEY)
+    }
     pub fn node_dir(&self, index: usize) -> PathBuf {
         self.dir.join(format!("redis-{index}"))
     }
@@ -153,6 +158,32 @@ pub fn credentials(model: &Model, layout: &Layout) -> Result<Credentials> {
         if existing.get(user).map(String::as_str) != Some(password) {
             write_private(&layout.credential_file(user), password)?;
         }
+    }
+    // Rotations, as in Kubernetes: a password file edited by hand (or deleted, so a new one is
+    // generated) keeps the previous password working for spec.auth.rotationGraceSeconds.
+    let state_file = layout.password_state_file();
+    let prior = match std::fs::read(&state_file) {
+        Ok(bytes) => match PasswordState::parse(&bytes) {
+            Ok(state) => Some(state),
+            Err(error) => {
+                tracing::warn!(file = %state_file.display(), %error, "unreadable password rotation state; taking the password files as they are");
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let (credentials, events, _) = rotation::roll(
+        credentials,
+        prior.as_ref(),
+        chrono::Utc::now(),
+        chrono::Duration::seconds(model.spec.auth.rotation_grace_seconds),
+    );
+    for event in &events {
+        tracing::info!(reason = event.reason(), "{}", event.note());
+    }
+    let state = PasswordState::of(&credentials);
+    if prior.as_ref() != Some(&state) {
+        write_private(&state_file, &state.to_json())?;
     }
     Ok(credentials)
 }

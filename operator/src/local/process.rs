@@ -254,6 +254,7 @@ impl Supervisor {
         for job in &mut self.jobs {
             job.tick(&mut self.state);
         }
+        self.refresh_credentials().await?;
         let report = heal::heal_once(&self.target).await?;
         let decision = format!("{:?}", report.decision);
         if self.last_decision.as_ref() != Some(&decision) {
@@ -266,6 +267,33 @@ impl Supervisor {
         self.roll(&report.observation).await?;
         self.save()?;
         Ok(report)
+    }
+
+    /// Re-reads the password files (a rotation starts when one was edited, and ends after the
+    /// grace period), rewrites the ACL file when anything changed, and heals every node's ACL
+    /// live, as the controller does.
+    async fn refresh_credentials(&mut self) -> Result<()> {
+        let credentials = credentials(&self.model, &self.layout)?;
+        if credentials != self.credentials {
+            write_private(
+                &self.layout.acl_file(),
+                &config::acl_file(&self.model, &credentials),
+            )?;
+            self.credentials = credentials;
+            self.target = heal_target(&self.model, &self.credentials, &self.state);
+        }
+        let report = heal::acl::heal_acls(
+            &self.target,
+            &crate::topology::acl_desired(&self.model, &self.credentials),
+        )
+        .await;
+        if let Some(note) = report.change_note() {
+            tracing::info!("{note}");
+        }
+        for failure in report.failures() {
+            tracing::debug!(server = ?failure.endpoint.as_ref().map(Endpoint::to_string), error = ?failure.error, "ACL heal skipped a server");
+        }
+        Ok(())
     }
 
     /// The last rollout step taken or waited on.
@@ -507,13 +535,11 @@ impl Supervisor {
             self.state.nodes[index].port,
             None,
         );
-        let mut text: String = conf
-            .lines()
-            .filter(|line| !line.starts_with(LIVE_DIRECTIVE))
+        // ACL users and masterauth are healed live (heal::acl), not by a restart.
+        conf.lines()
+            .filter(|line| !line.starts_with(LIVE_DIRECTIVE) && !line.starts_with("masterauth "))
             .flat_map(|line| [line, "\n"])
-            .collect();
-        text.push_str(&config::acl_file(&self.model, &self.credentials));
-        text
+            .collect()
     }
 
     /// The rendered sentinel.conf plus the per-master settings heal applies when it makes a
