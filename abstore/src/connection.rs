@@ -43,11 +43,22 @@ const SCHEME_SENTINEL_TLS: &str = "rediss+sentinel";
 /// A password that never shows up in `Debug` output or logs. One read from a file is read
 /// again at every new connection ([`Secret::current`]), so a rotated Secret (the kubelet
 /// rewrites the mounted file) is picked up without restarting the client.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Secret {
     value: String,
     file: Option<PathBuf>,
+    /// The last password a server accepted (shared by clones): the fallback while a rotated
+    /// file is ahead of the server.
+    last_good: Arc<std::sync::Mutex<Option<String>>>,
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value && self.file == other.file
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     /// Wraps a password.
@@ -55,6 +66,7 @@ impl Secret {
         Self {
             value: value.into(),
             file: None,
+            last_good: Arc::default(),
         }
     }
 
@@ -70,6 +82,7 @@ impl Secret {
         Ok(Self {
             value,
             file: Some(path),
+            last_good: Arc::default(),
         })
     }
 
@@ -102,6 +115,25 @@ impl Secret {
                 }
             },
             None => self.value.clone(),
+        }
+    }
+}
+
+impl Secret {
+    /// The password to try when [`Secret::current`] is refused: the last one a server
+    /// accepted, if it differs. A file rotated before the server learnt the new password (or
+    /// after it was told to drop the old one) is thus survived without an error.
+    pub fn fallback(&self, refused: &str) -> Option<String> {
+        let last = self.last_good.lock().ok()?.clone();
+        last.filter(|last| last != refused)
+    }
+
+    /// Records that a server accepted `password`.
+    pub fn accepted(&self, password: &str) {
+        if let Ok(mut last) = self.last_good.lock()
+            && last.as_deref() != Some(password)
+        {
+            *last = Some(password.to_owned());
         }
     }
 }
@@ -865,6 +897,39 @@ impl Connection {
         credentials: &Credentials,
         db: i64,
     ) -> std::result::Result<MultiplexedConnection, RedisError> {
+        let Some(secret) = &credentials.password else {
+            return self.open_link_with(hp, credentials, None, db).await;
+        };
+        let password = secret.current();
+        match self
+            .open_link_with(hp, credentials, Some(&password), db)
+            .await
+        {
+            Ok(conn) => {
+                secret.accepted(&password);
+                Ok(conn)
+            }
+            Err(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+                let Some(fallback) = secret.fallback(&password) else {
+                    return Err(e);
+                };
+                tracing::debug!(server = %hp, "password refused; trying the one accepted before (a rotation in progress)");
+                let conn = self
+                    .open_link_with(hp, credentials, Some(&fallback), db)
+                    .await?;
+                Ok(conn)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_link_with(
+        &self,
+        hp: &HostPort,
+        credentials: &Credentials,
+        password: Option<&str>,
+        db: i64,
+    ) -> std::result::Result<MultiplexedConnection, RedisError> {
         let addr = if self.spec.tls {
             ConnectionAddr::TcpTls {
                 host: hp.host.clone(),
@@ -879,8 +944,8 @@ impl Connection {
         if let Some(user) = &credentials.username {
             settings = settings.set_username(user);
         }
-        if let Some(password) = &credentials.password {
-            settings = settings.set_password(password.current());
+        if let Some(password) = password {
+            settings = settings.set_password(password);
         }
         let info: ConnectionInfo = addr.into_connection_info()?.set_redis_settings(settings);
         let client = match &self.tls {

@@ -539,15 +539,11 @@ impl AclUser {
         args
     }
 
-    /// The ACL file line.
+    /// The ACL file line: the same rules as [`AclUser::setuser_args`], so a node that loaded
+    /// the file and one healed live list the user identically (`reset` also sets
+    /// `sanitize-payload`; without it in the file, every node would look changed once).
     fn line(&self) -> String {
-        let hashes: Vec<String> = self.hashes.iter().map(|hash| format!("#{hash}")).collect();
-        format!(
-            "user {} on {} resetkeys resetchannels {}",
-            self.name,
-            hashes.join(" "),
-            self.rules.join(" ")
-        )
+        format!("user {}", self.setuser_args().join(" "))
     }
 }
 
