@@ -301,6 +301,41 @@ async fn primary_port(ports: &[u16], layout: &Layout) -> u16 {
     panic!("no primary among {ports:?}");
 }
 
+/// The flags a sentinel gives the primary and each replica of `master`.
+async fn sentinel_flags(port: u16, master: &str) -> Vec<String> {
+    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) else {
+        return Vec::new();
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return Vec::new();
+    };
+    let flags_of = |fields: &[String]| {
+        fields
+            .chunks(2)
+            .find(|kv| kv[0] == "flags")
+            .and_then(|kv| kv.get(1).cloned())
+            .unwrap_or_default()
+    };
+    let mut flags = Vec::new();
+    if let Ok(primary) = redis::cmd("SENTINEL")
+        .arg("MASTER")
+        .arg(master)
+        .query_async::<Vec<String>>(&mut conn)
+        .await
+    {
+        flags.push(flags_of(&primary));
+    }
+    if let Ok(replicas) = redis::cmd("SENTINEL")
+        .arg("REPLICAS")
+        .arg(master)
+        .query_async::<Vec<Vec<String>>>(&mut conn)
+        .await
+    {
+        flags.extend(replicas.iter().map(|r| flags_of(r)));
+    }
+    flags
+}
+
 /// IDs of the connections logged in as `app` on a node.
 async fn app_client_ids(port: u16, layout: &Layout) -> Vec<String> {
     let list = as_operator(port, &operator_password(layout), &["CLIENT", "LIST"])
@@ -488,6 +523,36 @@ async fn rotated_passwords_work_at_once_the_old_ones_until_the_grace_ends_and_cl
     )
     .await;
 
+    // The sentinels' links to the data nodes log in again with the new sentinel password
+    // (heal set their auth-pass during the rollover): every link cut, every node seen healthy.
+    for port in &ports {
+        as_operator(*port, &new[3], &["CLIENT", "KILL", "USER", "sentinel"])
+            .await
+            .unwrap();
+    }
+    let sentinel_ports: Vec<u16> = state.sentinels.iter().map(|s| s.port).collect();
+    heal_until(
+        &mut supervisor,
+        "sentinels reconnected to every node",
+        || {
+            let sentinel_ports = sentinel_ports.clone();
+            async move {
+                for port in &sentinel_ports {
+                    let flags = sentinel_flags(*port, "rotation").await;
+                    if flags.len() != 2
+                        || flags
+                            .iter()
+                            .any(|f| f.contains("disconnected") || f.contains("down"))
+                    {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+
     stop_reader.store(true, Ordering::Relaxed);
     let read_errors = reader.await.unwrap();
     let log = writer.stop().await;
@@ -529,8 +594,25 @@ async fn rotated_passwords_work_at_once_the_old_ones_until_the_grace_ends_and_cl
         }
     })
     .await;
-    let after = supervisor.state().primary.clone();
-    assert_ne!(after, Some(format!("127.0.0.1:{primary_port}")));
+    // And it was a failover (not the killed node restarted in place): the sentinels elected
+    // the other node.
+    let old_primary = format!("127.0.0.1:{primary_port}");
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let report = supervisor.heal_pass().await.unwrap();
+        if report
+            .primary
+            .as_ref()
+            .is_some_and(|p| p.to_string() != old_primary)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failover away from {old_primary}: {report:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Nothing was restarted for the rotation (the killed primary aside).
     let now = pids(supervisor.state());
