@@ -498,8 +498,8 @@ mod tests {
     /// The value of the last `directive` line (the one Redis keeps).
     fn last(conf: &str, directive: &str) -> Option<String> {
         conf.lines()
-            .filter_map(|l| l.strip_prefix(directive)?.strip_prefix(' '))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix(directive)?.strip_prefix(' '))
             .map(str::to_owned)
     }
 
