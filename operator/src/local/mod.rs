@@ -366,7 +366,10 @@ pub struct SentinelStatus {
 /// Reads the state and asks every process.
 pub async fn status(layout: &Layout) -> Result<Status> {
     let state = LocalState::read(&layout.state_file())?;
-    let model = load_model(Path::new(&state.spec_file))?;
+    let mut model = load_model(Path::new(&state.spec_file))?;
+    // The processes speak what `up` started them with; a TLS switch edited into the file since
+    // is refused by a running `up` and only takes effect at the next one.
+    model.spec.tls.enabled = state.tls;
     let credentials = credentials(&model, layout)?;
     if state.tls {
         tls::install_crypto_provider();
