@@ -82,8 +82,8 @@ enum Session {
     Refused(String),
 }
 
-/// `PING` over TLS trusting `ca` (PEM), as `user` when given.
-async fn tls_ping(port: u16, ca: &[u8], user: Option<(&str, &str)>) -> Session {
+/// A client of `port` over TLS trusting `ca` (PEM), as `user` when given.
+fn tls_client(port: u16, ca: &[u8], user: Option<(&str, &str)>) -> redis::Client {
     local::tls::install_crypto_provider();
     let addr = ConnectionAddr::TcpTls {
         host: local::LOOPBACK.to_owned(),
@@ -99,14 +99,19 @@ async fn tls_ping(port: u16, ca: &[u8], user: Option<(&str, &str)>) -> Session {
         .into_connection_info()
         .unwrap()
         .set_redis_settings(settings);
-    let client = redis::Client::build_with_tls(
+    redis::Client::build_with_tls(
         info,
         TlsCertificates {
             client_tls: None,
             root_cert: Some(ca.to_vec()),
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// `PING` over TLS trusting `ca` (PEM), as `user` when given.
+async fn tls_ping(port: u16, ca: &[u8], user: Option<(&str, &str)>) -> Session {
+    let client = tls_client(port, ca, user);
     let connected = tokio::time::timeout(REFUSAL, client.get_multiplexed_async_connection()).await;
     let mut conn = match connected {
         Ok(Ok(conn)) => conn,
@@ -118,6 +123,29 @@ async fn tls_ping(port: u16, ca: &[u8], user: Option<(&str, &str)>) -> Session {
         Err(e) if e.is_io_error() || e.is_connection_dropped() => Session::Refused(e.to_string()),
         Err(e) => Session::Answered(e.to_string()),
     }
+}
+
+/// The flags a sentinel (asked over TLS) has for the other sentinels and for the replicas, e.g.
+/// `sentinel` and `slave`; `disconnected` when its own link to that instance is down.
+async fn sentinel_links(port: u16, ca: &[u8], master: &str) -> Result<Vec<String>, String> {
+    let mut conn = tls_client(port, ca, None)
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut flags = Vec::new();
+    for what in ["SENTINELS", "REPLICAS"] {
+        let entries: Vec<Vec<String>> = redis::cmd("SENTINEL")
+            .arg(what)
+            .arg(master)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        for fields in entries {
+            let at = fields.iter().position(|f| f == "flags").ok_or("no flags")?;
+            flags.push(fields.get(at + 1).cloned().unwrap_or_default());
+        }
+    }
+    Ok(flags)
 }
 
 /// `PING` in plaintext on a raw socket: what comes back until the server closes (or the wait
@@ -322,6 +350,26 @@ async fn a_tls_store_from_local_up_fails_over_over_tls_and_refuses_plaintext_and
         (synced && discovered).then_some(())
     })
     .await;
+    // Each sentinel's own links to the other sentinels and to the replicas are up. With only TLS
+    // ports open these links are TLS: the proof that Sentinel talks TLS to Sentinel and to Redis
+    // (hellos alone travel through the data nodes; votes need the direct links).
+    let deadline = Instant::now() + CONVERGE;
+    for &port in &sentinel_ports {
+        loop {
+            let links = sentinel_links(port, &ca, &state.master_name).await;
+            let healthy = links.as_ref().is_ok_and(|flags| {
+                flags.len() == 4 && flags.iter().all(|f| f == "sentinel" || f == "slave")
+            });
+            if healthy {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sentinel {port} links: {links:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
 
     // The application records through rediss+sentinel:// with the CA file.
     let at = chrono::Utc::now().timestamp();
