@@ -118,6 +118,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "  credentials: {} (one password file per user)",
         layout.credentials_dir().display()
     );
+    if state.tls {
+        println!(
+            "  tls:         TLS only; clients trust {} (certificates in {})",
+            layout.tls_ca_file().display(),
+            layout.tls_dir().display()
+        );
+    }
     println!(
         "  status:      abstore-operator local status --dir {}",
         layout.dir.display()
@@ -151,6 +158,19 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
             );
             println!("connect:     {}", status.url);
             println!("credentials: {}", status.credentials_dir);
+            if let Some(tls) = &status.tls {
+                match (&tls.server_certificate_expires, &tls.error) {
+                    (Some(expires), _) => println!(
+                        "tls:         CA {}; server certificate expires {expires}",
+                        tls.ca_file
+                    ),
+                    (None, error) => println!(
+                        "tls:         CA {}; server certificate: {}",
+                        tls.ca_file,
+                        error.as_deref().unwrap_or("unreadable")
+                    ),
+                }
+            }
             match status.supervisor_pid {
                 Some(pid) => println!("healer:      pid {pid}"),
                 None => println!("healer:      not running"),

@@ -339,6 +339,70 @@ fn tls_mounts_the_certificate_and_switches_every_url_to_rediss() {
     );
 }
 
+#[test]
+fn with_tls_the_exporter_verifies_its_pods_certificate_by_the_headless_dns_name() {
+    // redis_exporter reads these variables; the name it dials must be one the certificate covers
+    // (the pod's headless name, not localhost) and it must verify it (no skip-verification).
+    let children = built("tls:\n  enabled: true\n  secretName: shop-tls");
+    let set = stateful_set(&children, "shop-redis");
+    let exporter = container(set, "exporter");
+    let env: Vec<(&str, Option<&str>)> = exporter
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    let value = |name: &str| {
+        env.iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} in {env:?}"))
+    };
+    let headless = set.spec.as_ref().unwrap().service_name.clone().unwrap();
+    assert_eq!(
+        value("REDIS_ADDR"),
+        format!("rediss://$(POD_NAME).{headless}.ab.svc.cluster.local:6379")
+    );
+    // `$(POD_NAME)` expands only if POD_NAME is defined earlier in the list.
+    let position = |name: &str| env.iter().position(|(n, _)| *n == name).unwrap();
+    assert!(position("POD_NAME") < position("REDIS_ADDR"));
+    assert_eq!(
+        value("REDIS_EXPORTER_TLS_CA_CERT_FILE"),
+        format!("{TLS_DIR}/ca.crt")
+    );
+    assert_eq!(
+        value("REDIS_EXPORTER_TLS_CLIENT_CERT_FILE"),
+        format!("{TLS_DIR}/tls.crt")
+    );
+    assert_eq!(
+        value("REDIS_EXPORTER_TLS_CLIENT_KEY_FILE"),
+        format!("{TLS_DIR}/tls.key")
+    );
+    assert!(!env.iter().any(|(n, _)| n.contains("SKIP_TLS")), "{env:?}");
+    assert!(
+        exporter
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_path == TLS_DIR),
+        "the exporter mounts the certificate files it names"
+    );
+
+    // Without TLS: plaintext on localhost, no TLS variables.
+    let plain = built("");
+    let exporter = container(stateful_set(&plain, "shop-redis"), "exporter");
+    let names: Vec<&str> = exporter
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("TLS")), "{names:?}");
+}
+
 fn job_args(job: &CronJob) -> Vec<String> {
     job_pod(job).containers[0].args.clone().unwrap()
 }

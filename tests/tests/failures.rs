@@ -306,7 +306,13 @@ impl Store {
         let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
         let layout = supervisor.layout().clone();
         let credentials = local::credentials(supervisor.model(), &layout).unwrap();
-        let target = local::heal_target(supervisor.model(), &credentials, supervisor.state());
+        let target = local::heal_target(
+            supervisor.model(),
+            &layout,
+            &credentials,
+            supervisor.state(),
+        )
+        .unwrap();
         assert_eq!((target.nodes.len(), target.sentinels.len()), (3, 3));
         assert_eq!(
             (

@@ -270,7 +270,13 @@ async fn scaling_data_nodes_down_moves_the_primary_first_and_back_up_heals_them_
 
     // The primary on the highest ordinal, through the same switchover (avoiding the others).
     let credentials = local::credentials(supervisor.model(), &layout).unwrap();
-    let target = local::heal_target(supervisor.model(), &credentials, supervisor.state());
+    let target = local::heal_target(
+        supervisor.model(),
+        &layout,
+        &credentials,
+        supervisor.state(),
+    )
+    .unwrap();
     let highest = Endpoint::new(local::LOOPBACK, supervisor.state().nodes[2].port);
     if supervisor.state().primary.as_deref() != Some(highest.to_string().as_str()) {
         let moved = rollout::switchover(&target, &[0, 1], Duration::from_secs(30))

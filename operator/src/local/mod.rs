@@ -5,11 +5,12 @@
 //!
 //! Everything lives in one directory: `state.json` (ports, pids, primary), `credentials/<user>`
 //! (one password file per ACL user, mode 0600), `acl/users.acl`, `redis-<i>/` and `sentinel-<i>/`
-//! (config, data, log) and `backups/`. `up` on an existing directory restarts the same store with
-//! its data, ports and passwords.
+//! (config, data, log), `backups/`, and with `spec.tls.enabled` `tls/` (see [`tls`]). `up` on an
+//! existing directory restarts the same store with its data, ports, passwords and certificates.
 
 mod process;
 mod state;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub const LOOPBACK: &str = "127.0.0.1";
 pub const STATE_FILE: &str = "state.json";
 /// File name of a rolling-restart request inside the directory.
 pub const RESTART_REQUEST_FILE: &str = "restart.request";
+/// Directory of the certificates inside the store's directory.
+pub const TLS_DIR_NAME: &str = "tls";
 /// How long `up` waits for the first primary to be elected.
 pub const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between heal passes.
@@ -59,6 +62,8 @@ pub enum LocalError {
     NoPrimary { seconds: u64, reason: String },
     #[error("heal: {0}")]
     Heal(#[from] heal::HealError),
+    #[error("{path}: TLS: {reason}")]
+    Tls { path: PathBuf, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, LocalError>;
@@ -122,6 +127,20 @@ impl Layout {
     pub fn backups_dir(&self) -> PathBuf {
         self.dir.join("backups")
     }
+    /// The certificates of a TLS store, named as in a cert-manager Secret.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join(TLS_DIR_NAME)
+    }
+    /// The CA clients trust (`?ca_file=` of the URLs).
+    pub fn tls_ca_file(&self) -> PathBuf {
+        self.tls_dir().join(config::TLS_CA_FILE)
+    }
+    pub fn tls_cert_file(&self) -> PathBuf {
+        self.tls_dir().join(config::TLS_CERT_FILE)
+    }
+    pub fn tls_key_file(&self) -> PathBuf {
+        self.tls_dir().join(config::TLS_KEY_FILE)
+    }
     /// Written by `local restart`; the running `up` removes it and rolls every process.
     pub fn restart_request_file(&self) -> PathBuf {
         self.dir.join(RESTART_REQUEST_FILE)
@@ -131,7 +150,7 @@ impl Layout {
         ConfigPaths {
             data_dir: text(self.dir.clone()),
             acl_file: text(self.acl_file()),
-            tls_dir: text(self.dir.join("tls")),
+            tls_dir: text(self.tls_dir()),
             credentials_dir: text(self.credentials_dir()),
             config_dir: text(self.dir.join("config")),
         }
@@ -209,7 +228,8 @@ pub(crate) fn write_private(path: &Path, content: &str) -> Result<()> {
 
 /// redis.conf of node `index`: the operator's rendered redis.conf, then this node's lines
 /// (loopback port, its directory, masterauth, and `replicaof` when a primary is known and it is
-/// not this node: a restarted node never comes up as a second, possibly empty, primary).
+/// not this node: a restarted node never comes up as a second, possibly empty, primary). With
+/// TLS the port is the TLS port and the plaintext one stays closed (`port 0`).
 pub fn node_config(
     model: &Model,
     layout: &Layout,
@@ -222,9 +242,10 @@ pub fn node_config(
     let dir = layout.node_dir(index);
     conf.push_str(&format!(
         "\n# --- this node, written by abstore-operator local up ---\n\
-         port {port}\nbind {LOOPBACK}\ndir \"{}\"\naclfile \"{}\"\n\
+         {}bind {LOOPBACK}\ndir \"{}\"\naclfile \"{}\"\n\
          masterauth \"{}\"\nreplica-announce-ip {LOOPBACK}\nreplica-announce-port {port}\n\
          repl-diskless-sync-delay 0\n",
+        port_lines(model, port),
         dir.display(),
         layout.acl_file().display(),
         credentials.role_password(Role::Replication),
@@ -239,18 +260,35 @@ pub fn node_config(
 
 /// sentinel.conf of sentinel `index`: the rendered sentinel.conf plus its port and directory.
 /// No `sentinel monitor`: heal makes it monitor the primary it chose or the sentinels elected.
+/// With TLS (`tls-replication yes` in the rendered file) it talks TLS to the data nodes and to
+/// the other sentinels, and serves only TLS.
 pub fn sentinel_config(model: &Model, layout: &Layout, index: usize, port: u16) -> String {
     let mut conf = config::sentinel_conf(model, &layout.config_paths());
     conf.push_str(&format!(
         "\n# --- this sentinel, written by abstore-operator local up ---\n\
-         port {port}\nbind {LOOPBACK}\ndir \"{}\"\n",
+         {}bind {LOOPBACK}\ndir \"{}\"\n",
+        port_lines(model, port),
         layout.sentinel_dir(index).display()
     ));
     conf
 }
 
-/// What heal needs for this local store.
-pub fn heal_target(model: &Model, credentials: &Credentials, state: &LocalState) -> HealTarget {
+/// The listening port of a local process: plaintext, or TLS only.
+fn port_lines(model: &Model, port: u16) -> String {
+    if model.spec.tls.enabled {
+        format!("port 0\ntls-port {port}\n")
+    } else {
+        format!("port {port}\n")
+    }
+}
+
+/// What heal needs for this local store (with TLS, the CA in `<dir>/tls/ca.crt`).
+pub fn heal_target(
+    model: &Model,
+    layout: &Layout,
+    credentials: &Credentials,
+    state: &LocalState,
+) -> Result<HealTarget> {
     let nodes = state
         .nodes
         .iter()
@@ -261,23 +299,44 @@ pub fn heal_target(model: &Model, credentials: &Credentials, state: &LocalState)
         .iter()
         .map(|s| Endpoint::new(LOOPBACK, s.port))
         .collect();
-    HealTarget::for_model(model, credentials, nodes, sentinels, None)
+    let tls_ca = if model.spec.tls.enabled {
+        Some(tls::read_ca(layout)?)
+    } else {
+        None
+    };
+    Ok(HealTarget::for_model(
+        model,
+        credentials,
+        nodes,
+        sentinels,
+        tls_ca,
+    ))
 }
 
-/// The `redis+sentinel://` URL applications use (the password comes from the file).
+/// The `redis+sentinel://` URL applications use (the password comes from the file;
+/// `rediss+sentinel://` with the CA file for a TLS store).
 pub fn app_url(layout: &Layout, state: &LocalState) -> String {
     role_url(layout, state, Role::App)
 }
 
-/// The `redis+sentinel://` URL of a role's user, with its password file.
+/// The `redis+sentinel://` URL of a role's user, with its password file (`rediss+sentinel://`
+/// and the CA file when the store serves TLS).
 pub fn role_url(layout: &Layout, state: &LocalState, role: Role) -> String {
     let hosts: Vec<String> = state
         .sentinels
         .iter()
         .map(|s| format!("{LOOPBACK}:{}", s.port))
         .collect();
+    let (scheme, ca) = if state.tls {
+        (
+            "rediss+sentinel",
+            format!("ca_file={}&", layout.tls_ca_file().display()),
+        )
+    } else {
+        ("redis+sentinel", String::new())
+    };
     format!(
-        "redis+sentinel://{}@{}/{}?password_file={}",
+        "{scheme}://{}@{}/{}?{ca}password_file={}",
         role.username(),
         hosts.join(","),
         state.master_name,
@@ -300,6 +359,19 @@ pub struct Status {
     pub jobs: BTreeMap<String, state::JobRun>,
     /// The rollout step of the healer's last pass.
     pub rollout: Option<String>,
+    /// The certificates of a TLS store.
+    pub tls: Option<TlsStatus>,
+}
+
+/// The certificates `status` reports for a TLS store.
+#[derive(Debug, Serialize)]
+pub struct TlsStatus {
+    /// The CA clients trust.
+    pub ca_file: String,
+    /// When the server certificate ends (RFC 3339).
+    pub server_certificate_expires: Option<String>,
+    /// Why the server certificate could not be read.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -325,9 +397,15 @@ pub struct SentinelStatus {
 /// Reads the state and asks every process.
 pub async fn status(layout: &Layout) -> Result<Status> {
     let state = LocalState::read(&layout.state_file())?;
-    let model = load_model(Path::new(&state.spec_file))?;
+    let mut model = load_model(Path::new(&state.spec_file))?;
+    // The processes speak what `up` started them with; a TLS switch edited into the file since
+    // is refused by a running `up` and only takes effect at the next one.
+    model.spec.tls.enabled = state.tls;
     let credentials = credentials(&model, layout)?;
-    let target = heal_target(&model, &credentials, &state);
+    if state.tls {
+        tls::install_crypto_provider();
+    }
+    let target = heal_target(&model, layout, &credentials, &state)?;
     let observation = heal::observe(&target).await;
     let nodes = state
         .nodes
@@ -390,6 +468,14 @@ pub async fn status(layout: &Layout) -> Result<Status> {
         sentinels,
         jobs: state.jobs.clone(),
         rollout: state.rollout.clone(),
+        tls: state.tls.then(|| {
+            let expires = tls::server_not_after(layout);
+            TlsStatus {
+                ca_file: layout.tls_ca_file().display().to_string(),
+                server_certificate_expires: expires.as_ref().ok().map(|at| at.to_rfc3339()),
+                error: expires.err().map(|e| e.to_string()),
+            }
+        }),
     })
 }
 
@@ -428,4 +514,81 @@ pub async fn down(layout: &Layout, grace: Duration) -> Result<Vec<u32>> {
     }
     state.write(&layout.state_file())?;
     Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn model(tls: bool) -> Model {
+        let yaml = format!(
+            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: local\nspec:\n  tls:\n    enabled: {tls}\n    secretName: shop-tls\n"
+        );
+        validate(&serde_yaml::from_str::<ABStore>(&yaml).unwrap()).unwrap()
+    }
+
+    /// The value of the last `directive` line (the one Redis keeps).
+    fn last(conf: &str, directive: &str) -> Option<String> {
+        conf.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(directive)?.strip_prefix(' '))
+            .map(str::to_owned)
+    }
+
+    fn state(tls: bool) -> LocalState {
+        LocalState {
+            master_name: "shop".to_owned(),
+            sentinels: vec![ProcessState {
+                port: 26001,
+                pid: None,
+            }],
+            tls,
+            ..LocalState::default()
+        }
+    }
+
+    #[test]
+    fn with_tls_every_process_serves_only_tls_on_its_port_with_the_local_certificates() {
+        // A trailing `port <n>` would reopen plaintext after the rendered `port 0`.
+        let tls = model(true);
+        let layout = Layout::new("/var/store");
+        let credentials = Credentials::resolve(&tls, &BTreeMap::new(), &mut || "pw".to_owned());
+        let node = node_config(&tls, &layout, &credentials, 0, 7001, None);
+        let sentinel = sentinel_config(&tls, &layout, 0, 26001);
+        for conf in [&node, &sentinel] {
+            assert_eq!(last(conf, "port").as_deref(), Some("0"), "{conf}");
+            assert_eq!(last(conf, "tls-replication").as_deref(), Some("yes"));
+            assert_eq!(
+                last(conf, "tls-ca-cert-file").as_deref(),
+                Some("\"/var/store/tls/ca.crt\"")
+            );
+            assert_eq!(
+                last(conf, "tls-key-file").as_deref(),
+                Some("\"/var/store/tls/tls.key\"")
+            );
+        }
+        assert_eq!(last(&node, "tls-port").as_deref(), Some("7001"));
+        assert_eq!(last(&sentinel, "tls-port").as_deref(), Some("26001"));
+
+        let plain = model(false);
+        let node = node_config(&plain, &layout, &credentials, 0, 7001, None);
+        assert_eq!(last(&node, "port").as_deref(), Some("7001"));
+        assert_eq!(last(&node, "tls-port"), None);
+    }
+
+    #[test]
+    fn urls_of_a_tls_store_are_rediss_with_the_ca_file() {
+        // What `up` prints, `status` shows and the scheduled jobs are given.
+        let layout = Layout::new("/var/store");
+        assert_eq!(
+            role_url(&layout, &state(true), Role::Backup),
+            "rediss+sentinel://backup@127.0.0.1:26001/shop?ca_file=/var/store/tls/ca.crt&password_file=/var/store/credentials/backup"
+        );
+        assert_eq!(
+            app_url(&layout, &state(false)),
+            "redis+sentinel://app@127.0.0.1:26001/shop?password_file=/var/store/credentials/app"
+        );
+    }
 }

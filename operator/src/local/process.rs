@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::state::{LocalState, ProcessState};
 use super::{
     BOOTSTRAP_TIMEOUT, HEAL_INTERVAL, LOOPBACK, Layout, LocalError, Result, credentials,
-    heal_target, io_error, load_model, node_config, sentinel_config, write_private,
+    heal_target, io_error, load_model, node_config, sentinel_config, tls, write_private,
 };
 use crate::config;
 use crate::credentials::Credentials;
@@ -75,6 +75,11 @@ impl Supervisor {
         let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
         let credentials = credentials(&model, &layout)?;
         write_private(&layout.acl_file(), &config::acl_file(&model, &credentials))?;
+        if model.spec.tls.enabled {
+            let certificates = tls::ensure(&layout, chrono::Utc::now())?;
+            tracing::info!(dir = %layout.tls_dir().display(), origin = ?certificates.origin, server_certificate_ends = %certificates.not_after.to_rfc3339(), "TLS only: the plaintext ports stay closed");
+            tls::install_crypto_provider();
+        }
         let backups = layout.backups_dir();
         std::fs::create_dir_all(&backups).map_err(io_error(&backups))?;
 
@@ -100,6 +105,7 @@ impl Supervisor {
         state.master_name = model.master_name().to_owned();
         state.spec_file = spec.display().to_string();
         state.supervisor_pid = Some(std::process::id());
+        state.tls = model.spec.tls.enabled;
         // Never fewer than the last run had: a store shrunk in the file while `up` was not
         // running is scaled down by the rollout (primary switched away first), not truncated.
         let nodes = count(model.spec.redis.replicas).max(state.nodes.len());
@@ -108,7 +114,7 @@ impl Supervisor {
         resize(&mut state.sentinels, sentinels)?;
         state.write(&state_file)?;
 
-        let target = heal_target(&model, &credentials, &state);
+        let target = heal_target(&model, &layout, &credentials, &state)?;
         let mut supervisor = Supervisor {
             layout,
             model,
@@ -351,6 +357,12 @@ impl Supervisor {
             tracing::warn!(from = %self.model.name, to = %model.name, "the ABStore file renames the store; a local store cannot be renamed, ignored");
             return Ok(());
         }
+        if model.spec.tls.enabled != self.model.spec.tls.enabled {
+            // Mid-rollout some processes would speak TLS and the others not: replication and
+            // Sentinel break. A restart switches every process at once.
+            tracing::warn!(file = %self.spec.display(), "the ABStore file switches TLS on or off; a running local store cannot switch, ignored (`local down`, then `local up` again)");
+            return Ok(());
+        }
         if model == self.model {
             return Ok(());
         }
@@ -361,7 +373,7 @@ impl Supervisor {
             &config::acl_file(&model, &self.credentials),
         )?;
         self.model = model;
-        self.target = heal_target(&self.model, &self.credentials, &self.state);
+        self.target = heal_target(&self.model, &self.layout, &self.credentials, &self.state)?;
         self.rebuild_jobs();
         Ok(())
     }
@@ -395,7 +407,7 @@ impl Supervisor {
             remove_dir(&self.layout.sentinel_dir(index));
             self.start_sentinel(index).await?;
         }
-        self.target = heal_target(&self.model, &self.credentials, &self.state);
+        self.target = heal_target(&self.model, &self.layout, &self.credentials, &self.state)?;
         self.rebuild_jobs();
         self.save()
     }
@@ -471,7 +483,8 @@ impl Supervisor {
                 self.state.sentinels.truncate(from);
                 self.sentinels.truncate(from);
                 self.sentinel_applied.truncate(from);
-                self.target = heal_target(&self.model, &self.credentials, &self.state);
+                self.target =
+                    heal_target(&self.model, &self.layout, &self.credentials, &self.state)?;
                 self.rebuild_jobs();
             }
         }
@@ -485,7 +498,7 @@ impl Supervisor {
     async fn remove_nodes(&mut self, from: usize) -> Result<()> {
         let mut remaining = self.state.clone();
         remaining.nodes.truncate(from);
-        let target = heal_target(&self.model, &self.credentials, &remaining);
+        let target = heal_target(&self.model, &self.layout, &self.credentials, &remaining)?;
         let value = target.effective_min_replicas_to_write();
         for node in &target.nodes {
             let lowered = async {

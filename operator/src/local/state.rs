@@ -33,6 +33,10 @@ pub struct LocalState {
     /// The rollout step of the last pass (`done`, `wait: …`, `restart data node 1`, …).
     #[serde(default)]
     pub rollout: Option<String>,
+    /// Whether the processes serve TLS only (certificates in `<dir>/tls`): the URLs are
+    /// `rediss+sentinel://` with the CA file.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// One finished job run.
