@@ -286,7 +286,7 @@ impl Supervisor {
                 &config::acl_file(&self.model, &credentials),
             )?;
             self.credentials = credentials;
-            self.target = heal_target(&self.model, &self.credentials, &self.state);
+            self.target = heal_target(&self.model, &self.layout, &self.credentials, &self.state)?;
         }
         let report = heal::acl::heal_acls(
             &self.target,
