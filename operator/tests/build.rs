@@ -14,7 +14,9 @@ use abstore_operator::build::{
     BACKUP_COMPONENT, Children, OPERATOR_POD_NAME, PRIMARY_URL_KEY, PRUNE_COMPONENT,
     SENTINEL_URL_KEY, build,
 };
-use abstore_operator::config::{ACL_FILE_NAME, REDIS_CONF, TLS_DIR};
+use abstore_operator::config::{
+    ACL_DIR, ACL_FILE_NAME, REDIS_CONF, SENTINEL_ACL_FILE_NAME, TLS_DIR,
+};
 use abstore_operator::crd::ABStore;
 use abstore_operator::credentials::{Credentials, PASSWORD_KEY};
 use abstore_operator::model::{
@@ -441,7 +443,11 @@ fn jobs_run_as_their_own_role_with_only_that_password_mounted() {
     let prune = cron_job(&children, "shop-prune").unwrap();
     let args = job_args(prune);
     assert_eq!(args[0], "prune");
-    assert!(args[2].starts_with("redis+sentinel://prune@"));
+    assert_eq!(
+        args[2],
+        "redis+sentinel://prune@shop-sentinel.ab.svc.cluster.local:26379/shop\
+         ?sentinel_username=prune&password_file=/var/run/abstore/credentials/password"
+    );
     assert!(args.windows(2).any(|w| w == ["--retention-days", "7"]));
     let pod = job_pod(prune);
     assert_eq!(pod.service_account_name, None);
@@ -602,6 +608,71 @@ fn the_config_hash_changes_with_the_configuration_and_nothing_else() {
         secret_text(secret(&base, "shop-acl"), ACL_FILE_NAME),
         secret_text(secret(&user, "shop-acl"), ACL_FILE_NAME)
     );
+    // The sentinels know every user too (their own ACL file): a new user rolls them as well.
+    assert_ne!(
+        config_hash(&base, "shop-sentinel"),
+        config_hash(&user, "shop-sentinel")
+    );
+}
+
+#[test]
+fn a_changed_password_rolls_the_pods_whose_acl_file_holds_it() {
+    // Every user is on the data nodes and the sentinels: a changed app password must reach both,
+    // or the app could write but not find the primary (or the reverse).
+    let model = model("");
+    let before = build(&model, &credentials(&model, &BTreeMap::new())).unwrap();
+    let existing = BTreeMap::from([("app".to_owned(), "a-replaced-app-password-1".to_owned())]);
+    let after = build(&model, &credentials(&model, &existing)).unwrap();
+    for name in ["shop-redis", "shop-sentinel"] {
+        assert_ne!(
+            config_hash(&before, name),
+            config_hash(&after, name),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_acl_secret_holds_both_acl_files_and_each_pod_mounts_only_its_own() {
+    // A sentinel pod has no use for the data nodes' rules, nor a Redis pod for the sentinels'.
+    let children = built("");
+    let acl = secret(&children, "shop-acl");
+    let keys: Vec<&String> = acl.data.as_ref().unwrap().keys().collect();
+    assert_eq!(keys, [SENTINEL_ACL_FILE_NAME, ACL_FILE_NAME]);
+    assert!(secret_text(acl, SENTINEL_ACL_FILE_NAME).starts_with("user default off "));
+    let acl_items = |name: &str| -> Vec<String> {
+        let pod = pod_spec(stateful_set(&children, name));
+        let volume = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| {
+                v.secret
+                    .as_ref()
+                    .is_some_and(|s| s.secret_name.as_deref() == Some("shop-acl"))
+            })
+            .unwrap_or_else(|| panic!("{name} does not mount the ACL Secret"));
+        let mounted = pod.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == volume.name && m.mount_path == ACL_DIR);
+        assert!(mounted, "{name} mounts the ACL Secret at {ACL_DIR}");
+        volume
+            .secret
+            .as_ref()
+            .unwrap()
+            .items
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|i| i.key.clone())
+            .collect()
+    };
+    assert_eq!(acl_items("shop-redis"), [ACL_FILE_NAME]);
+    assert_eq!(acl_items("shop-sentinel"), [SENTINEL_ACL_FILE_NAME]);
 }
 
 #[test]
@@ -639,6 +710,11 @@ fn credentials_secrets_keep_existing_passwords_and_add_connection_urls() {
     assert_eq!(
         secret_text(reporting, PRIMARY_URL_KEY),
         "redis://reporting@shop-primary.ab.svc.cluster.local:6379"
+    );
+    // The sentinels require authentication as the same user.
+    assert_eq!(
+        secret_text(reporting, SENTINEL_URL_KEY),
+        "redis+sentinel://reporting@shop-sentinel.ab.svc.cluster.local:26379/shop?sentinel_username=reporting"
     );
     // The ACL Secret is not a credentials Secret: the controller reads those back by label.
     assert_eq!(

@@ -27,15 +27,18 @@ pub(crate) fn config_map(model: &Model, files: &BTreeMap<String, String>) -> Con
     }
 }
 
-/// The Secret `name` holding the ACL file under `key`.
-pub(crate) fn acl_secret(model: &Model, name: String, key: &str, acl_file: &str) -> Secret {
+/// The Secret `name` holding the ACL files, each under its key (the data nodes' and the
+/// sentinels').
+pub(crate) fn acl_secret(model: &Model, name: String, files: &[(&str, &str)]) -> Secret {
     Secret {
         metadata: object_meta(model, name, CONFIG_COMPONENT),
         type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([(
-            key.to_owned(),
-            ByteString(acl_file.as_bytes().to_vec()),
-        )])),
+        data: Some(
+            files
+                .iter()
+                .map(|(key, content)| ((*key).to_owned(), ByteString(content.as_bytes().to_vec())))
+                .collect(),
+        ),
         ..Secret::default()
     }
 }
@@ -97,16 +100,17 @@ fn follows_the_replica_count(file: &str, line: &str) -> bool {
 
 /// The pod-template hashes of the Redis and the sentinel pods: sha256 (hex) over what each
 /// component runs from, so a change rolls exactly the pods it concerns — Redis pods for their
-/// files and the ACL file, sentinels for theirs and the sentinel user's password (their
-/// `auth-pass`). What follows the replica count is left out ([`follows_the_replica_count`]): a
+/// files and the ACL file, sentinels for theirs, their ACL file and the sentinel user's password
+/// (their `auth-pass` and `sentinel-pass`). What follows the replica count is left out ([`follows_the_replica_count`]): a
 /// scale change must not restart every pod (a lone primary in place). Lengths are
 /// hashed with the content so two layouts cannot collide.
 pub(crate) fn config_hashes(
     files: &BTreeMap<String, String>,
     acl_file: &str,
+    sentinel_acl_file: &str,
     sentinel_password: &str,
 ) -> (String, String) {
-    let hash = |names: &[&str], extra: &str| {
+    let hash = |names: &[&str], extras: &[&str]| {
         let mut hasher = Sha256::new();
         let mut part = |bytes: &[u8]| {
             hasher.update((bytes.len() as u64).to_le_bytes());
@@ -122,11 +126,13 @@ pub(crate) fn config_hashes(
             part(name.as_bytes());
             part(content.as_bytes());
         }
-        part(extra.as_bytes());
+        for extra in extras {
+            part(extra.as_bytes());
+        }
         hex::encode(hasher.finalize())
     };
     (
-        hash(&REDIS_FILES, acl_file),
-        hash(&SENTINEL_FILES, sentinel_password),
+        hash(&REDIS_FILES, &[acl_file]),
+        hash(&SENTINEL_FILES, &[sentinel_acl_file, sentinel_password]),
     )
 }

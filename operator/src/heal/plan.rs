@@ -376,6 +376,7 @@ mod tests {
             min_replicas_to_write: 1,
             operator_auth: None,
             sentinel_auth: None,
+            operator_sentinel_auth: None,
             tls_ca: None,
         }
     }

@@ -108,6 +108,10 @@ impl Layout {
     pub fn acl_file(&self) -> PathBuf {
         self.dir.join("acl").join(config::ACL_FILE_NAME)
     }
+    /// The sentinels' ACL file (next to `acl_file`, as `ConfigPaths::sentinel_acl_file` says).
+    pub fn sentinel_acl_file(&self) -> PathBuf {
+        self.dir.join("acl").join(config::SENTINEL_ACL_FILE_NAME)
+    }
     pub fn node_dir(&self, index: usize) -> PathBuf {
         self.dir.join(format!("redis-{index}"))
     }
@@ -155,6 +159,19 @@ pub fn credentials(model: &Model, layout: &Layout) -> Result<Credentials> {
         }
     }
     Ok(credentials)
+}
+
+/// The data nodes' and the sentinels' ACL files, from the store's credentials.
+pub(crate) fn write_acl_files(
+    model: &Model,
+    layout: &Layout,
+    credentials: &Credentials,
+) -> Result<()> {
+    write_private(&layout.acl_file(), &config::acl_file(model, credentials))?;
+    write_private(
+        &layout.sentinel_acl_file(),
+        &config::sentinel_acl_file(model, credentials),
+    )
 }
 
 /// Writes a file only its owner can read.
@@ -206,14 +223,22 @@ pub fn node_config(
     conf
 }
 
-/// sentinel.conf of sentinel `index`: the rendered sentinel.conf plus its port and directory.
-/// No `sentinel monitor`: heal makes it monitor the primary it chose or the sentinels elected.
-pub fn sentinel_config(model: &Model, layout: &Layout, index: usize, port: u16) -> String {
+/// sentinel.conf of sentinel `index`: the rendered sentinel.conf plus its port, directory and
+/// `sentinel-pass` (what it authenticates to the other sentinels with). No `sentinel monitor`:
+/// heal makes it monitor the primary it chose or the sentinels elected, with the auth-pass.
+pub fn sentinel_config(
+    model: &Model,
+    layout: &Layout,
+    credentials: &Credentials,
+    index: usize,
+    port: u16,
+) -> String {
     let mut conf = config::sentinel_conf(model, &layout.config_paths());
     conf.push_str(&format!(
         "\n# --- this sentinel, written by abstore-operator local up ---\n\
-         port {port}\nbind {LOOPBACK}\ndir \"{}\"\n",
-        layout.sentinel_dir(index).display()
+         port {port}\nbind {LOOPBACK}\ndir \"{}\"\nsentinel sentinel-pass \"{}\"\n",
+        layout.sentinel_dir(index).display(),
+        credentials.role_password(Role::Sentinel),
     ));
     conf
 }
@@ -238,7 +263,8 @@ pub fn app_url(layout: &Layout, state: &LocalState) -> String {
     role_url(layout, state, Role::App)
 }
 
-/// The `redis+sentinel://` URL of a role's user, with its password file.
+/// The `redis+sentinel://` URL of a role's user, with its password file; the same user and
+/// password authenticate to the sentinels (`sentinel_username`).
 pub fn role_url(layout: &Layout, state: &LocalState, role: Role) -> String {
     let hosts: Vec<String> = state
         .sentinels
@@ -246,11 +272,11 @@ pub fn role_url(layout: &Layout, state: &LocalState, role: Role) -> String {
         .map(|s| format!("{LOOPBACK}:{}", s.port))
         .collect();
     format!(
-        "redis+sentinel://{}@{}/{}?password_file={}",
-        role.username(),
+        "redis+sentinel://{user}@{}/{}?sentinel_username={user}&password_file={}",
         hosts.join(","),
         state.master_name,
-        layout.credential_file(role.username()).display()
+        layout.credential_file(role.username()).display(),
+        user = role.username(),
     )
 }
 

@@ -12,7 +12,8 @@ use tokio::time::Instant;
 use super::state::{LocalState, ProcessState};
 use super::{
     BOOTSTRAP_TIMEOUT, HEAL_INTERVAL, LOOPBACK, Layout, LocalError, Result, credentials,
-    heal_target, io_error, load_model, node_config, sentinel_config, write_private,
+    heal_target, io_error, load_model, node_config, sentinel_config, write_acl_files,
+    write_private,
 };
 use crate::config;
 use crate::credentials::Credentials;
@@ -74,7 +75,7 @@ impl Supervisor {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
         let credentials = credentials(&model, &layout)?;
-        write_private(&layout.acl_file(), &config::acl_file(&model, &credentials))?;
+        write_acl_files(&model, &layout, &credentials)?;
         let backups = layout.backups_dir();
         std::fs::create_dir_all(&backups).map_err(io_error(&backups))?;
 
@@ -328,10 +329,7 @@ impl Supervisor {
         }
         tracing::info!(file = %self.spec.display(), "the ABStore file changed; rolling processes whose configuration changed");
         self.credentials = credentials(&model, &self.layout)?;
-        write_private(
-            &self.layout.acl_file(),
-            &config::acl_file(&model, &self.credentials),
-        )?;
+        write_acl_files(&model, &self.layout, &self.credentials)?;
         self.model = model;
         self.target = heal_target(&self.model, &self.credentials, &self.state);
         self.rebuild_jobs();
@@ -522,10 +520,12 @@ impl Supervisor {
         let mut text = sentinel_config(
             &self.model,
             &self.layout,
+            &self.credentials,
             index,
             self.state.sentinels[index].port,
         );
         text.push_str(&config::sentinel_monitor_conf(&self.model));
+        text.push_str(&config::sentinel_acl_file(&self.model, &self.credentials));
         text
     }
 
@@ -684,7 +684,8 @@ impl Supervisor {
         // rendered configuration changed, and heal makes it monitor with the new settings.
         let fingerprint = self.sentinel_fingerprint(index);
         if !conf.exists() || self.sentinel_applied[index] != fingerprint {
-            let mut text = sentinel_config(&self.model, &self.layout, index, port);
+            let mut text =
+                sentinel_config(&self.model, &self.layout, &self.credentials, index, port);
             if let Some(id) = std::fs::read_to_string(&conf).ok().and_then(|old| {
                 old.lines()
                     .find(|l| l.starts_with("sentinel myid "))
