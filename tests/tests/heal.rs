@@ -37,6 +37,7 @@ fn target(nodes: &[&RedisServer], sentinels: &[&SentinelServer]) -> HealTarget {
         min_replicas_to_write: 1,
         operator_auth: None,
         sentinel_auth: None,
+        operator_sentinel_auth: None,
         tls_ca: None,
     }
 }
