@@ -198,7 +198,10 @@ pub struct Credentials {
 /// Query parameters: `password_file`, `password_env`, `ca_file`, `sentinel_username`,
 /// `sentinel_password_file`, `sentinel_password_env`, `response_timeout_ms`,
 /// `connect_timeout_ms`, `failover_timeout_ms`. The user and password in the URL are for the
-/// data nodes; sentinels take their own (Sentinel's `requirepass`/ACL is separate).
+/// data nodes; sentinels take their own (Sentinel's `requirepass`/ACL is separate): none by
+/// default, `sentinel_username` alone means that user with the data password (ABStore's
+/// sentinels know every user under the same name and password), and `sentinel_password_file`
+/// or `sentinel_password_env` give a password of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionSpec {
     pub endpoint: Endpoint,
@@ -357,6 +360,11 @@ impl ConnectionSpec {
             return Err(invalid(
                 "sentinel_* parameters need a redis+sentinel:// URL".into(),
             ));
+        }
+        // A sentinel user without a password of its own is the data user's twin on the
+        // sentinels (how ABStore sets them up): it authenticates with the same password.
+        if sentinel_credentials.username.is_some() && sentinel_credentials.password.is_none() {
+            sentinel_credentials.password = credentials.password.clone();
         }
         Ok(Self {
             endpoint,
@@ -1104,6 +1112,32 @@ mod tests {
             Some("sentinel")
         );
         assert_eq!(spec.failover_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_sentinel_username_alone_authenticates_with_the_data_password() {
+        // ABStore's credentials Secrets name the same user for both; a second password
+        // parameter pointing at the same file would only be something to get wrong.
+        let spec =
+            ConnectionSpec::parse("redis+sentinel://app:pw-for-both@h:1/m?sentinel_username=app")
+                .unwrap();
+        assert_eq!(spec.sentinel_credentials.username.as_deref(), Some("app"));
+        assert_eq!(
+            spec.sentinel_credentials
+                .password
+                .as_ref()
+                .map(Secret::expose),
+            Some("pw-for-both")
+        );
+        let own = ConnectionSpec::parse(
+            "redis+sentinel://app:pw@h:1/m?sentinel_username=s&sentinel_password_env=ABSTORE_TEST_SENTINEL_PW_UNSET",
+        );
+        assert!(
+            own.is_err(),
+            "its own password parameter is used, not the data one"
+        );
+        let without = ConnectionSpec::parse("redis+sentinel://app:pw@h:1/m").unwrap();
+        assert_eq!(without.sentinel_credentials, Credentials::default());
     }
 
     #[test]

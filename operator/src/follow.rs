@@ -98,7 +98,7 @@ async fn subscribe_once(
     sentinel: &Endpoint,
     events: &mpsc::Sender<SwitchMaster>,
 ) -> Result<(), String> {
-    let client = client_for(target, sentinel, None)?;
+    let client = client_for(target, sentinel, target.operator_sentinel_auth.as_ref())?;
     let mut pubsub = tokio::time::timeout(IO_TIMEOUT, client.get_async_pubsub())
         .await
         .map_err(|_| format!("no connection within {IO_TIMEOUT:?}"))?

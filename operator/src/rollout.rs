@@ -13,8 +13,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::heal::{
-    self, Action, Decision, Endpoint, HealTarget, NodeRole, Observation, connect, endpoint_of,
-    fields_of, info_fields,
+    self, Action, Decision, Endpoint, HealTarget, NodeRole, Observation, connect, connect_sentinel,
+    endpoint_of, fields_of, info_fields,
 };
 
 /// How far (bytes of replication stream) a replica may trail the primary and still count as in
@@ -519,7 +519,7 @@ impl Switchover<'_> {
         &self,
         sentinel: &Endpoint,
     ) -> Result<HashMap<Endpoint, HashMap<String, String>>, String> {
-        let mut conn = connect(self.target, sentinel, None).await?;
+        let mut conn = connect_sentinel(self.target, sentinel).await?;
         let replicas: Value = redis::cmd("SENTINEL")
             .arg("REPLICAS")
             .arg(&self.target.master_name)
@@ -609,7 +609,7 @@ impl Switchover<'_> {
             }
             tokio::time::sleep(POLL).await;
         }
-        let mut conn = connect(self.target, sentinel, None)
+        let mut conn = connect_sentinel(self.target, sentinel)
             .await
             .map_err(|e| self.fail(sentinel, e))?;
         redis::cmd("SENTINEL")
@@ -655,7 +655,7 @@ impl Switchover<'_> {
         loop {
             let mut reported = Vec::new();
             for sentinel in &self.target.sentinels {
-                if let Ok(mut conn) = connect(self.target, sentinel, None).await
+                if let Ok(mut conn) = connect_sentinel(self.target, sentinel).await
                     && let Ok(Some((host, port))) = redis::cmd("SENTINEL")
                         .arg("GET-MASTER-ADDR-BY-NAME")
                         .arg(&self.target.master_name)
@@ -743,6 +743,7 @@ mod tests {
             operator_auth: None,
             operator_auth_previous: None,
             sentinel_auth: None,
+            operator_sentinel_auth: None,
             tls_ca: None,
         }
     }

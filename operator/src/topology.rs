@@ -108,6 +108,7 @@ pub struct TopologyOutcome {
 pub fn acl_desired(model: &Model, credentials: &Credentials) -> AclDesired {
     AclDesired {
         users: config::acl_users(model, credentials),
+        sentinel_users: config::sentinel_acl_users(model, credentials),
         masterauth: credentials.role_password(Role::Replication).to_owned(),
         sentinel_auth_pass: credentials
             .previous(Role::Sentinel.username())

@@ -14,13 +14,16 @@ use abstore_operator::build::{
     BACKUP_COMPONENT, Children, OPERATOR_POD_NAME, PRIMARY_URL_KEY, PRUNE_COMPONENT,
     SENTINEL_URL_KEY, build,
 };
-use abstore_operator::config::{ACL_FILE_NAME, REDIS_CONF, TLS_DIR};
+use abstore_operator::config::{
+    ACL_DIR, ACL_FILE_NAME, REDIS_CONF, SENTINEL_ACL_FILE_NAME, TLS_DIR,
+};
 use abstore_operator::crd::ABStore;
 use abstore_operator::credentials::{Credentials, PASSWORD_KEY};
 use abstore_operator::model::{
     CLIENT_LABEL, CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, Model, NAME_LABEL,
     REDIS, ROLE_LABEL, ROLE_PRIMARY, ROLE_REPLICA, SENTINEL,
 };
+use abstore_operator::rotation::STATE_KEY;
 use abstore_operator::validate::validate;
 
 const UID: &str = "0d9a0f4e-2d3c-4b8a-9a67-6f1e2c3b4a5d";
@@ -505,7 +508,11 @@ fn jobs_run_as_their_own_role_with_only_that_password_mounted() {
     let prune = cron_job(&children, "shop-prune").unwrap();
     let args = job_args(prune);
     assert_eq!(args[0], "prune");
-    assert!(args[2].starts_with("redis+sentinel://prune@"));
+    assert_eq!(
+        args[2],
+        "redis+sentinel://prune@shop-sentinel.ab.svc.cluster.local:26379/shop\
+         ?sentinel_username=prune&password_file=/var/run/abstore/credentials/password"
+    );
     assert!(args.windows(2).any(|w| w == ["--retention-days", "7"]));
     let pod = job_pod(prune);
     assert_eq!(pod.service_account_name, None);
@@ -667,6 +674,58 @@ fn the_config_hash_changes_with_the_configuration_and_nothing_else() {
         secret_text(secret(&base, "shop-acl"), ACL_FILE_NAME),
         secret_text(secret(&user, "shop-acl"), ACL_FILE_NAME)
     );
+    // The sentinels know every user too (their own ACL file), also healed live.
+    assert_eq!(
+        config_hash(&base, "shop-sentinel"),
+        config_hash(&user, "shop-sentinel")
+    );
+    assert_ne!(
+        secret_text(secret(&base, "shop-acl"), SENTINEL_ACL_FILE_NAME),
+        secret_text(secret(&user, "shop-acl"), SENTINEL_ACL_FILE_NAME)
+    );
+}
+
+#[test]
+fn the_acl_secret_holds_both_acl_files_and_each_pod_mounts_only_its_own() {
+    // A sentinel pod has no use for the data nodes' rules, nor a Redis pod for the sentinels'.
+    let children = built("");
+    let acl = secret(&children, "shop-acl");
+    let keys: Vec<&String> = acl.data.as_ref().unwrap().keys().collect();
+    assert_eq!(keys, [STATE_KEY, SENTINEL_ACL_FILE_NAME, ACL_FILE_NAME]);
+    assert!(secret_text(acl, SENTINEL_ACL_FILE_NAME).starts_with("user default off "));
+    let acl_items = |name: &str| -> Vec<String> {
+        let pod = pod_spec(stateful_set(&children, name));
+        let volume = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| {
+                v.secret
+                    .as_ref()
+                    .is_some_and(|s| s.secret_name.as_deref() == Some("shop-acl"))
+            })
+            .unwrap_or_else(|| panic!("{name} does not mount the ACL Secret"));
+        let mounted = pod.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == volume.name && m.mount_path == ACL_DIR);
+        assert!(mounted, "{name} mounts the ACL Secret at {ACL_DIR}");
+        volume
+            .secret
+            .as_ref()
+            .unwrap()
+            .items
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|i| i.key.clone())
+            .collect()
+    };
+    assert_eq!(acl_items("shop-redis"), [ACL_FILE_NAME]);
+    assert_eq!(acl_items("shop-sentinel"), [SENTINEL_ACL_FILE_NAME]);
 }
 
 #[test]
@@ -694,11 +753,13 @@ fn rotated_passwords_change_live_except_the_exporters_which_rolls_the_redis_pods
                 "rotating {user} restarts {set}"
             );
         }
-        assert_ne!(
-            secret_text(secret(&base, "shop-acl"), ACL_FILE_NAME),
-            secret_text(secret(&after, "shop-acl"), ACL_FILE_NAME),
-            "the ACL file follows {user}'s password"
-        );
+        for file in [ACL_FILE_NAME, SENTINEL_ACL_FILE_NAME] {
+            assert_ne!(
+                secret_text(secret(&base, "shop-acl"), file),
+                secret_text(secret(&after, "shop-acl"), file),
+                "{file} follows {user}'s password"
+            );
+        }
     }
     let exporter = rotated("exporter");
     assert_ne!(
@@ -751,6 +812,11 @@ fn credentials_secrets_keep_existing_passwords_and_add_connection_urls() {
     assert_eq!(
         secret_text(reporting, PRIMARY_URL_KEY),
         "redis://reporting@shop-primary.ab.svc.cluster.local:6379"
+    );
+    // The sentinels require authentication as the same user.
+    assert_eq!(
+        secret_text(reporting, SENTINEL_URL_KEY),
+        "redis+sentinel://reporting@shop-sentinel.ab.svc.cluster.local:26379/shop?sentinel_username=reporting"
     );
     // The ACL Secret is not a credentials Secret: the controller reads those back by label.
     assert_eq!(

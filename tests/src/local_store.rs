@@ -197,12 +197,21 @@ impl Writer {
     }
 }
 
+/// `redis://<user>:<password>@<addr>` for a user of the store `local up` runs with `layout`, the
+/// password read from its file: its sentinels' default user is off, like its data nodes'.
+pub fn user_url(layout: &Layout, user: &str, addr: impl std::fmt::Display) -> String {
+    let password = std::fs::read_to_string(layout.credential_file(user)).unwrap_or_default();
+    format!("redis://{user}:{}@{addr}", password.trim())
+}
+
 /// The highest `config-epoch` of the master any of `sentinels` reports: it grows by one with
 /// every completed failover (a restarted sentinel learns it back from the others' hellos).
-pub async fn config_epoch(sentinels: &[u16], master: &str) -> Option<u64> {
+/// Asked as the operator (SENTINEL MASTER is not a client's command).
+pub async fn config_epoch(layout: &Layout, sentinels: &[u16], master: &str) -> Option<u64> {
     let mut best = None;
     for port in sentinels {
-        let Ok(client) = redis::Client::open(format!("redis://{}:{port}", crate::LOOPBACK)) else {
+        let url = user_url(layout, "operator", format!("{}:{port}", crate::LOOPBACK));
+        let Ok(client) = redis::Client::open(url) else {
             continue;
         };
         let Ok(Ok(mut conn)) = tokio::time::timeout(

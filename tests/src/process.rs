@@ -92,6 +92,8 @@ pub struct ServerProcess {
     log_path: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// User and password `url()` and the connections authenticate with.
+    auth: Option<(String, String)>,
 }
 
 impl ServerProcess {
@@ -120,6 +122,7 @@ impl ServerProcess {
             log_path,
             port: 0,
             child: None,
+            auth: None,
         };
         for attempt in 1..=START_ATTEMPTS {
             process.port = free_port()?;
@@ -295,9 +298,19 @@ impl ServerProcess {
         format!("{LOOPBACK}:{}", self.port)
     }
 
-    /// `redis://127.0.0.1:<port>` (no credentials; Sentinel speaks the Redis protocol too).
+    /// From now on `url()`, `client()`, `connection()` and the wait helpers authenticate as
+    /// `user` (for servers whose default user is off, such as the operator's sentinels).
+    pub fn authenticate_as(&mut self, user: &str, password: &str) {
+        self.auth = Some((user.to_owned(), password.to_owned()));
+    }
+
+    /// `redis://127.0.0.1:<port>`, with the user and password of `authenticate_as` if any
+    /// (Sentinel speaks the Redis protocol too).
     pub fn url(&self) -> String {
-        format!("redis://{}", self.addr())
+        match &self.auth {
+            Some((user, password)) => format!("redis://{user}:{password}@{}", self.addr()),
+            None => format!("redis://{}", self.addr()),
+        }
     }
 
     pub fn client(&self) -> Result<redis::Client, HarnessError> {
@@ -308,7 +321,7 @@ impl ServerProcess {
         })
     }
 
-    /// A multiplexed connection without authentication.
+    /// A multiplexed connection (authenticated only after `authenticate_as`).
     pub async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, HarnessError> {
         crate::wait::connect(&self.url()).await
     }

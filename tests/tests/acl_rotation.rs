@@ -302,8 +302,9 @@ async fn primary_port(ports: &[u16], layout: &Layout) -> u16 {
 }
 
 /// The flags a sentinel gives the primary and each replica of `master`.
-async fn sentinel_flags(port: u16, master: &str) -> Vec<String> {
-    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) else {
+async fn sentinel_flags(port: u16, master: &str, operator: &str) -> Vec<String> {
+    let Ok(client) = redis::Client::open(format!("redis://operator:{operator}@127.0.0.1:{port}"))
+    else {
         return Vec::new();
     };
     let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
@@ -536,9 +537,10 @@ async fn rotated_passwords_work_at_once_the_old_ones_until_the_grace_ends_and_cl
         "sentinels reconnected to every node",
         || {
             let sentinel_ports = sentinel_ports.clone();
+            let operator = new[3].clone();
             async move {
                 for port in &sentinel_ports {
-                    let flags = sentinel_flags(*port, "rotation").await;
+                    let flags = sentinel_flags(*port, "rotation", &operator).await;
                     if flags.len() != 2
                         || flags
                             .iter()

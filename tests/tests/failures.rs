@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use abstore::connection::{Connection, Retry};
 use abstore_operator::heal::{
-    self, Action, Decision, Endpoint, HealTarget, Report, SentinelSettings, heal_once,
+    self, Action, Auth, Decision, Endpoint, HealTarget, Report, SentinelSettings, heal_once,
 };
 use abstore_operator::local::{self, HEAL_INTERVAL, Layout, LocalState, Supervisor};
 use abstore_tests::{LOOPBACK, RedisServer, SentinelServer, Topology, TopologyOptions};
@@ -241,12 +241,24 @@ fn heal_in_background(
 /// Events a sentinel published: when, which sentinel, the channel (`+switch-master`, …).
 type Events = Arc<Mutex<Vec<(Instant, Endpoint, String)>>>;
 
+/// The URL of a sentinel as `auth` (local up's sentinels require the operator's user, like its
+/// data nodes; the harness topology's accept anyone).
+fn sentinel_url(sentinel: &Endpoint, auth: Option<&Auth>) -> String {
+    match auth {
+        Some(auth) => format!("redis://{}:{}@{sentinel}", auth.username, auth.password),
+        None => format!("redis://{sentinel}"),
+    }
+}
+
 /// Records every event the `sentinels` publish, until the returned tasks are aborted.
-async fn record_events(sentinels: &[Endpoint]) -> (Events, Vec<tokio::task::JoinHandle<()>>) {
+async fn record_events(
+    sentinels: &[Endpoint],
+    auth: Option<&Auth>,
+) -> (Events, Vec<tokio::task::JoinHandle<()>>) {
     let events: Events = Arc::default();
     let mut listeners = Vec::new();
     for sentinel in sentinels {
-        let mut pubsub = redis::Client::open(format!("redis://{sentinel}"))
+        let mut pubsub = redis::Client::open(sentinel_url(sentinel, auth))
             .unwrap()
             .get_async_pubsub()
             .await
@@ -644,11 +656,14 @@ async fn a_primary_killed_under_writes_is_failed_over_and_rejoins_as_a_replica_l
         .cloned()
         .collect();
     let sentinel = &store.target.sentinels[0];
-    let mut pubsub = redis::Client::open(format!("redis://{sentinel}"))
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
+    let mut pubsub = redis::Client::open(sentinel_url(
+        sentinel,
+        store.target.operator_sentinel_auth.as_ref(),
+    ))
+    .unwrap()
+    .get_async_pubsub()
+    .await
+    .unwrap();
     pubsub.subscribe("+switch-master").await.unwrap();
     let switched = tokio::spawn(async move {
         pubsub.into_on_message().next().await;
@@ -1074,8 +1089,12 @@ async fn after_a_full_restart_a_primary_that_lost_its_directory_never_serves_emp
 }
 
 /// `SENTINEL MYID` and the master's settings as one sentinel reports them.
-async fn sentinel_says(sentinel: &Endpoint, master: &str) -> Result<(String, Vec<String>), String> {
-    let mut conn = redis::Client::open(format!("redis://{sentinel}"))
+async fn sentinel_says(
+    sentinel: &Endpoint,
+    auth: Option<&Auth>,
+    master: &str,
+) -> Result<(String, Vec<String>), String> {
+    let mut conn = redis::Client::open(sentinel_url(sentinel, auth))
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -1097,9 +1116,10 @@ async fn sentinel_says(sentinel: &Endpoint, master: &str) -> Result<(String, Vec
 /// `SENTINEL SENTINELS`: the other sentinels one sentinel knows, with their ids.
 async fn known_sentinels(
     sentinel: &Endpoint,
+    auth: Option<&Auth>,
     master: &str,
 ) -> Result<Vec<(Endpoint, String)>, String> {
-    let mut conn = redis::Client::open(format!("redis://{sentinel}"))
+    let mut conn = redis::Client::open(sentinel_url(sentinel, auth))
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -1182,8 +1202,10 @@ async fn a_sentinel_restarted_with_an_empty_config_monitors_again_and_the_others
         store.target.sentinels[0].clone(),
         store.target.sentinels[2].clone(),
     ];
-    let (events, listeners) = record_events(&survivors).await;
-    let (old_id, _) = sentinel_says(&forgetful, &master).await.unwrap();
+    let auth = store.target.operator_sentinel_auth.clone();
+    let auth = auth.as_ref();
+    let (events, listeners) = record_events(&survivors, auth).await;
+    let (old_id, _) = sentinel_says(&forgetful, auth, &master).await.unwrap();
     let pid = store.pid_of(forgetful.port);
     std::fs::remove_file(
         store
@@ -1200,7 +1222,7 @@ async fn a_sentinel_restarted_with_an_empty_config_monitors_again_and_the_others
         "the new sentinel monitoring the store",
         CONVERGE,
         || async {
-            let (id, fields) = sentinel_says(&forgetful, &master).await?;
+            let (id, fields) = sentinel_says(&forgetful, auth, &master).await?;
             if id == old_id {
                 return Err("the old sentinel (same id) still answers".to_owned());
             }
@@ -1231,11 +1253,11 @@ async fn a_sentinel_restarted_with_an_empty_config_monitors_again_and_the_others
     // drops it on the new one's first hello (`+sentinel-invalid-addr`), so heal has nothing to
     // reset here; what it must not do is reset two sentinels in one pass meanwhile. The address
     // alone cannot tell the old instance from the new one: the others must list the new id.
-    let new_id = sentinel_says(&forgetful, &master).await.unwrap().0;
+    let new_id = sentinel_says(&forgetful, auth, &master).await.unwrap().0;
     let clean = eventually("no stale sentinel entries", CONVERGE, || async {
         clean_sentinels(&store.target).await?;
         for survivor in &survivors {
-            let known = known_sentinels(survivor, &master).await?;
+            let known = known_sentinels(survivor, auth, &master).await?;
             if !known.contains(&(forgetful.clone(), new_id.clone())) {
                 return Err(format!("{survivor} knows {known:?}"));
             }
@@ -1327,11 +1349,12 @@ async fn stale_entries_of_a_replaced_replica_and_sentinel_are_reset_one_at_a_tim
         operator_auth: None,
         operator_auth_previous: None,
         sentinel_auth: None,
+        operator_sentinel_auth: None,
         tls_ca: None,
     };
 
     // Every sentinel's events, to place the resets against the failover independently of heal.
-    let (events, listeners) = record_events(&target.sentinels).await;
+    let (events, listeners) = record_events(&target.sentinels, None).await;
 
     // And the primary dies: heal runs from now on, in the middle of Sentinel's failover.
     topology.nodes[0].kill9().unwrap();

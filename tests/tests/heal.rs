@@ -38,6 +38,7 @@ fn target(nodes: &[&RedisServer], sentinels: &[&SentinelServer]) -> HealTarget {
         operator_auth: None,
         operator_auth_previous: None,
         sentinel_auth: None,
+        operator_sentinel_auth: None,
         tls_ca: None,
     }
 }

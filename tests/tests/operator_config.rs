@@ -71,6 +71,11 @@ impl Rendered {
             config_dir: sub("config"),
         };
         std::fs::write(&paths.acl_file, config::acl_file(&model, &credentials)).unwrap();
+        std::fs::write(
+            paths.sentinel_acl_file(),
+            config::sentinel_acl_file(&model, &credentials),
+        )
+        .unwrap();
         for (user, password) in credentials.users() {
             // Mounted Secrets end files without a newline, but people's own files often have one.
             std::fs::write(paths.credential_file(user), format!("{password}\n")).unwrap();
@@ -106,13 +111,19 @@ impl Rendered {
         format!("redis://{user}:{}@{LOOPBACK}:{port}", self.password(user))
     }
 
-    /// The abstore library's URL form: user in the URL, password from the mounted file.
+    /// The abstore library's URL form: user in the URL, password from the mounted file (and the
+    /// same user on the sentinels for a Sentinel URL, as the credentials Secrets have it).
     fn library_url(&self, user: &str, hosts: &str) -> String {
-        format!("{hosts}?password_file={}", self.paths.credential_file(user)).replacen(
-            "://",
-            &format!("://{user}@"),
-            1,
+        let sentinel = if hosts.contains("+sentinel://") {
+            format!("sentinel_username={user}&")
+        } else {
+            String::new()
+        };
+        format!(
+            "{hosts}?{sentinel}password_file={}",
+            self.paths.credential_file(user)
         )
+        .replacen("://", &format!("://{user}@"), 1)
     }
 
     /// Runs one of the rendered scripts with `sh`, pod settings replaced by `env`.
@@ -407,7 +418,15 @@ async fn replicas_and_sentinels_from_rendered_files_replicate_and_fail_over() {
             nodes[0].addr().replace(':', " ")
         );
         assert!(conf.contains(&monitor), "{conf}");
-        sentinels.push(SentinelServer::start(&conf).unwrap());
+        let sentinel_pass = format!(
+            "sentinel sentinel-pass \"{}\"\n",
+            store.password("sentinel")
+        );
+        assert!(conf.contains(&sentinel_pass), "{conf}");
+        let mut sentinel = SentinelServer::start(&conf).unwrap();
+        // The sentinels' default user is off: the harness asks as a client may.
+        sentinel.authenticate_as("app", store.password("app"));
+        sentinels.push(sentinel);
     }
     for sentinel in &sentinels {
         wait_for_sentinels_to_know(sentinel, "shop", 2, 2, DISCOVERY_TIMEOUT)
@@ -536,7 +555,8 @@ async fn running_store() -> RunningStore {
         store.files.get(config::SENTINEL_MONITOR_CONF).unwrap(),
         store.password("sentinel")
     );
-    let sentinel = SentinelServer::start(&sentinel_conf).unwrap();
+    let mut sentinel = SentinelServer::start(&sentinel_conf).unwrap();
+    sentinel.authenticate_as("operator", store.password("operator"));
     RunningStore {
         store,
         primary,
@@ -733,5 +753,9 @@ fn script_paths_default_to_the_pod_mounts() {
     assert_eq!(
         PathBuf::from(&defaults.acl_file),
         Path::new(config::ACL_DIR).join(config::ACL_FILE_NAME)
+    );
+    assert_eq!(
+        PathBuf::from(defaults.sentinel_acl_file()),
+        Path::new(config::ACL_DIR).join(config::SENTINEL_ACL_FILE_NAME)
     );
 }

@@ -27,7 +27,7 @@ use abstore_operator::crd::ABStore;
 use abstore_operator::heal::Endpoint;
 use abstore_operator::local::{self, Layout, Supervisor};
 use abstore_operator::metrics::Metrics;
-use abstore_tests::local_store::KillOnDrop;
+use abstore_tests::local_store::{KillOnDrop, user_url};
 use fixtures::{FakeCluster, Recorded, mock_client};
 
 const STORE: &str = "\
@@ -268,13 +268,14 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
 
     // Sentinel can fail over only to replicas it has discovered (from the primary's INFO, every
     // 10 s): wait until every sentinel knows both replicas and the other two sentinels.
-    sentinels_know_everyone(&sentinels).await;
+    sentinels_know_everyone(&layout, &sentinels).await;
 
     // kill -9 the primary; watch every sentinel's announcement ourselves to time the follower
     // against the first one.
     let mut watchers = Vec::new();
     for sentinel in &sentinels {
-        let mut watcher = redis::Client::open(format!("redis://{sentinel}"))
+        // As the app: following +switch-master is what a client may do on a sentinel.
+        let mut watcher = redis::Client::open(user_url(&layout, "app", sentinel))
             .unwrap()
             .get_async_pubsub()
             .await
@@ -388,10 +389,10 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
 
 /// Polls until every sentinel lists two replicas and two other sentinels of `shop` (a slow
 /// answer counts as not yet).
-async fn sentinels_know_everyone(sentinels: &[Endpoint]) {
+async fn sentinels_know_everyone(layout: &Layout, sentinels: &[Endpoint]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for sentinel in sentinels {
-        let client = redis::Client::open(format!("redis://{sentinel}")).unwrap();
+        let client = redis::Client::open(user_url(layout, "app", sentinel)).unwrap();
         let mut last: String;
         loop {
             let counts = async {
@@ -501,12 +502,15 @@ async fn a_new_revision_rolls_replicas_then_switches_over_then_the_old_primary_t
     );
 
     // Count Sentinel's switches on one sentinel that is restarted last.
-    let mut switches =
-        redis::Client::open(format!("redis://127.0.0.1:{}", state.sentinels[2].port))
-            .unwrap()
-            .get_async_pubsub()
-            .await
-            .unwrap();
+    let mut switches = redis::Client::open(user_url(
+        &layout,
+        "app",
+        format!("127.0.0.1:{}", state.sentinels[2].port),
+    ))
+    .unwrap()
+    .get_async_pubsub()
+    .await
+    .unwrap();
     switches.subscribe("+switch-master").await.unwrap();
     let mut switches = switches.into_on_message();
 

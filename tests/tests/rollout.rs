@@ -138,7 +138,7 @@ async fn a_config_change_rolls_every_process_once_with_one_failover_and_no_lost_
     let layout = supervisor.layout().clone();
     settle(&mut supervisor, "the new store settling").await;
     let master = supervisor.state().master_name.clone();
-    let epoch_before = config_epoch(&sentinel_ports(supervisor.state()), &master)
+    let epoch_before = config_epoch(&layout, &sentinel_ports(supervisor.state()), &master)
         .await
         .expect("a config epoch");
     let mut writer = Writer::start(
@@ -207,7 +207,7 @@ async fn a_config_change_rolls_every_process_once_with_one_failover_and_no_lost_
     let took = started.elapsed();
     let log = writer.stop().await;
     let value = writer.value().await.unwrap();
-    let epoch_after = config_epoch(&sentinel_ports(supervisor.state()), &master)
+    let epoch_after = config_epoch(&layout, &sentinel_ports(supervisor.state()), &master)
         .await
         .expect("a config epoch");
 

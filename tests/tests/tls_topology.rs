@@ -127,8 +127,13 @@ async fn tls_ping(port: u16, ca: &[u8], user: Option<(&str, &str)>) -> Session {
 
 /// The flags a sentinel (asked over TLS) has for the other sentinels and for the replicas, e.g.
 /// `sentinel` and `slave`; `disconnected` when its own link to that instance is down.
-async fn sentinel_links(port: u16, ca: &[u8], master: &str) -> Result<Vec<String>, String> {
-    let mut conn = tls_client(port, ca, None)
+async fn sentinel_links(
+    port: u16,
+    ca: &[u8],
+    master: &str,
+    app: (&str, &str),
+) -> Result<Vec<String>, String> {
+    let mut conn = tls_client(port, ca, Some(app))
         .get_multiplexed_async_connection()
         .await
         .map_err(|e| e.to_string())?;
@@ -356,7 +361,9 @@ async fn a_tls_store_from_local_up_fails_over_over_tls_and_refuses_plaintext_and
     let deadline = Instant::now() + CONVERGE;
     for &port in &sentinel_ports {
         loop {
-            let links = sentinel_links(port, &ca, &state.master_name).await;
+            // As a client role: sentinels refuse anonymous connections.
+            let links =
+                sentinel_links(port, &ca, &state.master_name, ("app", app_password.trim())).await;
             let healthy = links.as_ref().is_ok_and(|flags| {
                 flags.len() == 4 && flags.iter().all(|f| f == "sentinel" || f == "slave")
             });

@@ -105,11 +105,11 @@ pub(crate) fn cron_jobs(model: &Model) -> Vec<CronJob> {
     jobs
 }
 
-/// The Sentinel URL a job connects with: its user, the password from the mounted file, and
-/// the CA when TLS is on.
+/// The Sentinel URL a job connects with: its user (on the sentinels too), the password from the
+/// mounted file, and the CA when TLS is on.
 pub(crate) fn job_url(model: &Model, user: &str) -> String {
     let mut url = format!(
-        "{}?password_file={JOBS_CREDENTIALS_DIR}/{PASSWORD_KEY}",
+        "{}&password_file={JOBS_CREDENTIALS_DIR}/{PASSWORD_KEY}",
         sentinel_url(model, user)
     );
     if model.spec.tls.enabled {

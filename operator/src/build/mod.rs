@@ -20,7 +20,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::DynamicObject;
 
-use crate::config::{ACL_FILE_NAME, ConfigPaths, acl_file, config_files};
+use crate::config::{
+    ACL_FILE_NAME, ConfigPaths, SENTINEL_ACL_FILE_NAME, acl_file, config_files, sentinel_acl_file,
+};
 use crate::credentials::{
     Credentials, PASSWORD_KEY, Role, USERNAME_KEY, acl_secret_name, credentials_secret_name,
 };
@@ -74,6 +76,8 @@ pub const OPERATOR_POD_NAME: &str = "abstore-operator";
 
 /// Environment variable with the pod's own name (the scripts derive its DNS name from it).
 pub const POD_NAME_ENV: &str = "POD_NAME";
+/// Query parameter of a Sentinel URL naming the user to authenticate to the sentinels as.
+pub const SENTINEL_USERNAME_PARAM: &str = "sentinel_username";
 /// Key of the Sentinel URL in a credentials Secret (what failover-aware clients use).
 pub const SENTINEL_URL_KEY: &str = "sentinel-url";
 /// Key of the `<n>-primary` Service URL in a credentials Secret (for clients without
@@ -142,9 +146,11 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
 
     let files = config_files(model, &ConfigPaths::default());
     let acl = acl_file(model, credentials);
-    // ACL users and passwords change live (heal's ACL SETUSER, CONFIG SET masterauth, SENTINEL
-    // SET auth-pass), so they are not in the hashes; redis_exporter reads its password from
-    // the environment only when it starts, so the exporter's is.
+    let sentinel_acl = sentinel_acl_file(model, credentials);
+    // ACL users and passwords change live (heal's ACL SETUSER on data nodes and sentinels,
+    // CONFIG SET masterauth, SENTINEL SET auth-pass, SENTINEL CONFIG SET sentinel-pass), so
+    // they are not in the hashes; redis_exporter reads its password from the environment only
+    // when it starts, so the exporter's is.
     let exporter_password = if model.spec.monitoring.exporter.enabled {
         crate::rotation::password_hash(credentials.role_password(Role::Exporter))
     } else {
@@ -157,6 +163,7 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
         acl_secret_name(model),
         &[
             (ACL_FILE_NAME, acl),
+            (SENTINEL_ACL_FILE_NAME, sentinel_acl),
             (STATE_KEY, PasswordState::of(credentials).to_json()),
         ],
     )];
@@ -186,8 +193,11 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
     })
 }
 
-/// The Sentinel URL of `user` through the `<n>-sentinel` Service, without a password:
-/// what clients (and the jobs) connect with to follow failover.
+/// The Sentinel URL of `user` through the `<n>-sentinel` Service, without a password: what
+/// clients (and the jobs) connect with to follow failover. The sentinels require
+/// authentication too, as the same user with the same password: `sentinel_username` says so, and
+/// the abstore library then gives the sentinels the URL's password (clients append
+/// `&password_file=…`).
 pub fn sentinel_url(model: &Model, user: &str) -> String {
     let scheme = if model.spec.tls.enabled {
         "rediss+sentinel"
@@ -195,7 +205,7 @@ pub fn sentinel_url(model: &Model, user: &str) -> String {
         "redis+sentinel"
     };
     format!(
-        "{scheme}://{user}@{}.{}.svc.cluster.local:{SENTINEL_PORT}/{}",
+        "{scheme}://{user}@{}.{}.svc.cluster.local:{SENTINEL_PORT}/{}?{SENTINEL_USERNAME_PARAM}={user}",
         model.child_name(SENTINEL),
         model.namespace,
         model.master_name()

@@ -15,8 +15,8 @@ use super::statefulset::{self, ComponentPods};
 use super::volumes::{DATA_VOLUME, pod_mounts, pod_volumes, script, tls_mounts};
 use super::{METRICS_PORT_NAME, POD_NAME_ENV, REDIS_HEADLESS_SUFFIX, REDIS_PORT_NAME};
 use crate::config::{
-    LIVENESS_REDIS, PRESTOP_REDIS, PRESTOP_TIMEOUT_SECONDS, READINESS_REDIS, REDIS_POD_CREDENTIALS,
-    START_REDIS, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
+    ACL_FILE_NAME, LIVENESS_REDIS, PRESTOP_REDIS, PRESTOP_TIMEOUT_SECONDS, READINESS_REDIS,
+    REDIS_POD_CREDENTIALS, START_REDIS, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
 };
 use crate::credentials::{PASSWORD_KEY, Role, credentials_secret_name};
 use crate::model::{EXPORTER_PORT, Model, REDIS, REDIS_PORT};
@@ -47,7 +47,7 @@ pub(crate) fn stateful_set(model: &Model, config_hash: &str) -> StatefulSet {
             replicas: model.spec.redis.replicas,
             headless_suffix: REDIS_HEADLESS_SUFFIX,
             containers,
-            volumes: pod_volumes(model, &REDIS_POD_CREDENTIALS, true),
+            volumes: pod_volumes(model, &REDIS_POD_CREDENTIALS, Some(ACL_FILE_NAME)),
             termination_grace_period_seconds: PRESTOP_TIMEOUT_SECONDS + SHUTDOWN_GRACE_SECONDS,
             volume_claim_templates: Some(vec![data_claim(model)]),
         },

@@ -27,8 +27,8 @@ pub(crate) fn config_map(model: &Model, files: &BTreeMap<String, String>) -> Con
     }
 }
 
-/// The ACL Secret `name`: the ACL file the Redis pods mount, and what the operator records
-/// between reconciles (rotations; never mounted).
+/// The ACL Secret `name`: the ACL files the Redis pods and the sentinels mount (each only its
+/// own), and what the operator records between reconciles (rotations; never mounted).
 pub(crate) fn acl_secret(model: &Model, name: String, entries: &[(&str, String)]) -> Secret {
     Secret {
         metadata: object_meta(model, name, CONFIG_COMPONENT),
@@ -109,7 +109,7 @@ pub(crate) fn config_hashes(
     files: &BTreeMap<String, String>,
     redis_extra: &str,
 ) -> (String, String) {
-    let hash = |names: &[&str], extra: &str| {
+    let hash = |names: &[&str], extras: &[&str]| {
         let mut hasher = Sha256::new();
         let mut part = |bytes: &[u8]| {
             hasher.update((bytes.len() as u64).to_le_bytes());
@@ -125,8 +125,13 @@ pub(crate) fn config_hashes(
             part(name.as_bytes());
             part(content.as_bytes());
         }
-        part(extra.as_bytes());
+        for extra in extras {
+            part(extra.as_bytes());
+        }
         hex::encode(hasher.finalize())
     };
-    (hash(&REDIS_FILES, redis_extra), hash(&SENTINEL_FILES, ""))
+    (
+        hash(&REDIS_FILES, &[redis_extra]),
+        hash(&SENTINEL_FILES, &[]),
+    )
 }

@@ -11,7 +11,8 @@ use super::statefulset::{self, ComponentPods};
 use super::volumes::{DATA_VOLUME, pod_mounts, pod_volumes, script};
 use super::{POD_NAME_ENV, SENTINEL_HEADLESS_SUFFIX, SENTINEL_PORT_NAME};
 use crate::config::{
-    LIVENESS_SENTINEL, READINESS_SENTINEL, SENTINEL_POD_CREDENTIALS, START_SENTINEL,
+    LIVENESS_SENTINEL, READINESS_SENTINEL, SENTINEL_ACL_FILE_NAME, SENTINEL_POD_CREDENTIALS,
+    START_SENTINEL,
 };
 use crate::model::{Model, SENTINEL, SENTINEL_PORT};
 
@@ -47,11 +48,15 @@ pub(crate) fn stateful_set(model: &Model, config_hash: &str) -> StatefulSet {
         liveness_probe: Some(exec_probe(script(LIVENESS_SENTINEL), 10, 10, 3)),
         readiness_probe: Some(exec_probe(script(READINESS_SENTINEL), 5, 5, 2)),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(pod_mounts(model, false)),
+        volume_mounts: Some(pod_mounts(model, true)),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     };
-    let mut volumes = pod_volumes(model, &SENTINEL_POD_CREDENTIALS, false);
+    let mut volumes = pod_volumes(
+        model,
+        &SENTINEL_POD_CREDENTIALS,
+        Some(SENTINEL_ACL_FILE_NAME),
+    );
     // Sentinel state (its id, the current primary, known peers) is rebuilt by the start script
     // and the operator after a restart, so scratch space is enough; no claim to re-attach.
     volumes.push(empty_dir(DATA_VOLUME, false));

@@ -9,7 +9,7 @@ use super::CONFIG_SUFFIX;
 use super::pod::{
     SECRET_FILE_MODE, config_map_volume, empty_dir, mount, secret_volume, writable_mount,
 };
-use crate::config::{ACL_DIR, ACL_FILE_NAME, CONFIG_DIR, CREDENTIALS_DIR, DATA_DIR, TLS_DIR};
+use crate::config::{ACL_DIR, CONFIG_DIR, CREDENTIALS_DIR, DATA_DIR, TLS_DIR};
 use crate::credentials::{PASSWORD_KEY, Role, acl_secret_name, credentials_secret_name};
 use crate::model::Model;
 
@@ -31,19 +31,20 @@ pub(crate) fn script(name: &str) -> Vec<String> {
     vec!["sh".to_owned(), format!("{CONFIG_DIR}/{name}")]
 }
 
-/// Volumes of a pod that runs `roles`' password files. The data volume is added by the caller
-/// (a claim template for Redis, scratch for Sentinel).
-pub(crate) fn pod_volumes(model: &Model, roles: &[Role], with_acl: bool) -> Vec<Volume> {
+/// Volumes of a pod that runs `roles`' password files and the ACL Secret's `acl_key` (each kind
+/// of pod only its own ACL file). The data volume is added by the caller (a claim template for
+/// Redis, scratch for Sentinel).
+pub(crate) fn pod_volumes(model: &Model, roles: &[Role], acl_key: Option<&str>) -> Vec<Volume> {
     let mut volumes = vec![
         config_map_volume(CONFIG_VOLUME, model.child_name(CONFIG_SUFFIX)),
         credentials_volume(model, roles),
         empty_dir(TMP_VOLUME, true),
     ];
-    if with_acl {
+    if let Some(key) = acl_key {
         volumes.push(secret_volume(
             ACL_VOLUME,
             acl_secret_name(model),
-            &[(ACL_FILE_NAME, ACL_FILE_NAME)],
+            &[(key, key)],
         ));
     }
     if let Some(secret) = tls_secret(model) {

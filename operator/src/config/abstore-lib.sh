@@ -39,9 +39,10 @@ abstore_cli() {
     fi
 }
 
-# abstore_sentinel_primary: "host port" of the primary the sentinels report, or fails.
+# abstore_sentinel_primary USER: "host port" of the primary the sentinels report (asked as
+# USER: the sentinels' default user is off too), or fails.
 abstore_sentinel_primary() {
-    _abstore_reply=$(abstore_cli "" "$ABSTORE_SENTINEL_HOST" "$ABSTORE_SENTINEL_PORT" \
+    _abstore_reply=$(abstore_cli "$1" "$ABSTORE_SENTINEL_HOST" "$ABSTORE_SENTINEL_PORT" \
         SENTINEL GET-MASTER-ADDR-BY-NAME "$ABSTORE_MASTER_NAME" 2>/dev/null) || return 1
     _abstore_reply=$(printf '%s\n' "$_abstore_reply" | tr -d '\r' | tr '\n' ' ')
     set -- $_abstore_reply

@@ -20,6 +20,9 @@ pub const DATA_DIR: &str = "/data";
 pub const ACL_DIR: &str = "/etc/abstore/acl";
 /// Key of the ACL file in the ACL Secret, and its file name under `ACL_DIR`.
 pub const ACL_FILE_NAME: &str = "users.acl";
+/// Key of the sentinels' ACL file in the ACL Secret, and its file name under `ACL_DIR` in
+/// sentinel pods (their `aclfile`): the same users, with what each may ask a sentinel.
+pub const SENTINEL_ACL_FILE_NAME: &str = "sentinel-users.acl";
 /// Where the TLS Secret is mounted.
 pub const TLS_DIR: &str = "/etc/abstore/tls";
 /// Where passwords are mounted: one file per user, named after the user (items of the
@@ -52,11 +55,18 @@ pub const LIVENESS_SENTINEL: &str = "liveness-sentinel.sh";
 /// Readiness probe of the sentinel container.
 pub const READINESS_SENTINEL: &str = "readiness-sentinel.sh";
 
-/// Users whose passwords Redis pods mount under `CREDENTIALS_DIR`: masterauth, and the probes,
-/// preStop hook and start script (which authenticate as the exporter role).
+/// Users whose passwords Redis pods mount under `CREDENTIALS_DIR`: masterauth (which the start
+/// script and preStop hook also use to ask the sentinels, see [`REDIS_POD_SENTINEL_ROLE`]), and
+/// the probes, preStop hook and start script on the data nodes (the exporter role).
 pub const REDIS_POD_CREDENTIALS: [Role; 2] = [Role::Replication, Role::Exporter];
-/// Users whose passwords sentinel pods mount under `CREDENTIALS_DIR`.
+/// Users whose passwords sentinel pods mount under `CREDENTIALS_DIR`: `auth-pass` to the data
+/// nodes, `sentinel-pass` to the other sentinels, and the sentinel probes.
 pub const SENTINEL_POD_CREDENTIALS: [Role; 1] = [Role::Sentinel];
+/// The role a Redis pod's scripts authenticate to the sentinels with: start-redis.sh asks for
+/// the primary, the preStop hook for a failover. Replication, because its password is mounted
+/// there anyway and its holder can already PSYNC the whole dataset: a forced switchover adds
+/// little. The sentinel role would add REPLICAOF on every data node to each Redis pod.
+pub const REDIS_POD_SENTINEL_ROLE: Role = Role::Replication;
 /// Seconds the preStop hook waits for a failover away from this pod. The pod's
 /// `terminationGracePeriodSeconds` must be longer.
 pub const PRESTOP_TIMEOUT_SECONDS: i64 = 60;
@@ -83,7 +93,7 @@ const TEMPLATES: [(&str, &str); 8] = [
 pub struct ConfigPaths {
     /// Redis `dir` and Sentinel's working directory; runtime configs are written here.
     pub data_dir: String,
-    /// Redis `aclfile`.
+    /// Redis `aclfile`; the sentinels' `aclfile` is [`ConfigPaths::sentinel_acl_file`], next to it.
     pub acl_file: String,
     /// Directory with `tls.crt`, `tls.key`, `ca.crt`.
     pub tls_dir: String,
@@ -109,6 +119,15 @@ impl ConfigPaths {
     /// The password file of `username` as the pods see it.
     pub fn credential_file(&self, username: &str) -> String {
         format!("{}/{username}", self.credentials_dir)
+    }
+
+    /// The sentinels' `aclfile`: `SENTINEL_ACL_FILE_NAME` in the directory of `acl_file` (both
+    /// are keys of the ACL Secret; each kind of pod mounts only its own).
+    pub fn sentinel_acl_file(&self) -> String {
+        match self.acl_file.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{SENTINEL_ACL_FILE_NAME}"),
+            None => SENTINEL_ACL_FILE_NAME.to_owned(),
+        }
     }
 
     fn tls_file(&self, name: &str) -> String {
@@ -202,6 +221,10 @@ fn template_values(model: &Model, paths: &ConfigPaths) -> Vec<(&'static str, Str
         ("REDIS_PEERS", peers.join(" ")),
         ("EXPORTER_USER", Role::Exporter.username().to_owned()),
         ("SENTINEL_USER", Role::Sentinel.username().to_owned()),
+        (
+            "REDIS_POD_SENTINEL_USER",
+            REDIS_POD_SENTINEL_ROLE.username().to_owned(),
+        ),
         ("REPLICATION_USER", Role::Replication.username().to_owned()),
         ("PRESTOP_TIMEOUT", PRESTOP_TIMEOUT_SECONDS.to_string()),
     ]
@@ -342,7 +365,8 @@ pub fn redis_conf(model: &Model, paths: &ConfigPaths) -> String {
 }
 
 /// sentinel.conf shared by every sentinel; start-sentinel.sh adds `sentinel monitor`, then
-/// `SENTINEL_MONITOR_CONF`, then the auth-pass.
+/// `SENTINEL_MONITOR_CONF`, then the auth-pass and sentinel-pass. Clients authenticate with the
+/// users of the sentinels' ACL file ([`sentinel_acl_file`]); the default user is off.
 pub fn sentinel_conf(model: &Model, paths: &ConfigPaths) -> String {
     let mut out = String::new();
     line!(
@@ -353,7 +377,7 @@ pub fn sentinel_conf(model: &Model, paths: &ConfigPaths) -> String {
     );
     line!(
         out,
-        "# announce-ip, `sentinel monitor`, the per-master settings and the auth-pass."
+        "# announce-ip, `sentinel monitor`, the per-master settings, auth-pass and sentinel-pass."
     );
     line!(out, "daemonize no");
     line!(out, "logfile \"\"");
@@ -363,6 +387,12 @@ pub fn sentinel_conf(model: &Model, paths: &ConfigPaths) -> String {
     // `sentinel monitor <hostname>`.
     line!(out, "sentinel resolve-hostnames yes");
     line!(out, "sentinel announce-hostnames yes");
+    // Users from a file, like the data nodes: no password in the ConfigMap, and Sentinel's own
+    // CONFIG REWRITE leaves the users alone (it keeps the `aclfile` line).
+    line!(out, "aclfile {}", quoted(&paths.sentinel_acl_file()));
+    // What this sentinel authenticates to the others with; the password (`sentinel-pass`) is
+    // appended at start from the mounted credentials.
+    line!(out, "sentinel sentinel-user {}", Role::Sentinel.username());
     out
 }
 
@@ -507,8 +537,99 @@ const SENTINEL_COMMANDS: &[&str] = &[
     "+publish",
 ];
 
-/// The ACL file for the ACL Secret: `default` off, each role least-privilege, declared users
-/// with their rules; passwords only as `#<sha256 hex>`.
+/// Sentinel's event channel for a completed failover: Sentinel-aware clients may follow it.
+const SWITCH_MASTER_CHANNEL: &str = "+switch-master";
+
+// What each user may ask a sentinel (Redis 7.0 Sentinel mode has no keys and knows only PING,
+// INFO, ROLE, CLIENT, ACL, COMMAND, HELLO, AUTH, SHUTDOWN, (P)SUBSCRIBE, PUBLISH and SENTINEL).
+// AUTH and HELLO need no rule: Redis lets every connection authenticate.
+
+/// Clients (app, backup, prune, exporter, declared users): find the primary and the replicas
+/// the way Sentinel-aware libraries do (abstore: GET-MASTER-ADDR-BY-NAME and REPLICAS; others
+/// also MASTER(S), SLAVES, SENTINELS and a `+switch-master` subscription). Nothing that changes
+/// what a sentinel monitors, how, or who it votes for.
+const SENTINEL_CLIENT_COMMANDS: &[&str] = &[
+    "+ping",
+    "+client|setname",
+    "+client|getname",
+    "+sentinel|get-master-addr-by-name",
+    "+sentinel|master",
+    "+sentinel|masters",
+    "+sentinel|replicas",
+    "+sentinel|slaves",
+    "+sentinel|sentinels",
+    "+subscribe",
+    "+unsubscribe",
+];
+/// The sentinel role on the other sentinels (`sentinel-user`), per Sentinel's source: its
+/// command link sends AUTH, CLIENT SETNAME, PING, PUBLISH of hello messages and, during a
+/// failover, SENTINEL IS-MASTER-DOWN-BY-ADDR (the vote). Plus the sentinel pods' scripts: the
+/// probes' PING and the start script's question for the primary.
+const SENTINEL_PEER_COMMANDS: &[&str] = &[
+    "+ping",
+    "+client|setname",
+    "+publish",
+    "+sentinel|is-master-down-by-addr",
+    "+sentinel|get-master-addr-by-name",
+];
+/// The Redis pods' scripts ([`REDIS_POD_SENTINEL_ROLE`]): start-redis.sh asks for the primary,
+/// the preStop hook asks for a failover away from the primary that is stopping.
+const SENTINEL_REDIS_POD_COMMANDS: &[&str] = &[
+    "+ping",
+    "+sentinel|get-master-addr-by-name",
+    "+sentinel|failover",
+];
+
+/// Every user of the store as the sentinels want it (their `aclfile`, and heal's live `ACL
+/// SETUSER` on sentinels): the same users and passwords as [`acl_users`], the operator admin
+/// (it heals the sentinels: MONITOR, REMOVE, RESET, SET, FAILOVER, and follows
+/// `+switch-master`), every other user only what its job needs of a sentinel.
+pub fn sentinel_acl_users(model: &Model, credentials: &Credentials) -> Vec<AclUser> {
+    let rules = |channel: Option<&str>, commands: &[&str]| -> Vec<String> {
+        channel
+            .map(|c| format!("&{c}"))
+            .into_iter()
+            .chain(std::iter::once("-@all".to_owned()))
+            .chain(commands.iter().map(|c| (*c).to_owned()))
+            .collect()
+    };
+    let client = rules(Some(SWITCH_MASTER_CHANNEL), SENTINEL_CLIENT_COMMANDS);
+    let role_rules = |role: Role| match role {
+        Role::App | Role::Backup | Role::Prune | Role::Exporter => client.clone(),
+        Role::Replication => rules(None, SENTINEL_REDIS_POD_COMMANDS),
+        Role::Sentinel => rules(Some(SENTINEL_HELLO_CHANNEL), SENTINEL_PEER_COMMANDS),
+        Role::Operator => vec!["~*".to_owned(), "&*".to_owned(), "+@all".to_owned()],
+    };
+    Role::ALL
+        .into_iter()
+        .map(|role| (role.username().to_owned(), role_rules(role)))
+        .chain(
+            model
+                .spec
+                .auth
+                .users
+                .iter()
+                .map(|user| (user.name.clone(), client.clone())),
+        )
+        .map(|(name, rules)| AclUser {
+            hashes: credentials.accepted_hashes(&name),
+            name,
+            rules,
+        })
+        .collect()
+}
+
+/// The sentinels' ACL file for the ACL Secret: `default` off, then [`sentinel_acl_users`].
+/// Passwords only as `#<sha256 hex>`.
+pub fn sentinel_acl_file(model: &Model, credentials: &Credentials) -> String {
+    let mut out = String::new();
+    line!(out, "user {}", DEFAULT_USER_RULES.join(" "));
+    for user in sentinel_acl_users(model, credentials) {
+        line!(out, "{}", user.line());
+    }
+    out
+}
+
 /// One ACL user as the operator wants it on every data node.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AclUser {
@@ -737,6 +858,64 @@ mod tests {
         let monitor = sentinel_monitor_conf(&m);
         assert!(monitor.contains("sentinel down-after-milliseconds shop 3000\n"));
         assert!(monitor.contains("sentinel auth-user shop sentinel\n"));
+        // Clients authenticate to the sentinels too, and the sentinels to each other.
+        assert!(conf.contains("aclfile \"/etc/abstore/acl/sentinel-users.acl\"\n"));
+        assert!(conf.contains("sentinel sentinel-user sentinel\n"));
+    }
+
+    #[test]
+    fn the_sentinel_acl_file_gives_clients_lookups_and_only_the_operator_administration() {
+        // Anyone who may change what the sentinels monitor may redirect every client.
+        let m = model(
+            "auth:\n  users:\n  - {name: reporting, keys: ['ec:*'], commands: '+@read +@write'}",
+        );
+        let creds = Credentials::resolve(&m, &BTreeMap::new(), &mut || "p".repeat(20));
+        let acl = sentinel_acl_file(&m, &creds);
+        let line = |user: &str| {
+            acl.lines()
+                .find(|l| l.starts_with(&format!("user {user} ")))
+                .unwrap_or_else(|| panic!("no line for {user}"))
+                .to_owned()
+        };
+        assert!(line("default").contains(" off "));
+        for client in ["app", "backup", "prune", "exporter", "reporting"] {
+            let rules = line(client);
+            assert!(
+                rules.contains("+sentinel|get-master-addr-by-name"),
+                "{rules}"
+            );
+            assert!(rules.contains("+sentinel|replicas"), "{rules}");
+            assert!(rules.contains("&+switch-master"), "{rules}");
+            let granted: Vec<&str> = rules.split_whitespace().collect();
+            for admin in [
+                "+@all",
+                "+sentinel",
+                "+sentinel|failover",
+                "+sentinel|monitor",
+                "+sentinel|remove",
+                "+sentinel|reset",
+                "+sentinel|set",
+                "+sentinel|config",
+                "+sentinel|debug",
+                "+sentinel|is-master-down-by-addr",
+                "+publish",
+                "+acl",
+            ] {
+                assert!(!granted.contains(&admin), "{client} may {admin}: {rules}");
+            }
+        }
+        // A declared user's data rules do not apply to the sentinels.
+        assert!(!line("reporting").contains("@write"));
+        let peer = line("sentinel");
+        assert!(peer.contains("+sentinel|is-master-down-by-addr") && peer.contains("+publish"));
+        assert!(peer.contains("&__sentinel__:hello") && !peer.contains("failover"));
+        let redis_pods = line(REDIS_POD_SENTINEL_ROLE.username());
+        assert!(
+            redis_pods
+                .ends_with("-@all +ping +sentinel|get-master-addr-by-name +sentinel|failover")
+        );
+        assert!(line("operator").ends_with("~* &* +@all"));
+        assert_eq!(acl.lines().count(), 1 + Role::ALL.len() + 1);
     }
 
     #[test]
@@ -778,10 +957,11 @@ mod tests {
                 .values()
                 .all(|f| !f.contains("super-secret-password-xyz"))
         );
-        let acl = acl_file(&m, &creds);
-        assert!(!acl.contains("super-secret-password-xyz"));
         let digest = hex::encode(Sha256::digest(b"super-secret-password-xyz"));
-        assert!(acl.contains(&format!("#{digest}")));
+        for acl in [acl_file(&m, &creds), sentinel_acl_file(&m, &creds)] {
+            assert!(!acl.contains("super-secret-password-xyz"));
+            assert!(acl.contains(&format!("#{digest}")));
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ fi
 # (NOGOODSLAVE), are waited out: a rollout right after a crash failover is exactly when this runs.
 waited=0
 while :; do
-    reply=$(abstore_cli "" "$ABSTORE_SENTINEL_HOST" "$ABSTORE_SENTINEL_PORT" SENTINEL FAILOVER "$ABSTORE_MASTER_NAME" 2>&1) && break
+    reply=$(abstore_cli @@REDIS_POD_SENTINEL_USER@@ "$ABSTORE_SENTINEL_HOST" "$ABSTORE_SENTINEL_PORT" SENTINEL FAILOVER "$ABSTORE_MASTER_NAME" 2>&1) && break
     case "$reply" in
         *INPROG* | *NOGOODSLAVE*)
             if [ "$waited" -ge "$ABSTORE_PRESTOP_TIMEOUT" ]; then

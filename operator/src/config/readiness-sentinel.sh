@@ -6,7 +6,7 @@
 : "${ABSTORE_MASTER_NAME:=@@MASTER_NAME@@}"
 ABSTORE_SENTINEL_HOST=$ABSTORE_LOCAL_HOST
 ABSTORE_SENTINEL_PORT=$ABSTORE_LOCAL_PORT
-abstore_sentinel_primary >/dev/null || {
+abstore_sentinel_primary @@SENTINEL_USER@@ >/dev/null || {
     echo "this sentinel does not monitor '$ABSTORE_MASTER_NAME'" >&2
     exit 1
 }

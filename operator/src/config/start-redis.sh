@@ -51,7 +51,7 @@ find_primary_peer() {
 primary=""
 attempt=1
 while [ "$attempt" -le "$ABSTORE_SENTINEL_ATTEMPTS" ]; do
-    if primary=$(abstore_sentinel_primary); then
+    if primary=$(abstore_sentinel_primary @@REDIS_POD_SENTINEL_USER@@); then
         abstore_log "sentinels report primary $primary"
         break
     fi

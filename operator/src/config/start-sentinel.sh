@@ -1,7 +1,8 @@
 #!/bin/sh
 # Starts redis-sentinel in an ABStore pod: the shared sentinel.conf, this sentinel's announced DNS
-# name, `sentinel monitor` of the current primary, the per-master settings and the auth-pass of
-# the sentinel user. The primary is what the other sentinels report; if none answers, a Redis pod
+# name, `sentinel monitor` of the current primary, the per-master settings, and the password of
+# the sentinel user as auth-pass (to the data nodes) and sentinel-pass (to the other sentinels).
+# Who may ask this sentinel what is in the sentinels' ACL file (sentinel.conf's `aclfile`). The primary is what the other sentinels report; if none answers, a Redis pod
 # that says it is a primary; if none does, the bootstrap primary (Redis pod 0).
 set -eu
 . "$(dirname "$0")/abstore-lib.sh"
@@ -27,7 +28,7 @@ set -eu
 primary=""
 attempt=1
 while [ "$attempt" -le "$ABSTORE_SENTINEL_ATTEMPTS" ]; do
-    if primary=$(abstore_sentinel_primary); then
+    if primary=$(abstore_sentinel_primary @@SENTINEL_USER@@); then
         abstore_log "other sentinels report primary $primary"
         break
     fi
@@ -73,6 +74,7 @@ umask 077
     echo "sentinel monitor $ABSTORE_MASTER_NAME $1 $2 $ABSTORE_QUORUM"
     cat "$ABSTORE_CONFIG_DIR/@@SENTINEL_MONITOR_CONF@@"
     echo "sentinel auth-pass $ABSTORE_MASTER_NAME \"$auth_pass\""
+    echo "sentinel sentinel-pass \"$auth_pass\""
 } >"$tmp"
 mv "$tmp" "$ABSTORE_RUNTIME_CONFIG"
 

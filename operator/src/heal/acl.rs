@@ -1,7 +1,7 @@
 //! ACLs live: every pass makes each data node's users exactly the store's (`ACL SETUSER … reset`
 //! per user, `ACL DELUSER` for users nobody declared, `default` off), sets `masterauth` to the
-//! replication user's current password, and, while the sentinel user's password rotates, the
-//! sentinels' `auth-pass`. No restart: a changed user, a rotated password or a hand-made user
+//! replication user's current password; the sentinels' users likewise and, while the sentinel
+//! user's password rotates, their `auth-pass` and `sentinel-pass`. No restart: a changed user, a rotated password or a hand-made user
 //! is healed within one reconcile. ACLs are not replicated, so every node is told.
 //!
 //! A node's ACL is compared before and after (`ACL LIST`): only a real change is reported, so a
@@ -18,11 +18,14 @@ use crate::config::{AclUser, DEFAULT_USER_RULES};
 /// What the ACL pass should make true on every data node and sentinel.
 #[derive(Clone, Debug)]
 pub struct AclDesired {
-    /// Every user but `default`, in ACL file order.
+    /// Every user but `default` on the data nodes, in ACL file order.
     pub users: Vec<AclUser>,
+    /// Every user but `default` on the sentinels.
+    pub sentinel_users: Vec<AclUser>,
     /// The replication user's current password (`masterauth` on every node).
     pub masterauth: String,
-    /// The sentinel user's current password, while it rotates (`SENTINEL SET auth-pass`).
+    /// The sentinel user's current password, while it rotates: the sentinels' `auth-pass`
+    /// (to the data nodes) and `sentinel-pass` (to each other).
     pub sentinel_auth_pass: Option<String>,
 }
 
@@ -46,10 +49,11 @@ pub struct AclReport {
 }
 
 impl AclReport {
-    /// Nodes whose ACL changed: `(endpoint, changed users, removed users)`.
+    /// Servers whose ACL changed.
     pub fn changes(&self) -> impl Iterator<Item = &NodeAcl> {
         self.nodes
             .iter()
+            .chain(&self.sentinels)
             .filter(|node| !node.changed.is_empty() || !node.removed.is_empty())
     }
 
@@ -101,15 +105,15 @@ pub async fn heal_acls(target: &HealTarget, desired: &AclDesired) -> AclReport {
         outcome
     }));
     let sentinels = futures::future::join_all(target.sentinels.iter().map(|endpoint| async move {
-        let error = match &desired.sentinel_auth_pass {
-            Some(password) => set_auth_pass(target, endpoint, password).await.err(),
-            None => None,
+        let mut outcome = match heal_sentinel(target, endpoint, desired).await {
+            Ok(outcome) => outcome,
+            Err(error) => NodeAcl {
+                error: Some(error),
+                ..NodeAcl::default()
+            },
         };
-        NodeAcl {
-            endpoint: Some(endpoint.clone()),
-            error,
-            ..NodeAcl::default()
-        }
+        outcome.endpoint = Some(endpoint.clone());
+        outcome
     }));
     let (nodes, sentinels) = futures::join!(nodes, sentinels);
     AclReport { nodes, sentinels }
@@ -121,7 +125,62 @@ async fn heal_node(
     desired: &AclDesired,
 ) -> Result<NodeAcl, String> {
     let mut conn = connect(target, endpoint, target.operator_auth.as_ref()).await?;
-    let before = acl_list(&mut conn).await?;
+    let outcome = set_users(&mut conn, &desired.users).await?;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("masterauth")
+        .arg(&desired.masterauth)
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| format!("CONFIG SET masterauth: {e}"))?;
+    Ok(outcome)
+}
+
+async fn heal_sentinel(
+    target: &HealTarget,
+    endpoint: &Endpoint,
+    desired: &AclDesired,
+) -> Result<NodeAcl, String> {
+    let mut conn = connect(target, endpoint, target.operator_sentinel_auth.as_ref()).await?;
+    let outcome = set_users(&mut conn, &desired.sentinel_users).await?;
+    if let Some(password) = &desired.sentinel_auth_pass {
+        // Both are rewritten into the sentinel's own config file, so they survive a restart.
+        redis::cmd("SENTINEL")
+            .arg("CONFIG")
+            .arg("SET")
+            .arg("sentinel-pass")
+            .arg(password)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| format!("SENTINEL CONFIG SET sentinel-pass: {e}"))?;
+        // Not monitoring yet (a sentinel heal has still to set up): nothing to update.
+        let monitored: Vec<Vec<String>> = redis::cmd("SENTINEL")
+            .arg("MASTERS")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        let monitoring = monitored.iter().any(|fields| {
+            fields
+                .chunks(2)
+                .any(|kv| kv[0] == "name" && kv.get(1) == Some(&target.master_name))
+        });
+        if monitoring {
+            redis::cmd("SENTINEL")
+                .arg("SET")
+                .arg(&target.master_name)
+                .arg("auth-pass")
+                .arg(password)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| format!("SENTINEL SET auth-pass: {e}"))?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Makes a server's users exactly `users` (and `default` off); says what changed.
+async fn set_users(conn: &mut MultiplexedConnection, users: &[AclUser]) -> Result<NodeAcl, String> {
+    let before = acl_list(conn).await?;
     let setuser = |args: Vec<String>| {
         let mut cmd = redis::cmd("ACL");
         cmd.arg("SETUSER").arg(&args);
@@ -136,30 +195,22 @@ async fn heal_node(
         }
     };
     setuser(DEFAULT_USER_RULES.iter().map(|r| (*r).to_owned()).collect()).await?;
-    for user in &desired.users {
+    for user in users {
         setuser(user.setuser_args()).await?;
     }
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("masterauth")
-        .arg(&desired.masterauth)
-        .query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| format!("CONFIG SET masterauth: {e}"))?;
-
     let mut removed = Vec::new();
     for (name, _) in &before {
-        if name != "default" && !desired.users.iter().any(|user| &user.name == name) {
+        if name != "default" && !users.iter().any(|user| &user.name == name) {
             redis::cmd("ACL")
                 .arg("DELUSER")
                 .arg(name)
-                .query_async::<()>(&mut conn)
+                .query_async::<()>(&mut *conn)
                 .await
                 .map_err(|e| format!("ACL DELUSER {name}: {e}"))?;
             removed.push(name.clone());
         }
     }
-    let after = acl_list(&mut conn).await?;
+    let after = acl_list(conn).await?;
     let changed = after
         .iter()
         .filter(|(name, line)| before.iter().find(|(n, _)| n == name).map(|(_, l)| l) != Some(line))
@@ -191,20 +242,4 @@ async fn acl_list(conn: &mut MultiplexedConnection) -> Result<Vec<(String, Strin
             (name, line)
         })
         .collect())
-}
-
-async fn set_auth_pass(
-    target: &HealTarget,
-    sentinel: &Endpoint,
-    password: &str,
-) -> Result<(), String> {
-    let mut conn = connect(target, sentinel, None).await?;
-    redis::cmd("SENTINEL")
-        .arg("SET")
-        .arg(&target.master_name)
-        .arg("auth-pass")
-        .arg(password)
-        .query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| format!("SENTINEL SET auth-pass: {e}"))
 }

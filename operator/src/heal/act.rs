@@ -2,7 +2,7 @@
 
 use redis::aio::MultiplexedConnection;
 
-use super::observe::connect;
+use super::observe::{connect, connect_sentinel};
 use super::plan::Action;
 use super::{Endpoint, HealError, HealTarget};
 
@@ -44,7 +44,7 @@ pub(super) async fn apply(target: &HealTarget, action: &Action) -> Result<(), He
             .await
             .map_err(|e| fail(sentinel, e)),
         Action::ResetSentinel { sentinel, .. } => {
-            let mut conn = connect(target, sentinel, None)
+            let mut conn = connect_sentinel(target, sentinel)
                 .await
                 .map_err(|e| fail(sentinel, e))?;
             redis::cmd("SENTINEL")
@@ -73,7 +73,7 @@ async fn monitor(
     sentinel: &Endpoint,
     primary: &Endpoint,
 ) -> Result<(), String> {
-    let mut conn = connect(target, sentinel, None).await?;
+    let mut conn = connect_sentinel(target, sentinel).await?;
     let name = &target.master_name;
     let monitored = redis::cmd("SENTINEL")
         .arg("MONITOR")

@@ -34,7 +34,7 @@ pub(crate) use observe::client_for;
 pub use observe::{
     NodeInfo, NodeObservation, NodeRole, Observation, SentinelObservation, SentinelView, observe,
 };
-pub(crate) use observe::{connect, endpoint_of, fields_of, info_fields};
+pub(crate) use observe::{connect, connect_sentinel, endpoint_of, fields_of, info_fields};
 pub use plan::{Action, Decision, Plan, ReplicaReason, plan};
 
 /// Timeout of each connection and command: a stopped (SIGSTOP) or partitioned node must not stall
@@ -106,6 +106,8 @@ pub struct HealTarget {
     pub operator_auth_previous: Option<Auth>,
     /// The user sentinels authenticate to the data nodes with (`sentinel auth-user/auth-pass`).
     pub sentinel_auth: Option<Auth>,
+    /// The operator's admin user on the sentinels (`None`: sentinels without authentication).
+    pub operator_sentinel_auth: Option<Auth>,
     /// PEM CA to verify TLS connections with; `None` for plaintext.
     pub tls_ca: Option<Vec<u8>>,
 }
@@ -113,7 +115,8 @@ pub struct HealTarget {
 impl HealTarget {
     /// The target of a validated store whose data nodes and sentinels answer at `nodes` and
     /// `sentinels` (ordinal order): pod DNS names in Kubernetes, loopback ports locally. The
-    /// operator and sentinel users authenticate with the store's credentials.
+    /// operator and sentinel users authenticate with the store's credentials; the operator user
+    /// is the same on the data nodes and the sentinels.
     pub fn for_model(
         model: &Model,
         credentials: &Credentials,
@@ -147,6 +150,7 @@ impl HealTarget {
                     password,
                 }),
             sentinel_auth: Some(auth(Role::Sentinel)),
+            operator_sentinel_auth: Some(auth(Role::Operator)),
             tls_ca,
         }
     }

@@ -110,7 +110,15 @@ pub async fn observe(target: &HealTarget) -> Observation {
     Observation { nodes, sentinels }
 }
 
-/// A connection to a node (with the operator's user) or a sentinel (`auth: None`).
+/// A connection to a sentinel of `target`, as the operator.
+pub(crate) async fn connect_sentinel(
+    target: &HealTarget,
+    sentinel: &Endpoint,
+) -> Result<MultiplexedConnection, String> {
+    connect(target, sentinel, target.operator_sentinel_auth.as_ref()).await
+}
+
+/// A connection to a node or a sentinel as `auth` (`None`: no authentication).
 pub(crate) async fn connect(
     target: &HealTarget,
     endpoint: &Endpoint,
@@ -253,7 +261,7 @@ async fn observe_sentinel(
     target: &HealTarget,
     endpoint: &Endpoint,
 ) -> Result<Option<SentinelView>, String> {
-    let mut conn = connect(target, endpoint, None).await?;
+    let mut conn = connect_sentinel(target, endpoint).await?;
     let master: Value = redis::cmd("SENTINEL")
         .arg("MASTER")
         .arg(&target.master_name)

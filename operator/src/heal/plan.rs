@@ -377,6 +377,7 @@ mod tests {
             operator_auth: None,
             operator_auth_previous: None,
             sentinel_auth: None,
+            operator_sentinel_auth: None,
             tls_ca: None,
         }
     }

@@ -118,6 +118,10 @@ impl Layout {
     pub fn password_state_file(&self) -> PathBuf {
         self.dir.join("acl").join(STATE_KEY)
     }
+    /// The sentinels' ACL file (next to `acl_file`, as `ConfigPaths::sentinel_acl_file` says).
+    pub fn sentinel_acl_file(&self) -> PathBuf {
+        self.dir.join("acl").join(config::SENTINEL_ACL_FILE_NAME)
+    }
     pub fn node_dir(&self, index: usize) -> PathBuf {
         self.dir.join(format!("redis-{index}"))
     }
@@ -207,6 +211,19 @@ pub fn credentials(model: &Model, layout: &Layout) -> Result<Credentials> {
     Ok(credentials)
 }
 
+/// The data nodes' and the sentinels' ACL files, from the store's credentials.
+pub(crate) fn write_acl_files(
+    model: &Model,
+    layout: &Layout,
+    credentials: &Credentials,
+) -> Result<()> {
+    write_private(&layout.acl_file(), &config::acl_file(model, credentials))?;
+    write_private(
+        &layout.sentinel_acl_file(),
+        &config::sentinel_acl_file(model, credentials),
+    )
+}
+
 /// Writes a file only its owner can read.
 pub(crate) fn write_private(path: &Path, content: &str) -> Result<()> {
     use std::io::Write;
@@ -258,17 +275,25 @@ pub fn node_config(
     conf
 }
 
-/// sentinel.conf of sentinel `index`: the rendered sentinel.conf plus its port and directory.
-/// No `sentinel monitor`: heal makes it monitor the primary it chose or the sentinels elected.
+/// sentinel.conf of sentinel `index`: the rendered sentinel.conf plus its port, directory and
+/// `sentinel-pass` (what it authenticates to the other sentinels with). No `sentinel monitor`:
+/// heal makes it monitor the primary it chose or the sentinels elected, with the auth-pass.
 /// With TLS (`tls-replication yes` in the rendered file) it talks TLS to the data nodes and to
 /// the other sentinels, and serves only TLS.
-pub fn sentinel_config(model: &Model, layout: &Layout, index: usize, port: u16) -> String {
+pub fn sentinel_config(
+    model: &Model,
+    layout: &Layout,
+    credentials: &Credentials,
+    index: usize,
+    port: u16,
+) -> String {
     let mut conf = config::sentinel_conf(model, &layout.config_paths());
     conf.push_str(&format!(
         "\n# --- this sentinel, written by abstore-operator local up ---\n\
-         {}bind {LOOPBACK}\ndir \"{}\"\n",
+         {}bind {LOOPBACK}\ndir \"{}\"\nsentinel sentinel-pass \"{}\"\n",
         port_lines(model, port),
-        layout.sentinel_dir(index).display()
+        layout.sentinel_dir(index).display(),
+        credentials.role_password(Role::Sentinel),
     ));
     conf
 }
@@ -320,7 +345,8 @@ pub fn app_url(layout: &Layout, state: &LocalState) -> String {
 }
 
 /// The `redis+sentinel://` URL of a role's user, with its password file (`rediss+sentinel://`
-/// and the CA file when the store serves TLS).
+/// and the CA file when the store serves TLS); the same user and password authenticate to the
+/// sentinels (`sentinel_username`).
 pub fn role_url(layout: &Layout, state: &LocalState, role: Role) -> String {
     let hosts: Vec<String> = state
         .sentinels
@@ -336,11 +362,11 @@ pub fn role_url(layout: &Layout, state: &LocalState, role: Role) -> String {
         ("redis+sentinel", String::new())
     };
     format!(
-        "{scheme}://{}@{}/{}?{ca}password_file={}",
-        role.username(),
+        "{scheme}://{user}@{}/{}?{ca}sentinel_username={user}&password_file={}",
         hosts.join(","),
         state.master_name,
-        layout.credential_file(role.username()).display()
+        layout.credential_file(role.username()).display(),
+        user = role.username(),
     )
 }
 
@@ -556,7 +582,7 @@ mod tests {
         let layout = Layout::new("/var/store");
         let credentials = Credentials::resolve(&tls, &BTreeMap::new(), &mut || "pw".to_owned());
         let node = node_config(&tls, &layout, &credentials, 0, 7001, None);
-        let sentinel = sentinel_config(&tls, &layout, 0, 26001);
+        let sentinel = sentinel_config(&tls, &layout, &credentials, 0, 26001);
         for conf in [&node, &sentinel] {
             assert_eq!(last(conf, "port").as_deref(), Some("0"), "{conf}");
             assert_eq!(last(conf, "tls-replication").as_deref(), Some("yes"));
@@ -584,11 +610,11 @@ mod tests {
         let layout = Layout::new("/var/store");
         assert_eq!(
             role_url(&layout, &state(true), Role::Backup),
-            "rediss+sentinel://backup@127.0.0.1:26001/shop?ca_file=/var/store/tls/ca.crt&password_file=/var/store/credentials/backup"
+            "rediss+sentinel://backup@127.0.0.1:26001/shop?ca_file=/var/store/tls/ca.crt&sentinel_username=backup&password_file=/var/store/credentials/backup"
         );
         assert_eq!(
             app_url(&layout, &state(false)),
-            "redis+sentinel://app@127.0.0.1:26001/shop?password_file=/var/store/credentials/app"
+            "redis+sentinel://app@127.0.0.1:26001/shop?sentinel_username=app&password_file=/var/store/credentials/app"
         );
     }
 }

@@ -12,7 +12,8 @@ use tokio::time::Instant;
 use super::state::{LocalState, ProcessState};
 use super::{
     BOOTSTRAP_TIMEOUT, HEAL_INTERVAL, LOOPBACK, Layout, LocalError, Result, credentials,
-    heal_target, io_error, load_model, node_config, sentinel_config, tls, write_private,
+    heal_target, io_error, load_model, node_config, sentinel_config, tls, write_acl_files,
+    write_private,
 };
 use crate::config;
 use crate::credentials::Credentials;
@@ -74,7 +75,7 @@ impl Supervisor {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
         let credentials = credentials(&model, &layout)?;
-        write_private(&layout.acl_file(), &config::acl_file(&model, &credentials))?;
+        write_acl_files(&model, &layout, &credentials)?;
         if model.spec.tls.enabled {
             let certificates = tls::ensure(&layout, chrono::Utc::now())?;
             tracing::info!(dir = %layout.tls_dir().display(), origin = ?certificates.origin, server_certificate_ends = %certificates.not_after.to_rfc3339(), "TLS only: the plaintext ports stay closed");
@@ -281,10 +282,7 @@ impl Supervisor {
     async fn refresh_credentials(&mut self) -> Result<()> {
         let credentials = credentials(&self.model, &self.layout)?;
         if credentials != self.credentials {
-            write_private(
-                &self.layout.acl_file(),
-                &config::acl_file(&self.model, &credentials),
-            )?;
+            write_acl_files(&self.model, &self.layout, &credentials)?;
             self.credentials = credentials;
             self.target = heal_target(&self.model, &self.layout, &self.credentials, &self.state)?;
         }
@@ -368,10 +366,7 @@ impl Supervisor {
         }
         tracing::info!(file = %self.spec.display(), "the ABStore file changed; rolling processes whose configuration changed");
         self.credentials = credentials(&model, &self.layout)?;
-        write_private(
-            &self.layout.acl_file(),
-            &config::acl_file(&model, &self.credentials),
-        )?;
+        write_acl_files(&model, &self.layout, &self.credentials)?;
         self.model = model;
         self.target = heal_target(&self.model, &self.layout, &self.credentials, &self.state)?;
         self.rebuild_jobs();
@@ -556,14 +551,21 @@ impl Supervisor {
     }
 
     /// The rendered sentinel.conf plus the per-master settings heal applies when it makes a
-    /// sentinel monitor (a changed down-after is applied by restarting the sentinel).
+    /// sentinel monitor (a changed down-after is applied by restarting the sentinel). Users and
+    /// passwords (the ACL file, `sentinel-pass`) are healed live, not by a restart.
     fn sentinel_fingerprint(&self, index: usize) -> String {
-        let mut text = sentinel_config(
+        let conf = sentinel_config(
             &self.model,
             &self.layout,
+            &self.credentials,
             index,
             self.state.sentinels[index].port,
         );
+        let mut text: String = conf
+            .lines()
+            .filter(|line| !line.starts_with("sentinel sentinel-pass "))
+            .flat_map(|line| [line, "\n"])
+            .collect();
         text.push_str(&config::sentinel_monitor_conf(&self.model));
         text
     }
@@ -723,7 +725,8 @@ impl Supervisor {
         // rendered configuration changed, and heal makes it monitor with the new settings.
         let fingerprint = self.sentinel_fingerprint(index);
         if !conf.exists() || self.sentinel_applied[index] != fingerprint {
-            let mut text = sentinel_config(&self.model, &self.layout, index, port);
+            let mut text =
+                sentinel_config(&self.model, &self.layout, &self.credentials, index, port);
             if let Some(id) = std::fs::read_to_string(&conf).ok().and_then(|old| {
                 old.lines()
                     .find(|l| l.starts_with("sentinel myid "))
