@@ -24,7 +24,8 @@ enum Command {
     /// Run the controller: reconcile ABStores until SIGTERM / Ctrl-C.
     Run(run::RunArgs),
     /// Print every object the controller would apply for the ABStores in a file, as
-    /// multi-document YAML in apply order (Secrets get freshly generated passwords).
+    /// multi-document YAML in apply order (Secrets without their values unless
+    /// --show-secrets, which prints freshly generated passwords).
     Render(RenderArgs),
     /// Run the same topology as local processes on loopback, no cluster needed.
     #[command(subcommand)]
@@ -39,6 +40,11 @@ struct RenderArgs {
     /// Namespace of stores whose documents name none; must match those that do.
     #[arg(short = 'n', long, env = "ABSTORE_NAMESPACE", value_name = "NAMESPACE")]
     namespace: Option<String>,
+    /// Print the Secrets' values (freshly generated passwords and the ACL files). Without it
+    /// Secrets are printed without `data` (names and keys only): safe to review, and applying
+    /// them never overwrites a password.
+    #[arg(long, env = "ABSTORE_RENDER_SHOW_SECRETS")]
+    show_secrets: bool,
 }
 
 fn render(args: &RenderArgs) -> anyhow::Result<()> {
@@ -53,7 +59,12 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     } else {
         args.file.display().to_string()
     };
-    let yaml = abstore_operator::render::render(&input, args.namespace.as_deref())
+    let secrets = if args.show_secrets {
+        abstore_operator::render::SecretValues::Shown
+    } else {
+        abstore_operator::render::SecretValues::Redacted
+    };
+    let yaml = abstore_operator::render::render_with(&input, args.namespace.as_deref(), secrets)
         .with_context(|| format!("rendering {source}"))?;
     print!("{yaml}");
     Ok(())

@@ -55,9 +55,34 @@ pub enum RenderError {
     Empty,
 }
 
+/// Whether rendered Secrets carry their values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SecretValues {
+    /// For review (the default): Secrets keep their names, labels and keys but lose `data`,
+    /// marked by the [`REDACTED_ANNOTATION`]. Applying such output never overwrites a password:
+    /// existing Secrets keep theirs, new ones get theirs from the operator.
+    #[default]
+    Redacted,
+    /// The generated passwords and ACL files themselves (`render --show-secrets`), for
+    /// GitOps repositories that manage Secrets (sealed or external).
+    Shown,
+}
+
+/// Annotation on a redacted Secret: which keys it would hold.
+pub const REDACTED_ANNOTATION: &str = "abstore.dev/redacted-keys";
+
+/// Renders every ABStore in `input` with Secrets redacted (see [`render_with`]).
+pub fn render(input: &str, namespace: Option<&str>) -> Result<String, RenderError> {
+    render_with(input, namespace, SecretValues::Redacted)
+}
+
 /// Renders every ABStore in `input` (one or more YAML documents; empty ones are skipped).
 /// `namespace` fills in stores that name none and must agree with those that do.
-pub fn render(input: &str, namespace: Option<&str>) -> Result<String, RenderError> {
+pub fn render_with(
+    input: &str,
+    namespace: Option<&str>,
+    secrets: SecretValues,
+) -> Result<String, RenderError> {
     let mut out = String::new();
     let mut stores = 0;
     for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
@@ -96,11 +121,25 @@ pub fn render(input: &str, namespace: Option<&str>) -> Result<String, RenderErro
             error,
         })?;
         let credentials = Credentials::resolve(&model, &BTreeMap::new(), &mut generate_password);
-        let children = build(&model, &credentials).map_err(|error| RenderError::Build {
+        let mut children = build(&model, &credentials).map_err(|error| RenderError::Build {
             document: number,
             name,
             error,
         })?;
+        if secrets == SecretValues::Redacted {
+            for secret in &mut children.secrets {
+                let keys: Vec<String> = secret
+                    .data
+                    .take()
+                    .map(|data| data.into_keys().collect())
+                    .unwrap_or_default();
+                secret
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(REDACTED_ANNOTATION.to_owned(), keys.join(","));
+            }
+        }
         write_children(&mut out, children)?;
         stores += 1;
     }

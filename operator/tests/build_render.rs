@@ -363,3 +363,44 @@ fn the_render_command_reads_stdin_and_names_a_bad_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn render_for_review_shows_no_secret_values_and_show_secrets_does() {
+    // `render` output goes into pull requests and CI logs: Secrets keep their names and keys,
+    // not their values, unless asked (--show-secrets).
+    let redacted = render(EVERYTHING, None).unwrap();
+    let shown = abstore_operator::render::render_with(
+        EVERYTHING,
+        None,
+        abstore_operator::render::SecretValues::Shown,
+    )
+    .unwrap();
+    let secrets = |yaml: &str| -> Vec<serde_yaml::Value> {
+        documents(yaml)
+            .into_iter()
+            .filter(|doc| kind_and_name(doc).0 == "Secret")
+            .collect()
+    };
+    let (hidden, visible) = (secrets(&redacted), secrets(&shown));
+    assert!(!hidden.is_empty());
+    assert_eq!(hidden.len(), visible.len());
+    for (hidden, visible) in hidden.iter().zip(&visible) {
+        assert_eq!(kind_and_name(hidden), kind_and_name(visible));
+        assert!(hidden.get("data").is_none(), "{hidden:?}");
+        let keys: Vec<String> = visible["data"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        assert!(!keys.is_empty());
+        assert_eq!(
+            hidden["metadata"]["annotations"][abstore_operator::render::REDACTED_ANNOTATION]
+                .as_str(),
+            Some(keys.join(",").as_str())
+        );
+    }
+    // No password of the shown output (generated afresh) can leak, and no hash of one either.
+    assert!(!redacted.contains("password: "));
+    assert!(!redacted.contains(" on #"));
+}

@@ -220,6 +220,7 @@ fn default_values_install_one_operator_with_cluster_wide_rbac_and_no_lease_acces
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "NetworkPolicy",
             "Service",
             "ServiceAccount"
         ]
@@ -369,6 +370,7 @@ fn full_values_render_every_option() {
         kinds(&objects),
         [
             "Deployment",
+            "NetworkPolicy",
             "Role",
             "RoleBinding",
             "Service",
@@ -761,4 +763,63 @@ fn the_chart_lets_the_operator_apply_and_delete_every_kind_render_makes() {
             );
         }
     }
+}
+
+#[test]
+fn the_operator_network_policy_admits_only_metrics_and_reaches_only_dns_the_api_and_redis() {
+    // The operator holds every store's admin password: its pods take no connections but scrapes
+    // and probes, and talk only to what reconciling needs.
+    let default = objects(&render(None));
+    let policy = one_of_kind(&default, "NetworkPolicy");
+    let deployment = one_of_kind(&default, "Deployment");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    let ingress = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(
+        ingress[0]["ports"],
+        serde_json::json!([{"port": 8080, "protocol": "TCP"}])
+    );
+    assert!(ingress[0].get("from").is_none());
+    let egress = policy["spec"]["egress"].as_array().unwrap();
+    let ports: Vec<Vec<i64>> = egress
+        .iter()
+        .map(|rule| {
+            rule["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["port"].as_i64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(ports, [vec![53, 53], vec![443, 6443], vec![6379, 26379]]);
+    // Redis and Sentinel only of pods the operator manages (their labels), in any namespace.
+    let redis = &egress[2]["to"][0];
+    assert_eq!(redis["namespaceSelector"], serde_json::json!({}));
+    assert_eq!(
+        redis["podSelector"]["matchLabels"],
+        serde_json::json!({"app.kubernetes.io/name": "abstore", "app.kubernetes.io/managed-by": "abstore-operator"})
+    );
+
+    // The scrapers and the API server can be pinned; the policy can be switched off.
+    let full = objects(&render(Some(&full_values())));
+    let policy = one_of_kind(&full, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], 9090);
+    assert_eq!(
+        policy["spec"]["egress"][1]["to"],
+        serde_json::json!([{"ipBlock": {"cidr": "10.0.0.1/32"}}])
+    );
+    let off = objects(&render(Some("networkPolicy:\n  enabled: false\n")));
+    assert!(of_kind(&off, "NetworkPolicy").is_empty());
 }
