@@ -317,9 +317,12 @@ async fn each_role_can_do_its_job_and_is_refused_the_rest() {
     allowed(&backup, &["SCAN", "0", "COUNT", "100"]).await;
     assert_eq!(text(&allowed(&backup, &["GET", &counter]).await), "1");
     allowed(&backup, &["PEXPIRETIME", &counter]).await;
-    allowed(&backup, &["DUMP", &counter]).await;
     allowed(&backup, &["TYPE", &counter]).await;
     allowed(&backup, &["INFO", "server"]).await;
+    allowed(&backup, &["DBSIZE"]).await;
+    // Exactly what the backup job sends: no DUMP, no key-by-key TTL probing.
+    refused(&backup, &["DUMP", &counter]).await;
+    refused(&backup, &["TTL", &counter]).await;
     for args in [
         &["SET", counter.as_str(), "2"][..],
         &["UNLINK", counter.as_str()],
@@ -332,7 +335,11 @@ async fn each_role_can_do_its_job_and_is_refused_the_rest() {
     // prune: unlinks day-keyed counters (also env-prefixed), nothing else.
     let prune = store.url("prune", port);
     allowed(&prune, &["SCAN", "0"]).await;
-    allowed(&prune, &["PEXPIRETIME", &counter]).await;
+    allowed(&prune, &["DBSIZE"]).await;
+    // Exactly what the prune job sends (SCAN, UNLINK, DBSIZE): it reads nothing.
+    refused(&prune, &["PEXPIRETIME", &counter]).await;
+    refused(&prune, &["GET", &counter]).await;
+    refused(&prune, &["INFO"]).await;
     assert_eq!(
         text(&allowed(&prune, &["UNLINK", "prod:ec:1:f:v"]).await),
         "1"

@@ -470,40 +470,24 @@ const APP_COMMANDS: &[&str] = &[
 ];
 /// The backup role: SCAN and typed reads; keys are read-only (`%R~*`), so even a write command
 /// slipped in later could not change data.
+/// Exactly what `abstore-jobs backup` sends (jobs/src/redis.rs, backup.rs): SCAN, TYPE, the typed
+/// read of each kind (GET + PEXPIRETIME for strings and HyperLogLogs, HGETALL, SMEMBERS,
+/// ZRANGE … WITHSCORES, LRANGE), INFO for the manifest's server version, DBSIZE for progress.
 const BACKUP_COMMANDS: &[&str] = &[
     "+scan",
+    "+type",
     "+get",
-    "+mget",
-    "+strlen",
-    "+exists",
-    "+type",
-    "+ttl",
-    "+pttl",
     "+pexpiretime",
-    "+dump",
     "+hgetall",
-    "+hscan",
     "+smembers",
-    "+sscan",
     "+zrange",
-    "+zscan",
     "+lrange",
-    "+xrange",
     "+info",
     "+dbsize",
 ];
-/// The prune role: SCAN everything, but UNLINK only day-keyed counters.
-const PRUNE_COMMANDS: &[&str] = &[
-    "+scan",
-    "+unlink",
-    "+type",
-    "+exists",
-    "+ttl",
-    "+pttl",
-    "+pexpiretime",
-    "+info",
-    "+dbsize",
-];
+/// Exactly what `abstore-jobs prune` sends: SCAN everything, UNLINK (only day-keyed counters,
+/// by the role's key patterns), DBSIZE for progress.
+const PRUNE_COMMANDS: &[&str] = &["+scan", "+unlink", "+dbsize"];
 /// redis_exporter's read-only introspection (no key access: `--check-keys` is not used), and
 /// the probes'. No CLUSTER INFO: ABStore runs Sentinel, not Cluster.
 const EXPORTER_COMMANDS: &[&str] = &[
