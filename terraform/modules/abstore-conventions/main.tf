@@ -34,13 +34,14 @@ locals {
     "hset", "hget", "hmget", "hgetall",
     "expireat", "pexpire", "unlink", "exists", "ttl", "pttl", "pexpiretime", "type", "wait",
   ]
-  # Read-only: SCAN and typed reads. No write command is granted, so the key pattern can be ~*.
+  # Exactly what abstore-jobs backup sends: SCAN and typed reads. No write command is granted,
+  # so the key pattern can be ~*. Same list as the operator's backup role.
   backup_commands = [
-    "scan", "get", "mget", "strlen", "exists", "type", "ttl", "pttl", "pexpiretime", "dump",
-    "hgetall", "hscan", "smembers", "sscan", "zrange", "zscan", "lrange", "xrange", "info", "dbsize",
+    "scan", "type", "get", "pexpiretime", "hgetall", "smembers", "zrange", "lrange", "info", "dbsize",
   ]
-  # SCAN everything, UNLINK only day-keyed counters (the key patterns limit the UNLINK).
-  prune_commands = ["scan", "unlink", "type", "exists", "ttl", "pttl", "pexpiretime", "info", "dbsize"]
+  # Exactly what abstore-jobs prune sends: SCAN everything, UNLINK only day-keyed counters (the
+  # key patterns limit the UNLINK), DBSIZE for progress.
+  prune_commands = ["scan", "unlink", "dbsize"]
   # What abstore-jobs restore sends (jobs/src/restore.rs) in every --mode, and nothing else.
   restore_commands = [
     "set", "exists", "type", "incrby", "pfmerge", "pexpireat", "del", "renamenx",
