@@ -90,33 +90,27 @@ impl AclReport {
     }
 }
 
-/// One ACL pass over every data node (and every sentinel while the sentinel user rotates).
-/// Servers are done concurrently; one that fails does not stop the others.
+/// One ACL pass over every data node and every sentinel. Servers are done concurrently; one
+/// that fails does not stop the others.
 pub async fn heal_acls(target: &HealTarget, desired: &AclDesired) -> AclReport {
     let nodes = futures::future::join_all(target.nodes.iter().map(|endpoint| async move {
-        let mut outcome = match heal_node(target, endpoint, desired).await {
-            Ok(outcome) => outcome,
-            Err(error) => NodeAcl {
-                error: Some(error),
-                ..NodeAcl::default()
-            },
-        };
-        outcome.endpoint = Some(endpoint.clone());
-        outcome
+        outcome(endpoint, heal_node(target, endpoint, desired).await)
     }));
     let sentinels = futures::future::join_all(target.sentinels.iter().map(|endpoint| async move {
-        let mut outcome = match heal_sentinel(target, endpoint, desired).await {
-            Ok(outcome) => outcome,
-            Err(error) => NodeAcl {
-                error: Some(error),
-                ..NodeAcl::default()
-            },
-        };
-        outcome.endpoint = Some(endpoint.clone());
-        outcome
+        outcome(endpoint, heal_sentinel(target, endpoint, desired).await)
     }));
     let (nodes, sentinels) = futures::join!(nodes, sentinels);
     AclReport { nodes, sentinels }
+}
+
+/// One server's result, named by its endpoint.
+fn outcome(endpoint: &Endpoint, result: Result<NodeAcl, String>) -> NodeAcl {
+    let mut outcome = result.unwrap_or_else(|error| NodeAcl {
+        error: Some(error),
+        ..NodeAcl::default()
+    });
+    outcome.endpoint = Some(endpoint.clone());
+    outcome
 }
 
 async fn heal_node(
