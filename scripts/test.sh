@@ -10,6 +10,10 @@ scripts/install-test-deps.sh
 # Keep build products outside the clone so fresh clones (CI) rebuild incrementally.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/abstore/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental caches are keyed by the clone's path, so a fresh clone never reuses them: they only
+# cost disk. Earlier runs' artifacts are pruned first for the same reason (scripts/prune-target.sh).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+scripts/prune-target.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
