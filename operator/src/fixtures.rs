@@ -196,6 +196,9 @@ pub struct FakeCluster {
     /// StatefulSet in `stateful_set_status` comes back at once, labelled with the set's
     /// `updateRevision` (its readiness is left as it was).
     pub recreate_deleted_pods: bool,
+    /// Keep what server-side apply sends, merged into the stored object (or added), as a real
+    /// API server does: for tests whose later reconciles read back what earlier ones applied.
+    pub store_applied: bool,
 }
 
 /// Parts of a resource path.
@@ -389,6 +392,25 @@ impl FakeCluster {
                     {
                         object["status"] = status.clone();
                     }
+                }
+                if self.store_applied && path.subresource.is_none() {
+                    if object["metadata"]["namespace"].is_null() {
+                        object["metadata"]["namespace"] = json!(path.namespace);
+                    }
+                    let found = self
+                        .located(&path)
+                        .find(|(_, stored)| stored["metadata"]["name"].as_str() == Some(name))
+                        .map(|(index, _)| index);
+                    object = match found {
+                        Some(index) => {
+                            merge_patch(&mut self.objects[index], &object);
+                            self.objects[index].clone()
+                        }
+                        None => {
+                            self.objects.push(object.clone());
+                            object
+                        }
+                    };
                 }
                 exchange.respond(200, object);
             }

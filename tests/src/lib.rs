@@ -8,6 +8,7 @@ pub mod keyspace;
 pub mod local_store;
 mod process;
 mod python;
+mod rendered;
 mod s3;
 mod sentinel;
 mod server;
@@ -24,6 +25,7 @@ pub use python::{
     lint_chart, newest_kubernetes_version, read_yaml_as_kubectl_does, render_chart, repo_root,
     validate_custom_resources, validate_manifests,
 };
+pub use rendered::Rendered;
 pub use s3::{S3_REGION, S3_START_TIMEOUT, S3Server};
 pub use sentinel::SentinelServer;
 pub use server::RedisServer;

@@ -262,10 +262,11 @@ fn start_reader(
         tokio::spawn(async move {
             let mut errors = Vec::new();
             let mut pipe = redis::pipe();
-            pipe.cmd("GET").arg(KEY);
+            // MGET, as the library reads counters (the app role has no GET).
+            pipe.cmd("MGET").arg(KEY);
             while !stop.load(Ordering::Relaxed) {
                 match connection
-                    .exec::<(Option<i64>,)>(&pipe, Retry::Idempotent, "rotation test read")
+                    .exec::<(Vec<Option<i64>>,)>(&pipe, Retry::Idempotent, "rotation test read")
                     .await
                 {
                     Ok(_) => {

@@ -4,9 +4,8 @@
 //! work with the replication and sentinel users, and the start scripts pick the right primary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use abstore::connection::Connection;
@@ -14,15 +13,11 @@ use abstore::counters::{Event, Outcome, Recorder, RecorderConfig};
 use abstore::keys::Granularity;
 use abstore::reads::{Metric, Reader, VariationStats};
 use abstore_operator::config::{
-    self, ConfigFiles, ConfigPaths, LIVENESS_REDIS, PRESTOP_REDIS, READINESS_REDIS, REDIS_CONF,
-    START_REDIS, START_SENTINEL,
+    self, ConfigPaths, LIVENESS_REDIS, PRESTOP_REDIS, READINESS_REDIS, REDIS_CONF, START_REDIS,
+    START_SENTINEL,
 };
-use abstore_operator::crd::ABStore;
-use abstore_operator::credentials::{Credentials, Role, generate_password};
-use abstore_operator::model::Model;
-use abstore_operator::validate::validate;
 use abstore_tests::{
-    LOOPBACK, RedisServer, Role as ServerRole, SentinelServer, free_port, query_role,
+    LOOPBACK, RedisServer, Rendered, Role as ServerRole, SentinelServer, free_port, query_role,
     wait_for_failover, wait_for_replication_offset, wait_for_role, wait_for_sentinels_to_know,
     wait_for_sync,
 };
@@ -37,105 +32,6 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(45);
 const FAST_SENTINEL: &str =
     "sentinel: {downAfterMilliseconds: 1000, failoverTimeoutMilliseconds: 3000}";
 const DECLARED_USER: &str = "reporting";
-
-/// One rendered store: its model, passwords, and every file the pods would mount, written into
-/// a temporary directory laid out like the pod's mounts.
-struct Rendered {
-    _dir: TempDir,
-    paths: ConfigPaths,
-    model: Model,
-    credentials: Credentials,
-    files: ConfigFiles,
-}
-
-impl Rendered {
-    fn new(spec: &str) -> Rendered {
-        let indented: String = spec.lines().map(|l| format!("  {l}\n")).collect();
-        let yaml = format!(
-            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: ab\nspec:\n{indented}"
-        );
-        let store: ABStore = serde_yaml::from_str(&yaml).unwrap();
-        let model = validate(&store).unwrap();
-        let credentials = Credentials::resolve(&model, &BTreeMap::new(), &mut generate_password);
-        let dir = tempfile::tempdir().unwrap();
-        let sub = |name: &str| {
-            let path = dir.path().join(name);
-            std::fs::create_dir_all(&path).unwrap();
-            path.display().to_string()
-        };
-        let paths = ConfigPaths {
-            data_dir: sub("data"),
-            acl_file: format!("{}/users.acl", sub("acl")),
-            tls_dir: sub("tls"),
-            credentials_dir: sub("credentials"),
-            config_dir: sub("config"),
-        };
-        std::fs::write(&paths.acl_file, config::acl_file(&model, &credentials)).unwrap();
-        std::fs::write(
-            paths.sentinel_acl_file(),
-            config::sentinel_acl_file(&model, &credentials),
-        )
-        .unwrap();
-        for (user, password) in credentials.users() {
-            // Mounted Secrets end files without a newline, but people's own files often have one.
-            std::fs::write(paths.credential_file(user), format!("{password}\n")).unwrap();
-        }
-        let files = config::config_files(&model, &paths);
-        for (name, content) in &files.files {
-            std::fs::write(Path::new(&paths.config_dir).join(name), content).unwrap();
-        }
-        Rendered {
-            _dir: dir,
-            paths,
-            model,
-            credentials,
-            files,
-        }
-    }
-
-    fn password(&self, user: &str) -> &str {
-        self.credentials.password(user).unwrap()
-    }
-
-    /// redis.conf plus the masterauth line start-redis.sh appends (checked separately below).
-    fn redis_conf(&self) -> String {
-        format!(
-            "{}\nmasterauth \"{}\"\n",
-            self.files.get(REDIS_CONF).unwrap(),
-            self.password(Role::Replication.username())
-        )
-    }
-
-    /// `redis://user:password@127.0.0.1:port`
-    fn url(&self, user: &str, port: u16) -> String {
-        format!("redis://{user}:{}@{LOOPBACK}:{port}", self.password(user))
-    }
-
-    /// The abstore library's URL form: user in the URL, password from the mounted file (and the
-    /// same user on the sentinels for a Sentinel URL, as the credentials Secrets have it).
-    fn library_url(&self, user: &str, hosts: &str) -> String {
-        let sentinel = if hosts.contains("+sentinel://") {
-            format!("sentinel_username={user}&")
-        } else {
-            String::new()
-        };
-        format!(
-            "{hosts}?{sentinel}password_file={}",
-            self.paths.credential_file(user)
-        )
-        .replacen("://", &format!("://{user}@"), 1)
-    }
-
-    /// Runs one of the rendered scripts with `sh`, pod settings replaced by `env`.
-    fn run_script(&self, name: &str, env: &[(&str, String)]) -> Output {
-        let script = Path::new(&self.paths.config_dir).join(name);
-        Command::new("sh")
-            .arg(&script)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .unwrap()
-    }
-}
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

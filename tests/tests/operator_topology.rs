@@ -5,7 +5,10 @@
 //! instead of pod DNS names. Checked: the primary pod is labelled, the status reports each pod's
 //! role and lag, and after a `kill -9` of the primary the `+switch-master` follower moves the
 //! label within a second of Sentinel's announcement, and the next reconcile records the failover
-//! (status and Event).
+//! (status and Event). And a password edited in its Secret rotates across reconciles: both
+//! passwords log in on every node and sentinel during the grace, only the new one after it, an
+//! application writing throughout never fails, and neither password reaches the operator's logs,
+//! Events, status or rotation state.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../operator/src/fixtures.rs"]
@@ -159,10 +162,10 @@ fn events(requests: &[(Instant, Recorded)]) -> Vec<Value> {
 
 /// `local up` of the store in a temporary directory. Bind the tuple in this order: locals drop in
 /// reverse, so the guard (which reads the pids from the directory) goes before the directory.
-async fn up_store() -> (tempfile::TempDir, PathBuf, PathBuf, Supervisor, KillOnDrop) {
+async fn up_store(manifest: &str) -> (tempfile::TempDir, PathBuf, PathBuf, Supervisor, KillOnDrop) {
     let work = tempfile::tempdir().unwrap();
     let spec = work.path().join("shop.yaml");
-    std::fs::write(&spec, STORE).unwrap();
+    std::fs::write(&spec, manifest).unwrap();
     let dir = work.path().join("store");
     let cleanup = KillOnDrop(dir.clone());
     let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
@@ -179,7 +182,7 @@ fn ordinal_of(state: &local::LocalState, addr: &str) -> usize {
 
 #[tokio::test]
 async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_recorded() {
-    let (_work, spec, _dir, supervisor, _cleanup) = up_store().await;
+    let (_work, spec, _dir, supervisor, _cleanup) = up_store(STORE).await;
     let layout = supervisor.layout().clone();
     let state = supervisor.state().clone();
     let primary = ordinal_of(&state, state.primary.as_deref().unwrap());
@@ -450,7 +453,7 @@ async fn stop_process(pid: u32) {
 
 #[tokio::test]
 async fn a_new_revision_rolls_replicas_then_switches_over_then_the_old_primary_then_sentinels() {
-    let (_work, spec, dir, supervisor, _cleanup) = up_store().await;
+    let (_work, spec, dir, supervisor, _cleanup) = up_store(STORE).await;
     let layout = supervisor.layout().clone();
     let state = supervisor.state().clone();
     let old_primary = ordinal_of(&state, state.primary.as_deref().unwrap());
@@ -590,12 +593,13 @@ async fn a_new_revision_rolls_replicas_then_switches_over_then_the_old_primary_t
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let value: i64 = redis::cmd("GET")
+    // MGET, as the library reads counters (the app role has no GET).
+    let value: Vec<i64> = redis::cmd("MGET")
         .arg("ec:1700000000:rollout:a")
         .query_async(&mut app)
         .await
         .unwrap();
-    assert_eq!(value, 41);
+    assert_eq!(value, vec![41]);
 
     drop(ctx);
     tokio::time::timeout(Duration::from_secs(10), served)
@@ -604,4 +608,264 @@ async fn a_new_revision_rolls_replicas_then_switches_over_then_the_old_primary_t
         .unwrap();
     let _ = stop_tx.send(());
     kubelet.await.unwrap().unwrap();
+}
+
+/// Seconds both passwords are accepted in the rotation test.
+const ROTATION_GRACE_SECS: u64 = 3;
+
+/// Everything the process logs, for the test that looks for passwords in it.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// Installs the process-wide subscriber at the most verbose level the operator logs at
+    /// (debug for libraries, trace for the operator). Only this test installs one.
+    fn install() -> CapturedLogs {
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,abstore_operator=trace,abstore=trace",
+            ))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Whether `port` accepts `user` with `password` (AUTH needs no permission).
+async fn accepts(port: u16, user: &str, password: &str) -> bool {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return false;
+    };
+    redis::cmd("AUTH")
+        .arg(user)
+        .arg(password)
+        .query_async::<()>(&mut conn)
+        .await
+        .is_ok()
+}
+
+/// Ports of every data node and sentinel that accept `user` with `password`.
+async fn accepting(ports: &[u16], user: &str, password: &str) -> Vec<u16> {
+    let mut yes = Vec::new();
+    for &port in ports {
+        if accepts(port, user, password).await {
+            yes.push(port);
+        }
+    }
+    yes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_password_secret_rotates_live_across_reconciles_and_is_never_logged() {
+    let logs = CapturedLogs::install();
+    let manifest = format!("{STORE}  auth:\n    rotationGraceSeconds: {ROTATION_GRACE_SECS}\n");
+    let (_work, spec, _dir, supervisor, _cleanup) = up_store(&manifest).await;
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    let ports: Vec<u16> = state
+        .nodes
+        .iter()
+        .chain(&state.sentinels)
+        .map(|p| p.port)
+        .collect();
+
+    let store: ABStore = serde_yaml::from_str(&manifest).unwrap();
+    let model = abstore_operator::validate::validate(&store).unwrap();
+    let mut cluster = cluster(&spec, &layout, &store, "r1");
+    cluster.store_applied = true;
+    let (live_tx, mut live) = tokio::sync::mpsc::unbounded_channel();
+    cluster.live = Some(live_tx);
+    let (client, server) = mock_client();
+    let served = tokio::spawn(cluster.serve(server));
+    let resolved = (
+        state
+            .nodes
+            .iter()
+            .map(|n| Endpoint::new("127.0.0.1", n.port))
+            .collect::<Vec<_>>(),
+        state
+            .sentinels
+            .iter()
+            .map(|s| Endpoint::new("127.0.0.1", s.port))
+            .collect::<Vec<_>>(),
+    );
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            Arc::new(Metrics::new()),
+            "test-operator",
+            None,
+        )
+        .with_endpoints(Arc::new(move |_, _, _| resolved.clone())),
+    );
+    let mut requests = reconcile_once(&ctx, &store, &mut live).await;
+    let reasons = |requests: &[(Instant, Recorded)]| -> Vec<String> {
+        events(requests)
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(
+        !reasons(&requests)
+            .iter()
+            .any(|r| r.starts_with("PasswordRotation")),
+        "{:?}",
+        reasons(&requests)
+    );
+
+    // An application writes through Sentinel as `app`, its password from the mounted file.
+    let mut writer = abstore_tests::local_store::Writer::start(
+        &layout,
+        &state,
+        "ec:1700000000:rotation:a",
+        Duration::from_millis(20),
+    )
+    .await
+    .unwrap();
+
+    // Someone rotates the app's password the documented way: a new value in its Secret.
+    let old = std::fs::read_to_string(layout.credential_file("app"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let new = abstore_operator::credentials::generate_password();
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), "shop");
+    let secret = abstore_operator::credentials::credentials_secret_name(&model, "app");
+    secrets
+        .patch(
+            &secret,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"data": {"password": base64_of(&new)}})),
+        )
+        .await
+        .unwrap();
+    requests.extend(drain(&mut live));
+
+    // The next reconcile starts the rotation: both passwords log in everywhere.
+    let second = reconcile_once(&ctx, &store, &mut live).await;
+    assert!(
+        reasons(&second).contains(&"PasswordRotationStarted".to_owned()),
+        "{:?}",
+        reasons(&second)
+    );
+    requests.extend(second);
+    assert_eq!(accepting(&ports, "app", &old).await, ports, "old password");
+    assert_eq!(accepting(&ports, "app", &new).await, ports, "new password");
+    // Kubelet updates the mounted file some time later; new connections read it.
+    std::fs::write(layout.credential_file("app"), &new).unwrap();
+
+    // Reconciles go on; the rotation ends after the grace and only the new password works.
+    let deadline = Instant::now() + Duration::from_secs(ROTATION_GRACE_SECS + 30);
+    loop {
+        let pass = reconcile_once(&ctx, &store, &mut live).await;
+        let completed = reasons(&pass).contains(&"PasswordRotationCompleted".to_owned());
+        requests.extend(pass);
+        if completed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rotation did not complete");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        accepting(&ports, "app", &old).await,
+        Vec::<u16>::new(),
+        "old password"
+    );
+    assert_eq!(accepting(&ports, "app", &new).await, ports, "new password");
+
+    // The application never failed, and it writes on after the old password stopped working.
+    let acked = writer.log().await.acked;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while writer.log().await.acked < acked + 10 {
+        assert!(
+            Instant::now() < deadline,
+            "writes stopped after the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = writer.stop().await;
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+
+    // Neither password appears in any log line, Event or status the operator wrote, nor in
+    // the rotation state (which keeps hashes of other users' passwords only).
+    let logs = logs.text();
+    assert!(
+        logs.contains("reconciled") && logs.contains("abstore_operator"),
+        "the operator's logs were captured"
+    );
+    let forms = [old.clone(), new.clone(), base64_of(&old), base64_of(&new)];
+    let mut states = 0;
+    for (_, request) in &requests {
+        let body = request.body.to_string();
+        if request.path == EVENTS_PATH || request.path == STATUS_PATH {
+            for form in &forms {
+                assert!(
+                    !body.contains(form.as_str()),
+                    "a password in {}: {body}",
+                    request.line()
+                );
+            }
+        }
+        let acl_secret = abstore_operator::credentials::acl_secret_name(&model);
+        if request.method == Method::PATCH
+            && request.path.ends_with(&format!("/secrets/{acl_secret}"))
+            && let Some(encoded) =
+                request.body["data"][abstore_operator::rotation::STATE_KEY].as_str()
+        {
+            let decoded = decode_base64(encoded);
+            states += 1;
+            assert!(
+                !decoded.contains(&old) && !decoded.contains(&new),
+                "{decoded}"
+            );
+        }
+    }
+    assert!(states > 0, "the rotation state was applied");
+    for form in &forms {
+        assert!(
+            !logs.contains(form.as_str()),
+            "a password in the operator's logs"
+        );
+    }
+
+    drop((ctx, secrets, client));
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn decode_base64(text: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap(),
+    )
+    .unwrap()
 }

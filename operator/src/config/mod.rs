@@ -424,48 +424,26 @@ pub fn sentinel_monitor_conf(model: &Model) -> String {
     out
 }
 
-/// Connection and introspection every client role needs to open a connection the way the
-/// abstore library and redis-rs do (HELLO, CLIENT SETNAME, the ROLE check).
-const CONNECT_COMMANDS: &[&str] = &[
-    "+ping",
-    "+hello",
-    "+client|setname",
-    "+client|getname",
-    "+client|id",
-    "+role",
-];
-
-/// The app role's commands: what the abstore library sends (scripts, counters, reads, sticky
-/// assignment, experiment metadata, the WAIT durability option), and nothing administrative.
+/// The app role: exactly what the abstore library sends (measured by tests/tests/least_privilege.rs
+/// over its whole surface): the record script (EVALSHA, SCRIPT LOAD, EVAL) and the commands it
+/// runs (SET NX EX for dedup, INCRBY, PFADD, EXPIREAT), the reads (MGET, PFCOUNT, and the union
+/// script's PFMERGE, PEXPIRE, UNLINK), sticky assignments (SET … GET), the WAIT durability option,
+/// and ROLE, with which every new connection checks it reached the primary. AUTH and HELLO need
+/// no rule.
 const APP_COMMANDS: &[&str] = &[
+    "+role",
     "+eval",
     "+evalsha",
-    "+eval_ro",
-    "+evalsha_ro",
     "+script|load",
-    "+script|exists",
-    "+multi",
-    "+exec",
-    "+discard",
-    "+get",
     "+set",
     "+mget",
     "+incrby",
     "+pfadd",
     "+pfcount",
     "+pfmerge",
-    "+hset",
-    "+hget",
-    "+hmget",
-    "+hgetall",
     "+expireat",
     "+pexpire",
     "+unlink",
-    "+exists",
-    "+ttl",
-    "+pttl",
-    "+pexpiretime",
-    "+type",
     "+wait",
 ];
 /// The backup role: SCAN and typed reads; keys are read-only (`%R~*`), so even a write command
@@ -474,6 +452,7 @@ const APP_COMMANDS: &[&str] = &[
 /// read of each kind (GET + PEXPIRETIME for strings and HyperLogLogs, HGETALL, SMEMBERS,
 /// ZRANGE … WITHSCORES, LRANGE), INFO for the manifest's server version, DBSIZE for progress.
 const BACKUP_COMMANDS: &[&str] = &[
+    "+role",
     "+scan",
     "+type",
     "+get",
@@ -487,24 +466,31 @@ const BACKUP_COMMANDS: &[&str] = &[
 ];
 /// Exactly what `abstore-jobs prune` sends: SCAN everything, UNLINK (only day-keyed counters,
 /// by the role's key patterns), DBSIZE for progress.
-const PRUNE_COMMANDS: &[&str] = &["+scan", "+unlink", "+dbsize"];
-/// redis_exporter's read-only introspection (no key access: `--check-keys` is not used), and
-/// the probes'. No CLUSTER INFO: ABStore runs Sentinel, not Cluster.
+const PRUNE_COMMANDS: &[&str] = &["+role", "+scan", "+unlink", "+dbsize"];
+/// What logs in as the exporter, measured by tests/tests/least_privilege.rs: the pods' probes and
+/// scripts (liveness PING, readiness INFO, ROLE in preStop and start-redis.sh) and redis_exporter's
+/// default scrape (CLIENT SETNAME, CONFIG GET *, INFO ALL, LATENCY LATEST and HISTOGRAM, SLOWLOG GET
+/// and LEN; read from its source, as it cannot run here). No key access: `--check-keys` is not
+/// used; no CLUSTER INFO: ABStore runs Sentinel, not Cluster.
 const EXPORTER_COMMANDS: &[&str] = &[
+    "+ping",
+    "+role",
     "+info",
-    "+dbsize",
-    "+client|list",
-    "+client|info",
+    "+client|setname",
     "+config|get",
     "+slowlog|get",
     "+slowlog|len",
     "+latency|latest",
     "+latency|histogram",
-    "+echo",
 ];
 /// What a replica sends its primary as `masteruser`.
-const REPLICATION_COMMANDS: &[&str] = &["+psync", "+replconf", "+ping"];
-/// Sentinel's needs on data nodes, per the Redis Sentinel documentation.
+/// (Its handshake's PING comes before AUTH and is answered NOAUTH by design: no rule.)
+const REPLICATION_COMMANDS: &[&str] = &["+psync", "+replconf"];
+/// Sentinel's needs on data nodes, measured by tests/tests/least_privilege.rs through discovery and
+/// a failover: PING, INFO, the hello channel (SUBSCRIBE, PUBLISH), CLIENT SETNAME, and for the
+/// failover MULTI, SLAVEOF (Sentinel sends SLAVEOF, never REPLICAOF), CONFIG REWRITE, CLIENT KILL,
+/// EXEC; ROLE from start-sentinel.sh asking the Redis pods. SCRIPT KILL is granted unobserved: a
+/// primary busy in a script (-BUSY) gets it before a failover.
 const SENTINEL_COMMANDS: &[&str] = &[
     "+ping",
     "+info",
@@ -512,7 +498,6 @@ const SENTINEL_COMMANDS: &[&str] = &[
     "+multi",
     "+exec",
     "+slaveof",
-    "+replicaof",
     "+config|rewrite",
     "+client|setname",
     "+client|kill",
@@ -717,23 +702,15 @@ fn role_rules(role: Role) -> (String, String, String) {
         Role::App => (
             key_patterns(KeyKind::ALL.into_iter().map(KeyKind::tag), "").join(" "),
             String::new(),
-            join(&[CONNECT_COMMANDS, APP_COMMANDS]),
+            join(&[APP_COMMANDS]),
         ),
-        Role::Backup => (
-            "%R~*".to_owned(),
-            String::new(),
-            join(&[CONNECT_COMMANDS, BACKUP_COMMANDS]),
-        ),
+        Role::Backup => ("%R~*".to_owned(), String::new(), join(&[BACKUP_COMMANDS])),
         Role::Prune => (
             key_patterns(CounterKind::ALL.into_iter().map(|c| c.key_kind().tag()), "").join(" "),
             String::new(),
-            join(&[CONNECT_COMMANDS, PRUNE_COMMANDS]),
+            join(&[PRUNE_COMMANDS]),
         ),
-        Role::Exporter => (
-            String::new(),
-            String::new(),
-            join(&[CONNECT_COMMANDS, EXPORTER_COMMANDS]),
-        ),
+        Role::Exporter => (String::new(), String::new(), join(&[EXPORTER_COMMANDS])),
         Role::Replication => (String::new(), String::new(), join(&[REPLICATION_COMMANDS])),
         Role::Sentinel => (
             String::new(),

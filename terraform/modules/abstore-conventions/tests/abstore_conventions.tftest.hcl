@@ -131,7 +131,7 @@ run "roles_mirror_the_operators_least_privilege" {
 
   # backup: read-only commands on every key.
   assert {
-    condition     = output.elasticache_access_strings.backup == "on ~* -@all +ping +hello +client|setname +client|getname +client|id +role +scan +type +get +pexpiretime +hgetall +smembers +zrange +lrange +info +dbsize"
+    condition     = output.elasticache_access_strings.backup == "on ~* -@all +role +scan +type +get +pexpiretime +hgetall +smembers +zrange +lrange +info +dbsize"
     error_message = "backup access string: ${output.elasticache_access_strings.backup}"
   }
   assert {
