@@ -303,6 +303,13 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         chrono::Duration::seconds(model.spec.auth.rotation_grace_seconds),
     );
     let mut children = build(&model, &credentials)?;
+    // The TLS Secret, read once: its fingerprint on the pod templates (a renewed certificate
+    // rolls the pods) and its CA for the heal connections. Unreadable, the templates go
+    // unstamped, but nothing restarts: the rollout runs only after a heal pass that needs it.
+    let tls = topology::tls_material(client, &model).await;
+    if let Ok(Some(material)) = &tls {
+        crate::build::stamp_tls_fingerprint(&mut children, &material.fingerprint);
+    }
     // The pods as they are before anything changes: who is labelled primary (a scale-down
     // waits until the primary is not among the pods to remove) and what runs where.
     let pods = StorePods::list(client, &model).await?;
@@ -321,7 +328,7 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         )
         .await;
     }
-    let mut topology = topology_step(store, &model, &credentials, &pods, ctx).await;
+    let mut topology = topology_step(store, &model, &credentials, &pods, tls, ctx).await;
     let rollout = match &mut topology {
         Ok((target, outcome)) if outcome.settled => {
             Some(rollout_step(store, &model, target, outcome, &pods, &applied, ctx).await)
@@ -659,9 +666,10 @@ async fn topology_step(
     model: &Model,
     credentials: &Credentials,
     pods: &StorePods,
+    tls: Result<Option<topology::TlsMaterial>, TopologyError>,
     ctx: &Context,
 ) -> Result<(HealTarget, TopologyOutcome), TopologyError> {
-    let tls_ca = topology::tls_ca(&ctx.client, model).await?;
+    let tls_ca = tls?.map(|material| material.ca);
     let (nodes, sentinels) = pods.counts(model);
     let target = topology::target(
         model,

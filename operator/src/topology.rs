@@ -48,7 +48,7 @@ pub enum TopologyError {
     Pods(#[from] PodError),
     #[error(transparent)]
     Heal(#[from] HealError),
-    #[error("reading the TLS CA from Secret {namespace}/{secret} (key {CA_KEY}): {reason}")]
+    #[error("reading the TLS Secret {namespace}/{secret} (keys {CA_KEY}, {CERT_KEY}): {reason}")]
     TlsCa {
         namespace: String,
         secret: String,
@@ -116,8 +116,48 @@ pub fn acl_desired(model: &Model, credentials: &Credentials) -> AclDesired {
     }
 }
 
-/// The CA to verify the store's TLS with: `ca.crt` of the store's TLS Secret.
-pub async fn tls_ca(client: &Client, model: &Model) -> Result<Option<Vec<u8>>, TopologyError> {
+/// Key of the certificate in a TLS Secret.
+pub const CERT_KEY: &str = "tls.crt";
+
+/// What the operator takes from the store's TLS Secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsMaterial {
+    /// `ca.crt`: the heal and follower connections trust it.
+    pub ca: Vec<u8>,
+    /// SHA-256 of `ca.crt` and `tls.crt` (hex, first 16 characters): stamped on the pod
+    /// templates, so a renewed certificate rolls the pods (Redis and Sentinel read their
+    /// certificate files only when they start).
+    pub fingerprint: String,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsMaterial {
+    /// From a TLS Secret's `ca.crt` and `tls.crt`.
+    pub fn new(ca: Vec<u8>, cert: &[u8]) -> TlsMaterial {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        digest.update((ca.len() as u64).to_be_bytes());
+        digest.update(&ca);
+        digest.update(cert);
+        let fingerprint = hex::encode(digest.finalize())[..16].to_owned();
+        TlsMaterial { ca, fingerprint }
+    }
+}
+
+/// The store's TLS Secret (`ca.crt` and `tls.crt`) when TLS is on; `None` when it is off. Read
+/// once per reconcile: the pod templates' fingerprint and the heal connections' CA come from the
+/// same read.
+pub async fn tls_material(
+    client: &Client,
+    model: &Model,
+) -> Result<Option<TlsMaterial>, TopologyError> {
     let tls = &model.spec.tls;
     if !tls.enabled {
         return Ok(None);
@@ -129,16 +169,20 @@ pub async fn tls_ca(client: &Client, model: &Model) -> Result<Option<Vec<u8>>, T
         reason,
     };
     let api: Api<Secret> = Api::namespaced(client.clone(), &model.namespace);
-    let found = api
+    let mut data = api
         .get_opt(&secret)
         .await
         .map_err(|e| failed(e.to_string()))?
-        .ok_or_else(|| failed("the Secret does not exist".to_owned()))?;
-    found
+        .ok_or_else(|| failed("the Secret does not exist".to_owned()))?
         .data
-        .and_then(|mut data| data.remove(CA_KEY))
-        .map(|bytes| Some(bytes.0))
-        .ok_or_else(|| failed("the Secret has no such key".to_owned()))
+        .unwrap_or_default();
+    let ca = data
+        .remove(CA_KEY)
+        .ok_or_else(|| failed(format!("the Secret has no key {CA_KEY}")))?;
+    let cert = data
+        .remove(CERT_KEY)
+        .ok_or_else(|| failed(format!("the Secret has no key {CERT_KEY}")))?;
+    Ok(Some(TlsMaterial::new(ca.0, &cert.0)))
 }
 
 /// The heal target of a store in the cluster, reaching its pods at `nodes` and `sentinels`.

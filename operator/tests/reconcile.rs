@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use abstore_operator::build::{Children, build};
+use abstore_operator::build::{Children, TLS_FINGERPRINT_ANNOTATION, build};
 use abstore_operator::controller::{
     Context, INVALID_SPEC_REQUEUE_AFTER, REASON_APPLIED, REASON_DELETED_ORPHANS,
     REASON_MONITORING_UNAVAILABLE, TOPOLOGY_REQUEUE_AFTER, reconcile,
@@ -702,4 +702,80 @@ async fn a_scale_down_keeps_the_pod_labelled_primary_until_it_has_moved() {
         1,
         "scaled down once the primary stays"
     );
+}
+
+#[tokio::test]
+async fn a_renewed_tls_certificate_restamps_both_pod_templates_and_restarts_nothing_itself() {
+    // Redis and Sentinel read their certificates only when they start: a certificate renewed
+    // in the Secret (cert-manager) must change the pod templates so the rollout planner restarts
+    // the pods in its failover-aware order. The reconcile itself deletes no pod.
+    // (Heal then dials with the Secret's CA: rustls needs its provider, as in the operator.)
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    let tls_secret = |cert: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "shop-tls", "namespace": NAMESPACE},
+            "data": {"ca.crt": BASE64.encode("CA"), "tls.crt": BASE64.encode(cert),
+                "tls.key": BASE64.encode("KEY")}})
+    };
+    let spec = "tls: {enabled: true, secretName: shop-tls}";
+    // The fingerprint on each applied StatefulSet's pod template, by StatefulSet name.
+    let stamps = |requests: &[Recorded]| -> BTreeMap<String, Option<String>> {
+        requests
+            .iter()
+            .filter(|r| r.method == Method::PATCH && r.path.contains("/statefulsets/"))
+            .map(|r| {
+                (
+                    r.path.rsplit('/').next().unwrap().to_owned(),
+                    r.body["spec"]["template"]["metadata"]["annotations"]
+                        [TLS_FINGERPRINT_ANNOTATION]
+                        .as_str()
+                        .map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    let with_cert = |cert: &str| FakeCluster {
+        objects: vec![tls_secret(cert)],
+        ..FakeCluster::default()
+    };
+    let (_, first) = reconcile_against(with_cert("cert-1"), store(spec)).await;
+    let (_, again) = reconcile_against(with_cert("cert-1"), store(spec)).await;
+    let (_, renewed) = reconcile_against(with_cert("cert-2"), store(spec)).await;
+    let first_stamps = stamps(&first);
+    assert_eq!(
+        first_stamps.keys().collect::<Vec<_>>(),
+        ["shop-redis", "shop-sentinel"]
+    );
+    let stamp = first_stamps["shop-redis"].clone().expect("a fingerprint");
+    assert_eq!(first_stamps["shop-sentinel"].as_ref(), Some(&stamp));
+    assert_eq!(
+        stamps(&again),
+        first_stamps,
+        "same certificate, same templates"
+    );
+    let renewed_stamps = stamps(&renewed);
+    assert!(
+        renewed_stamps
+            .values()
+            .all(|s| s.is_some() && s.as_ref() != Some(&stamp)),
+        "{renewed_stamps:?} after renewal, {stamp} before"
+    );
+
+    // Without a readable Secret the templates carry no stamp, and still nothing restarts (the
+    // rollout only runs after a heal pass, which needs the CA).
+    let (_, missing) = reconcile_against(FakeCluster::default(), store(spec)).await;
+    assert!(
+        stamps(&missing).values().all(Option::is_none),
+        "{:?}",
+        stamps(&missing)
+    );
+    for requests in [&first, &again, &renewed, &missing] {
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.method == Method::DELETE && r.path.contains("/pods/")),
+            "{:?}",
+            requests.iter().map(Recorded::line).collect::<Vec<_>>()
+        );
+    }
 }

@@ -286,11 +286,13 @@ async fn a_tls_store_from_local_up_fails_over_over_tls_and_refuses_plaintext_and
 
     // Every port answers TLS with the store's CA (the control for the refusals below) ...
     let app_password = std::fs::read_to_string(layout.credential_file("app")).unwrap();
-    let app = Some(("app", app_password.trim()));
+    // PING as the exporter, as the liveness probe does (the app role has no PING).
+    let exporter_password = std::fs::read_to_string(layout.credential_file("exporter")).unwrap();
+    let pinger = Some(("exporter", exporter_password.trim()));
     let data_ports: Vec<u16> = state.nodes.iter().map(|n| n.port).collect();
     let sentinel_ports: Vec<u16> = state.sentinels.iter().map(|s| s.port).collect();
     for &port in &data_ports {
-        let session = tls_ping(port, &ca, app).await;
+        let session = tls_ping(port, &ca, pinger).await;
         assert!(
             matches!(&session, Session::Answered(r) if r == "PONG"),
             "data {port}: {session:?}"
@@ -318,7 +320,7 @@ async fn a_tls_store_from_local_up_fails_over_over_tls_and_refuses_plaintext_and
     let other_ca =
         std::fs::read(TestCertificates::generate(other.path()).unwrap().ca_file).unwrap();
     for &port in data_ports.iter().chain(&sentinel_ports) {
-        match tls_ping(port, &other_ca, app).await {
+        match tls_ping(port, &other_ca, pinger).await {
             Session::Refused(e) => assert!(
                 e.to_lowercase().contains("certificate") || e.contains("UnknownIssuer"),
                 "port {port}: refused, but not for the certificate: {e}"

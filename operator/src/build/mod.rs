@@ -193,6 +193,29 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
     })
 }
 
+/// Pod-template annotation with the TLS Secret's fingerprint ([`crate::topology::TlsMaterial`]).
+pub const TLS_FINGERPRINT_ANNOTATION: &str = "abstore.dev/tls-fingerprint";
+
+/// Stamps the TLS certificate's fingerprint on both StatefulSets' pod templates: a renewed
+/// certificate (cert-manager rewrites the Secret) changes the template, and the rollout planner
+/// restarts the pods in its failover-aware order (Redis and Sentinel read their certificate
+/// files only when they start). The controller reads the Secret; build stays pure.
+pub fn stamp_tls_fingerprint(children: &mut Children, fingerprint: &str) {
+    for stateful_set in &mut children.stateful_sets {
+        if let Some(spec) = stateful_set.spec.as_mut() {
+            spec.template
+                .metadata
+                .get_or_insert_with(Default::default)
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(
+                    TLS_FINGERPRINT_ANNOTATION.to_owned(),
+                    fingerprint.to_owned(),
+                );
+        }
+    }
+}
+
 /// The Sentinel URL of `user` through the `<n>-sentinel` Service, without a password: what
 /// clients (and the jobs) connect with to follow failover. The sentinels require
 /// authentication too, as the same user with the same password: `sentinel_username` says so, and
