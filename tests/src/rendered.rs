@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use abstore_operator::config::{self, ConfigFiles, ConfigPaths, REDIS_CONF};
+use abstore_operator::config::{self, ConfigFiles, ConfigPaths, REDIS_CONF, START_SENTINEL};
 use abstore_operator::crd::ABStore;
 use abstore_operator::credentials::{Credentials, Role, generate_password};
 use abstore_operator::model::Model;
 use abstore_operator::validate::validate;
 use tempfile::TempDir;
 
-use crate::LOOPBACK;
+use crate::{LOOPBACK, SentinelServer, free_port};
 
 /// One rendered store: its model, passwords, and every file the pods would mount, written into
 /// a temporary directory laid out like the pod's mounts.
@@ -114,5 +114,48 @@ impl Rendered {
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .unwrap()
+    }
+
+    /// A sentinel started the way a sentinel pod starts: start-sentinel.sh writes its config
+    /// (finding the primary through the other sentinels or the data nodes), then redis-sentinel.
+    /// `others`: the port of a running sentinel to ask first (asserted to have answered);
+    /// `harness_user`: who the harness's own queries to it log in as.
+    pub fn start_sentinel(
+        &self,
+        index: usize,
+        peers: &[String],
+        others: Option<u16>,
+        harness_user: &str,
+    ) -> SentinelServer {
+        let runtime = Path::new(&self.paths.data_dir).join(format!("sentinel-{index}.conf"));
+        let asked = others.unwrap_or_else(|| free_port().unwrap());
+        let output = Command::new("sh")
+            .arg(Path::new(&self.paths.config_dir).join(START_SENTINEL))
+            .envs([
+                ("POD_NAME", format!("shop-sentinel-{index}")),
+                ("ABSTORE_ANNOUNCE_HOST", LOOPBACK.to_owned()),
+                ("ABSTORE_SENTINEL_HOST", LOOPBACK.to_owned()),
+                ("ABSTORE_SENTINEL_PORT", asked.to_string()),
+                ("ABSTORE_SENTINEL_ATTEMPTS", "1".to_owned()),
+                ("ABSTORE_PEERS", peers.join(" ")),
+                ("ABSTORE_RUNTIME_CONFIG", runtime.display().to_string()),
+                ("ABSTORE_DRY_RUN", "yes".to_owned()),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if others.is_some() {
+            // Asked as the sentinel role, the other sentinel answered (no fallback to the pods).
+            let log = String::from_utf8_lossy(&output.stderr);
+            assert!(log.contains("other sentinels report primary"), "{log}");
+        }
+        let conf = std::fs::read_to_string(&runtime).unwrap();
+        let mut sentinel = SentinelServer::start(&conf).unwrap();
+        sentinel.authenticate_as(harness_user, self.password(harness_user));
+        sentinel
     }
 }

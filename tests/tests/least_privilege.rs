@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+
 use std::process::Output;
 use std::time::Duration;
 
@@ -23,9 +23,7 @@ use abstore::sticky::StickyAssigner;
 use abstore_jobs::backup::{self, BackupOptions};
 use abstore_jobs::prune::{self, PruneOptions};
 use abstore_jobs::storage::Location;
-use abstore_operator::config::{
-    self, LIVENESS_REDIS, PRESTOP_REDIS, READINESS_REDIS, START_SENTINEL,
-};
+use abstore_operator::config::{self, LIVENESS_REDIS, PRESTOP_REDIS, READINESS_REDIS};
 use abstore_tests::{
     LOOPBACK, RedisServer, Rendered, SentinelServer, free_port, wait_for_failover,
     wait_for_sentinels_to_know, wait_for_sync,
@@ -450,29 +448,6 @@ async fn client_roles_are_granted_exactly_what_their_components_send() {
     }
 }
 
-/// What start-sentinel.sh needs, as in the operator_config failover test.
-fn start_sentinel(store: &Rendered, ordinal: u32, peers: &[String]) -> SentinelServer {
-    let runtime = Path::new(&store.paths.data_dir).join(format!("sentinel-{ordinal}.conf"));
-    let output = store.run_script(
-        START_SENTINEL,
-        &env(&[
-            ("POD_NAME", &format!("shop-sentinel-{ordinal}")),
-            ("ABSTORE_ANNOUNCE_HOST", LOOPBACK),
-            ("ABSTORE_SENTINEL_HOST", LOOPBACK),
-            ("ABSTORE_SENTINEL_PORT", &free_port().unwrap().to_string()),
-            ("ABSTORE_SENTINEL_ATTEMPTS", "1"),
-            ("ABSTORE_PEERS", &peers.join(" ")),
-            ("ABSTORE_RUNTIME_CONFIG", &runtime.display().to_string()),
-            ("ABSTORE_DRY_RUN", "yes"),
-        ]),
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let conf = std::fs::read_to_string(&runtime).unwrap();
-    let mut sentinel = SentinelServer::start(&conf).unwrap();
-    sentinel.authenticate_as("operator", store.password("operator"));
-    sentinel
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_and_sentinel_roles_are_granted_exactly_what_replicas_and_sentinels_send() {
     let store = Rendered::new(FAST_SENTINEL);
@@ -505,8 +480,9 @@ async fn replication_and_sentinel_roles_are_granted_exactly_what_replicas_and_se
         node.reset().await;
     }
     let peers = vec![primary.addr(), replica.addr()];
-    let sentinels: Vec<SentinelServer> =
-        (0..3).map(|i| start_sentinel(&store, i, &peers)).collect();
+    let sentinels: Vec<SentinelServer> = (0..3)
+        .map(|i| store.start_sentinel(i, &peers, None, "operator"))
+        .collect();
     for sentinel in &sentinels {
         wait_for_sentinels_to_know(sentinel, "shop", 1, 2, DISCOVERY_TIMEOUT)
             .await

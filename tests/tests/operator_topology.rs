@@ -172,6 +172,15 @@ async fn up_store(manifest: &str) -> (tempfile::TempDir, PathBuf, PathBuf, Super
     (work, spec, dir, supervisor, cleanup)
 }
 
+/// Where the heal reaches the store's data nodes and sentinels: their loopback ports.
+fn endpoints(state: &local::LocalState) -> (Vec<Endpoint>, Vec<Endpoint>) {
+    let on_loopback = |p: &local::ProcessState| Endpoint::new("127.0.0.1", p.port);
+    (
+        state.nodes.iter().map(on_loopback).collect(),
+        state.sentinels.iter().map(on_loopback).collect(),
+    )
+}
+
 fn ordinal_of(state: &local::LocalState, addr: &str) -> usize {
     state
         .nodes
@@ -193,17 +202,8 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
     cluster.live = Some(live_tx);
     let (client, server) = mock_client();
     let served = tokio::spawn(cluster.serve(server));
-    let nodes: Vec<Endpoint> = state
-        .nodes
-        .iter()
-        .map(|n| Endpoint::new("127.0.0.1", n.port))
-        .collect();
-    let sentinels: Vec<Endpoint> = state
-        .sentinels
-        .iter()
-        .map(|s| Endpoint::new("127.0.0.1", s.port))
-        .collect();
-    let resolved = (nodes, sentinels.clone());
+    let resolved = endpoints(&state);
+    let sentinels = resolved.1.clone();
     let ctx = Arc::new(
         Context::new(client, Arc::new(Metrics::new()), "test-operator", None)
             .with_endpoints(Arc::new(move |_, _, _| resolved.clone())),
@@ -487,18 +487,7 @@ async fn a_new_revision_rolls_replicas_then_switches_over_then_the_old_primary_t
     cluster.live = Some(live_tx);
     let (client, server) = mock_client();
     let served = tokio::spawn(cluster.serve(server));
-    let endpoints = (
-        state
-            .nodes
-            .iter()
-            .map(|n| Endpoint::new("127.0.0.1", n.port))
-            .collect::<Vec<_>>(),
-        state
-            .sentinels
-            .iter()
-            .map(|s| Endpoint::new("127.0.0.1", s.port))
-            .collect::<Vec<_>>(),
-    );
+    let endpoints = endpoints(&state);
     let ctx = Arc::new(
         Context::new(client, Arc::new(Metrics::new()), "test-operator", None)
             .with_endpoints(Arc::new(move |_, _, _| endpoints.clone())),
@@ -696,18 +685,7 @@ async fn an_edited_password_secret_rotates_live_across_reconciles_and_is_never_l
     cluster.live = Some(live_tx);
     let (client, server) = mock_client();
     let served = tokio::spawn(cluster.serve(server));
-    let resolved = (
-        state
-            .nodes
-            .iter()
-            .map(|n| Endpoint::new("127.0.0.1", n.port))
-            .collect::<Vec<_>>(),
-        state
-            .sentinels
-            .iter()
-            .map(|s| Endpoint::new("127.0.0.1", s.port))
-            .collect::<Vec<_>>(),
-    );
+    let resolved = endpoints(&state);
     let ctx = Arc::new(
         Context::new(
             client.clone(),

@@ -6,27 +6,18 @@
 //! and the +switch-master follower all authenticating.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use abstore::connection::Connection;
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig};
 use abstore_operator::build::sentinel_url;
-use abstore_operator::config::{self, ConfigPaths, START_SENTINEL};
-use abstore_operator::crd::ABStore;
-use abstore_operator::credentials::{Credentials, Role, generate_password};
+use abstore_operator::credentials::Role;
 use abstore_operator::follow::subscribe_switches;
 use abstore_operator::heal::{Endpoint, HealTarget, observe};
-use abstore_operator::model::Model;
-use abstore_operator::validate::validate;
 use abstore_tests::{
-    LOOPBACK, RedisServer, SentinelServer, free_port, wait_for_failover,
-    wait_for_sentinels_to_know, wait_for_sync,
+    LOOPBACK, RedisServer, Rendered, wait_for_failover, wait_for_sentinels_to_know, wait_for_sync,
 };
 use redis::Value;
-use tempfile::TempDir;
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -37,112 +28,11 @@ const DECLARED_USER: &str = "reporting";
 /// The client roles: all of them get the same (lookup-only) rules on the sentinels.
 const CLIENTS: [&str; 5] = ["app", "backup", "prune", "exporter", DECLARED_USER];
 
-/// One rendered store, its files written where `ConfigPaths` says (the pods' mounts).
-struct Rendered {
-    _dir: TempDir,
-    paths: ConfigPaths,
-    model: Model,
-    credentials: Credentials,
-    redis_conf: String,
-}
-
-impl Rendered {
-    fn new() -> Rendered {
-        let yaml = format!(
-            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: ab\nspec:\n  \
-             sentinel: {{downAfterMilliseconds: 1000, failoverTimeoutMilliseconds: 3000}}\n  \
-             auth:\n    users:\n    - {{name: {DECLARED_USER}, keys: ['ec:*'], commands: '+@all'}}\n"
-        );
-        let store: ABStore = serde_yaml::from_str(&yaml).unwrap();
-        let model = validate(&store).unwrap();
-        let credentials = Credentials::resolve(&model, &BTreeMap::new(), &mut generate_password);
-        let dir = tempfile::tempdir().unwrap();
-        let sub = |name: &str| {
-            let path = dir.path().join(name);
-            std::fs::create_dir_all(&path).unwrap();
-            path.display().to_string()
-        };
-        let paths = ConfigPaths {
-            data_dir: sub("data"),
-            acl_file: format!("{}/{}", sub("acl"), config::ACL_FILE_NAME),
-            tls_dir: sub("tls"),
-            credentials_dir: sub("credentials"),
-            config_dir: sub("config"),
-        };
-        std::fs::write(&paths.acl_file, config::acl_file(&model, &credentials)).unwrap();
-        std::fs::write(
-            paths.sentinel_acl_file(),
-            config::sentinel_acl_file(&model, &credentials),
-        )
-        .unwrap();
-        for (user, password) in credentials.users() {
-            std::fs::write(paths.credential_file(user), password).unwrap();
-        }
-        let files = config::config_files(&model, &paths);
-        for (name, content) in &files.files {
-            std::fs::write(Path::new(&paths.config_dir).join(name), content).unwrap();
-        }
-        let redis_conf = format!(
-            "{}\nmasterauth \"{}\"\n",
-            files.get(config::REDIS_CONF).unwrap(),
-            credentials.role_password(Role::Replication)
-        );
-        Rendered {
-            _dir: dir,
-            paths,
-            model,
-            credentials,
-            redis_conf,
-        }
-    }
-
-    fn password(&self, user: &str) -> &str {
-        self.credentials.password(user).unwrap()
-    }
-
-    fn url(&self, user: &str, port: u16) -> String {
-        format!("redis://{user}:{}@{LOOPBACK}:{port}", self.password(user))
-    }
-
-    /// A sentinel started the way a sentinel pod starts: start-sentinel.sh writes its config
-    /// (finding the primary through the other sentinels or the data nodes), then redis-sentinel.
-    fn start_sentinel(
-        &self,
-        index: usize,
-        peers: &[String],
-        others: Option<u16>,
-    ) -> SentinelServer {
-        let runtime = Path::new(&self.paths.data_dir).join(format!("sentinel-{index}.conf"));
-        let asked = others.unwrap_or_else(|| free_port().unwrap());
-        let output = Command::new("sh")
-            .arg(Path::new(&self.paths.config_dir).join(START_SENTINEL))
-            .envs([
-                ("POD_NAME", format!("shop-sentinel-{index}")),
-                ("ABSTORE_ANNOUNCE_HOST", LOOPBACK.to_owned()),
-                ("ABSTORE_SENTINEL_HOST", LOOPBACK.to_owned()),
-                ("ABSTORE_SENTINEL_PORT", asked.to_string()),
-                ("ABSTORE_SENTINEL_ATTEMPTS", "1".to_owned()),
-                ("ABSTORE_PEERS", peers.join(" ")),
-                ("ABSTORE_RUNTIME_CONFIG", runtime.display().to_string()),
-                ("ABSTORE_DRY_RUN", "yes".to_owned()),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if others.is_some() {
-            // Asked as the sentinel role, the other sentinel answered (no fallback to the pods).
-            let log = String::from_utf8_lossy(&output.stderr);
-            assert!(log.contains("other sentinels report primary"), "{log}");
-        }
-        let conf = std::fs::read_to_string(&runtime).unwrap();
-        let mut sentinel = SentinelServer::start(&conf).unwrap();
-        sentinel.authenticate_as("app", self.password("app"));
-        sentinel
-    }
+/// The store every test here renders: fast Sentinel timings and a declared user.
+fn rendered() -> Rendered {
+    Rendered::new(&format!(
+        "sentinel: {{downAfterMilliseconds: 1000, failoverTimeoutMilliseconds: 3000}}\nauth:\n  users:\n  - {{name: {DECLARED_USER}, keys: ['ec:*'], commands: '+@all'}}"
+    ))
 }
 
 async fn run(url: &str, args: &[&str]) -> redis::RedisResult<Value> {
@@ -201,9 +91,9 @@ const ADMINISTRATION: &[&[&str]] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_refuses_anonymous_and_default_users_and_gives_each_role_only_its_job() {
     // Anyone who may SENTINEL REMOVE/MONITOR can send every client to a Redis of their choice.
-    let store = Rendered::new();
-    let primary = RedisServer::start(&store.redis_conf).unwrap();
-    let sentinel = store.start_sentinel(0, &[primary.addr()], None);
+    let store = rendered();
+    let primary = RedisServer::start(&store.redis_conf()).unwrap();
+    let sentinel = store.start_sentinel(0, &[primary.addr()], None, "app");
     let port = sentinel.port();
     let anonymous = format!("redis://{LOOPBACK}:{port}");
 
@@ -383,11 +273,11 @@ async fn acl_denials(store: &Rendered, port: u16) -> Vec<String> {
 async fn authenticated_sentinels_fail_over_and_clients_heal_and_the_follower_keep_up() {
     // Authentication must not cost availability: sentinels greet and vote with the sentinel
     // role, the app follows the failover through them, the operator still observes them.
-    let store = Rendered::new();
-    let primary = RedisServer::start(&store.redis_conf).unwrap();
+    let store = rendered();
+    let primary = RedisServer::start(&store.redis_conf()).unwrap();
     let mut nodes = vec![primary];
     for _ in 0..2 {
-        let replica = RedisServer::start_replica_of(&store.redis_conf, &nodes[0]).unwrap();
+        let replica = RedisServer::start_replica_of(&store.redis_conf(), &nodes[0]).unwrap();
         nodes.push(replica);
     }
     for replica in &nodes[1..] {
@@ -398,10 +288,10 @@ async fn authenticated_sentinels_fail_over_and_clients_heal_and_the_follower_kee
     // The first sentinel finds the primary through the data nodes, the others by asking it (as
     // the sentinel role).
     let peers: Vec<String> = nodes.iter().map(|n| n.addr()).collect();
-    let mut sentinels = vec![store.start_sentinel(0, &peers, None)];
+    let mut sentinels = vec![store.start_sentinel(0, &peers, None, "app")];
     for i in 1..3 {
         let first = sentinels[0].port();
-        sentinels.push(store.start_sentinel(i, &peers, Some(first)));
+        sentinels.push(store.start_sentinel(i, &peers, Some(first), "app"));
     }
     for sentinel in &sentinels {
         wait_for_sentinels_to_know(sentinel, MASTER, 2, 2, DISCOVERY_TIMEOUT)
