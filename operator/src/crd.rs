@@ -618,7 +618,7 @@ impl Default for ServiceMonitorSpec {
 }
 
 /// PrometheusRule settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusRuleSpec {
     /// Create a PrometheusRule (needs the Prometheus Operator's CRDs).
@@ -627,6 +627,54 @@ pub struct PrometheusRuleSpec {
     /// Extra labels, so that your Prometheus selects the object.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Where the alerts' thresholds lie.
+    #[serde(default)]
+    pub thresholds: AlertThresholds,
+    /// Base of each alert's `runbook_url` (the alert's name, lowercased, is appended as the
+    /// anchor). Point it at your own copy of docs/operations.md if you keep one.
+    #[serde(default = "default_runbook_base_url")]
+    #[schemars(length(min = 1, max = 512))]
+    pub runbook_base_url: String,
+}
+
+impl Default for PrometheusRuleSpec {
+    fn default() -> Self {
+        PrometheusRuleSpec {
+            enabled: false,
+            labels: BTreeMap::new(),
+            thresholds: AlertThresholds::default(),
+            runbook_base_url: default_runbook_base_url(),
+        }
+    }
+}
+
+/// Thresholds of the alerts that have one.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertThresholds {
+    /// ABStoreMemoryNearLimit: used memory above this percentage of `maxmemory` (with
+    /// `noeviction` a full store refuses writes).
+    #[serde(default = "default_memory_used_percent")]
+    #[schemars(range(min = 1, max = 100))]
+    pub memory_used_percent: u32,
+    /// ABStoreCommandLatencyHigh: a command's average latency over 5 minutes above this.
+    #[serde(default = "default_command_latency_milliseconds")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub command_latency_milliseconds: u32,
+    /// ABStoreReplicationLag: a replica's last acknowledgement older than this.
+    #[serde(default = "default_replication_lag_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub replication_lag_seconds: u32,
+}
+
+impl Default for AlertThresholds {
+    fn default() -> Self {
+        AlertThresholds {
+            memory_used_percent: default_memory_used_percent(),
+            command_latency_milliseconds: default_command_latency_milliseconds(),
+            replication_lag_seconds: default_replication_lag_seconds(),
+        }
+    }
 }
 
 /// NetworkPolicy settings.
@@ -837,6 +885,18 @@ fn default_exporter_image() -> String {
 }
 fn default_scrape_interval() -> String {
     "30s".to_owned()
+}
+fn default_runbook_base_url() -> String {
+    "https://github.com/abstore/abstore/blob/main/docs/operations.md".to_owned()
+}
+fn default_memory_used_percent() -> u32 {
+    90
+}
+fn default_command_latency_milliseconds() -> u32 {
+    10
+}
+fn default_replication_lag_seconds() -> u32 {
+    30
 }
 fn default_max_unavailable() -> i32 {
     1

@@ -1,6 +1,5 @@
 //! Prometheus Operator objects (ServiceMonitor, PrometheusRule), built as dynamic objects so
 //! the operator does not depend on their CRDs being installed unless a store asks for them.
-//! The alert set is minimal here; the observability work extends it.
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
@@ -42,46 +41,164 @@ pub(crate) fn monitoring(model: &Model) -> Vec<DynamicObject> {
             model,
             PROMETHEUS_RULE_KIND,
             &spec.prometheus_rule.labels,
-            json!({ "spec": { "groups": [alerts(model)] } }),
+            json!({ "spec": { "groups": [alert_group(model)] } }),
         ));
     }
     objects
 }
 
-/// Basic alerts: a Redis pod the exporter cannot reach, and a primary with fewer replicas
-/// than the store should have (the next failure could lose acknowledged writes).
-fn alerts(model: &Model) -> serde_json::Value {
+/// One alerting rule: `name` is also the runbook's anchor in docs/operations.md (lowercased).
+struct Alert {
+    name: &'static str,
+    expr: String,
+    for_: &'static str,
+    severity: &'static str,
+    summary: String,
+    description: String,
+}
+
+/// The store's alerts, from what redis_exporter reports for its Redis pods (every expression
+/// is scoped to the store's metrics Service). Each has a runbook section in docs/operations.md.
+fn alerts(model: &Model) -> Vec<Alert> {
     let scope = format!(
         r#"namespace="{}",service="{}""#,
         model.namespace,
         model.child_name(METRICS_SUFFIX)
     );
+    let store = &model.name;
     let replicas = model.redis_replica_count();
-    json!({
-        "name": format!("abstore-{}", model.name),
-        "rules": [
-            {
-                "alert": "ABStoreRedisDown",
-                "expr": format!("redis_up{{{scope}}} == 0"),
-                "for": "2m",
-                "labels": { "severity": "critical" },
+    let limits = &model.spec.monitoring.prometheus_rule.thresholds;
+    let memory = limits.memory_used_percent;
+    let latency_ms = limits.command_latency_milliseconds;
+    let lag = limits.replication_lag_seconds;
+    vec![
+        Alert {
+            name: "ABStoreRedisDown",
+            expr: format!("redis_up{{{scope}}} == 0"),
+            for_: "2m",
+            severity: "critical",
+            summary: format!("Redis pod {{{{ $labels.pod }}}} of ABStore {store} is down"),
+            description: "redis_exporter cannot reach its Redis: the process is down, hung, or refuses the exporter's login.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreNoPrimary",
+            expr: format!(r#"absent(redis_instance_info{{{scope},role="master"}})"#),
+            for_: "1m",
+            severity: "critical",
+            summary: format!("ABStore {store} has no primary: writes fail"),
+            description: "No Redis pod reports the master role. Sentinel should elect one within seconds; a minute without one means the sentinels cannot agree or no replica is eligible.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreSeveralPrimaries",
+            expr: format!(r#"count(redis_instance_info{{{scope},role="master"}}) > 1"#),
+            for_: "2m",
+            severity: "critical",
+            summary: format!("ABStore {store} has more than one primary"),
+            description: "More than one Redis pod reports the master role: writes to the one Sentinel does not name will be lost when the operator demotes it.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreReplicasMissing",
+            expr: format!(
+                r#"max(redis_connected_slaves{{{scope}}} and on(pod) redis_instance_info{{{scope},role="master"}}) < {replicas}"#
+            ),
+            for_: "10m",
+            severity: "warning",
+            summary: format!("The primary of ABStore {store} has fewer than {replicas} replicas connected"),
+            description: "A replica is down or cannot sync: the next failure of the primary could lose acknowledged writes, or leave no replica to promote.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreReplicaLinkDown",
+            expr: format!("redis_master_link_up{{{scope}}} == 0"),
+            for_: "2m",
+            severity: "warning",
+            summary: format!("Replica {{{{ $labels.pod }}}} of ABStore {store} lost its link to the primary"),
+            description: "The replica is not receiving the replication stream: it serves stale reads and cannot be promoted safely.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreReplicationLag",
+            expr: format!("redis_connected_slave_lag_seconds{{{scope}}} > {lag}"),
+            for_: "5m",
+            severity: "warning",
+            summary: format!("A replica of ABStore {store} is more than {lag}s behind"),
+            description: "A replica's last acknowledgement is old: with min-replicas-max-lag exceeded the primary refuses writes (NOREPLICAS), and a failover now would lose data.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreMemoryNearLimit",
+            expr: format!(
+                "redis_memory_used_bytes{{{scope}}} / (redis_memory_max_bytes{{{scope}}} > 0) * 100 > {memory}"
+            ),
+            for_: "5m",
+            severity: "warning",
+            summary: format!("Redis pod {{{{ $labels.pod }}}} of ABStore {store} uses more than {memory}% of maxmemory"),
+            description: "With maxmemoryPolicy noeviction (the default) a full store refuses every write (OOM); with an eviction policy it drops keys. Raise spec.redis.maxmemory and the pod's memory, or shorten retention.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreKeysEvicted",
+            expr: format!("increase(redis_evicted_keys_total{{{scope}}}[5m]) > 0"),
+            for_: "0m",
+            severity: "critical",
+            summary: format!("Redis pod {{{{ $labels.pod }}}} of ABStore {store} evicted keys"),
+            description: "Counters and HyperLogLogs were dropped to make room: experiment results are now wrong. Use maxmemoryPolicy noeviction (the default) and enough memory.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreWritesRejected",
+            expr: format!(
+                r#"sum by (pod, err) (increase(redis_errors_total{{{scope},err=~"OOM|NOREPLICAS|READONLY|MISCONF"}}[5m])) > 0"#
+            ),
+            for_: "0m",
+            severity: "warning",
+            summary: format!("Redis pod {{{{ $labels.pod }}}} of ABStore {store} rejected writes ({{{{ $labels.err }}}})"),
+            description: "OOM: memory full; NOREPLICAS: no replica acknowledged within min-replicas-max-lag; READONLY: a client wrote to a replica; MISCONF: RDB snapshots fail.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreCommandLatencyHigh",
+            expr: format!(
+                "sum by (pod, cmd) (rate(redis_commands_duration_seconds_total{{{scope}}}[5m])) / sum by (pod, cmd) (rate(redis_commands_total{{{scope}}}[5m])) > {}",
+                f64::from(latency_ms) / 1000.0
+            ),
+            for_: "10m",
+            severity: "warning",
+            summary: format!("{{{{ $labels.cmd }}}} on {{{{ $labels.pod }}}} of ABStore {store} averages more than {latency_ms} ms"),
+            description: "A command's average execution time is high: the node is overloaded, swapping, or a script or large read blocks it.".to_owned(),
+        },
+        Alert {
+            name: "ABStorePersistenceFailing",
+            expr: format!(
+                "redis_rdb_last_bgsave_status{{{scope}}} == 0 or redis_aof_last_write_status{{{scope}}} == 0 or redis_aof_last_bgrewrite_status{{{scope}}} == 0"
+            ),
+            for_: "1m",
+            severity: "critical",
+            summary: format!("Redis pod {{{{ $labels.pod }}}} of ABStore {store} cannot write its RDB or AOF"),
+            description: "A failed snapshot or AOF write means a restart loses data, and Redis refuses writes (MISCONF) after a failed snapshot. Usually a full or read-only volume.".to_owned(),
+        },
+    ]
+}
+
+/// The PrometheusRule's group.
+fn alert_group(model: &Model) -> serde_json::Value {
+    let base = model
+        .spec
+        .monitoring
+        .prometheus_rule
+        .runbook_base_url
+        .trim_end_matches('#');
+    let rules: Vec<serde_json::Value> = alerts(model)
+        .into_iter()
+        .map(|alert| {
+            json!({
+                "alert": alert.name,
+                "expr": alert.expr,
+                "for": alert.for_,
+                "labels": { "severity": alert.severity, "abstore": model.name },
                 "annotations": {
-                    "summary": format!("Redis pod {{{{ $labels.pod }}}} of ABStore {} is down", model.name),
+                    "summary": alert.summary,
+                    "description": alert.description,
+                    "runbook_url": format!("{base}#{}", alert.name.to_lowercase()),
                 },
-            },
-            {
-                "alert": "ABStoreReplicasMissing",
-                "expr": format!(
-                    r#"max(redis_connected_slaves{{{scope}}} and on(pod) redis_instance_info{{{scope},role="master"}}) < {replicas}"#
-                ),
-                "for": "10m",
-                "labels": { "severity": "warning" },
-                "annotations": {
-                    "summary": format!("The primary of ABStore {} has fewer than {replicas} replicas connected", model.name),
-                },
-            },
-        ],
-    })
+            })
+        })
+        .collect();
+    json!({ "name": format!("abstore-{}", model.name), "rules": rules })
 }
 
 fn object(
