@@ -25,14 +25,15 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::apply;
-use crate::build::Children;
 use crate::build::build;
+use crate::build::{BACKUP_COMPONENT, Children, PRUNE_COMPONENT};
 use crate::crd::ABStore;
 use crate::credentials::{Credentials, acl_secret_name, generate_password};
 use crate::error::Error;
 use crate::heal::{self, Endpoint, HealTarget};
+use crate::job_runs::{self, LastRuns};
 use crate::leader::{LeaderElector, Leadership};
-use crate::metrics::{Metrics, Readiness};
+use crate::metrics::{Metrics, Readiness, StoreSnapshot};
 use crate::model::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, Model, REDIS, SENTINEL};
 use crate::pods;
 use crate::rollout::{self, RolloutInput, Step};
@@ -368,8 +369,25 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
             switchover: false,
         },
     });
+    (observed.backup, observed.prune) = job_runs(client, &model).await;
     let new_status = status::applied(&observed, previous, Timestamp::now());
     status::write(client, store, &new_status, &ctx.metrics).await?;
+    ctx.metrics.observe_store(
+        &model.namespace,
+        &model.name,
+        &StoreSnapshot {
+            redis_ready: i64::from(observed.redis.ready),
+            redis_desired: i64::from(observed.redis.desired),
+            sentinels_ready: i64::from(observed.sentinel.ready),
+            sentinel_quorum: i64::from(model.spec.sentinel.quorum),
+            primary_available: observed
+                .topology
+                .as_ref()
+                .is_some_and(|topology| topology.primary_known),
+            backup: observed.backup,
+            prune: observed.prune,
+        },
+    );
 
     match &topology {
         Ok(outcome) => {
@@ -393,6 +411,8 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         && previous.and_then(|status| status.last_failover.as_ref()) != Some(change)
     {
         let switchover = change.reason == status::SWITCHOVER;
+        ctx.metrics
+            .primary_changed(&model.namespace, &model.name, &change.reason);
         ctx.publish(
             store,
             if switchover {
@@ -739,7 +759,32 @@ fn observe(
         ),
         primary,
         topology: None,
+        backup: None,
+        prune: None,
     }
+}
+
+/// The last runs of the store's backup and prune CronJobs (those it has). A failure to list
+/// the Jobs is logged and leaves them unknown: the status keeps what it had, the gauges go.
+async fn job_runs(client: &kube::Client, model: &Model) -> (Option<LastRuns>, Option<LastRuns>) {
+    let runs = |component: &'static str| async move {
+        match job_runs::list(client, &model.namespace, &model.name, component).await {
+            Ok(jobs) => Some(job_runs::last_runs(&jobs)),
+            Err(error) => {
+                tracing::warn!(%error, component, "listing the store's Jobs");
+                None
+            }
+        }
+    };
+    let backup = match model.spec.backup.destination {
+        Some(_) => runs(BACKUP_COMPONENT).await,
+        None => None,
+    };
+    let prune = match model.spec.retention.enabled {
+        true => runs(PRUNE_COMPONENT).await,
+        false => None,
+    };
+    (backup, prune)
 }
 
 /// Backoff after `failures` consecutive failures: 5 s, 10 s, 20 s, … up to 5 minutes.

@@ -665,6 +665,14 @@ pub struct AlertThresholds {
     #[serde(default = "default_replication_lag_seconds")]
     #[schemars(range(min = 1, max = 86400))]
     pub replication_lag_seconds: u32,
+    /// ABStoreBackupTooOld: no successful backup for this long (backups run twice a day).
+    #[serde(default = "default_backup_max_age_hours")]
+    #[schemars(range(min = 1, max = 8760))]
+    pub backup_max_age_hours: u32,
+    /// ABStorePruneTooOld: no successful prune for this long (prune runs daily).
+    #[serde(default = "default_prune_max_age_hours")]
+    #[schemars(range(min = 1, max = 8760))]
+    pub prune_max_age_hours: u32,
 }
 
 impl Default for AlertThresholds {
@@ -673,6 +681,8 @@ impl Default for AlertThresholds {
             memory_used_percent: default_memory_used_percent(),
             command_latency_milliseconds: default_command_latency_milliseconds(),
             replication_lag_seconds: default_replication_lag_seconds(),
+            backup_max_age_hours: default_backup_max_age_hours(),
+            prune_max_age_hours: default_prune_max_age_hours(),
         }
     }
 }
@@ -897,6 +907,12 @@ fn default_command_latency_milliseconds() -> u32 {
 }
 fn default_replication_lag_seconds() -> u32 {
     30
+}
+fn default_backup_max_age_hours() -> u32 {
+    13
+}
+fn default_prune_max_age_hours() -> u32 {
+    26
 }
 fn default_max_unavailable() -> i32 {
     1

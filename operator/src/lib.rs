@@ -14,6 +14,7 @@ pub mod error;
 pub mod fixtures;
 pub mod follow;
 pub mod heal;
+pub mod job_runs;
 pub mod leader;
 pub mod local;
 pub mod metrics;

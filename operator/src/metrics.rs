@@ -64,6 +64,91 @@ pub struct StatusWriteLabels {
     pub outcome: String,
 }
 
+/// Labels of the per-store metrics. Not `namespace`: Prometheus sets that target label to the
+/// operator's own namespace.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    pub store_namespace: String,
+    pub store: String,
+}
+
+/// Labels of the primary-change counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrimaryChangeLabels {
+    pub store_namespace: String,
+    pub store: String,
+    /// `Failover` (Sentinel moved it) or `Switchover` (the operator did, in a rollout).
+    pub reason: String,
+}
+
+/// What one reconcile saw of a store, for the per-store gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreSnapshot {
+    pub redis_ready: i64,
+    pub redis_desired: i64,
+    pub sentinels_ready: i64,
+    pub sentinel_quorum: i64,
+    pub primary_available: bool,
+    /// `None` when the store has no backup CronJob.
+    pub backup: Option<crate::job_runs::LastRuns>,
+    /// `None` when the store has no prune CronJob.
+    pub prune: Option<crate::job_runs::LastRuns>,
+}
+
+/// The last-run gauges of one CronJob kind.
+#[derive(Debug, Default)]
+struct JobGauges {
+    last_success: Family<StoreLabels, Gauge>,
+    last_run: Family<StoreLabels, Gauge>,
+    last_run_succeeded: Family<StoreLabels, Gauge>,
+}
+
+impl JobGauges {
+    fn register(&self, registry: &mut Registry, job: &str) {
+        registry.register(
+            format!("{job}_last_success_timestamp_seconds"),
+            format!("When the store's last successful {job} Job finished (Unix time)"),
+            self.last_success.clone(),
+        );
+        registry.register(
+            format!("{job}_last_run_timestamp_seconds"),
+            format!("When the store's last {job} Job finished, successful or not (Unix time)"),
+            self.last_run.clone(),
+        );
+        registry.register(
+            format!("{job}_last_run_succeeded"),
+            format!("1 if the store's last finished {job} Job succeeded, 0 if it failed"),
+            self.last_run_succeeded.clone(),
+        );
+    }
+
+    /// Sets what is known, and removes what is not (no CronJob, or no finished Job yet), so a
+    /// stale value never stands in for a missing one.
+    fn record(&self, labels: &StoreLabels, runs: Option<crate::job_runs::LastRuns>) {
+        let runs = runs.unwrap_or_default();
+        match runs.last_success {
+            Some(at) => {
+                self.last_success.get_or_create(labels).set(at.as_second());
+            }
+            None => {
+                self.last_success.remove(labels);
+            }
+        }
+        match runs.last_finished {
+            Some((at, succeeded)) => {
+                self.last_run.get_or_create(labels).set(at.as_second());
+                self.last_run_succeeded
+                    .get_or_create(labels)
+                    .set(i64::from(succeeded));
+            }
+            None => {
+                self.last_run.remove(labels);
+                self.last_run_succeeded.remove(labels);
+            }
+        }
+    }
+}
+
 /// The operator's metrics, registered once at start-up.
 #[derive(Debug)]
 pub struct Metrics {
@@ -78,6 +163,14 @@ pub struct Metrics {
     pub status_writes: Family<StatusWriteLabels, Counter>,
     /// 1 while this replica holds the leader Lease (or leader election is off), else 0.
     pub leader: Gauge,
+    store_redis_ready: Family<StoreLabels, Gauge>,
+    store_redis_desired: Family<StoreLabels, Gauge>,
+    store_sentinels_ready: Family<StoreLabels, Gauge>,
+    store_sentinel_quorum: Family<StoreLabels, Gauge>,
+    store_primary_available: Family<StoreLabels, Gauge>,
+    store_primary_changes: Family<PrimaryChangeLabels, Counter>,
+    backup: JobGauges,
+    prune: JobGauges,
 }
 
 impl Default for Metrics {
@@ -121,6 +214,53 @@ impl Metrics {
             "1 while this replica is the active controller",
             leader.clone(),
         );
+        let store_gauges: [(&str, &str, Family<StoreLabels, Gauge>); 5] = [
+            (
+                "store_redis_ready",
+                "Ready Redis pods of the store",
+                Family::default(),
+            ),
+            (
+                "store_redis_desired",
+                "Redis pods the store should have",
+                Family::default(),
+            ),
+            (
+                "store_sentinels_ready",
+                "Ready sentinel pods of the store",
+                Family::default(),
+            ),
+            (
+                "store_sentinel_quorum",
+                "Sentinels that must agree to fail the store over",
+                Family::default(),
+            ),
+            (
+                "store_primary_available",
+                "1 when the operator's heal knows the store's primary",
+                Family::default(),
+            ),
+        ];
+        for (name, help, family) in &store_gauges {
+            registry.register(*name, *help, family.clone());
+        }
+        let [
+            redis_ready,
+            redis_desired,
+            sentinels_ready,
+            sentinel_quorum,
+            primary_available,
+        ] = store_gauges.map(|(_, _, family)| family);
+        let store_primary_changes = Family::<PrimaryChangeLabels, Counter>::default();
+        registry.register(
+            "store_primary_changes",
+            "Changes of the store's primary the operator recorded, by reason (Failover, Switchover)",
+            store_primary_changes.clone(),
+        );
+        let backup = JobGauges::default();
+        backup.register(&mut registry, "backup");
+        let prune = JobGauges::default();
+        prune.register(&mut registry, "prune");
         Metrics {
             registry,
             reconcile_runs,
@@ -128,7 +268,48 @@ impl Metrics {
             reconcile_duration,
             status_writes,
             leader,
+            store_redis_ready: redis_ready,
+            store_redis_desired: redis_desired,
+            store_sentinels_ready: sentinels_ready,
+            store_sentinel_quorum: sentinel_quorum,
+            store_primary_available: primary_available,
+            store_primary_changes,
+            backup,
+            prune,
         }
+    }
+
+    /// Records what a reconcile saw of a store (the per-store gauges).
+    pub fn observe_store(&self, namespace: &str, store: &str, snapshot: &StoreSnapshot) {
+        let labels = StoreLabels {
+            store_namespace: namespace.to_owned(),
+            store: store.to_owned(),
+        };
+        for (family, value) in [
+            (&self.store_redis_ready, snapshot.redis_ready),
+            (&self.store_redis_desired, snapshot.redis_desired),
+            (&self.store_sentinels_ready, snapshot.sentinels_ready),
+            (&self.store_sentinel_quorum, snapshot.sentinel_quorum),
+            (
+                &self.store_primary_available,
+                i64::from(snapshot.primary_available),
+            ),
+        ] {
+            family.get_or_create(&labels).set(value);
+        }
+        self.backup.record(&labels, snapshot.backup);
+        self.prune.record(&labels, snapshot.prune);
+    }
+
+    /// Counts a change of a store's primary (`reason`: Failover or Switchover).
+    pub fn primary_changed(&self, namespace: &str, store: &str, reason: &str) {
+        self.store_primary_changes
+            .get_or_create(&PrimaryChangeLabels {
+                store_namespace: namespace.to_owned(),
+                store: store.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a reconcile and returns a timer that records its duration when dropped, so an

@@ -107,6 +107,10 @@ pub struct Observed {
     pub primary: Option<String>,
     /// What the topology step saw, when it ran.
     pub topology: Option<TopologyObserved>,
+    /// The backup CronJob's last runs (`None`: no CronJob, or its Jobs could not be listed).
+    pub backup: Option<crate::job_runs::LastRuns>,
+    /// The prune CronJob's last runs.
+    pub prune: Option<crate::job_runs::LastRuns>,
 }
 
 /// What the topology step (heal) reports for the status.
@@ -308,8 +312,16 @@ pub fn applied(
         ready_sentinels: observed.sentinel.ready,
         ready: Some(observed.redis.ratio()),
         sentinels: Some(observed.sentinel.ratio()),
-        ..kept
+        // A success the Jobs still show; otherwise what was recorded before (the Job controller
+        // keeps only the last few Jobs).
+        last_backup: last_success(observed.backup).or(kept.last_backup.clone()),
+        last_prune: last_success(observed.prune).or(kept.last_prune.clone()),
     }
+}
+
+/// When the last successful run finished, as RFC 3339.
+fn last_success(runs: Option<crate::job_runs::LastRuns>) -> Option<String> {
+    runs?.last_success.map(|at| at.to_string())
 }
 
 /// The status of a store whose spec was refused. The cluster was not touched, so what the
@@ -527,6 +539,8 @@ mod tests {
             sentinel,
             primary: Some("shop-redis-0".to_owned()),
             topology: None,
+            backup: None,
+            prune: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The PrometheusRule's alerts: every expression is valid PromQL (promql-parser, the grammar
 //! Prometheus uses) and names only metrics that exist — redis_exporter's, from the list in
-//! tests/data read from its source (it cannot run here) — every threshold comes from the spec,
-//! and every alert links to a runbook section that exists in docs/operations.md.
+//! tests/data read from its source (it cannot run here), and the operator's own, rendered by its
+//! real registry — every threshold comes from the spec, and every alert links to a runbook
+//! section that exists in docs/operations.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -21,6 +22,37 @@ fn exporter_metrics() -> BTreeSet<String> {
         .lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .map(|line| line.trim().to_owned())
+        .collect()
+}
+
+/// The sample names the operator's /metrics has once it has seen a store with both CronJobs
+/// and a failover (counters with their `_total`).
+fn operator_metrics() -> BTreeSet<String> {
+    use abstore_operator::job_runs::LastRuns;
+    use abstore_operator::metrics::{Metrics, StoreSnapshot};
+    let metrics = Metrics::new();
+    let at = "2026-11-24T00:00:00Z".parse().unwrap();
+    let runs = LastRuns {
+        last_finished: Some((at, true)),
+        last_success: Some(at),
+    };
+    metrics.observe_store(
+        "ab",
+        "shop",
+        &StoreSnapshot {
+            backup: Some(runs),
+            prune: Some(runs),
+            ..StoreSnapshot::default()
+        },
+    );
+    metrics.primary_changed("ab", "shop", "Failover");
+    metrics.reconcile_failed("apply");
+    metrics
+        .render()
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| line.split(['{', ' ']).next().unwrap().to_owned())
         .collect()
 }
 
@@ -74,12 +106,21 @@ fn rules(spec: &str) -> Vec<Value> {
 }
 
 const MONITORED: &str = "monitoring: {prometheusRule: {enabled: true}}";
+/// Monitoring with a backup destination (retention is on by default): every alert.
+const WITH_JOBS: &str =
+    "monitoring: {prometheusRule: {enabled: true}}\nbackup: {destination: 's3://backups/shop'}";
 
 #[test]
 fn every_alert_parses_and_names_only_metrics_that_exist() {
-    let known = exporter_metrics();
-    let rules = rules(MONITORED);
-    assert!(rules.len() >= 10, "{rules:?}");
+    let exporter = exporter_metrics();
+    let ours = operator_metrics();
+    assert!(
+        ours.contains("abstore_operator_store_primary_changes_total"),
+        "{ours:?}"
+    );
+    let known: BTreeSet<String> = exporter.union(&ours).cloned().collect();
+    let rules = rules(WITH_JOBS);
+    assert!(rules.len() >= 17, "{rules:?}");
     for rule in &rules {
         let expr = rule["expr"].as_str().unwrap();
         let names = metric_names(expr).unwrap_or_else(|e| panic!("{}: {expr}: {e}", rule["alert"]));
@@ -90,10 +131,17 @@ fn every_alert_parses_and_names_only_metrics_that_exist() {
             "{} uses {unknown:?}, which redis_exporter does not export",
             rule["alert"]
         );
-        // Scoped to this store's pods: every selector names the store's metrics Service.
+        // Scoped to this store: every exporter selector names the store's metrics Service,
+        // every operator selector the store.
         assert_eq!(
             expr.matches(r#"service="shop-metrics""#).count(),
             expr.matches("redis_").count(),
+            "{}: {expr}",
+            rule["alert"]
+        );
+        assert_eq!(
+            expr.matches(r#"store_namespace="ab",store="shop""#).count(),
+            expr.matches("abstore_operator_").count(),
             "{}: {expr}",
             rule["alert"]
         );
@@ -125,7 +173,7 @@ fn every_alert_links_to_its_runbook_section_in_docs_operations() {
         .filter_map(|line| line.strip_prefix("### "))
         .map(|heading| heading.trim().to_lowercase())
         .collect();
-    for rule in rules(MONITORED) {
+    for rule in rules(WITH_JOBS) {
         let alert = rule["alert"].as_str().unwrap();
         let url = rule["annotations"]["runbook_url"].as_str().unwrap();
         assert_eq!(
@@ -160,13 +208,36 @@ fn thresholds_come_from_the_spec() {
             .unwrap()
             .to_owned()
     };
-    let defaults = rules(MONITORED);
+    let alerts = |rules: &[Value]| -> Vec<String> {
+        rules
+            .iter()
+            .map(|r| r["alert"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Backup alerts only with a backup destination, prune alerts only with retention on.
+    assert!(!alerts(&rules(MONITORED)).contains(&"ABStoreBackupTooOld".to_owned()));
+    let no_prune = alerts(&rules(&format!(
+        "{WITH_JOBS}\nretention: {{enabled: false}}"
+    )));
+    assert!(
+        no_prune.contains(&"ABStoreBackupFailed".to_owned()),
+        "{no_prune:?}"
+    );
+    assert!(
+        !no_prune.contains(&"ABStorePruneFailed".to_owned()),
+        "{no_prune:?}"
+    );
+    let defaults = rules(WITH_JOBS);
+    assert!(expr(&defaults, "ABStoreBackupTooOld").ends_with("> 46800"));
+    assert!(expr(&defaults, "ABStorePruneTooOld").ends_with("> 93600"));
     assert!(expr(&defaults, "ABStoreMemoryNearLimit").ends_with("* 100 > 90"));
     assert!(expr(&defaults, "ABStoreCommandLatencyHigh").ends_with("> 0.01"));
     assert!(expr(&defaults, "ABStoreReplicationLag").ends_with("> 30"));
     let tuned = rules(
-        "monitoring:\n  prometheusRule:\n    enabled: true\n    thresholds: {memoryUsedPercent: 75, commandLatencyMilliseconds: 250, replicationLagSeconds: 5}",
+        "backup: {destination: 's3://backups/shop'}\nmonitoring:\n  prometheusRule:\n    enabled: true\n    thresholds: {memoryUsedPercent: 75, commandLatencyMilliseconds: 250, replicationLagSeconds: 5, backupMaxAgeHours: 25, pruneMaxAgeHours: 49}",
     );
+    assert!(expr(&tuned, "ABStoreBackupTooOld").ends_with("> 90000"));
+    assert!(expr(&tuned, "ABStorePruneTooOld").ends_with("> 176400"));
     assert!(expr(&tuned, "ABStoreMemoryNearLimit").ends_with("* 100 > 75"));
     assert!(expr(&tuned, "ABStoreCommandLatencyHigh").ends_with("> 0.25"));
     assert!(expr(&tuned, "ABStoreReplicationLag").ends_with("> 5"));

@@ -280,6 +280,8 @@ async fn a_default_store_is_applied_in_dependency_order() {
             "GET /api/v1/namespaces/shop/configmaps",
             "GET /api/v1/namespaces/shop/secrets",
             "GET /api/v1/namespaces/shop/pods",
+            // The prune CronJob's Jobs: lastPrune and the per-store metrics.
+            "GET /apis/batch/v1/namespaces/shop/jobs",
             &format!("PATCH {STATUS_PATH}"),
             &format!("POST {EVENTS_PATH}"),
         ]
@@ -778,4 +780,135 @@ async fn a_renewed_tls_certificate_restamps_both_pod_templates_and_restarts_noth
             requests.iter().map(Recorded::line).collect::<Vec<_>>()
         );
     }
+}
+
+/// A Job of the store's `component` CronJob that finished at `at` (`Complete` or `Failed`).
+fn finished_job(component: &str, name: &str, condition: &str, at: &str) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {
+            "app.kubernetes.io/name": "abstore",
+            "app.kubernetes.io/instance": "shop",
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/managed-by": "abstore-operator",
+        }},
+        "status": {"conditions": [{"type": condition, "status": "True", "lastTransitionTime": at}]},
+    })
+}
+
+#[tokio::test]
+async fn the_last_backup_and_prune_runs_reach_the_status_and_the_per_store_metrics() {
+    // Alerts on backup and prune age read the operator's metrics, so the jobs need no scraping:
+    // the operator reads their outcome from the Jobs the CronJobs leave behind.
+    let cluster = FakeCluster {
+        objects: vec![
+            finished_job(
+                "backup",
+                "shop-backup-1",
+                "Complete",
+                "2026-11-23T00:00:05Z",
+            ),
+            finished_job(
+                "backup",
+                "shop-backup-2",
+                "Complete",
+                "2026-11-23T12:00:07Z",
+            ),
+            finished_job("prune", "shop-prune-1", "Complete", "2026-11-22T03:30:00Z"),
+            finished_job("prune", "shop-prune-2", "Failed", "2026-11-23T03:30:09Z"),
+            // Another store's backup is not this store's.
+            {
+                let mut other = finished_job(
+                    "backup",
+                    "other-backup-1",
+                    "Complete",
+                    "2026-11-24T00:00:00Z",
+                );
+                other["metadata"]["labels"]["app.kubernetes.io/instance"] = json!("other");
+                other
+            },
+        ],
+        ..FakeCluster::default()
+    };
+    let store = store("backup: {destination: 's3://backups/shop'}");
+    let mut cluster = cluster;
+    cluster.objects.push(serde_json::to_value(&store).unwrap());
+    let (client, server) = mock_client();
+    let served = tokio::spawn(cluster.serve(server));
+    let metrics = Arc::new(Metrics::new());
+    let ctx = Arc::new(
+        Context::new(client, metrics.clone(), "test-operator", None)
+            .with_endpoints(Arc::new(nothing_listens)),
+    );
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(Arc::new(store), ctx))
+        .await
+        .unwrap()
+        .unwrap();
+    let requests = tokio::time::timeout(RECONCILE_TIMEOUT, served)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let status = &requests
+        .iter()
+        .rfind(|r| r.method == Method::PATCH && r.path == STATUS_PATH)
+        .unwrap()
+        .body["status"];
+    assert_eq!(status["lastBackup"], "2026-11-23T12:00:07Z", "{status}");
+    assert_eq!(status["lastPrune"], "2026-11-22T03:30:00Z", "{status}");
+
+    // The operator's /metrics, scraped over HTTP as Prometheus does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = abstore_operator::metrics::router(
+        metrics,
+        Arc::new(abstore_operator::metrics::Readiness::default()),
+    );
+    let server = tokio::spawn(async move { axum_serve(listener, app).await });
+    let text = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let labels = r#"{store_namespace="shop",store="shop"}"#;
+    let at = |s: &str| {
+        s.parse::<k8s_openapi::jiff::Timestamp>()
+            .unwrap()
+            .as_second()
+    };
+    for expected in [
+        format!(
+            "abstore_operator_backup_last_success_timestamp_seconds{labels} {}",
+            at("2026-11-23T12:00:07Z")
+        ),
+        format!("abstore_operator_backup_last_run_succeeded{labels} 1"),
+        format!(
+            "abstore_operator_prune_last_success_timestamp_seconds{labels} {}",
+            at("2026-11-22T03:30:00Z")
+        ),
+        format!(
+            "abstore_operator_prune_last_run_timestamp_seconds{labels} {}",
+            at("2026-11-23T03:30:09Z")
+        ),
+        format!("abstore_operator_prune_last_run_succeeded{labels} 0"),
+        format!("abstore_operator_store_redis_desired{labels} 3"),
+        format!("abstore_operator_store_sentinel_quorum{labels} 2"),
+        // Heal reached nothing here (every endpoint refuses): no primary known.
+        format!("abstore_operator_store_primary_available{labels} 0"),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    }
+    assert!(!text.contains(r#"store="other""#), "{text}");
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
+    axum::serve(listener, app).await
 }

@@ -57,8 +57,9 @@ struct Alert {
     description: String,
 }
 
-/// The store's alerts, from what redis_exporter reports for its Redis pods (every expression
-/// is scoped to the store's metrics Service). Each has a runbook section in docs/operations.md.
+/// The store's alerts: from what redis_exporter reports for its Redis pods (scoped to the store's
+/// metrics Service) and from the operator's per-store metrics (scoped by `store_namespace` and
+/// `store`). Each has a runbook section in docs/operations.md.
 fn alerts(model: &Model) -> Vec<Alert> {
     let scope = format!(
         r#"namespace="{}",service="{}""#,
@@ -71,7 +72,13 @@ fn alerts(model: &Model) -> Vec<Alert> {
     let memory = limits.memory_used_percent;
     let latency_ms = limits.command_latency_milliseconds;
     let lag = limits.replication_lag_seconds;
-    vec![
+    // The operator's own per-store metrics (from its /metrics: scrape the operator, e.g. the
+    // chart's serviceMonitor.enabled).
+    let ours = format!(
+        r#"store_namespace="{}",store="{}""#,
+        model.namespace, model.name
+    );
+    let mut alerts = vec![
         Alert {
             name: "ABStoreRedisDown",
             expr: format!("redis_up{{{scope}}} == 0"),
@@ -171,7 +178,72 @@ fn alerts(model: &Model) -> Vec<Alert> {
             summary: format!("Redis pod {{{{ $labels.pod }}}} of ABStore {store} cannot write its RDB or AOF"),
             description: "A failed snapshot or AOF write means a restart loses data, and Redis refuses writes (MISCONF) after a failed snapshot. Usually a full or read-only volume.".to_owned(),
         },
-    ]
+        Alert {
+            name: "ABStoreFailover",
+            expr: format!(
+                r#"increase(abstore_operator_store_primary_changes_total{{{ours},reason="Failover"}}[15m]) > 0"#
+            ),
+            for_: "0m",
+            severity: "warning",
+            summary: format!("ABStore {store} failed over to a new primary"),
+            description: "Sentinel promoted a replica because the primary stopped answering. Writes acknowledged only by the old primary may be lost; find out why it failed.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreSentinelQuorumLost",
+            expr: format!(
+                "abstore_operator_store_sentinels_ready{{{ours}}} < abstore_operator_store_sentinel_quorum{{{ours}}}"
+            ),
+            for_: "2m",
+            severity: "critical",
+            summary: format!("ABStore {store} has fewer ready sentinels than its quorum"),
+            description: "Sentinel cannot fail over with fewer than quorum sentinels: losing the primary now means no writes until a person acts.".to_owned(),
+        },
+    ];
+    if model.spec.backup.destination.is_some() && model.spec.backup.enabled {
+        let hours = limits.backup_max_age_hours;
+        alerts.push(Alert {
+            name: "ABStoreBackupTooOld",
+            expr: format!(
+                "time() - abstore_operator_backup_last_success_timestamp_seconds{{{ours}}} > {}",
+                u64::from(hours) * 3600
+            ),
+            for_: "10m",
+            severity: "critical",
+            summary: format!("ABStore {store} has no successful backup in the last {hours} hours"),
+            description: "Backups run twice a day; the newest one is too old to restore from without losing more than a day of counts.".to_owned(),
+        });
+        alerts.push(Alert {
+            name: "ABStoreBackupFailed",
+            expr: format!("abstore_operator_backup_last_run_succeeded{{{ours}}} == 0"),
+            for_: "0m",
+            severity: "warning",
+            summary: format!("The last backup of ABStore {store} failed"),
+            description: "The newest backup Job failed. Its pod's log names the cause (destination, credentials, Redis).".to_owned(),
+        });
+    }
+    if model.spec.retention.enabled {
+        let hours = limits.prune_max_age_hours;
+        alerts.push(Alert {
+            name: "ABStorePruneTooOld",
+            expr: format!(
+                "time() - abstore_operator_prune_last_success_timestamp_seconds{{{ours}}} > {}",
+                u64::from(hours) * 3600
+            ),
+            for_: "10m",
+            severity: "warning",
+            summary: format!("ABStore {store} has not been pruned in the last {hours} hours"),
+            description: "Day-keyed counters past retention are not being removed: memory grows until the store is full.".to_owned(),
+        });
+        alerts.push(Alert {
+            name: "ABStorePruneFailed",
+            expr: format!("abstore_operator_prune_last_run_succeeded{{{ours}}} == 0"),
+            for_: "0m",
+            severity: "warning",
+            summary: format!("The last prune of ABStore {store} failed"),
+            description: "The newest prune Job failed. Its pod's log names the cause.".to_owned(),
+        });
+    }
+    alerts
 }
 
 /// The PrometheusRule's group.
