@@ -673,6 +673,11 @@ pub struct AlertThresholds {
     #[serde(default = "default_prune_max_age_hours")]
     #[schemars(range(min = 1, max = 8760))]
     pub prune_max_age_hours: u32,
+    /// ABStoreVolumeFilling: a Redis data volume more than this percentage full (kubelet's
+    /// volume metrics). The AOF rewrite needs room for a second copy of the data.
+    #[serde(default = "default_volume_used_percent")]
+    #[schemars(range(min = 1, max = 100))]
+    pub volume_used_percent: u32,
 }
 
 impl Default for AlertThresholds {
@@ -683,6 +688,7 @@ impl Default for AlertThresholds {
             replication_lag_seconds: default_replication_lag_seconds(),
             backup_max_age_hours: default_backup_max_age_hours(),
             prune_max_age_hours: default_prune_max_age_hours(),
+            volume_used_percent: default_volume_used_percent(),
         }
     }
 }
@@ -913,6 +919,9 @@ fn default_backup_max_age_hours() -> u32 {
 }
 fn default_prune_max_age_hours() -> u32 {
     26
+}
+fn default_volume_used_percent() -> u32 {
+    80
 }
 fn default_max_unavailable() -> i32 {
     1

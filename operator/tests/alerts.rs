@@ -16,13 +16,18 @@ use abstore_operator::crd::ABStore;
 use abstore_operator::credentials::Credentials;
 use abstore_operator::validate::validate;
 
-/// Metric names of redis_exporter (see the file's header for where they come from).
+/// Metric names of redis_exporter and of the kubelet's volume statistics (see each file's
+/// header for where they come from).
 fn exporter_metrics() -> BTreeSet<String> {
-    include_str!("data/redis_exporter_metrics.txt")
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| line.trim().to_owned())
-        .collect()
+    [
+        include_str!("data/redis_exporter_metrics.txt"),
+        include_str!("data/kubelet_metrics.txt"),
+    ]
+    .into_iter()
+    .flat_map(str::lines)
+    .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+    .map(|line| line.trim().to_owned())
+    .collect()
 }
 
 /// The sample names the operator's /metrics has once it has seen a store with both CronJobs
@@ -128,7 +133,7 @@ fn every_alert_parses_and_names_only_metrics_that_exist() {
         let unknown: Vec<&String> = names.difference(&known).collect();
         assert!(
             unknown.is_empty(),
-            "{} uses {unknown:?}, which redis_exporter does not export",
+            "{} uses {unknown:?}, which neither redis_exporter, the kubelet nor the operator exports",
             rule["alert"]
         );
         // Scoped to this store: every exporter selector names the store's metrics Service,
@@ -142,6 +147,13 @@ fn every_alert_parses_and_names_only_metrics_that_exist() {
         assert_eq!(
             expr.matches(r#"store_namespace="ab",store="shop""#).count(),
             expr.matches("abstore_operator_").count(),
+            "{}: {expr}",
+            rule["alert"]
+        );
+        assert_eq!(
+            expr.matches(r#"namespace="ab",persistentvolumeclaim=~"data-shop-redis-[0-9]+""#)
+                .count(),
+            expr.matches("kubelet_").count(),
             "{}: {expr}",
             rule["alert"]
         );
@@ -230,14 +242,16 @@ fn thresholds_come_from_the_spec() {
     let defaults = rules(WITH_JOBS);
     assert!(expr(&defaults, "ABStoreBackupTooOld").ends_with("> 46800"));
     assert!(expr(&defaults, "ABStorePruneTooOld").ends_with("> 93600"));
+    assert!(expr(&defaults, "ABStoreVolumeFilling").ends_with("* 100 > 80"));
     assert!(expr(&defaults, "ABStoreMemoryNearLimit").ends_with("* 100 > 90"));
     assert!(expr(&defaults, "ABStoreCommandLatencyHigh").ends_with("> 0.01"));
     assert!(expr(&defaults, "ABStoreReplicationLag").ends_with("> 30"));
     let tuned = rules(
-        "backup: {destination: 's3://backups/shop'}\nmonitoring:\n  prometheusRule:\n    enabled: true\n    thresholds: {memoryUsedPercent: 75, commandLatencyMilliseconds: 250, replicationLagSeconds: 5, backupMaxAgeHours: 25, pruneMaxAgeHours: 49}",
+        "backup: {destination: 's3://backups/shop'}\nmonitoring:\n  prometheusRule:\n    enabled: true\n    thresholds: {memoryUsedPercent: 75, commandLatencyMilliseconds: 250, replicationLagSeconds: 5, backupMaxAgeHours: 25, pruneMaxAgeHours: 49, volumeUsedPercent: 70}",
     );
     assert!(expr(&tuned, "ABStoreBackupTooOld").ends_with("> 90000"));
     assert!(expr(&tuned, "ABStorePruneTooOld").ends_with("> 176400"));
+    assert!(expr(&tuned, "ABStoreVolumeFilling").ends_with("* 100 > 70"));
     assert!(expr(&tuned, "ABStoreMemoryNearLimit").ends_with("* 100 > 75"));
     assert!(expr(&tuned, "ABStoreCommandLatencyHigh").ends_with("> 0.25"));
     assert!(expr(&tuned, "ABStoreReplicationLag").ends_with("> 5"));

@@ -5,8 +5,10 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 
 use super::meta::owner_references;
+use super::volumes::DATA_VOLUME;
 use super::{METRICS_COMPONENT, METRICS_PORT_NAME, METRICS_SUFFIX};
 use crate::model::Model;
+use crate::model::REDIS;
 
 /// API group and version of the Prometheus Operator's kinds.
 pub const MONITORING_GROUP: &str = "monitoring.coreos.com";
@@ -78,6 +80,14 @@ fn alerts(model: &Model) -> Vec<Alert> {
         r#"store_namespace="{}",store="{}""#,
         model.namespace, model.name
     );
+    // The kubelet's volume metrics for the Redis pods' data PVCs (`data-<n>-redis-<ordinal>`).
+    let volumes = format!(
+        r#"namespace="{}",persistentvolumeclaim=~"{}-{}-[0-9]+""#,
+        model.namespace,
+        DATA_VOLUME,
+        model.child_name(REDIS)
+    );
+    let volume = limits.volume_used_percent;
     let mut alerts = vec![
         Alert {
             name: "ABStoreRedisDown",
@@ -177,6 +187,16 @@ fn alerts(model: &Model) -> Vec<Alert> {
             severity: "critical",
             summary: format!("Redis pod {{{{ $labels.pod }}}} of ABStore {store} cannot write its RDB or AOF"),
             description: "A failed snapshot or AOF write means a restart loses data, and Redis refuses writes (MISCONF) after a failed snapshot. Usually a full or read-only volume.".to_owned(),
+        },
+        Alert {
+            name: "ABStoreVolumeFilling",
+            expr: format!(
+                "kubelet_volume_stats_used_bytes{{{volumes}}} / kubelet_volume_stats_capacity_bytes{{{volumes}}} * 100 > {volume}"
+            ),
+            for_: "10m",
+            severity: "warning",
+            summary: format!("Volume {{{{ $labels.persistentvolumeclaim }}}} of ABStore {store} is more than {volume}% full"),
+            description: "The RDB snapshot and the AOF rewrite write a second copy of the data before replacing the first: a full volume fails persistence (MISCONF stops writes). Grow the PVC.".to_owned(),
         },
         Alert {
             name: "ABStoreFailover",
