@@ -768,13 +768,28 @@ fn observe(
 /// the Jobs is logged and leaves them unknown: the status keeps what it had, the gauges go.
 async fn job_runs(client: &kube::Client, model: &Model) -> (Option<LastRuns>, Option<LastRuns>) {
     let runs = |component: &'static str| async move {
-        match job_runs::list(client, &model.namespace, &model.name, component).await {
-            Ok(jobs) => Some(job_runs::last_runs(&jobs)),
+        let jobs = match job_runs::list(client, &model.namespace, &model.name, component).await {
+            Ok(jobs) => jobs,
             Err(error) => {
                 tracing::warn!(%error, component, "listing the store's Jobs");
-                None
+                return None;
+            }
+        };
+        let mut runs = job_runs::last_runs(&jobs);
+        // The figures of the newest success, from its pod's termination message (the job's
+        // summary line) while the pod is kept.
+        if let Some(name) =
+            job_runs::newest_success(&jobs).and_then(|job| job.metadata.name.clone())
+        {
+            match job_runs::pods_of(client, &model.namespace, &name).await {
+                Ok(pods) => {
+                    runs.figures =
+                        job_runs::termination_message(&pods, component).and_then(job_runs::figures);
+                }
+                Err(error) => tracing::warn!(%error, job = %name, "listing the Job's pods"),
             }
         }
+        Some(runs)
     };
     let backup = match model.spec.backup.destination {
         Some(_) => runs(BACKUP_COMPONENT).await,

@@ -3,7 +3,7 @@
 //! the controller records into them, the chart's ServiceMonitor scrapes them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -101,6 +101,9 @@ struct JobGauges {
     last_success: Family<StoreLabels, Gauge>,
     last_run: Family<StoreLabels, Gauge>,
     last_run_succeeded: Family<StoreLabels, Gauge>,
+    last_keys: Family<StoreLabels, Gauge>,
+    last_bytes: Family<StoreLabels, Gauge>,
+    last_duration: Family<StoreLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl JobGauges {
@@ -119,6 +122,23 @@ impl JobGauges {
             format!("{job}_last_run_succeeded"),
             format!("1 if the store's last finished {job} Job succeeded, 0 if it failed"),
             self.last_run_succeeded.clone(),
+        );
+        let keys = match job {
+            "backup" => "Keys the store's last successful backup wrote (its summary line)",
+            _ => "Keys the store's last successful prune deleted (its summary line)",
+        };
+        registry.register(format!("{job}_last_keys"), keys, self.last_keys.clone());
+        if job == "backup" {
+            registry.register(
+                format!("{job}_last_bytes"),
+                "Bytes the store's last successful backup wrote (its summary line)",
+                self.last_bytes.clone(),
+            );
+        }
+        registry.register(
+            format!("{job}_last_duration_seconds"),
+            format!("How long the store's last successful {job} ran (its summary line)"),
+            self.last_duration.clone(),
         );
     }
 
@@ -144,6 +164,31 @@ impl JobGauges {
             None => {
                 self.last_run.remove(labels);
                 self.last_run_succeeded.remove(labels);
+            }
+        }
+        match runs.figures {
+            Some(figures) => {
+                self.last_keys
+                    .get_or_create(labels)
+                    .set(i64::try_from(figures.keys).unwrap_or(i64::MAX));
+                match figures.bytes {
+                    Some(bytes) => {
+                        self.last_bytes
+                            .get_or_create(labels)
+                            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                    }
+                    None => {
+                        self.last_bytes.remove(labels);
+                    }
+                }
+                self.last_duration
+                    .get_or_create(labels)
+                    .set(figures.duration_ms as f64 / 1000.0);
+            }
+            None => {
+                self.last_keys.remove(labels);
+                self.last_bytes.remove(labels);
+                self.last_duration.remove(labels);
             }
         }
     }

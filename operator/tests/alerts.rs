@@ -33,13 +33,18 @@ fn exporter_metrics() -> BTreeSet<String> {
 /// The sample names the operator's /metrics has once it has seen a store with both CronJobs
 /// and a failover (counters with their `_total`).
 fn operator_metrics() -> BTreeSet<String> {
-    use abstore_operator::job_runs::LastRuns;
+    use abstore_operator::job_runs::{Figures, LastRuns};
     use abstore_operator::metrics::{Metrics, StoreSnapshot};
     let metrics = Metrics::new();
     let at = "2026-11-24T00:00:00Z".parse().unwrap();
     let runs = LastRuns {
         last_finished: Some((at, true)),
         last_success: Some(at),
+        figures: Some(Figures {
+            keys: 1,
+            bytes: Some(1),
+            duration_ms: 1,
+        }),
     };
     metrics.observe_store(
         "ab",

@@ -816,6 +816,21 @@ async fn the_last_backup_and_prune_runs_reach_the_status_and_the_per_store_metri
             ),
             finished_job("prune", "shop-prune-1", "Complete", "2026-11-22T03:30:00Z"),
             finished_job("prune", "shop-prune-2", "Failed", "2026-11-23T03:30:09Z"),
+            // The newest successful backup's pod, with its summary line as termination message.
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "shop-backup-2-x7k2p", "namespace": NAMESPACE, "labels": {
+                    "job-name": "shop-backup-2",
+                    "app.kubernetes.io/instance": "shop",
+                    "app.kubernetes.io/component": "backup",
+                }},
+                "status": {"containerStatuses": [{
+                    "name": "backup", "image": "abstore-jobs", "imageID": "", "ready": false,
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "message":
+                        "{\"command\":\"backup\",\"ok\":true,\"keys\":5210,\"bytes\":73400,\"parts\":1,\"duration_ms\":2500}\n"}},
+                }]},
+            }),
             // Another store's backup is not this store's.
             {
                 let mut other = finished_job(
@@ -890,6 +905,10 @@ async fn the_last_backup_and_prune_runs_reach_the_status_and_the_per_store_metri
             at("2026-11-23T12:00:07Z")
         ),
         format!("abstore_operator_backup_last_run_succeeded{labels} 1"),
+        // The figures of that run's summary line.
+        format!("abstore_operator_backup_last_keys{labels} 5210"),
+        format!("abstore_operator_backup_last_bytes{labels} 73400"),
+        format!("abstore_operator_backup_last_duration_seconds{labels} 2.5"),
         format!(
             "abstore_operator_prune_last_success_timestamp_seconds{labels} {}",
             at("2026-11-22T03:30:00Z")
@@ -907,6 +926,8 @@ async fn the_last_backup_and_prune_runs_reach_the_status_and_the_per_store_metri
         assert!(text.contains(&expected), "missing {expected} in\n{text}");
     }
     assert!(!text.contains(r#"store="other""#), "{text}");
+    // The successful prune's pod is gone: no figures rather than stale ones.
+    assert!(!text.contains("abstore_operator_prune_last_keys{"), "{text}");
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
