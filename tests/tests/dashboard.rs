@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::batch::v1::Job;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{ExprVisitor, walk_expr};
@@ -128,16 +129,23 @@ fn exporter_metrics() -> BTreeSet<String> {
 }
 
 /// The sample names the operator's /metrics has once it has seen a store with both CronJobs
-/// and a failover (counters with their `_total`), from its real registry.
+/// and a failover (counters with their `_total`), from its real registry. The last runs come
+/// from a finished Job through the operator's own reading of Jobs.
 fn operator_metrics() -> BTreeSet<String> {
-    use abstore_operator::job_runs::LastRuns;
+    use abstore_operator::job_runs::last_runs;
     use abstore_operator::metrics::{Metrics, StoreSnapshot};
+    let job: Job = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "experiments-backup-29000000"},
+        "status": {"conditions": [{
+            "type": "Complete",
+            "status": "True",
+            "lastTransitionTime": "2026-11-24T00:00:00Z",
+        }]},
+    }))
+    .unwrap();
+    let runs = last_runs(&[job]);
+    assert!(runs.last_success.is_some(), "{runs:?}");
     let metrics = Metrics::new();
-    let at = "2026-11-24T00:00:00Z".parse().unwrap();
-    let runs = LastRuns {
-        last_finished: Some((at, true)),
-        last_success: Some(at),
-    };
     metrics.observe_store(
         STORE_NAMESPACE,
         STORE,
