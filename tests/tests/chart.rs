@@ -369,6 +369,7 @@ fn full_values_render_every_option() {
     assert_eq!(
         kinds(&objects),
         [
+            "ConfigMap",
             "Deployment",
             "NetworkPolicy",
             "Role",
@@ -431,6 +432,13 @@ fn full_values_render_every_option() {
     assert_eq!(
         one_of_kind(&objects, "ServiceAccount")["metadata"]["name"],
         "abstore-operator-sa"
+    );
+    // The Grafana dashboard (tests/tests/dashboard.rs checks its content).
+    let dashboard = one_of_kind(&objects, "ConfigMap");
+    assert_eq!(dashboard["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        dashboard["metadata"]["labels"]["grafana_dashboard_abstore"],
+        "yes"
     );
     assert!(chart.notes.contains("experimentation"), "{}", chart.notes);
 }
