@@ -927,7 +927,10 @@ async fn the_last_backup_and_prune_runs_reach_the_status_and_the_per_store_metri
     }
     assert!(!text.contains(r#"store="other""#), "{text}");
     // The successful prune's pod is gone: no figures rather than stale ones.
-    assert!(!text.contains("abstore_operator_prune_last_keys{"), "{text}");
+    assert!(
+        !text.contains("abstore_operator_prune_last_keys{"),
+        "{text}"
+    );
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {

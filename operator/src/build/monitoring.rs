@@ -75,7 +75,7 @@ fn alerts(model: &Model) -> Vec<Alert> {
     let latency_ms = limits.command_latency_milliseconds;
     let lag = limits.replication_lag_seconds;
     // The operator's own per-store metrics (from its /metrics: scrape the operator, e.g. the
-    // chart's serviceMonitor.enabled).
+    // chart's metrics.serviceMonitor.enabled).
     let ours = format!(
         r#"store_namespace="{}",store="{}""#,
         model.namespace, model.name
