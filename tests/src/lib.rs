@@ -7,6 +7,7 @@ mod gcs;
 pub mod keyspace;
 pub mod local_store;
 mod process;
+mod prometheus_operator;
 mod python;
 mod rendered;
 mod s3;
@@ -19,6 +20,9 @@ mod wait;
 pub use error::HarnessError;
 pub use gcs::{FAKE_GCS_SERVER_BIN_ENV, GCS_PORT, GcsServer};
 pub use process::{LOOPBACK, START_ATTEMPTS, START_TIMEOUT, ServerProcess, free_port};
+pub use prometheus_operator::{
+    MonitoringVerdict, PrometheusOperatorError, validate_prometheus_operator_objects,
+};
 pub use python::{
     INSTALL_COMMAND, LintMessage, LintReport, ManifestReport, OLDEST_KUBERNETES, ObjectVerdict,
     PROMETHEUS_OPERATOR_KINDS, PYTHON_ENV, PythonToolError, RenderedChart, Verdict, chart_dir,
