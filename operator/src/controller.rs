@@ -935,6 +935,7 @@ pub async fn run(
         )
         .await;
         metrics.leader.set(0);
+        metrics.forget_stores();
         if *shutdown.borrow() {
             break;
         }

@@ -346,6 +346,30 @@ impl Metrics {
         self.prune.record(&labels, snapshot.prune);
     }
 
+    /// Drops every per-store series: a replica that stops leading must not keep reporting what it
+    /// last saw (an old backup time would raise ABStoreBackupTooOld hours later, next to the new
+    /// leader's fresh series).
+    pub fn forget_stores(&self) {
+        for family in [
+            &self.store_redis_ready,
+            &self.store_redis_desired,
+            &self.store_sentinels_ready,
+            &self.store_sentinel_quorum,
+            &self.store_primary_available,
+        ] {
+            family.clear();
+        }
+        self.store_primary_changes.clear();
+        for jobs in [&self.backup, &self.prune] {
+            jobs.last_success.clear();
+            jobs.last_run.clear();
+            jobs.last_run_succeeded.clear();
+            jobs.last_keys.clear();
+            jobs.last_bytes.clear();
+            jobs.last_duration.clear();
+        }
+    }
+
     /// Counts a change of a store's primary (`reason`: Failover or Switchover).
     pub fn primary_changed(&self, namespace: &str, store: &str, reason: &str) {
         self.store_primary_changes
@@ -517,6 +541,35 @@ mod tests {
             text.contains("abstore_operator_status_writes_total{outcome=\"timed_out\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_replica_that_stops_leading_forgets_every_store() {
+        let metrics = Metrics::new();
+        let at = "2026-11-24T00:00:00Z".parse().unwrap();
+        let runs = crate::job_runs::LastRuns {
+            last_finished: Some((at, true)),
+            last_success: Some(at),
+            figures: None,
+        };
+        metrics.observe_store(
+            "ab",
+            "shop",
+            &StoreSnapshot {
+                redis_desired: 3,
+                backup: Some(runs),
+                prune: Some(runs),
+                ..StoreSnapshot::default()
+            },
+        );
+        metrics.primary_changed("ab", "shop", "Failover");
+        let seen = metrics.render().unwrap();
+        assert!(seen.contains(r#"store="shop""#), "{seen}");
+        metrics.forget_stores();
+        let text = metrics.render().unwrap();
+        assert!(!text.contains("store="), "{text}");
+        // The operator's own series stay.
+        assert!(text.contains("abstore_operator_leader"), "{text}");
     }
 
     #[tokio::test]
