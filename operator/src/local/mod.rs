@@ -75,8 +75,11 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError
     }
 }
 
+/// Stands in for `spec.tls.secretName` in a spec for `local up` that names none.
+const LOCAL_TLS_SECRET: &str = "local-tls";
+
 /// Reads and validates the ABStore in `path` (the first document; a missing namespace becomes
-/// `local`).
+/// `local`; with TLS on, a missing `secretName` is fine).
 pub fn load_model(path: &Path) -> Result<Model> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
     let mut store: ABStore = serde_yaml::from_str(&text).map_err(|e| LocalError::Spec {
@@ -85,6 +88,11 @@ pub fn load_model(path: &Path) -> Result<Model> {
     })?;
     if store.metadata.namespace.is_none() {
         store.metadata.namespace = Some(LOCAL_NAMESPACE.to_owned());
+    }
+    // Local TLS uses the files in `<dir>/tls/`, never a Secret: a spec written for `local up`
+    // need not name one (the name is only used to build Kubernetes objects).
+    if store.spec.tls.enabled && store.spec.tls.secret_name.is_none() {
+        store.spec.tls.secret_name = Some(LOCAL_TLS_SECRET.to_owned());
     }
     validate(&store).map_err(|e| LocalError::Spec {
         path: path.to_owned(),
@@ -553,6 +561,30 @@ mod tests {
             "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: local\nspec:\n  tls:\n    enabled: {tls}\n    secretName: shop-tls\n"
         );
         validate(&serde_yaml::from_str::<ABStore>(&yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_local_tls_spec_needs_no_secret_name_but_bad_input_still_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\nspec:\n  tls: {enabled: true}\n",
+        )
+        .unwrap();
+        let model = load_model(&path).unwrap();
+        assert!(model.spec.tls.enabled);
+        assert_eq!(model.namespace, LOCAL_NAMESPACE);
+        std::fs::write(
+            &path,
+            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\nspec:\n  tls: {enabled: true, secretName: Not_A_Name}\n",
+        )
+        .unwrap();
+        let error = load_model(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("spec.tls.secretName") && error.contains("shop.yaml"),
+            "{error}"
+        );
     }
 
     /// The value of the last `directive` line (the one Redis keeps).
