@@ -4,39 +4,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What `local up` needs (redis-server, redis-sentinel, redis-cli) first, then the rest.
+scripts/install-run-deps.sh
+. scripts/apt.sh
+
 need_apt=()
-command -v redis-server   >/dev/null 2>&1 || need_apt+=(redis-server)
-command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
-command -v redis-cli      >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-benchmark >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v python3        >/dev/null 2>&1 || need_apt+=(python3)
 if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
   need_apt+=(python3-pip)
 fi
-
 if [ ${#need_apt[@]} -gt 0 ]; then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "install-test-deps: apt-get install ${need_apt[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  apt_install "${need_apt[@]}"
 fi
 
 # Valkey, to prove backups restore into it as well as into Redis: Debian ships it in backports
 # only (bookworm-backports: valkey-server 8.0). The backports source is added for this one package;
 # `-t` keeps every other package on the stable suite.
 if ! command -v valkey-server >/dev/null 2>&1; then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-  backports=/etc/apt/sources.list.d/abstore-backports.list
-  if [ ! -f "$backports" ]; then
-    echo "deb http://deb.debian.org/debian ${codename}-backports main" | $sudo tee "$backports" >/dev/null
-  fi
-  echo "install-test-deps: apt-get install -t ${codename}-backports valkey-server"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    -t "${codename}-backports" valkey-server >/dev/null
+  apt_add_source /etc/apt/sources.list.d/abstore-backports.list \
+    "deb http://deb.debian.org/debian ${codename}-backports main"
+  apt_install -t "${codename}-backports" valkey-server
 fi
 
 # Python tools of the chart and manifest tests (Helm SDK, kubernetes-validate, jsonschema), pinned
@@ -90,10 +79,7 @@ if [ "$("$checkov_venv/bin/checkov" --version 2>/dev/null)" != "$checkov_version
   echo "install-test-deps: checkov $checkov_version into $checkov_venv"
   rm -rf "$checkov_venv"
   if ! python3 -m venv "$checkov_venv" >/dev/null 2>&1; then
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    apt_install python3-venv
     rm -rf "$checkov_venv"
     python3 -m venv "$checkov_venv"
   fi
@@ -105,11 +91,7 @@ echo "install-test-deps: $(TF_CLI_CONFIG_FILE=/dev/null python3 terraform/script
 # (tests/src/prometheus_operator.rs): the npm package kubernetes-models generates from the
 # upstream CRDs, installed next to scripts/prometheus-operator/validate.mjs.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "install-test-deps: apt-get install nodejs npm"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  apt_install nodejs npm
 fi
 po_dir=scripts/prometheus-operator
 po_version=$(sed -n 's/.*"@kubernetes-models\/prometheus-operator": "\(.*\)".*/\1/p' "$po_dir/package.json")
