@@ -20,12 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use abstore_tests::{RedisServer, S3Server};
+use abstore_tests::{RedisServer, S3Server, measure};
 
 const HOUR: u64 = 3600;
 const DAY: u64 = 86_400;
-/// How often the child's peak RSS (VmHWM) is sampled.
-const RSS_POLL: Duration = Duration::from_millis(20);
 
 fn keys_to_load() -> u64 {
     std::env::var("ABSTORE_BENCH_KEYS")
@@ -223,37 +221,8 @@ fn jobs_binary() -> PathBuf {
 
 /// Runs a command to completion, sampling its peak RSS; returns (elapsed, peak RSS in KiB).
 fn run_measured(command: &mut Command) -> (Duration, u64) {
-    let started = Instant::now();
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path)
-            && let Some(kib) = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        {
-            peak_kib = peak_kib.max(kib);
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(RSS_POLL);
-    }
-    let elapsed = started.elapsed();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (elapsed, peak_kib)
+    let run = measure::run_measured(command);
+    (run.elapsed, run.peak_kib)
 }
 
 fn rate(keys: u64, elapsed: Duration) -> f64 {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use abstore_tests::RedisServer;
+use abstore_tests::{RedisServer, measure};
 
 const HOUR: u64 = 3600;
 const DAY: u64 = 86_400;
@@ -29,8 +29,6 @@ const RATE_LIMITS: [u64; 2] = [200_000, 50_000];
 const PROBE_INTERVAL: Duration = Duration::from_micros(500);
 /// How long the idle latency baseline is sampled.
 const IDLE_SAMPLE: Duration = Duration::from_secs(5);
-/// How often the child's peak RSS (VmHWM) is sampled.
-const RSS_POLL: Duration = Duration::from_millis(20);
 
 fn keys_to_load() -> u64 {
     std::env::var("ABSTORE_BENCH_KEYS")
@@ -236,44 +234,16 @@ struct Run {
 }
 
 fn prune(server: &RedisServer, extra: &[&str]) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_abstore-jobs-cli"))
-        .args(["prune", "--redis", &server.url()])
-        .args(extra)
-        .env("ABSTORE_TERMINATION_LOG", "/nonexistent/termination-log")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path)
-            && let Some(kib) = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        {
-            peak_kib = peak_kib.max(kib);
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(RSS_POLL);
-    }
-    let elapsed = started.elapsed();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "prune failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let run = measure::run_measured(
+        Command::new(env!("CARGO_BIN_EXE_abstore-jobs-cli"))
+            .args(["prune", "--redis", &server.url()])
+            .args(extra)
+            .env("ABSTORE_TERMINATION_LOG", "/nonexistent/termination-log"),
     );
-    let summary = serde_json::from_slice(&output.stdout).unwrap();
     Run {
-        elapsed,
-        peak_kib,
-        summary,
+        elapsed: run.elapsed,
+        peak_kib: run.peak_kib,
+        summary: serde_json::from_slice(&run.stdout).unwrap(),
     }
 }
 

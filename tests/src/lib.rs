@@ -6,6 +6,7 @@ mod error;
 mod gcs;
 pub mod keyspace;
 pub mod local_store;
+pub mod measure;
 mod process;
 mod prometheus_operator;
 mod python;

@@ -1,0 +1,59 @@
+//! Wall time and peak memory of a child process, for the benchmarks: the peak resident set
+//! (`VmHWM` in `/proc/<pid>/status`, Linux) sampled while it runs.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How often the child's peak RSS is sampled.
+const RSS_POLL: Duration = Duration::from_millis(20);
+
+/// A finished run.
+#[derive(Debug)]
+pub struct MeasuredRun {
+    pub elapsed: Duration,
+    /// The highest `VmHWM` seen, in KiB.
+    pub peak_kib: u64,
+    pub stdout: Vec<u8>,
+}
+
+/// Runs `command` to completion (stdout and stderr captured), sampling its peak RSS. Panics,
+/// with its stderr, when it fails: a benchmark of a failed run measures nothing.
+pub fn run_measured(command: &mut Command) -> MeasuredRun {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+            break;
+        }
+        std::thread::sleep(RSS_POLL);
+    }
+    let elapsed = started.elapsed();
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    MeasuredRun {
+        elapsed,
+        peak_kib,
+        stdout: output.stdout,
+    }
+}
