@@ -302,9 +302,10 @@ pub enum RolloutError {
 /// 1. `replica-priority 0` on the `avoid` nodes (Sentinel never promotes those), and wait until a
 ///    sentinel has read it (Sentinel refreshes a replica's `INFO` every 10 s) and holds a
 ///    candidate fit for promotion by its own rules (right after a restart it may not yet);
-/// 2. `CLIENT PAUSE WRITE` on the old primary, and wait until a candidate replica has its whole
-///    replication stream: Sentinel promotes without pausing, so every write the old primary took
-///    between the promotion and its demotion would be lost;
+/// 2. `CLIENT PAUSE WRITE` on the old primary, and wait until every reachable candidate replica
+///    has its whole replication stream: Sentinel promotes without pausing, so every write the old
+///    primary took between the promotion and its demotion would be lost, and it picks the
+///    candidate by its own (older) view of their offsets, so one caught-up candidate is not enough;
 /// 3. `SENTINEL FAILOVER` on that sentinel; as soon as another node answers as master, the old
 ///    primary is made its replica and unpaused: its held writes then fail with `READONLY` and a
 ///    Sentinel-following client re-resolves and resends them (Sentinel would demote it too, but
@@ -591,20 +592,34 @@ impl Switchover<'_> {
     ) -> Result<Endpoint, RolloutError> {
         let old = &self.old;
         let (_, end) = self.offset(old).await.map_err(|e| self.fail(old, e))?;
+        // Every candidate Sentinel may promote must hold the whole stream, not just one of them:
+        // Sentinel picks among them by its own, older view of their offsets, and the writes a
+        // lagging one misses would be lost.
         loop {
-            let mut best = 0;
+            let mut reachable = 0;
+            let mut behind = Vec::new();
             for candidate in candidates {
                 if let Ok((false, offset)) = self.offset(candidate).await {
-                    best = best.max(offset);
+                    reachable += 1;
+                    if offset < end {
+                        behind.push(format!("{candidate} at {offset}"));
+                    }
                 }
             }
-            if best >= end {
+            if reachable > 0 && behind.is_empty() {
                 break;
             }
             if Instant::now() >= self.deadline {
                 return Err(self.timeout(
                     old,
-                    format!("no candidate replica caught up to offset {end} (best {best})"),
+                    format!(
+                        "the candidate replicas did not catch up to offset {end} ({})",
+                        if behind.is_empty() {
+                            "none reachable".to_owned()
+                        } else {
+                            behind.join(", ")
+                        }
+                    ),
                 ));
             }
             tokio::time::sleep(POLL).await;
