@@ -7,6 +7,7 @@ mod gcs;
 pub mod keyspace;
 pub mod local_store;
 pub mod measure;
+pub mod metric_names;
 mod process;
 mod prometheus_operator;
 mod python;

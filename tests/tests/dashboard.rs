@@ -10,12 +10,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::batch::v1::Job;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::Value;
 
+use abstore_tests::metric_names::{
+    REDIS_EXPORTER_METRICS, listed_metric_names, operator_metric_names,
+};
 use abstore_tests::{
     OLDEST_KUBERNETES, PROMETHEUS_OPERATOR_KINDS, RenderedChart, chart_dir,
     newest_kubernetes_version, render_chart, validate_manifests,
@@ -119,53 +121,6 @@ fn assert_valid_manifests(chart: &RenderedChart) {
     }
 }
 
-/// Metric names of redis_exporter (see the file's header for where they come from).
-fn exporter_metrics() -> BTreeSet<String> {
-    include_str!("../../operator/tests/data/redis_exporter_metrics.txt")
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| line.trim().to_owned())
-        .collect()
-}
-
-/// The sample names the operator's /metrics has once it has seen a store with both CronJobs
-/// and a failover (counters with their `_total`), from its real registry. The last runs come
-/// from a finished Job through the operator's own reading of Jobs.
-fn operator_metrics() -> BTreeSet<String> {
-    use abstore_operator::job_runs::last_runs;
-    use abstore_operator::metrics::{Metrics, StoreSnapshot};
-    let job: Job = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "experiments-backup-29000000"},
-        "status": {"conditions": [{
-            "type": "Complete",
-            "status": "True",
-            "lastTransitionTime": "2026-11-24T00:00:00Z",
-        }]},
-    }))
-    .unwrap();
-    let runs = last_runs(&[job]);
-    assert!(runs.last_success.is_some(), "{runs:?}");
-    let metrics = Metrics::new();
-    metrics.observe_store(
-        STORE_NAMESPACE,
-        STORE,
-        &StoreSnapshot {
-            backup: Some(runs),
-            prune: Some(runs),
-            ..StoreSnapshot::default()
-        },
-    );
-    metrics.primary_changed(STORE_NAMESPACE, STORE, "Failover");
-    metrics.reconcile_failed("apply");
-    metrics
-        .render()
-        .unwrap()
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| line.split(['{', ' ']).next().unwrap().to_owned())
-        .collect()
-}
-
 /// Fills in Grafana's `$name` and `${name}` variables; an unknown one is an error, so a query
 /// cannot hide a variable the checks never substituted.
 fn interpolate(query: &str) -> Result<String, String> {
@@ -255,8 +210,8 @@ struct QueryChecker {
 impl QueryChecker {
     fn new() -> Self {
         let checker = QueryChecker {
-            exporter: exporter_metrics(),
-            operator: operator_metrics(),
+            exporter: listed_metric_names(&[REDIS_EXPORTER_METRICS]),
+            operator: operator_metric_names(),
         };
         // Both lists are real: a broken list would make every check vacuous.
         assert!(

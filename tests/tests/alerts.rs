@@ -1,7 +1,7 @@
 //! The PrometheusRule's alerts: every expression is valid PromQL (promql-parser, the grammar
 //! Prometheus uses) and names only metrics that exist — redis_exporter's, from the list in
-//! tests/data read from its source (it cannot run here), and the operator's own, rendered by its
-//! real registry — every threshold comes from the spec, and every alert links to a runbook
+//! operator/tests/data read from its source (it cannot run here), and the operator's own,
+//! rendered by its real registry — every threshold comes from the spec, and every alert links to a runbook
 //! section that exists in docs/operations.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,56 +15,9 @@ use abstore_operator::build::build;
 use abstore_operator::crd::ABStore;
 use abstore_operator::credentials::Credentials;
 use abstore_operator::validate::validate;
-
-/// Metric names of redis_exporter and of the kubelet's volume statistics (see each file's
-/// header for where they come from).
-fn exporter_metrics() -> BTreeSet<String> {
-    [
-        include_str!("data/redis_exporter_metrics.txt"),
-        include_str!("data/kubelet_metrics.txt"),
-    ]
-    .into_iter()
-    .flat_map(str::lines)
-    .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-    .map(|line| line.trim().to_owned())
-    .collect()
-}
-
-/// The sample names the operator's /metrics has once it has seen a store with both CronJobs
-/// and a failover (counters with their `_total`).
-fn operator_metrics() -> BTreeSet<String> {
-    use abstore_operator::job_runs::{Figures, LastRuns};
-    use abstore_operator::metrics::{Metrics, StoreSnapshot};
-    let metrics = Metrics::new();
-    let at = "2026-11-24T00:00:00Z".parse().unwrap();
-    let runs = LastRuns {
-        last_finished: Some((at, true)),
-        last_success: Some(at),
-        figures: Some(Figures {
-            keys: 1,
-            bytes: Some(1),
-            duration_ms: 1,
-        }),
-    };
-    metrics.observe_store(
-        "ab",
-        "shop",
-        &StoreSnapshot {
-            backup: Some(runs),
-            prune: Some(runs),
-            ..StoreSnapshot::default()
-        },
-    );
-    metrics.primary_changed("ab", "shop", "Failover");
-    metrics.reconcile_failed("apply");
-    metrics
-        .render()
-        .unwrap()
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| line.split(['{', ' ']).next().unwrap().to_owned())
-        .collect()
-}
+use abstore_tests::metric_names::{
+    KUBELET_METRICS, REDIS_EXPORTER_METRICS, listed_metric_names, operator_metric_names,
+};
 
 /// Every metric name an expression selects (instant and range selectors).
 fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
@@ -122,8 +75,8 @@ const WITH_JOBS: &str =
 
 #[test]
 fn every_alert_parses_and_names_only_metrics_that_exist() {
-    let exporter = exporter_metrics();
-    let ours = operator_metrics();
+    let exporter = listed_metric_names(&[REDIS_EXPORTER_METRICS, KUBELET_METRICS]);
+    let ours = operator_metric_names();
     assert!(
         ours.contains("abstore_operator_store_primary_changes_total"),
         "{ours:?}"
