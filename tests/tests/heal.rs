@@ -259,11 +259,23 @@ async fn a_restarted_old_primary_rejoins_as_a_replica_of_the_new_one() {
         &topology.sentinels.iter().collect::<Vec<_>>(),
     );
     // Sentinel may convert it first (+convert-to-slave); either way heal must converge on the
-    // new primary and then have nothing left to do.
+    // sentinels' primary (the failover's choice — or another replica, should the sentinels fail
+    // over once more while the old primary restarts; never the old primary) and then have
+    // nothing left to do.
+    let sentinels = &topology.sentinels;
     eventually("the old primary replicating the new one", || async {
         let report = heal_once(&target).await.map_err(|e| e.to_string())?;
-        if report.primary != Some(endpoint(new)) {
-            return Err(format!("primary {:?}", report.primary));
+        let elected = sentinel_primary(&sentinels[0]).await;
+        if elected == Some(old) {
+            return Err(format!(
+                "the sentinels name the old primary {old} (failover to {new})"
+            ));
+        }
+        if elected.is_none() || report.primary != elected.map(endpoint) {
+            return Err(format!(
+                "primary {:?}, sentinels {elected:?} (failover to {new})",
+                report.primary
+            ));
         }
         let role = query_role(&format!("{LOOPBACK}:{old}")).await?;
         if role == "slave" && report.applied.is_empty() {
