@@ -452,6 +452,27 @@ pub fn read_yaml_as_kubectl_does(yaml: &str) -> Result<Result<Value, String>, Py
     })
 }
 
+/// Renders the chart with `values`, panicking with Helm's message when it refuses.
+pub fn render_chart_or_panic(
+    values: Option<&str>,
+    release: &str,
+    namespace: &str,
+) -> RenderedChart {
+    render_chart(&chart_dir(), values, release, namespace)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|message| panic!("the chart did not render: {message}"))
+}
+
+/// Helm's message when it refuses `values`; panics when they render.
+pub fn chart_refusal(values: &str, release: &str, namespace: &str) -> String {
+    match render_chart(&chart_dir(), Some(values), release, namespace)
+        .unwrap_or_else(|e| panic!("{e}"))
+    {
+        Ok(_) => panic!("the chart rendered with values it should refuse:\n{values}"),
+        Err(message) => message,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use abstore_operator::crd::ABStore;
 use abstore_tests::{
-    OLDEST_KUBERNETES, PROMETHEUS_OPERATOR_KINDS, RenderedChart, Verdict, chart_dir, lint_chart,
-    newest_kubernetes_version, render_chart, validate_custom_resources, validate_manifests,
+    OLDEST_KUBERNETES, PROMETHEUS_OPERATOR_KINDS, RenderedChart, Verdict, chart_dir, chart_refusal,
+    lint_chart, newest_kubernetes_version, render_chart_or_panic, validate_custom_resources,
+    validate_manifests,
 };
 
 const RELEASE: &str = "abstore";
@@ -40,17 +41,11 @@ fn full_values() -> String {
 
 /// Renders the chart, panicking with Helm's message when it refuses.
 fn render(values: Option<&str>) -> RenderedChart {
-    render_chart(&chart_dir(), values, RELEASE, RELEASE_NAMESPACE)
-        .unwrap()
-        .unwrap_or_else(|message| panic!("the chart did not render: {message}"))
+    render_chart_or_panic(values, RELEASE, RELEASE_NAMESPACE)
 }
 
-/// Helm's message when it refuses `values`; panics when they render.
 fn refusal(values: &str) -> String {
-    match render_chart(&chart_dir(), Some(values), RELEASE, RELEASE_NAMESPACE).unwrap() {
-        Ok(_) => panic!("the chart rendered with values it should refuse:\n{values}"),
-        Err(message) => message,
-    }
+    chart_refusal(values, RELEASE, RELEASE_NAMESPACE)
 }
 
 fn objects(chart: &RenderedChart) -> Vec<Value> {

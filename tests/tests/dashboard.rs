@@ -19,8 +19,8 @@ use abstore_tests::metric_names::{
     REDIS_EXPORTER_METRICS, listed_metric_names, operator_metric_names,
 };
 use abstore_tests::{
-    OLDEST_KUBERNETES, PROMETHEUS_OPERATOR_KINDS, RenderedChart, chart_dir,
-    newest_kubernetes_version, render_chart, validate_manifests,
+    OLDEST_KUBERNETES, PROMETHEUS_OPERATOR_KINDS, RenderedChart, chart_dir, chart_refusal,
+    newest_kubernetes_version, render_chart_or_panic, validate_manifests,
 };
 
 const RELEASE: &str = "abstore";
@@ -74,16 +74,11 @@ const REQUIRED_METRICS: [&str; 24] = [
 ];
 
 fn render(values: Option<&str>) -> RenderedChart {
-    render_chart(&chart_dir(), values, RELEASE, RELEASE_NAMESPACE)
-        .unwrap()
-        .unwrap_or_else(|message| panic!("the chart did not render: {message}"))
+    render_chart_or_panic(values, RELEASE, RELEASE_NAMESPACE)
 }
 
 fn refusal(values: &str) -> String {
-    match render_chart(&chart_dir(), Some(values), RELEASE, RELEASE_NAMESPACE).unwrap() {
-        Ok(_) => panic!("the chart rendered with values it should refuse:\n{values}"),
-        Err(message) => message,
-    }
+    chart_refusal(values, RELEASE, RELEASE_NAMESPACE)
 }
 
 fn config_maps(chart: &RenderedChart) -> Vec<Value> {

@@ -14,13 +14,10 @@ use std::time::{Duration, Instant};
 
 use abstore_jobs::JobError;
 use abstore_jobs::prune::{self, PruneOptions, PruneSummary, SUMMARY_DAYS};
-use abstore_operator::config::{self, ConfigPaths, REDIS_CONF};
-use abstore_operator::crd::ABStore;
-use abstore_operator::credentials::{Credentials, Role, generate_password};
-use abstore_operator::validate::validate;
+use abstore_operator::credentials::Role;
 use abstore_tests::keyspace::{assert_same_keyspace, snapshot};
 use abstore_tests::{
-    LOOPBACK, RedisServer, Topology, TopologyOptions, free_port, wait_for_failover,
+    LOOPBACK, RedisServer, Rendered, Topology, TopologyOptions, free_port, wait_for_failover,
     wait_for_replication_offset,
 };
 use chrono::{DateTime, Utc};
@@ -524,90 +521,38 @@ fn random_keyspaces_and_cutoffs_lose_nothing_unexpired_and_leave_nothing_expired
 // ---------------------------------------------------------------------------------------------
 // The operator's prune user.
 
-/// A store rendered by the operator: the ACL file and password files on disk, and redis.conf.
-struct RenderedStore {
-    _dir: tempfile::TempDir,
-    paths: ConfigPaths,
-    credentials: Credentials,
-    redis_conf: String,
+/// The URL the CronJob builds: the role's user, the password from its mounted file.
+fn job_url(store: &Rendered, role: Role, server: &RedisServer) -> String {
+    let user = role.username();
+    format!(
+        "redis://{user}@{}:{}?password_file={}",
+        server.host(),
+        server.port(),
+        store.paths.credential_file(user)
+    )
 }
 
-impl RenderedStore {
-    fn new() -> RenderedStore {
-        let yaml = "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: ab\nspec:\n  redis: {replicas: 1}\n";
-        let store: ABStore = serde_yaml::from_str(yaml).unwrap();
-        let model = validate(&store).unwrap();
-        let credentials = Credentials::resolve(&model, &BTreeMap::new(), &mut generate_password);
-        let dir = tempfile::tempdir().unwrap();
-        let sub = |name: &str| {
-            let path = dir.path().join(name);
-            std::fs::create_dir_all(&path).unwrap();
-            path.display().to_string()
-        };
-        let paths = ConfigPaths {
-            data_dir: sub("data"),
-            acl_file: format!("{}/users.acl", sub("acl")),
-            tls_dir: sub("tls"),
-            credentials_dir: sub("credentials"),
-            config_dir: sub("config"),
-        };
-        std::fs::write(&paths.acl_file, config::acl_file(&model, &credentials)).unwrap();
-        for (user, password) in credentials.users() {
-            std::fs::write(paths.credential_file(user), password).unwrap();
-        }
-        let files = config::config_files(&model, &paths);
-        let redis_conf = format!(
-            "{}\nmasterauth \"{}\"\n",
-            files.get(REDIS_CONF).unwrap(),
-            credentials.password(Role::Replication.username()).unwrap()
-        );
-        RenderedStore {
-            _dir: dir,
-            paths,
-            credentials,
-            redis_conf,
-        }
-    }
-
-    /// The URL the CronJob builds: the role's user, the password from its mounted file.
-    fn job_url(&self, role: Role, server: &RedisServer) -> String {
-        let user = role.username();
-        format!(
-            "redis://{user}@{}:{}?password_file={}",
-            server.host(),
-            server.port(),
-            self.paths.credential_file(user)
-        )
-    }
-
-    async fn admin(&self, server: &RedisServer) -> MultiplexedConnection {
-        let user = Role::Operator.username();
-        let password = self.credentials.password(user).unwrap();
-        redis::Client::open(format!(
-            "redis://{user}:{password}@{}:{}",
-            server.host(),
-            server.port()
-        ))
+async fn admin(store: &Rendered, server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(store.url(Role::Operator.username(), server.port()))
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap()
-    }
 }
 
 #[tokio::test]
 async fn the_operators_prune_user_is_enough_and_a_user_without_unlink_fails_naming_the_key() {
     // The CronJob runs as the prune role of the rendered ACL; if it lacked a command, every
     // scheduled prune would fail in production and nowhere else.
-    let store = RenderedStore::new();
-    let server = RedisServer::start(&store.redis_conf).unwrap();
-    let mut admin = store.admin(&server).await;
+    let store = Rendered::new("redis: {replicas: 1}");
+    let server = RedisServer::start(&store.redis_conf()).unwrap();
+    let mut admin = admin(&store, &server).await;
     let (edge_expired, edge_kept) = edge_keyspace();
     write_keys(&mut admin, &edge_expired).await;
     write_keys(&mut admin, &edge_kept).await;
 
     // With a user that may SCAN but not UNLINK, the failure names the URL, the key and NOPERM.
-    let error = prune::run(&options(&store.job_url(Role::Backup, &server)))
+    let error = prune::run(&options(&job_url(&store, Role::Backup, &server)))
         .await
         .unwrap_err();
     let message = error.to_string();
@@ -638,7 +583,7 @@ async fn the_operators_prune_user_is_enough_and_a_user_without_unlink_fails_nami
         &[
             "prune",
             "--redis",
-            &store.job_url(Role::Prune, &server),
+            &job_url(&store, Role::Prune, &server),
             "--retention-days",
             &RETENTION_DAYS.to_string(),
             "--now",
