@@ -581,9 +581,8 @@ impl Connection {
     pub async fn connect(spec: ConnectionSpec) -> Result<Self> {
         let tls = tls_certificates(&spec)?;
         if spec.tls {
-            // Other crates in the same binary (the AWS SDK) may enable a second rustls crypto
-            // provider; with two compiled in, rustls refuses to pick one, so pick explicitly.
-            let _already_installed = rustls::crypto::ring::default_provider().install_default();
+            // Binaries install it at start; programs embedding the library may not have.
+            crate::crypto::install_default_provider();
         }
         let conn = Self {
             spec: Arc::new(spec),

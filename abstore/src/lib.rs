@@ -7,6 +7,7 @@
 pub mod assignment;
 pub mod connection;
 pub mod counters;
+pub mod crypto;
 pub mod error;
 pub mod keys;
 pub mod reads;

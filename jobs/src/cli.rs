@@ -189,6 +189,8 @@ impl Command {
 
 /// The binary's entry point: parse, run, print the summary, exit 0 or [`EXIT_FAILURE`].
 pub fn main() -> ExitCode {
+    // Two rustls backends are compiled in: without this the first TLS request may panic.
+    abstore::crypto::install_default_provider();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let command = cli.command.name();

@@ -447,9 +447,14 @@ pub struct BackupSpec {
     /// CronJob but suspends it.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Cron schedule (5 fields, UTC). Twice a day by default.
+    /// Cron schedule (5 fields, UTC) or a macro (`@hourly`, `@daily`, …). Twice a day by default.
     #[serde(default = "default_backup_schedule")]
-    #[schemars(length(min = 9, max = 128))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(
+            pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$"
+        )
+    )]
     pub schedule: String,
     /// Where backups go: `s3://bucket/prefix`, `gs://bucket/prefix` or `file:///path`.
     /// Without it no backup CronJob is created.
@@ -503,9 +508,14 @@ pub struct RetentionSpec {
     /// Delete day-keyed data older than `days` on `schedule`.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Cron schedule (5 fields, UTC).
+    /// Cron schedule (5 fields, UTC) or a macro (`@hourly`, `@daily`, …).
     #[serde(default = "default_prune_schedule")]
-    #[schemars(length(min = 9, max = 128))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(
+            pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$"
+        )
+    )]
     pub schedule: String,
     /// Days of data to keep.
     #[serde(default = "default_retention_days")]

@@ -71,6 +71,8 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Two rustls backends are compiled in: without this the first TLS request panics.
+    abstore::crypto::install_default_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => {

@@ -712,7 +712,7 @@ async fn a_renewed_tls_certificate_restamps_both_pod_templates_and_restarts_noth
     // in the Secret (cert-manager) must change the pod templates so the rollout planner restarts
     // the pods in its failover-aware order. The reconcile itself deletes no pod.
     // (Heal then dials with the Secret's CA: rustls needs its provider, as in the operator.)
-    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    abstore::crypto::install_default_provider();
     let tls_secret = |cert: &str| {
         json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "shop-tls", "namespace": NAMESPACE},

@@ -84,7 +84,7 @@ enum Session {
 
 /// A client of `port` over TLS trusting `ca` (PEM), as `user` when given.
 fn tls_client(port: u16, ca: &[u8], user: Option<(&str, &str)>) -> redis::Client {
-    local::tls::install_crypto_provider();
+    abstore::crypto::install_default_provider();
     let addr = ConnectionAddr::TcpTls {
         host: local::LOOPBACK.to_owned(),
         port,

@@ -437,7 +437,7 @@ pub async fn status(layout: &Layout) -> Result<Status> {
     model.spec.tls.enabled = state.tls;
     let credentials = credentials(&model, layout)?;
     if state.tls {
-        tls::install_crypto_provider();
+        abstore::crypto::install_default_provider();
     }
     let target = heal_target(&model, layout, &credentials, &state)?;
     let observation = heal::observe(&target).await;

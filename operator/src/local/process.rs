@@ -79,7 +79,7 @@ impl Supervisor {
         if model.spec.tls.enabled {
             let certificates = tls::ensure(&layout, chrono::Utc::now())?;
             tracing::info!(dir = %layout.tls_dir().display(), origin = ?certificates.origin, server_certificate_ends = %certificates.not_after.to_rfc3339(), "TLS only: the plaintext ports stay closed");
-            tls::install_crypto_provider();
+            abstore::crypto::install_default_provider();
         }
         let backups = layout.backups_dir();
         std::fs::create_dir_all(&backups).map_err(io_error(&backups))?;

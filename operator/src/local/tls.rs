@@ -154,12 +154,6 @@ pub fn server_not_after(layout: &Layout) -> Result<DateTime<Utc>> {
     Ok(read_certificate(&layout.tls_cert_file())?.not_after)
 }
 
-/// The process-wide rustls crypto provider: a binary that links two (the test harness does,
-/// through the AWS SDK) makes rustls refuse to pick one, so pick ring, as the abstore crate does.
-pub fn install_crypto_provider() {
-    let _already_installed = rustls::crypto::ring::default_provider().install_default();
-}
-
 struct Files {
     ca: PathBuf,
     ca_key: PathBuf,
