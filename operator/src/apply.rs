@@ -1,6 +1,9 @@
 //! apply: puts one store's built children into the cluster with server-side apply under one
 //! field manager, in dependency order, then deletes the children we labelled that were not
-//! built this time. Also reads the existing credentials Secrets, so passwords survive reconciles.
+//! built this time. One refused object (a webhook, an immutable field) does not stop the others:
+//! failures are collected for the status and Events. The Prometheus Operator's kinds are applied
+//! only when the API server serves them (discovery), so clusters without those CRDs reconcile.
+//! Also reads the existing credentials Secrets, so passwords survive reconciles.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -46,6 +49,12 @@ pub enum ApplyError {
     },
     #[error("a built monitoring object has no apiVersion/kind: {name}")]
     UntypedMonitoring { name: String },
+    #[error("asking the API server whether it serves {group_version}: {source}")]
+    Discovery {
+        group_version: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("listing {kind} to find orphans: {source}")]
     ListOrphans {
         kind: String,
@@ -67,21 +76,26 @@ impl ApplyError {
         match self {
             ApplyError::ReadCredentials { .. } => "read-credentials",
             ApplyError::Unnamed { .. } | ApplyError::UntypedMonitoring { .. } => "build-output",
-            ApplyError::Apply { .. } => "apply",
+            ApplyError::Apply { .. } | ApplyError::Discovery { .. } => "apply",
             ApplyError::ListOrphans { .. } | ApplyError::DeleteOrphan { .. } => "delete-orphans",
         }
     }
 }
 
 /// What one apply did.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Applied {
-    /// Names applied, by kind (what orphan deletion keeps).
+    /// Names applied, by kind.
     pub names: BTreeMap<String, BTreeSet<String>>,
+    /// Names built, by kind, whether or not their apply succeeded: what orphan deletion keeps
+    /// (an object whose update was refused is still wanted, not an orphan).
+    pub built: BTreeMap<String, BTreeSet<String>>,
     /// The StatefulSets as the API server returned them (with their observed status).
     pub stateful_sets: Vec<StatefulSet>,
-    /// Monitoring kinds skipped because the Prometheus Operator's CRDs are not installed.
-    pub skipped_monitoring: Vec<String>,
+    /// Objects the API server refused, in apply order.
+    pub failures: Vec<ApplyError>,
+    /// What became of the Prometheus Operator objects.
+    pub monitoring: Monitoring,
 }
 
 impl Applied {
@@ -89,6 +103,85 @@ impl Applied {
     pub fn count(&self) -> usize {
         self.names.values().map(BTreeSet::len).sum()
     }
+
+    fn built(&mut self, kind: &str, name: &str) {
+        self.built
+            .entry(kind.to_owned())
+            .or_default()
+            .insert(name.to_owned());
+    }
+}
+
+/// The Prometheus Operator objects of a store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Monitoring {
+    /// The spec asks for none.
+    #[default]
+    NotRequested,
+    /// Every requested kind was applied.
+    Applied { kinds: Vec<String> },
+    /// Some requested kinds could not be applied, and why (the store is fine otherwise).
+    Skipped {
+        kinds: Vec<String>,
+        reason: MonitoringSkipped,
+    },
+}
+
+/// Why monitoring objects were skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitoringSkipped {
+    /// The API server does not serve the kind: the Prometheus Operator's CRDs are not installed.
+    NotServed,
+    /// The operator may not manage the kind (the chart's `rbac.prometheusOperator` is off).
+    Forbidden,
+}
+
+impl MonitoringSkipped {
+    /// Condition and Event reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            MonitoringSkipped::NotServed => "CRDsMissing",
+            MonitoringSkipped::Forbidden => "Forbidden",
+        }
+    }
+
+    /// What a person should do about it.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            MonitoringSkipped::NotServed => {
+                "the API server does not serve monitoring.coreos.com/v1 (the Prometheus Operator's CRDs are not installed); they are applied once it does"
+            }
+            MonitoringSkipped::Forbidden => {
+                "the operator may not manage monitoring.coreos.com objects (chart value rbac.prometheusOperator)"
+            }
+        }
+    }
+}
+
+/// Kinds of the Prometheus Operator's API group the API server serves. Asked once per
+/// reconcile of a store that wants monitoring objects: a CRD installed later is picked up.
+pub async fn served_monitoring_kinds(client: &Client) -> Result<BTreeSet<String>, ApplyError> {
+    let group_version = format!("{MONITORING_GROUP}/{MONITORING_VERSION}");
+    match client.list_api_group_resources(&group_version).await {
+        Ok(list) => Ok(list
+            .resources
+            .into_iter()
+            .filter(|resource| !resource.name.contains('/'))
+            .map(|resource| resource.kind)
+            .collect()),
+        Err(kube::Error::Api(status)) if not_served(&status) => Ok(BTreeSet::new()),
+        Err(source) => Err(ApplyError::Discovery {
+            group_version,
+            source,
+        }),
+    }
+}
+
+/// A 404 for a path the API server does not serve comes back as plain text ("404 page not
+/// found"), which kube reports with reason "Failed to parse error data" and code 404: its
+/// `is_not_found()` only matches the NotFound reason, so the code is checked here.
+fn not_served(status: &kube::core::Status) -> bool {
+    status.is_not_found() || status.code == 404
 }
 
 /// Label selector of every child of store `name` that this operator manages.
@@ -167,12 +260,15 @@ pub async fn password_state(
 
 /// Applies every child in dependency order: Secrets and ConfigMaps before the pods that mount
 /// them, Services and policies before pods start, StatefulSets, then CronJobs, then the
-/// Prometheus Operator objects (skipped, not failed, when their CRDs are absent).
+/// Prometheus Operator objects (only the kinds in `served_monitoring`; the others are skipped,
+/// not failed). An object the API server refuses is recorded in `failures` and the rest is still
+/// applied: one rejected object must not stop the others from being kept up to date.
 pub async fn apply_children(
     client: &Client,
     namespace: &str,
     children: Children,
-) -> Result<Applied, ApplyError> {
+    served_monitoring: &BTreeSet<String>,
+) -> Applied {
     // No `..`: a kind added to `Children` must be applied here, or this does not compile.
     let Children {
         secrets,
@@ -185,17 +281,22 @@ pub async fn apply_children(
         monitoring,
     } = children;
     let mut applied = Applied::default();
-    apply_kind(client, namespace, secrets, &mut applied).await?;
-    apply_kind(client, namespace, config_maps, &mut applied).await?;
-    apply_kind(client, namespace, services, &mut applied).await?;
-    apply_kind(client, namespace, pod_disruption_budgets, &mut applied).await?;
-    apply_kind(client, namespace, network_policies, &mut applied).await?;
-    applied.stateful_sets = apply_kind(client, namespace, stateful_sets, &mut applied).await?;
-    apply_kind(client, namespace, cron_jobs, &mut applied).await?;
-    for object in monitoring {
-        apply_monitoring(client, namespace, object, &mut applied).await?;
-    }
-    Ok(applied)
+    apply_kind(client, namespace, secrets, &mut applied).await;
+    apply_kind(client, namespace, config_maps, &mut applied).await;
+    apply_kind(client, namespace, services, &mut applied).await;
+    apply_kind(client, namespace, pod_disruption_budgets, &mut applied).await;
+    apply_kind(client, namespace, network_policies, &mut applied).await;
+    applied.stateful_sets = apply_kind(client, namespace, stateful_sets, &mut applied).await;
+    apply_kind(client, namespace, cron_jobs, &mut applied).await;
+    apply_monitoring(
+        client,
+        namespace,
+        monitoring,
+        served_monitoring,
+        &mut applied,
+    )
+    .await;
+    applied
 }
 
 async fn apply_kind<K>(
@@ -203,7 +304,7 @@ async fn apply_kind<K>(
     namespace: &str,
     objects: Vec<K>,
     applied: &mut Applied,
-) -> Result<Vec<K>, ApplyError>
+) -> Vec<K>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -216,24 +317,30 @@ where
     let params = PatchParams::apply(MANAGER).force();
     let mut results = Vec::with_capacity(objects.len());
     for object in objects {
-        let name = object
-            .meta()
-            .name
-            .clone()
-            .ok_or_else(|| ApplyError::Unnamed { kind: kind.clone() })?;
-        let result = api
-            .patch(&name, &params, &Patch::Apply(&object))
-            .await
-            .map_err(|source| ApplyError::Apply {
-                kind: kind.clone(),
-                name: name.clone(),
-                source,
-            })?;
-        tracing::debug!(%kind, %name, "applied");
-        applied.names.entry(kind.clone()).or_default().insert(name);
-        results.push(result);
+        let Some(name) = object.meta().name.clone() else {
+            applied
+                .failures
+                .push(ApplyError::Unnamed { kind: kind.clone() });
+            continue;
+        };
+        applied.built(&kind, &name);
+        match api.patch(&name, &params, &Patch::Apply(&object)).await {
+            Ok(result) => {
+                tracing::debug!(%kind, %name, "applied");
+                applied.names.entry(kind.clone()).or_default().insert(name);
+                results.push(result);
+            }
+            Err(source) => {
+                tracing::warn!(%kind, %name, error = %source, "apply refused");
+                applied.failures.push(ApplyError::Apply {
+                    kind: kind.clone(),
+                    name,
+                    source,
+                });
+            }
+        }
     }
-    Ok(results)
+    results
 }
 
 /// The `ApiResource` of a Prometheus Operator kind.
@@ -248,70 +355,118 @@ fn monitoring_resource(kind: &str) -> ApiResource {
 async fn apply_monitoring(
     client: &Client,
     namespace: &str,
-    object: DynamicObject,
+    objects: Vec<DynamicObject>,
+    served: &BTreeSet<String>,
     applied: &mut Applied,
-) -> Result<(), ApplyError> {
-    let name = object
-        .metadata
-        .name
-        .clone()
-        .ok_or_else(|| ApplyError::Unnamed {
-            kind: "monitoring object".to_owned(),
-        })?;
-    let gvk = object
-        .types
-        .as_ref()
-        .and_then(|types| GroupVersionKind::try_from(types).ok())
-        .ok_or_else(|| ApplyError::UntypedMonitoring { name: name.clone() })?;
-    let resource = ApiResource::from_gvk(&gvk);
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    let params = PatchParams::apply(MANAGER).force();
-    match api.patch(&name, &params, &Patch::Apply(&object)).await {
-        Ok(_) => {
-            applied.names.entry(gvk.kind).or_default().insert(name);
-            Ok(())
-        }
-        // 404 on the resource type: the CRD is not installed; 403: the chart was installed
-        // without Prometheus Operator permissions. Neither is the store's failure: the
-        // controller reports it as a Warning Event and carries on.
-        Err(kube::Error::Api(status)) if status.is_not_found() || status.is_forbidden() => {
-            applied.skipped_monitoring.push(gvk.kind);
-            Ok(())
-        }
-        Err(source) => Err(ApplyError::Apply {
-            kind: gvk.kind,
-            name,
-            source,
-        }),
+) {
+    if objects.is_empty() {
+        return;
     }
+    let mut done = Vec::new();
+    let mut skipped: Option<(Vec<String>, MonitoringSkipped)> = None;
+    let mut skip = |kind: String, why: MonitoringSkipped| {
+        let (kinds, reason) = skipped.get_or_insert_with(|| (Vec::new(), why));
+        // Not served outranks forbidden: installing the CRDs is the first thing to do.
+        if why == MonitoringSkipped::NotServed {
+            *reason = why;
+        }
+        kinds.push(kind);
+    };
+    let params = PatchParams::apply(MANAGER).force();
+    for object in objects {
+        let Some(name) = object.metadata.name.clone() else {
+            applied.failures.push(ApplyError::Unnamed {
+                kind: "monitoring object".to_owned(),
+            });
+            continue;
+        };
+        let Some(gvk) = object
+            .types
+            .as_ref()
+            .and_then(|types| GroupVersionKind::try_from(types).ok())
+        else {
+            applied
+                .failures
+                .push(ApplyError::UntypedMonitoring { name });
+            continue;
+        };
+        applied.built(&gvk.kind, &name);
+        if !served.contains(&gvk.kind) {
+            skip(gvk.kind, MonitoringSkipped::NotServed);
+            continue;
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk));
+        match api.patch(&name, &params, &Patch::Apply(&object)).await {
+            Ok(_) => {
+                applied
+                    .names
+                    .entry(gvk.kind.clone())
+                    .or_default()
+                    .insert(name);
+                done.push(gvk.kind);
+            }
+            // A CRD removed since discovery, or no permission: not the store's failure.
+            Err(kube::Error::Api(status)) if not_served(&status) => {
+                skip(gvk.kind, MonitoringSkipped::NotServed);
+            }
+            Err(kube::Error::Api(status)) if status.is_forbidden() => {
+                skip(gvk.kind, MonitoringSkipped::Forbidden);
+            }
+            Err(source) => applied.failures.push(ApplyError::Apply {
+                kind: gvk.kind,
+                name,
+                source,
+            }),
+        }
+    }
+    applied.monitoring = match skipped {
+        Some((kinds, reason)) => Monitoring::Skipped { kinds, reason },
+        None => Monitoring::Applied { kinds: done },
+    };
 }
 
-/// Deletes the children of `store` that carry our labels but were not applied this time
+/// Deletes the children of `store` that carry our labels but were not built this time
 /// (the backup CronJob after its destination is removed, the NetworkPolicy when disabled, a
 /// removed user's Secret). Kinds go in reverse apply order, so nothing still running loses a
-/// Secret it mounts first. PersistentVolumeClaims are never listed, so never deleted: data
-/// outlives a spec edit. Returns `Kind/name` of what was deleted.
+/// Secret it mounts first. Monitoring kinds are looked at only when `served_monitoring` has them
+/// (an absent CRD holds nothing of ours). PersistentVolumeClaims are never listed, so never
+/// deleted: data outlives a spec edit. A kind that cannot be listed or cleaned is reported and
+/// the others are still cleaned. Returns `Kind/name` of what was deleted, and the failures.
 pub async fn delete_orphans(
     client: &Client,
     namespace: &str,
     store: &str,
     applied: &Applied,
-) -> Result<Vec<String>, ApplyError> {
+    served_monitoring: &BTreeSet<String>,
+) -> (Vec<String>, Vec<ApplyError>) {
     let selector = children_selector(store);
     let mut deleted = Vec::new();
+    let mut failures = Vec::new();
+    let mut record = |result: Result<(), ApplyError>| {
+        if let Err(error) = result {
+            failures.push(error);
+        }
+    };
     for kind in [PROMETHEUS_RULE_KIND, SERVICE_MONITOR_KIND] {
+        if !served_monitoring.contains(kind) {
+            continue;
+        }
         let resource = monitoring_resource(kind);
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-        delete_unapplied(&api, kind, &selector, applied, &mut deleted, Optional::Yes).await?;
+        record(delete_unapplied(&api, kind, &selector, applied, &mut deleted, Optional::Yes).await);
     }
-    delete_kind::<CronJob>(client, namespace, &selector, applied, &mut deleted).await?;
-    delete_kind::<StatefulSet>(client, namespace, &selector, applied, &mut deleted).await?;
-    delete_kind::<NetworkPolicy>(client, namespace, &selector, applied, &mut deleted).await?;
-    delete_kind::<PodDisruptionBudget>(client, namespace, &selector, applied, &mut deleted).await?;
-    delete_kind::<Service>(client, namespace, &selector, applied, &mut deleted).await?;
-    delete_kind::<ConfigMap>(client, namespace, &selector, applied, &mut deleted).await?;
-    delete_kind::<Secret>(client, namespace, &selector, applied, &mut deleted).await?;
-    Ok(deleted)
+    record(delete_kind::<CronJob>(client, namespace, &selector, applied, &mut deleted).await);
+    record(delete_kind::<StatefulSet>(client, namespace, &selector, applied, &mut deleted).await);
+    record(delete_kind::<NetworkPolicy>(client, namespace, &selector, applied, &mut deleted).await);
+    record(
+        delete_kind::<PodDisruptionBudget>(client, namespace, &selector, applied, &mut deleted)
+            .await,
+    );
+    record(delete_kind::<Service>(client, namespace, &selector, applied, &mut deleted).await);
+    record(delete_kind::<ConfigMap>(client, namespace, &selector, applied, &mut deleted).await);
+    record(delete_kind::<Secret>(client, namespace, &selector, applied, &mut deleted).await);
+    (deleted, failures)
 }
 
 /// Whether a kind may be missing from the cluster (a CRD of another project).
@@ -362,7 +517,7 @@ where
         // An optional kind whose CRD is absent (404) or that we may not read (403, chart
         // without Prometheus Operator permissions): we cannot have made any, nothing to delete.
         Err(kube::Error::Api(status))
-            if optional == Optional::Yes && (status.is_not_found() || status.is_forbidden()) =>
+            if optional == Optional::Yes && (not_served(&status) || status.is_forbidden()) =>
         {
             return Ok(());
         }
@@ -373,7 +528,7 @@ where
             });
         }
     };
-    let keep = applied.names.get(kind);
+    let keep = applied.built.get(kind);
     for object in existing {
         let name = object.name_any();
         if keep.is_some_and(|names| names.contains(&name)) {

@@ -16,17 +16,19 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::apply;
+use crate::apply::{self, ApplyError};
 use crate::build::build;
-use crate::build::{BACKUP_COMPONENT, Children, PRUNE_COMPONENT};
+use crate::build::{
+    BACKUP_COMPONENT, Children, PROMETHEUS_RULE_KIND, PRUNE_COMPONENT, SERVICE_MONITOR_KIND,
+};
 use crate::crd::ABStore;
 use crate::credentials::{Credentials, acl_secret_name, generate_password};
 use crate::error::Error;
@@ -48,6 +50,8 @@ use crate::validate::validate;
 
 /// Requeue of a healthy store: a periodic re-apply repairs drift the watches did not see.
 pub const REQUEUE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// Changes to a store's objects within this long of each other make one reconcile.
+pub const RECONCILE_DEBOUNCE: Duration = Duration::from_millis(500);
 /// Requeue while a rollout or scale-down is under way: the next pod goes as soon as the last
 /// one is back (pod changes trigger a reconcile too; this is the fallback).
 pub const ROLLOUT_REQUEUE_AFTER: Duration = Duration::from_secs(5);
@@ -56,6 +60,11 @@ const SWITCHOVER_MARGIN: Duration = Duration::from_secs(10);
 /// Event reasons of rollouts.
 pub const REASON_ROLLING_RESTART: &str = "RollingRestart";
 pub const REASON_ROLLOUT_FAILED: &str = "RolloutFailed";
+
+/// Requeue of a store whose monitoring objects were skipped (the Prometheus Operator's CRDs
+/// not installed): they are applied within this long of the CRDs appearing. The operator does
+/// not watch CRDs (that would need cluster-wide RBAC on CustomResourceDefinitions).
+pub const MONITORING_RECHECK_AFTER: Duration = Duration::from_secs(60);
 
 /// Requeue of a store whose topology is not settled (no primary known, a heal action failed,
 /// heal waiting for Sentinel): heal runs again soon.
@@ -256,8 +265,11 @@ pub async fn reconcile(store: Arc<ABStore>, ctx: Arc<Context>) -> Result<Action,
                 Ok(action)
             }
             Err(error) => {
-                ctx.publish_failure(&store, error.category(), ACTION_RECONCILE, &error)
-                    .await;
+                // An incomplete apply was reported phase by phase already.
+                if !matches!(error, Error::Incomplete(_)) {
+                    ctx.publish_failure(&store, error.category(), ACTION_RECONCILE, &error)
+                        .await;
+                }
                 Err(error)
             }
         }
@@ -266,35 +278,20 @@ pub async fn reconcile(store: Arc<ABStore>, ctx: Arc<Context>) -> Result<Action,
     .await
 }
 
-/// The pipeline: validate → build → apply → delete orphans → status.
+/// The pipeline, phase by phase: validate → credentials → build → apply → delete orphans →
+/// heal → rollout → status. Validate, credentials and build must succeed for anything to
+/// happen: nothing can be built without them. From apply on, a failing phase goes to its
+/// condition and a Warning Event and the phases that do not depend on it still run — one
+/// refused object must not stop healing, nor hide the reason from `kubectl get abs`.
 async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error> {
     let previous = store.status.as_ref();
     let model = match validate(store) {
         Ok(model) => model,
-        Err(error) => {
-            // Nothing in the cluster changes for an invalid spec: only the status and an Event.
-            tracing::warn!(%error, field = error.field(), "invalid spec");
-            ctx.metrics.reconcile_failed(error.category());
-            let reason = reason_from_category(error.category());
-            let refused = InvalidSpec {
-                generation: store.metadata.generation,
-                reason: reason.clone(),
-                message: error.to_string(),
-            };
-            let new_status = status::invalid(&refused, previous, Timestamp::now());
-            status::write(&ctx.client, store, &new_status, &ctx.metrics).await?;
-            ctx.publish(
-                store,
-                EventType::Warning,
-                &reason,
-                ACTION_VALIDATE,
-                error.to_string(),
-            )
-            .await;
-            return Ok(Action::requeue(INVALID_SPEC_REQUEUE_AFTER));
-        }
+        Err(error) => return refuse_spec(store, ctx, &error).await,
     };
     let client = &ctx.client;
+
+    // Credentials: the passwords to keep, and where a rotation stands.
     let existing = apply::existing_passwords(client, &model.namespace, &model.name).await?;
     let prior = apply::password_state(client, &model.namespace, &acl_secret_name(&model)).await?;
     let (credentials, rotations, rotation_ends) = rotation::roll(
@@ -303,6 +300,8 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         chrono::Utc::now(),
         chrono::Duration::seconds(model.spec.auth.rotation_grace_seconds),
     );
+
+    // Build, from the spec and what is read once per reconcile.
     let mut children = build(&model, &credentials)?;
     // The TLS Secret, read once: its fingerprint on the pod templates (a renewed certificate
     // rolls the pods) and its CA for the heal connections. Unreadable, the templates go
@@ -317,8 +316,14 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     if let Some(hold) = pods.scale_down_hold(&model) {
         hold_replicas(&mut children, &model.child_name(REDIS), hold);
     }
-    let applied = apply::apply_children(client, &model.namespace, children).await?;
-    let deleted = apply::delete_orphans(client, &model.namespace, &model.name, &applied).await?;
+
+    // Apply, then clean up what is no longer built. Failures are collected, not returned.
+    let ApplyPhase {
+        applied,
+        stateful_sets,
+        deleted,
+        failures,
+    } = apply_phase(client, &model, children).await;
     for rotation in &rotations {
         ctx.publish(
             store,
@@ -329,24 +334,23 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         )
         .await;
     }
+
+    // Heal and roll out: they talk to Redis and Sentinel, whatever the apply did.
     let mut topology = topology_step(store, &model, &credentials, &pods, tls, ctx).await;
     let rollout = match &mut topology {
         Ok((target, outcome)) if outcome.settled => {
-            Some(rollout_step(store, &model, target, outcome, &pods, &applied, ctx).await)
+            Some(rollout_step(store, &model, target, outcome, &pods, &stateful_sets, ctx).await)
         }
         _ => None,
     };
     let topology = topology.map(|(_, outcome)| outcome);
+
+    // Status.
     let primary = match topology.as_ref().ok().and_then(|outcome| outcome.primary) {
         Some(ordinal) => Some(pods::redis_pod_name(&model, ordinal)),
         None => status::primary_pod(client, &model.namespace, &model.name).await?,
     };
-    let mut observed = observe(
-        &model,
-        store.metadata.generation,
-        &applied.stateful_sets,
-        primary,
-    );
+    let mut observed = observe(&model, store.metadata.generation, &stateful_sets, primary);
     let switched_over = rollout.as_ref().is_some_and(|r| r.switched_over);
     observed.topology = Some(match &topology {
         Ok(outcome) => TopologyObserved {
@@ -370,6 +374,11 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         },
     });
     (observed.backup, observed.prune) = job_runs(client, &model).await;
+    observed.apply = status::ApplyObserved {
+        applied: applied.count(),
+        failures: failures.iter().map(ToString::to_string).collect(),
+    };
+    observed.monitoring = applied.monitoring.clone();
     let new_status = status::applied(&observed, previous, Timestamp::now());
     status::write(client, store, &new_status, &ctx.metrics).await?;
     ctx.metrics.observe_store(
@@ -389,6 +398,7 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         },
     );
 
+    // Events: what changed, and each failing phase.
     match &topology {
         Ok(outcome) => {
             for event in &outcome.events {
@@ -434,13 +444,12 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         )
         .await;
     }
-
-    // Events for changes only: one per new generation applied, per orphan clean-up, per
-    // missing monitoring CRD — not one per periodic resync.
+    // One Event per new generation applied, per orphan clean-up, per change of the monitoring
+    // condition — not one per periodic resync.
     let generation_is_new = previous.and_then(|status| status.observed_generation)
         != store.metadata.generation
         || previous.and_then(|status| status.phase) == Some(crate::crd::Phase::Invalid);
-    if generation_is_new {
+    if generation_is_new && failures.is_empty() {
         ctx.publish(
             store,
             EventType::Normal,
@@ -464,26 +473,38 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         )
         .await;
     }
-    if !applied.skipped_monitoring.is_empty() {
+    if let apply::Monitoring::Skipped { kinds, reason } = &applied.monitoring
+        && condition_changed(previous, &new_status, status::CONDITION_MONITORING)
+    {
         ctx.publish(
             store,
             EventType::Warning,
             REASON_MONITORING_UNAVAILABLE,
             ACTION_RECONCILE,
-            format!(
-                "skipped {}: the monitoring.coreos.com CRDs (Prometheus Operator) are not installed, or the operator may not manage them (chart value rbac.prometheusOperator)",
-                applied.skipped_monitoring.join(", ")
-            ),
+            format!("skipped {}: {}", kinds.join(", "), reason.explanation()),
         )
         .await;
     }
+    if !failures.is_empty() {
+        let notes: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        let category = failures.first().map_or("apply", ApplyError::category);
+        ctx.publish_failure(store, category, ACTION_RECONCILE, &notes.join("; "))
+            .await;
+    }
+
     let settled = topology.as_ref().is_ok_and(|outcome| outcome.settled);
     let rolling = rollout.as_ref().is_some_and(|r| r.step != Step::Done);
-    tracing::info!(applied = applied.count(), deleted = deleted.len(), phase = ?new_status.phase, primary = ?new_status.primary, settled, rollout = ?rollout.as_ref().map(|r| r.step.to_string()), "reconciled");
+    tracing::info!(applied = applied.count(), refused = failures.len(), deleted = deleted.len(), phase = ?new_status.phase, primary = ?new_status.primary, settled, rollout = ?rollout.as_ref().map(|r| r.step.to_string()), "reconciled");
+    if let Some(first) = failures.into_iter().next() {
+        // Reported above; the error only drives the retry backoff.
+        return Err(Error::Incomplete(Box::new(first)));
+    }
     let requeue = if !settled {
         TOPOLOGY_REQUEUE_AFTER
     } else if rolling {
         ROLLOUT_REQUEUE_AFTER
+    } else if matches!(applied.monitoring, apply::Monitoring::Skipped { .. }) {
+        MONITORING_RECHECK_AFTER
     } else {
         REQUEUE_AFTER
     };
@@ -494,6 +515,110 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     Ok(Action::requeue(
         rotation_due.map_or(requeue, |due| due.min(requeue)),
     ))
+}
+
+/// A spec `validate` refused: nothing in the cluster changes, only the status and an Event.
+async fn refuse_spec(
+    store: &ABStore,
+    ctx: &Context,
+    error: &crate::validate::ValidationError,
+) -> Result<Action, Error> {
+    tracing::warn!(%error, field = error.field(), "invalid spec");
+    ctx.metrics.reconcile_failed(error.category());
+    let reason = reason_from_category(error.category());
+    let refused = InvalidSpec {
+        generation: store.metadata.generation,
+        reason: reason.clone(),
+        message: error.to_string(),
+    };
+    let new_status = status::invalid(&refused, store.status.as_ref(), Timestamp::now());
+    status::write(&ctx.client, store, &new_status, &ctx.metrics).await?;
+    ctx.publish(
+        store,
+        EventType::Warning,
+        &reason,
+        ACTION_VALIDATE,
+        error.to_string(),
+    )
+    .await;
+    Ok(Action::requeue(INVALID_SPEC_REQUEUE_AFTER))
+}
+
+/// Whether condition `type_` is new or flipped between the previous status and `new`.
+fn condition_changed(
+    previous: Option<&crate::crd::ABStoreStatus>,
+    new: &crate::crd::ABStoreStatus,
+    type_: &str,
+) -> bool {
+    let find = |conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+        conditions
+            .iter()
+            .find(|condition| condition.type_ == type_)
+            .map(|condition| (condition.status.clone(), condition.reason.clone()))
+    };
+    find(&new.conditions) != previous.and_then(|status| find(&status.conditions))
+}
+
+/// What the apply phase did.
+struct ApplyPhase {
+    applied: apply::Applied,
+    /// The store's StatefulSets with their observed status: as the apply returned them, or
+    /// read back when their apply was refused (readiness must not read as zero then).
+    stateful_sets: Vec<StatefulSet>,
+    /// `Kind/name` of orphans deleted.
+    deleted: Vec<String>,
+    /// Everything the API server refused, in order.
+    failures: Vec<ApplyError>,
+}
+
+/// Applies the children and deletes the orphans; never fails as a whole.
+async fn apply_phase(client: &Client, model: &Model, children: Children) -> ApplyPhase {
+    let mut failures = Vec::new();
+    // Asked every reconcile: a CRD installed since the last one is picked up.
+    let served = match apply::served_monitoring_kinds(client).await {
+        Ok(served) => served,
+        Err(error) => {
+            failures.push(error);
+            // Unknown: try, and let each apply say whether the kind is served.
+            [PROMETHEUS_RULE_KIND, SERVICE_MONITOR_KIND]
+                .map(str::to_owned)
+                .into()
+        }
+    };
+    let mut applied = apply::apply_children(client, &model.namespace, children, &served).await;
+    let (deleted, orphan_failures) =
+        apply::delete_orphans(client, &model.namespace, &model.name, &applied, &served).await;
+    let mut stateful_sets = applied.stateful_sets.clone();
+    let built_sets = applied
+        .built
+        .get("StatefulSet")
+        .cloned()
+        .unwrap_or_default();
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), &model.namespace);
+    for name in built_sets {
+        if stateful_sets
+            .iter()
+            .any(|set| set.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            continue;
+        }
+        match api.get_opt(&name).await {
+            Ok(Some(set)) => stateful_sets.push(set),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, %name, "reading a StatefulSet whose apply was refused")
+            }
+        }
+    }
+    let mut all_failures = std::mem::take(&mut applied.failures);
+    all_failures.append(&mut failures);
+    all_failures.extend(orphan_failures);
+    ApplyPhase {
+        applied,
+        stateful_sets,
+        deleted,
+        failures: all_failures,
+    }
 }
 
 /// A store's Redis and sentinel pods as listed at the start of a reconcile.
@@ -560,12 +685,11 @@ async fn rollout_step(
     target: &HealTarget,
     outcome: &mut TopologyOutcome,
     pods: &StorePods,
-    applied: &apply::Applied,
+    stateful_sets: &[StatefulSet],
     ctx: &Context,
 ) -> RolloutOutcome {
     let revision = |name: String| {
-        applied
-            .stateful_sets
+        stateful_sets
             .iter()
             .find(|set| set.metadata.name.as_deref() == Some(name.as_str()))
             .and_then(|set| set.status.as_ref())
@@ -761,6 +885,8 @@ fn observe(
         topology: None,
         backup: None,
         prune: None,
+        apply: status::ApplyObserved::default(),
+        monitoring: apply::Monitoring::NotRequested,
     }
 }
 
@@ -954,44 +1080,59 @@ async fn run_controller(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let namespace = config.watch_namespace.as_deref();
+    // The ABStore watch is built here rather than by `Controller::new`, for two things the
+    // built-in one cannot do: readiness when its first list is done, and a generation
+    // predicate. Without the predicate every status write would trigger a reconcile of its own,
+    // which writes a status again: a loop as fast as the API server answers whenever the
+    // status changes between passes (a rollout waiting for a replica under writes).
+    let (reader, writer) = reflector::store::<ABStore>();
+    let ready = readiness.clone();
+    let stores = watcher(api::<ABStore>(&client, namespace), watcher::Config::default())
+        .default_backoff()
+        .inspect(move |event| match event {
+            Ok(watcher::Event::InitDone) => {
+                if !ready.is_ready() {
+                    tracing::info!("ABStore watch synced; ready");
+                }
+                ready.set(true);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "watching ABStores (is the CRD installed? `abstore-operator crd | kubectl apply -f -`)"),
+        })
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
     // Owned kinds are watched only when they carry our managed-by label: the operator need
     // not cache every Secret in the cluster.
     let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
-    let controller = Controller::new(
-        api::<ABStore>(&client, namespace),
-        watcher::Config::default(),
-    )
-    .owns(api::<StatefulSet>(&client, namespace), children.clone())
-    .owns(api::<Service>(&client, namespace), children.clone())
-    .owns(api::<ConfigMap>(&client, namespace), children.clone())
-    .owns(api::<Secret>(&client, namespace), children.clone())
-    .owns(api::<CronJob>(&client, namespace), children.clone())
-    .owns(
-        api::<PodDisruptionBudget>(&client, namespace),
-        children.clone(),
-    )
-    .owns(api::<NetworkPolicy>(&client, namespace), children.clone())
-    // Pods belong to the StatefulSets, not to the store: map them back by their instance
-    // label, so readiness and role-label changes reach the status at once.
-    .watches(api::<Pod>(&client, namespace), children, |pod| {
-        let store = pod.labels().get(INSTANCE_LABEL).cloned();
-        let namespace = pod.namespace();
-        store.map(|name| {
-            let store = ObjectRef::new(&name);
-            match namespace {
-                Some(namespace) => store.within(&namespace),
-                None => store,
-            }
+    let controller = Controller::for_stream(stores, reader)
+        // Bursts of changes (a pod restarting goes through several states within a second)
+        // make one reconcile, not one each.
+        .with_config(ControllerConfig::default().debounce(RECONCILE_DEBOUNCE))
+        .owns(api::<StatefulSet>(&client, namespace), children.clone())
+        .owns(api::<Service>(&client, namespace), children.clone())
+        .owns(api::<ConfigMap>(&client, namespace), children.clone())
+        .owns(api::<Secret>(&client, namespace), children.clone())
+        .owns(api::<CronJob>(&client, namespace), children.clone())
+        .owns(
+            api::<PodDisruptionBudget>(&client, namespace),
+            children.clone(),
+        )
+        .owns(api::<NetworkPolicy>(&client, namespace), children.clone())
+        // Pods belong to the StatefulSets, not to the store: map them back by their instance
+        // label, so readiness and role-label changes reach the status at once.
+        .watches(api::<Pod>(&client, namespace), children, |pod| {
+            let store = pod.labels().get(INSTANCE_LABEL).cloned();
+            let namespace = pod.namespace();
+            store.map(|name| {
+                let store = ObjectRef::new(&name);
+                match namespace {
+                    Some(namespace) => store.within(&namespace),
+                    None => store,
+                }
+            })
         })
-    })
-    .graceful_shutdown_on(stop);
-    let store = controller.store();
-    let ready_task = tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            tracing::info!("ABStore watch synced; ready");
-            readiness.set(true);
-        }
-    });
+        .graceful_shutdown_on(stop);
     tracing::info!(
         namespace = namespace.unwrap_or("<all>"),
         "controller started"
@@ -1005,7 +1146,6 @@ async fn run_controller(
             }
         })
         .await;
-    ready_task.abort();
     tracing::info!("controller stopped");
 }
 

@@ -18,6 +18,10 @@ pub enum Error {
     Status(#[from] StatusError),
     #[error(transparent)]
     Pods(#[from] PodError),
+    /// Some objects were refused (the first one here): the rest of the reconcile ran, the
+    /// status and Events name every refusal; the error only drives the retry backoff.
+    #[error("incomplete: {0}")]
+    Incomplete(Box<ApplyError>),
 }
 
 impl Error {
@@ -28,6 +32,7 @@ impl Error {
             Error::Apply(error) => error.category(),
             Error::Status(error) => error.category(),
             Error::Pods(error) => error.category(),
+            Error::Incomplete(error) => error.category(),
         }
     }
 }

@@ -139,9 +139,20 @@ impl Exchange {
         self.send.send_response(response);
     }
 
-    /// Answers 404 NotFound, as the API server does for a missing object or resource type.
+    /// Answers 404 NotFound, as the API server does for a missing object.
     pub fn not_found(self) {
         self.respond(404, failure_status(404, "NotFound", "not found"));
+    }
+
+    /// Answers 404 with a plain-text body, as the API server does for a path it does not serve
+    /// (an API group whose CRDs are not installed): not a JSON `Status`.
+    pub fn not_served(self) {
+        let response = Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from(b"404 page not found\n".to_vec()))
+            .unwrap();
+        self.send.send_response(response);
     }
 
     /// Answers 409 Conflict, as for a write with a stale resourceVersion.
@@ -199,6 +210,9 @@ pub struct FakeCluster {
     /// Keep what server-side apply sends, merged into the stored object (or added), as a real
     /// API server does: for tests whose later reconciles read back what earlier ones applied.
     pub store_applied: bool,
+    /// Server-side applies refused by `<plural>/<name>` (a webhook, an immutable field), with
+    /// the status code and message of the refusal.
+    pub refused_applies: BTreeMap<String, (u16, String)>,
 }
 
 /// Parts of a resource path.
@@ -232,6 +246,15 @@ pub fn parse_path(path: &str) -> Option<ResourcePath> {
         name: rest.get(1).map(|name| name.to_string()),
         subresource: rest.get(2).map(|sub| sub.to_string()),
     })
+}
+
+/// The group of a discovery path `/apis/<group>/<version>`.
+fn discovery_group(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["apis", group, _version] => Some((*group).to_owned()),
+        _ => None,
+    }
 }
 
 /// The plural resource name of a kind, as the API server spells it for our kinds.
@@ -313,13 +336,47 @@ impl FakeCluster {
         recorded
     }
 
+    /// Discovery of a group: the Prometheus Operator's kinds when its group is installed, a
+    /// plain-text 404 when it is absent (as the real server answers).
+    fn answer_discovery(&self, exchange: Exchange, group: &str) {
+        if self.absent_groups.iter().any(|absent| absent == group) {
+            exchange.not_served();
+            return;
+        }
+        let resources: Vec<Value> = match group {
+            "monitoring.coreos.com" => ["ServiceMonitor", "PrometheusRule"]
+                .iter()
+                .map(|kind| {
+                    json!({"name": plural_of(kind), "kind": kind, "namespaced": true,
+                    "singularName": kind.to_ascii_lowercase(), "verbs": ["get", "list", "patch"]})
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let version = exchange
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        exchange.respond(
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": format!("{group}/{version}"), "resources": resources}),
+        );
+    }
+
     fn answer(&mut self, exchange: Exchange) {
+        if let Some(group) = discovery_group(&exchange.path) {
+            self.answer_discovery(exchange, &group);
+            return;
+        }
         let Some(path) = parse_path(&exchange.path) else {
-            exchange.not_found();
+            exchange.not_served();
             return;
         };
         if self.absent_groups.contains(&path.group) {
-            exchange.not_found();
+            exchange.not_served();
             return;
         }
         if self.forbidden_groups.contains(&path.group) {
@@ -380,6 +437,16 @@ impl FakeCluster {
                     }
                     None => exchange.not_found(),
                 }
+            }
+            (Method::PATCH, Some(name))
+                if path.subresource.is_none()
+                    && self
+                        .refused_applies
+                        .contains_key(&format!("{}/{name}", path.plural)) =>
+            {
+                let (code, message) =
+                    self.refused_applies[&format!("{}/{name}", path.plural)].clone();
+                exchange.respond(code, failure_status(code, "Invalid", &message));
             }
             (Method::PATCH, Some(name)) => {
                 let mut object = exchange.body.clone();

@@ -26,6 +26,12 @@ pub const CONDITION_INVALID_SPEC: &str = "InvalidSpec";
 /// Condition: a primary is known (elected by the sentinels or chosen by bootstrap) and the
 /// operator's heal pass had nothing left to wait for.
 pub const CONDITION_PRIMARY_AVAILABLE: &str = "PrimaryAvailable";
+/// Condition: every built object was applied and no orphan was left (False names the objects
+/// the API server refused, so `kubectl get abs -o yaml` shows why a change did not land).
+pub const CONDITION_APPLIED: &str = "Applied";
+/// Condition, present when the spec asks for a ServiceMonitor or PrometheusRule: whether they
+/// were applied, or why not (the Prometheus Operator's CRDs missing, or no permission).
+pub const CONDITION_MONITORING: &str = "MonitoringApplied";
 
 /// How long a status write may take before it counts as timed out: a stuck API server must
 /// not hold a reconcile worker forever.
@@ -111,6 +117,19 @@ pub struct Observed {
     pub backup: Option<crate::job_runs::LastRuns>,
     /// The prune CronJob's last runs.
     pub prune: Option<crate::job_runs::LastRuns>,
+    /// What the apply phase did.
+    pub apply: ApplyObserved,
+    /// What became of the monitoring objects.
+    pub monitoring: crate::apply::Monitoring,
+}
+
+/// The apply phase, for the `Applied` condition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyObserved {
+    /// Objects applied.
+    pub applied: usize,
+    /// What the API server refused (apply or orphan clean-up), one line each.
+    pub failures: Vec<String>,
 }
 
 /// What the topology step (heal) reports for the status.
@@ -294,6 +313,52 @@ pub fn applied(
                 now,
             ),
         });
+    }
+    conditions.push(if observed.apply.failures.is_empty() {
+        condition(
+            previous_conditions,
+            CONDITION_APPLIED,
+            true,
+            "AllApplied",
+            &format!("{} objects applied", observed.apply.applied),
+            generation,
+            now,
+        )
+    } else {
+        condition(
+            previous_conditions,
+            CONDITION_APPLIED,
+            false,
+            "ApplyFailed",
+            &format!(
+                "{} refused: {}",
+                observed.apply.failures.len(),
+                observed.apply.failures.join("; ")
+            ),
+            generation,
+            now,
+        )
+    });
+    match &observed.monitoring {
+        crate::apply::Monitoring::NotRequested => {}
+        crate::apply::Monitoring::Applied { kinds } => conditions.push(condition(
+            previous_conditions,
+            CONDITION_MONITORING,
+            true,
+            "Applied",
+            &format!("{} applied", kinds.join(", ")),
+            generation,
+            now,
+        )),
+        crate::apply::Monitoring::Skipped { kinds, reason } => conditions.push(condition(
+            previous_conditions,
+            CONDITION_MONITORING,
+            false,
+            reason.reason(),
+            &format!("{} skipped: {}", kinds.join(", "), reason.explanation()),
+            generation,
+            now,
+        )),
     }
     let kept = kept_from(previous);
     ABStoreStatus {
@@ -541,6 +606,11 @@ mod tests {
             topology: None,
             backup: None,
             prune: None,
+            apply: ApplyObserved {
+                applied: 22,
+                failures: Vec::new(),
+            },
+            monitoring: crate::apply::Monitoring::NotRequested,
         }
     }
 
@@ -718,7 +788,11 @@ mod tests {
             find(&status, CONDITION_READY).last_transition_time,
             Time(at(0))
         );
-        assert_eq!(status.conditions.len(), 4);
+        assert_eq!(
+            status.conditions.len(),
+            5,
+            "Ready, Progressing, Degraded, Applied, InvalidSpec"
+        );
     }
 
     #[test]
@@ -853,6 +927,72 @@ mod tests {
             none.conditions
                 .iter()
                 .all(|c| c.type_ != CONDITION_PRIMARY_AVAILABLE)
+        );
+    }
+
+    #[test]
+    fn refused_objects_set_applied_false_naming_each_one() {
+        // One refused object must show in `kubectl get abs -o yaml`, not only in a log line.
+        let mut refused = observed(workload(3, 3, false), workload(3, 3, false));
+        refused.apply.failures = vec![
+            "applying StatefulSet shop-redis: forbidden field".to_owned(),
+            "applying CronJob shop-prune: denied by webhook".to_owned(),
+        ];
+        let status = applied(&refused, None, at(10));
+        let condition = find(&status, CONDITION_APPLIED);
+        assert_eq!(condition.status, "False");
+        assert_eq!(condition.reason, "ApplyFailed");
+        assert!(
+            condition.message.contains("StatefulSet shop-redis"),
+            "{}",
+            condition.message
+        );
+        assert!(
+            condition.message.contains("CronJob shop-prune"),
+            "{}",
+            condition.message
+        );
+        // The rest of the status is still computed from what was observed.
+        assert_eq!(status.phase, Some(Phase::Ready));
+        let fixed = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            Some(&status),
+            at(20),
+        );
+        assert_eq!(find(&fixed, CONDITION_APPLIED).status, "True");
+    }
+
+    #[test]
+    fn skipped_monitoring_says_why_and_is_absent_when_not_requested() {
+        // Clusters without the Prometheus Operator are the common case: the store is fine, and
+        // the condition tells the user what to install.
+        let mut skipped = observed(workload(3, 3, false), workload(3, 3, false));
+        skipped.monitoring = crate::apply::Monitoring::Skipped {
+            kinds: vec!["ServiceMonitor".to_owned(), "PrometheusRule".to_owned()],
+            reason: crate::apply::MonitoringSkipped::NotServed,
+        };
+        let status = applied(&skipped, None, at(10));
+        let condition = find(&status, CONDITION_MONITORING);
+        assert_eq!(condition.status, "False");
+        assert_eq!(condition.reason, "CRDsMissing");
+        assert!(
+            condition
+                .message
+                .starts_with("ServiceMonitor, PrometheusRule skipped"),
+            "{}",
+            condition.message
+        );
+        assert_eq!(status.phase, Some(Phase::Ready));
+        let without = applied(
+            &observed(workload(3, 3, false), workload(3, 3, false)),
+            Some(&status),
+            at(20),
+        );
+        assert!(
+            without
+                .conditions
+                .iter()
+                .all(|c| c.type_ != CONDITION_MONITORING)
         );
     }
 }

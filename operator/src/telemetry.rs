@@ -33,8 +33,10 @@ pub fn init(format: LogFormat) -> Result<(), TelemetryError> {
         Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(spec)?,
         _ => EnvFilter::try_new(DEFAULT_LOG_FILTER)?,
     };
+    // Colours only on a terminal: `kubectl logs` and log pipelines would get escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Plain => builder.try_init(),

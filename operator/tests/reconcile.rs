@@ -366,6 +366,7 @@ async fn the_status_patch_reports_generation_conditions_readiness_and_primary() 
     assert_eq!(
         conditions,
         BTreeMap::from([
+            ("Applied", "True"),
             ("Degraded", "False"),
             ("InvalidSpec", "False"),
             // Heal reached no Redis (nothing listens): the primary comes from the pod label
@@ -531,9 +532,10 @@ async fn existing_passwords_are_kept_in_the_credentials_secret_and_the_acl() {
 }
 
 #[tokio::test]
-async fn monitoring_objects_are_skipped_with_a_warning_when_the_crds_are_absent() {
-    // A cluster without the Prometheus Operator still gets a working store; the user learns
-    // why there is no ServiceMonitor from an Event, not from a failing reconcile.
+async fn monitoring_objects_are_skipped_with_a_condition_when_the_crds_are_absent() {
+    // A cluster without the Prometheus Operator (most clusters) still gets a working store: the
+    // API server answers a plain-text 404 for the group, which must neither fail the reconcile
+    // (the orphan search used to) nor be sent an apply; the condition and an Event say why.
     let store = store("monitoring:\n  serviceMonitor:\n    enabled: true\n");
     let cluster = FakeCluster {
         absent_groups: vec!["monitoring.coreos.com".to_owned()],
@@ -541,16 +543,60 @@ async fn monitoring_objects_are_skipped_with_a_warning_when_the_crds_are_absent(
     };
     let (result, requests) = reconcile_against(cluster, store).await;
     assert_eq!(result.unwrap(), Action::requeue(TOPOLOGY_REQUEUE_AFTER));
-    assert!(requests.iter().any(
-        |request| request.method == Method::PATCH && request.path.contains("/servicemonitors/")
-    ));
+    assert!(
+        requests
+            .iter()
+            .all(|request| !request.path.contains("/servicemonitors")
+                && !request.path.contains("/prometheusrules")),
+        "a request to a kind the server does not serve"
+    );
     let events = events(&requests);
     let warning = events
         .iter()
         .find(|event| event["reason"] == REASON_MONITORING_UNAVAILABLE)
         .unwrap();
     assert_eq!(warning["type"], "Warning");
-    assert!(requests.iter().any(|request| request.path == STATUS_PATH));
+    let status = status_patch(&requests);
+    let condition = condition_of(&status, "MonitoringApplied");
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "CRDsMissing");
+    assert_eq!(condition_of(&status, "Applied")["status"], "True");
+}
+
+#[tokio::test]
+async fn monitoring_objects_are_applied_once_the_crds_are_served() {
+    // The same store on a cluster that serves the group: the ServiceMonitor is applied and the
+    // condition says so (the operator asks discovery every reconcile, so CRDs installed later
+    // are picked up).
+    let store = store("monitoring:\n  serviceMonitor:\n    enabled: true\n");
+    let (result, requests) = reconcile_against(FakeCluster::default(), store).await;
+    assert_eq!(result.unwrap(), Action::requeue(TOPOLOGY_REQUEUE_AFTER));
+    assert!(requests.iter().any(
+        |request| request.method == Method::PATCH && request.path.contains("/servicemonitors/")
+    ));
+    let status = status_patch(&requests);
+    assert_eq!(condition_of(&status, "MonitoringApplied")["status"], "True");
+    assert!(
+        events(&requests)
+            .iter()
+            .all(|event| event["reason"] != REASON_MONITORING_UNAVAILABLE)
+    );
+}
+
+/// The body of the reconcile's status patch.
+fn status_patch(requests: &[Recorded]) -> Value {
+    requests
+        .iter()
+        .find(|request| request.path == STATUS_PATH)
+        .map(|request| request.body["status"].clone())
+        .expect("no status patch")
+}
+
+fn condition_of<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
 #[tokio::test]
@@ -571,64 +617,88 @@ async fn a_store_without_monitoring_reconciles_when_monitoring_kinds_are_forbidd
 }
 
 #[tokio::test]
-async fn a_refused_apply_fails_the_reconcile_with_an_event_and_no_status_write() {
-    // An error must reach the user as an Event on their object, categorised like the metric.
-    let (client, mut server) = mock_client();
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::new()),
-        "test-operator",
-        None,
-    ));
-    let verify = tokio::spawn(async move {
-        let list = server
-            .expect(Method::GET, "/api/v1/namespaces/shop/secrets")
-            .await;
-        list.respond(
-            200,
-            json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
-        );
-        // The ACL Secret's rotation state: none yet.
-        server
-            .expect(Method::GET, "/api/v1/namespaces/shop/secrets/shop-acl")
-            .await
-            .respond(
-                404,
-                fixtures::failure_status(404, "NotFound", "secrets \"shop-acl\" not found"),
-            );
-        // The Redis and sentinel pods, read before anything is applied.
-        for _ in 0..2 {
-            let pods = server
-                .expect(Method::GET, "/api/v1/namespaces/shop/pods")
-                .await;
-            pods.respond(
-                200,
-                json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
-            );
-        }
-        let apply = server.next().await.unwrap();
-        assert_eq!(apply.method, Method::PATCH);
-        apply.respond(
-            403,
-            fixtures::failure_status(403, "Forbidden", "secrets is forbidden"),
-        );
-        let event = server.expect(Method::POST, EVENTS_PATH).await;
-        assert_eq!(event.body["type"], "Warning");
-        assert_eq!(event.body["reason"], "ReconcileFailedApply");
-        assert!(event.body["note"].as_str().unwrap().contains("forbidden"));
-        let body = event.body.clone();
-        event.respond(201, body);
-        server.done().await;
-    });
-    let error = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(Arc::new(store("")), ctx))
-        .await
-        .unwrap()
-        .unwrap_err();
+async fn a_refused_object_does_not_stop_the_others_heal_or_the_status() {
+    // One rejected object (a webhook, an immutable StatefulSet field) used to end the reconcile
+    // at the first `?`: nothing after it was applied, heal never ran and the status never said
+    // why. Now every other object is applied, orphans are not deleted for it, the status's
+    // Applied condition names it, a Warning Event carries it, and the reconcile reports an
+    // error only so that retries back off.
+    let store = store("");
+    let children = built(&store, &BTreeMap::new());
+    let cluster = FakeCluster {
+        refused_applies: BTreeMap::from([(
+            "secrets/shop-user-app".to_owned(),
+            (
+                422,
+                "denied by admission webhook policy.example.com".to_owned(),
+            ),
+        )]),
+        // An object of ours that exists: it must not be deleted as an orphan.
+        objects: vec![existing_child(
+            "v1",
+            "Secret",
+            "shop-user-app",
+            "credentials",
+        )],
+        ..FakeCluster::default()
+    };
+    let (result, requests) = reconcile_against(cluster, store).await;
+    let error = result.unwrap_err();
     assert_eq!(error.category(), "apply");
-    tokio::time::timeout(RECONCILE_TIMEOUT, verify)
-        .await
-        .unwrap()
+    let sent: Vec<(String, String)> = applies(&requests)
+        .iter()
+        .map(|request| (plural_of(&request.path), name_of(&request.path)))
+        .collect();
+    assert_eq!(
+        sent,
+        expected_applies(&children),
+        "every object was still applied"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|request| request.method != Method::DELETE),
+        "a refused object was deleted as an orphan"
+    );
+    // Heal ran (it read the pods), and the status was written.
+    let status = status_patch(&requests);
+    let applied = condition_of(&status, "Applied");
+    assert_eq!(applied["status"], "False");
+    assert!(
+        applied["message"]
+            .as_str()
+            .unwrap()
+            .contains("Secret shop-user-app"),
+        "{applied}"
+    );
+    assert!(
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "PrimaryAvailable")
+    );
+    let events = events(&requests);
+    let warning = events
+        .iter()
+        .find(|event| event["reason"] == "ReconcileFailedApply")
         .unwrap();
+    assert_eq!(warning["type"], "Warning");
+    assert!(
+        warning["note"]
+            .as_str()
+            .unwrap()
+            .contains("admission webhook")
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|event| event["type"] == "Warning")
+            .count(),
+        1,
+        "one Warning per failing phase, not one more for the returned error"
+    );
+    assert!(events.iter().all(|event| event["reason"] != REASON_APPLIED));
 }
 
 #[tokio::test]

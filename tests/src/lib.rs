@@ -4,6 +4,7 @@
 
 mod error;
 mod gcs;
+pub mod k8s;
 pub mod keyspace;
 pub mod local_store;
 pub mod measure;

@@ -1,6 +1,7 @@
 //! Helpers for tests that drive `abstore-operator local up`'s [`Supervisor`] in-process: the
-//! ABStore file they edit, cleanup of every process it started (also on panic), and a writer
-//! that records through the `abstore` crate's Sentinel-following connection.
+//! ABStore file they edit, cleanup of every process it started (also on panic), a writer that
+//! records through the `abstore` crate's Sentinel-following connection, and a plain writer on
+//! one address (an application behind the `-primary` Service).
 //!
 //! [`Supervisor`]: abstore_operator::local::Supervisor
 
@@ -238,4 +239,125 @@ pub async fn config_epoch(layout: &Layout, sentinels: &[u16], master: &str) -> O
         best = best.max(epoch);
     }
     best
+}
+
+/// Increments one counter with plain `INCRBY` on one connection to `url` (a Service address, as
+/// an application without a Sentinel client would), one round trip at a time. On any error it
+/// reconnects to the same address: wherever the Service routes now. An INCRBY whose connection
+/// broke before the reply counts as `unknown` (it may or may not have been applied).
+#[derive(Debug)]
+pub struct PlainWriter {
+    url: String,
+    key: String,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<WriterLog>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PlainWriter {
+    /// Starts writing at once; connection failures are logged as errors and retried.
+    pub fn start(url: &str, key: &str) -> PlainWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(WriterLog::default()));
+        let task = {
+            let (url, key, stop, log) = (url.to_owned(), key.to_owned(), stop.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut connection = None;
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    if connection.is_none() {
+                        match plain_connection(&url).await {
+                            Ok(opened) => connection = Some(opened),
+                            Err(error) => {
+                                log.lock().await.errors.push(FailedWrite {
+                                    sent,
+                                    failed: Instant::now(),
+                                    error: format!("connect: {error}"),
+                                });
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(conn) = connection.as_mut() else {
+                        continue;
+                    };
+                    let result: redis::RedisResult<i64> = redis::cmd("INCRBY")
+                        .arg(&key)
+                        .arg(1)
+                        .query_async(conn)
+                        .await;
+                    let mut log = log.lock().await;
+                    match result {
+                        Ok(_) => {
+                            log.acked += 1;
+                            let took = sent.elapsed();
+                            if log.slowest.is_none_or(|(slowest, _)| took > slowest) {
+                                log.slowest = Some((took, sent));
+                            }
+                        }
+                        Err(error) => {
+                            // A reply that is an error (READONLY, NOREPLICAS) was not applied;
+                            // a broken link or a timeout leaves the outcome unknown.
+                            if error.code().is_none() {
+                                log.unknown += 1;
+                            }
+                            log.errors.push(FailedWrite {
+                                sent,
+                                failed: Instant::now(),
+                                error: error.to_string(),
+                            });
+                            connection = None;
+                        }
+                    }
+                }
+            })
+        };
+        PlainWriter {
+            url: url.to_owned(),
+            key: key.to_owned(),
+            stop,
+            log,
+            task: Some(task),
+        }
+    }
+
+    /// What it saw so far.
+    pub async fn log(&self) -> WriterLog {
+        self.log.lock().await.clone()
+    }
+
+    /// Stops writing (waiting for the write in flight) and returns the log.
+    pub async fn stop(&mut self) -> WriterLog {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.log.lock().await.clone()
+    }
+
+    /// The counter's value, read with MGET (the app role has no GET) on a new connection.
+    pub async fn value(&self) -> redis::RedisResult<i64> {
+        let mut conn = plain_connection(&self.url).await?;
+        let values: Vec<Option<i64>> = redis::cmd("MGET")
+            .arg(&self.key)
+            .query_async(&mut conn)
+            .await?;
+        Ok(values.first().copied().flatten().unwrap_or(0))
+    }
+}
+
+impl Drop for PlainWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn plain_connection(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
