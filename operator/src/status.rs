@@ -1,6 +1,6 @@
 //! status: what the operator observed, as the ABStore's `.status`. Computing it is pure (from
-//! the generation, the applied StatefulSets' observed state, the primary pod and the previous
-//! status); writing it is one server-side apply of `/status`, under a timeout, counted by outcome.
+//! the generation, the applied StatefulSets' observed state and their pods' revisions, the
+//! primary pod and the previous status); writing it is one server-side apply of `/status`, under a timeout, counted by outcome.
 
 use std::time::Duration;
 
@@ -48,43 +48,6 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Reads a StatefulSet's status (as returned by the apply). A StatefulSet that is absent
-    /// or has no status yet has nothing ready and counts as rolling out.
-    pub fn from_stateful_set(desired: i32, stateful_set: Option<&StatefulSet>) -> Self {
-        let Some(stateful_set) = stateful_set else {
-            return Workload {
-                desired,
-                ready: 0,
-                rolling_out: true,
-            };
-        };
-        let Some(status) = stateful_set.status.as_ref() else {
-            return Workload {
-                desired,
-                ready: 0,
-                rolling_out: true,
-            };
-        };
-        let generation_seen = match (stateful_set.metadata.generation, status.observed_generation) {
-            (Some(generation), Some(observed)) => observed >= generation,
-            (Some(_), None) => false,
-            (None, _) => true,
-        };
-        let revisions_match = match (&status.current_revision, &status.update_revision) {
-            (Some(current), Some(update)) => current == update,
-            _ => true,
-        };
-        let updated = status.updated_replicas.unwrap_or(0);
-        Workload {
-            desired,
-            ready: status.ready_replicas.unwrap_or(0),
-            rolling_out: !generation_seen
-                || !revisions_match
-                || updated < desired
-                || status.replicas != desired,
-        }
-    }
-
     /// Reads a StatefulSet's status (as returned by the apply) and its pods (as listed at the
     /// start of the reconcile). Rolled out means: the StatefulSet controller has seen the
     /// latest spec (`status.observedGeneration`), every desired ordinal has a pod, every such pod
@@ -789,31 +752,6 @@ mod tests {
             Time(at(50))
         );
         assert_eq!(fixed.phase, Some(Phase::Ready));
-    }
-
-    #[test]
-    fn a_stateful_set_not_yet_observed_is_rolling_out() {
-        // Right after an apply the StatefulSet controller has not caught up with the spec.
-        let stateful_set = StatefulSet {
-            metadata: ObjectMeta {
-                generation: Some(2),
-                ..ObjectMeta::default()
-            },
-            status: Some(StatefulSetStatus {
-                observed_generation: Some(1),
-                replicas: 3,
-                ready_replicas: Some(3),
-                updated_replicas: Some(3),
-                ..StatefulSetStatus::default()
-            }),
-            ..StatefulSet::default()
-        };
-        let workload = Workload::from_stateful_set(3, Some(&stateful_set));
-        assert_eq!((workload.ready, workload.rolling_out), (3, true));
-        let mut settled = stateful_set.clone();
-        settled.status.as_mut().unwrap().observed_generation = Some(2);
-        assert!(!Workload::from_stateful_set(3, Some(&settled)).rolling_out);
-        assert!(Workload::from_stateful_set(3, None).rolling_out);
     }
 
     /// A StatefulSet `shop-redis` at generation 2, observed, with OnDelete's status: the update
