@@ -337,11 +337,13 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
 
     // Heal and roll out: they talk to Redis and Sentinel, whatever the apply did.
     let mut topology = topology_step(store, &model, &credentials, &pods, tls, ctx).await;
+    // Also on an unsettled topology: next_step waits whenever heal would, except to replace an
+    // outdated pod that cannot start (which heal may well be waiting on).
     let rollout = match &mut topology {
-        Ok((target, outcome)) if outcome.settled => {
+        Ok((target, outcome)) => {
             Some(rollout_step(store, &model, target, outcome, &pods, &stateful_sets, ctx).await)
         }
-        _ => None,
+        Err(_) => None,
     };
     let topology = topology.map(|(_, outcome)| outcome);
 
@@ -350,7 +352,13 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         Some(ordinal) => Some(pods::redis_pod_name(&model, ordinal)),
         None => status::primary_pod(client, &model.namespace, &model.name).await?,
     };
-    let mut observed = observe(&model, store.metadata.generation, &stateful_sets, primary);
+    let mut observed = observe(
+        &model,
+        store.metadata.generation,
+        &stateful_sets,
+        &pods,
+        primary,
+    );
     let switched_over = rollout.as_ref().is_some_and(|r| r.switched_over);
     observed.topology = Some(match &topology {
         Ok(outcome) => TopologyObserved {
@@ -678,7 +686,8 @@ struct RolloutOutcome {
 
 /// One step of a failover-aware rollout or scale-down (see [`rollout::next_step`]): delete one
 /// outdated pod (the StatefulSets use OnDelete, so only this restarts pods), or switch the
-/// primary over before its pod is restarted or removed. Runs only on a settled topology.
+/// primary over before its pod is restarted or removed. Runs after every heal pass; next_step
+/// itself waits while heal has not settled, except to replace an outdated pod that cannot start.
 async fn rollout_step(
     store: &ABStore,
     model: &Model,
@@ -688,6 +697,25 @@ async fn rollout_step(
     stateful_sets: &[StatefulSet],
     ctx: &Context,
 ) -> RolloutOutcome {
+    // Right after an apply that changed a template, the returned StatefulSet still carries the
+    // old updateRevision until its controller has seen the new generation: wait for that
+    // (its status change triggers the next reconcile) rather than act on a stale revision.
+    if let Some(set) = stateful_sets.iter().find(|set| {
+        set.status
+            .as_ref()
+            .and_then(|status| status.observed_generation)
+            < set.metadata.generation
+    }) {
+        return RolloutOutcome {
+            step: Step::Wait {
+                reason: format!(
+                    "the StatefulSet controller has not yet seen the latest spec of {}",
+                    set.metadata.name.as_deref().unwrap_or_default()
+                ),
+            },
+            switched_over: false,
+        };
+    }
     let revision = |name: String| {
         stateful_sets
             .iter()
@@ -702,12 +730,14 @@ async fn rollout_step(
         &redis_set,
         target.nodes.len(),
         revision(redis_set.clone()).as_deref(),
+        Timestamp::now(),
     );
     let sentinels = pods::members(
         &pods.sentinels,
         &sentinel_set,
         target.sentinels.len(),
         revision(sentinel_set.clone()).as_deref(),
+        Timestamp::now(),
     );
     let desired_redis = usize::try_from(model.spec.redis.replicas).unwrap_or(0);
     let desired_sentinels = usize::try_from(model.spec.sentinel.replicas).unwrap_or(0);
@@ -728,7 +758,7 @@ async fn rollout_step(
         })
     };
     let mut switched_over = false;
-    let restart = |pod: String, what: &'static str| async move {
+    let restart = |pod: String, what: String| async move {
         match pods::restart(&ctx.client, &model.namespace, &pod).await {
             Ok(()) => {
                 ctx.publish(
@@ -759,10 +789,20 @@ async fn rollout_step(
             } else {
                 "an in-sync replica"
             };
-            restart(pods::redis_pod_name(model, *index), role).await;
+            restart(pods::redis_pod_name(model, *index), role.to_owned()).await;
         }
         Step::RestartSentinel { index } => {
-            restart(pods::sentinel_pod_name(model, *index), "sentinel").await;
+            restart(
+                pods::sentinel_pod_name(model, *index),
+                "sentinel".to_owned(),
+            )
+            .await;
+        }
+        Step::ReplaceRedis { index, reason } => {
+            restart(pods::redis_pod_name(model, *index), reason.clone()).await;
+        }
+        Step::ReplaceSentinel { index, reason } => {
+            restart(pods::sentinel_pod_name(model, *index), reason.clone()).await;
         }
         Step::Switchover { from, avoid } => {
             let timeout =
@@ -859,11 +899,13 @@ async fn topology_step(
     Ok((target, outcome))
 }
 
-/// The inputs of the status, from what the apply returned.
+/// The inputs of the status, from what the apply returned and the pods as listed before it
+/// (whether every pod runs the update revision: rolled out or not).
 fn observe(
     model: &Model,
     generation: Option<i64>,
     stateful_sets: &[StatefulSet],
+    pods: &StorePods,
     primary: Option<String>,
 ) -> Observed {
     let named = |name: String| {
@@ -873,13 +915,15 @@ fn observe(
     };
     Observed {
         generation,
-        redis: Workload::from_stateful_set(
+        redis: Workload::from_stateful_set_and_pods(
             model.spec.redis.replicas,
             named(model.child_name(REDIS)),
+            &pods.redis,
         ),
-        sentinel: Workload::from_stateful_set(
+        sentinel: Workload::from_stateful_set_and_pods(
             model.spec.sentinel.replicas,
             named(model.child_name(SENTINEL)),
+            &pods.sentinels,
         ),
         primary,
         topology: None,

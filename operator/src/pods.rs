@@ -1,7 +1,10 @@
 //! The store's pods as the topology code needs them: their names and ordinals, where heal reaches
 //! them, and the role label that the `<n>-primary` Service selects.
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
@@ -119,10 +122,95 @@ pub fn is_ready(pod: &Pod) -> bool {
             })
 }
 
-/// The rollout's view of ordinals `0..count` of `set`: ready, and created from `revision` (the
-/// StatefulSet's update revision; without one every pod counts as up to date). A missing pod is
-/// neither.
-pub fn members(pods: &[Pod], set: &str, count: usize, revision: Option<&str>) -> Vec<Member> {
+/// Whether `pod` was created from `revision`, the StatefulSet's `status.updateRevision`, by its
+/// [`REVISION_LABEL`]; without a revision every pod counts as up to date. The one place that
+/// answers "does this pod run the current spec": the rollout's [`members`] and the status's
+/// Progressing condition both ask it (with OnDelete, `status.currentRevision` never says).
+pub fn is_up_to_date(pod: &Pod, revision: Option<&str>) -> bool {
+    revision.is_none_or(|revision| {
+        pod.labels().get(REVISION_LABEL).map(String::as_str) == Some(revision)
+    })
+}
+
+/// Reasons Kubernetes gives for a pod that cannot run its containers and will not until it is
+/// replaced (or its spec fixed, which for a StatefulSet with OnDelete means the same): a
+/// container (init containers too) waiting because its image cannot be pulled, it crashes in a
+/// loop, its configuration or command is refused; or the scheduler cannot place the pod
+/// (`PodScheduled` false, `Unschedulable`). `ContainerCreating` and `PodInitializing` are
+/// ordinary starts and are not listed.
+pub const STUCK_REASONS: [&str; 9] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+    "Unschedulable",
+];
+
+/// The first of [`STUCK_REASONS`] that `pod` reports, if any; none for a pod being deleted (its
+/// replacement is already on its way).
+pub fn stuck_reason(pod: &Pod) -> Option<&'static str> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    let waiting = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .filter_map(|container| {
+            container
+                .state
+                .as_ref()?
+                .waiting
+                .as_ref()?
+                .reason
+                .as_deref()
+        });
+    let unschedulable = status
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .filter_map(|c| c.reason.as_deref());
+    waiting
+        .chain(unschedulable)
+        .find_map(|reason| STUCK_REASONS.iter().copied().find(|known| *known == reason))
+}
+
+/// How long `pod` has not been ready at `now`: since its Ready condition last turned false, or
+/// since it was created when it has no Ready condition yet. `None` when it is ready, being
+/// deleted, or carries neither time.
+pub fn not_ready_for(pod: &Pod, now: Timestamp) -> Option<Duration> {
+    if pod.metadata.deletion_timestamp.is_some() || is_ready(pod) {
+        return None;
+    }
+    let ready_since = pod
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|ready| ready.last_transition_time.as_ref());
+    let since = ready_since.or(pod.metadata.creation_timestamp.as_ref())?.0;
+    // A clock behind the API server's: not ready since "now".
+    Some(Duration::try_from(now.duration_since(since)).unwrap_or(Duration::ZERO))
+}
+
+/// The rollout's view of ordinals `0..count` of `set` at `now`: created from `revision` (the
+/// StatefulSet's update revision, see [`is_up_to_date`]), ready, stuck in a state only a new pod
+/// ends, and for how long not ready. A missing pod is neither up to date nor ready, and not
+/// stuck (there is nothing to replace).
+pub fn members(
+    pods: &[Pod],
+    set: &str,
+    count: usize,
+    revision: Option<&str>,
+    now: Timestamp,
+) -> Vec<Member> {
     (0..count)
         .map(|ordinal| {
             let pod = pods
@@ -131,10 +219,10 @@ pub fn members(pods: &[Pod], set: &str, count: usize, revision: Option<&str>) ->
             match pod {
                 None => Member::default(),
                 Some(pod) => Member {
-                    up_to_date: revision.is_none_or(|revision| {
-                        pod.labels().get(REVISION_LABEL).map(String::as_str) == Some(revision)
-                    }),
+                    up_to_date: is_up_to_date(pod, revision),
                     ready: is_ready(pod),
+                    stuck: stuck_reason(pod),
+                    not_ready_for: not_ready_for(pod, now),
                 },
             }
         })
@@ -236,30 +324,96 @@ mod tests {
         .unwrap_or_default()
     }
 
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+    }
+
     #[test]
     fn members_read_revision_and_readiness_and_missing_pods_are_neither() {
         let pods = vec![
             pod("s-redis-0", &[(REVISION_LABEL, "r2")], true),
             pod("s-redis-2", &[(REVISION_LABEL, "r1")], false),
         ];
-        let seen = members(&pods, "s-redis", 3, Some("r2"));
+        let seen = members(&pods, "s-redis", 3, Some("r2"), at(0));
         assert_eq!(
             seen,
             vec![
                 Member {
                     up_to_date: true,
-                    ready: true
+                    ready: true,
+                    ..Member::default()
                 },
                 Member::default(),
-                Member {
-                    up_to_date: false,
-                    ready: false
-                },
+                Member::default(),
             ]
         );
         assert_eq!(span(&pods, "s-redis"), 3);
         // No update revision known yet: nothing is outdated.
-        assert!(members(&pods, "s-redis", 3, None)[2].up_to_date);
+        assert!(members(&pods, "s-redis", 3, None, at(0))[2].up_to_date);
+    }
+
+    /// A not-ready pod of revision `r1` whose Ready condition turned false at `at(0)`, with
+    /// `status` fields merged in.
+    fn failing(name: &str, status: serde_json::Value) -> Pod {
+        let mut pod = serde_json::json!({
+            "metadata": {
+                "name": name,
+                "labels": {REVISION_LABEL: "r1"},
+                "creationTimestamp": at(-600).to_string(),
+            },
+            "status": {"conditions": [{"type": "Ready", "status": "False",
+                "lastTransitionTime": at(0).to_string()}]},
+        });
+        crate::fixtures::merge_patch(&mut pod["status"], &status);
+        serde_json::from_value(pod).unwrap()
+    }
+
+    #[test]
+    fn members_say_which_pods_only_a_new_pod_can_fix_and_how_long_they_have_not_been_ready() {
+        // The rollout replaces an outdated pod that cannot start (issue 16, item 7); the reasons
+        // and times come from what the kubelet and the scheduler report.
+        let waiting = |reason: &str| {
+            serde_json::json!({"containerStatuses": [{"name": "redis", "image": "x", "imageID": "",
+                "ready": false, "restartCount": 3, "state": {"waiting": {"reason": reason}}}]})
+        };
+        let pods = vec![
+            failing("s-redis-0", waiting("ImagePullBackOff")),
+            failing("s-redis-1", waiting("ContainerCreating")),
+            failing(
+                "s-redis-2",
+                serde_json::json!({"initContainerStatuses": [{"name": "init", "image": "x",
+                    "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": "CreateContainerConfigError"}}}]}),
+            ),
+            failing(
+                "s-redis-3",
+                serde_json::json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+                    "status": "False", "reason": "Unschedulable"}]}),
+            ),
+        ];
+        let seen = members(&pods, "s-redis", 4, Some("r2"), at(90));
+        let stuck: Vec<Option<&str>> = seen.iter().map(|m| m.stuck).collect();
+        assert_eq!(
+            stuck,
+            [
+                Some("ImagePullBackOff"),
+                None,
+                Some("CreateContainerConfigError"),
+                Some("Unschedulable")
+            ]
+        );
+        assert!(seen.iter().all(|m| !m.up_to_date && !m.ready));
+        // Since the Ready condition turned false; without one, since the pod was created.
+        assert_eq!(seen[0].not_ready_for, Some(Duration::from_secs(90)));
+        assert_eq!(seen[3].not_ready_for, Some(Duration::from_secs(690)));
+        // A ready pod, or one being deleted, has no such age and is never stuck.
+        let mut deleted = failing("s-redis-0", waiting("CrashLoopBackOff"));
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(80)));
+        let ready = pod("s-redis-1", &[(REVISION_LABEL, "r1")], true);
+        let seen = members(&[deleted, ready], "s-redis", 2, Some("r2"), at(90));
+        assert_eq!((seen[0].stuck, seen[0].not_ready_for), (None, None));
+        assert_eq!((seen[1].stuck, seen[1].not_ready_for), (None, None));
     }
 
     #[test]

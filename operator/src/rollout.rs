@@ -13,8 +13,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::heal::{
-    self, Action, Decision, Endpoint, HealTarget, NodeRole, Observation, connect, connect_sentinel,
-    endpoint_of, fields_of, info_fields,
+    self, Action, Decision, Endpoint, HealTarget, NodeRole, Observation, SentinelView, connect,
+    connect_sentinel, endpoint_of, fields_of, info_fields,
 };
 
 /// How far (bytes of replication stream) a replica may trail the primary and still count as in
@@ -30,6 +30,15 @@ pub const IN_SYNC_BOUND: u64 = 1024 * 1024;
 /// How often [`switchover`] polls the nodes and sentinels while it waits.
 const POLL: Duration = Duration::from_millis(20);
 
+/// How long an outdated member may stay not ready before [`next_step`] replaces it although no
+/// container reports a state that only a new pod ends (see [`Member::stuck`]): a pod whose
+/// container runs but never becomes ready on its revision (a configuration that keeps a replica
+/// from syncing, a pod that cannot start its containers). Long, because it only has to end a
+/// deadlock, not a slow start: a node the heal observation sees loading its dataset is never
+/// replaced this way, and a replica in a long full sync costs at most that sync (its replacement
+/// runs the update revision, so it is never replaced by this rule again).
+pub const NOT_READY_BOUND: Duration = Duration::from_secs(10 * 60);
+
 /// One pod or process, in ordinal order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Member {
@@ -37,6 +46,35 @@ pub struct Member {
     pub up_to_date: bool,
     /// Running and answering (the pod is Ready; the process runs and was observed).
     pub ready: bool,
+    /// A state that only a new pod ends, as Kubernetes reports it: a container waiting in
+    /// `ErrImagePull`, `CrashLoopBackOff`, `CreateContainerConfigError`, … or a pod the scheduler
+    /// cannot place (`pods::STUCK_REASONS`). `None` when running or merely starting, and for
+    /// local processes (`local up` restarts an exited process from the current configuration
+    /// itself).
+    pub stuck: Option<&'static str>,
+    /// How long it has not been ready: since its Ready condition last turned false, or since
+    /// the pod was created when it never was ready. `None` when ready, being deleted or unknown.
+    pub not_ready_for: Option<Duration>,
+}
+
+impl Member {
+    /// Why this member is replaced at once by rule 0 of [`next_step`], if it is: it is outdated
+    /// (so only a new pod, created from the update revision, can fix it) and it serves nothing
+    /// (not ready), and either it is stuck, or it has been not ready for [`NOT_READY_BOUND`]
+    /// without `loading` its dataset. A pod of the update revision is never replaced this way,
+    /// whatever its state: a slow start on the current revision is left alone, and a
+    /// replacement can never be replaced again, so this cannot loop.
+    fn broken(&self, loading: bool) -> Option<String> {
+        if self.up_to_date || self.ready {
+            return None;
+        }
+        if let Some(reason) = self.stuck {
+            return Some(format!("outdated and {reason}"));
+        }
+        let waited = self.not_ready_for?;
+        (waited >= NOT_READY_BOUND && !loading)
+            .then(|| format!("outdated and not ready for {} s", waited.as_secs()))
+    }
 }
 
 /// Everything [`next_step`] decides from.
@@ -74,6 +112,11 @@ pub enum Step {
     RemoveRedis { from: usize },
     /// Scale-down may proceed: sentinels `from` and above can go.
     RemoveSentinels { from: usize },
+    /// Replace data node `index` now: outdated and unable to become ready (`reason`), so it
+    /// serves nothing and only a pod of the current revision can fix it.
+    ReplaceRedis { index: usize, reason: String },
+    /// Replace sentinel `index` now, for the same reason.
+    ReplaceSentinel { index: usize, reason: String },
 }
 
 impl fmt::Display for Step {
@@ -91,6 +134,12 @@ impl fmt::Display for Step {
             Step::RestartSentinel { index } => write!(f, "restart sentinel {index}"),
             Step::RemoveRedis { from } => write!(f, "remove data nodes {from} and above"),
             Step::RemoveSentinels { from } => write!(f, "remove sentinels {from} and above"),
+            Step::ReplaceRedis { index, reason } => {
+                write!(f, "replace data node {index} ({reason})")
+            }
+            Step::ReplaceSentinel { index, reason } => {
+                write!(f, "replace sentinel {index} ({reason})")
+            }
         }
     }
 }
@@ -102,6 +151,16 @@ fn wait(reason: impl Into<String>) -> Step {
 }
 
 /// The next step of a rollout or scale change. The rules, in order:
+/// 0. an outdated member that cannot become ready ([`Member::broken`]) is replaced at once, one
+///    per step, lowest ordinal first, data nodes before sentinels, without waiting for anything
+///    else: it serves nothing, and the other rules would wait for it forever (that pods of a
+///    bad revision were never replaced, not even after the spec was reverted, was the deadlock
+///    of issue 16, item 7). Never during a failover, never a data node that answers as a
+///    primary, and never the node a sentinel names as primary while it answers or while other
+///    nodes exist (an unreachable primary is Sentinel's to fail over first; once it has, the
+///    node is an outdated replica like any other). Only the sole data node of a store is
+///    replaced while the sentinels still name it: no failover can ever come, and nothing runs
+///    in it;
 /// 1. nothing while heal would wait (a failover in progress, sentinels that disagree or see the
 ///    primary down, no primary yet) or still has to repair the topology (promote, repoint a
 ///    node, make a sentinel monitor);
@@ -135,6 +194,11 @@ pub fn next_step(input: &RolloutInput) -> Step {
     }
     if redis.is_empty() {
         return wait("no data nodes");
+    }
+
+    // 0. Replace what cannot start.
+    if let Some(step) = replace_broken(input) {
+        return step;
     }
 
     // 1. Heal first.
@@ -274,6 +338,46 @@ pub fn next_step(input: &RolloutInput) -> Step {
         return Step::RestartSentinel { index: i };
     }
     Step::Done
+}
+
+/// Rule 0 of [`next_step`]: the first outdated member that cannot become ready and may be
+/// replaced, if any (inputs already checked to be of the same length).
+fn replace_broken(input: &RolloutInput) -> Option<Step> {
+    let RolloutInput {
+        redis,
+        sentinels,
+        target,
+        observation,
+        ..
+    } = *input;
+    let views: Vec<&SentinelView> = observation
+        .sentinels
+        .iter()
+        .filter_map(|s| match &s.state {
+            Ok(Some(view)) => Some(view),
+            _ => None,
+        })
+        .collect();
+    if views.iter().any(|view| view.failover_in_progress()) {
+        return None;
+    }
+    for (index, member) in redis.iter().enumerate() {
+        let state = &observation.nodes[index].state;
+        let Some(reason) = member.broken(matches!(state, Ok(info) if info.loading)) else {
+            continue;
+        };
+        let answers_as_primary = matches!(state, Ok(info) if info.role == NodeRole::Primary);
+        let elected = views.iter().any(|view| view.primary == target.nodes[index]);
+        if answers_as_primary || (elected && (state.is_ok() || redis.len() > 1)) {
+            continue;
+        }
+        return Some(Step::ReplaceRedis { index, reason });
+    }
+    sentinels.iter().enumerate().find_map(|(index, member)| {
+        member
+            .broken(false)
+            .map(|reason| Step::ReplaceSentinel { index, reason })
+    })
 }
 
 /// Errors of [`switchover`], naming the master, the server and the reason.
@@ -818,6 +922,7 @@ mod tests {
         let fresh = Member {
             up_to_date: true,
             ready: true,
+            ..Member::default()
         };
         Store {
             target,
@@ -1114,6 +1219,146 @@ mod tests {
         s.target.sentinel.quorum = 3;
         s.desired_sentinels = 2;
         assert!(is_wait(&s.step(), "quorum"), "{:?}", s.step());
+    }
+
+    /// A member of the previous revision that is not ready: `stuck` as Kubernetes reports it.
+    fn broken(stuck: Option<&'static str>, not_ready_for: Option<Duration>) -> Member {
+        Member {
+            up_to_date: false,
+            ready: false,
+            stuck,
+            not_ready_for,
+        }
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn an_outdated_pod_that_cannot_start_is_replaced_at_once_even_while_heal_waits() {
+        // Issue 16, item 7: a rollout restarted node 1 onto a revision whose image cannot be
+        // pulled, then the spec was reverted. With OnDelete only a deletion replaces the pod,
+        // and every other rule waits for it to be ready: without this, recovering took a
+        // `kubectl delete pod`.
+        for reason in [
+            "ErrImagePull",
+            "CrashLoopBackOff",
+            "CreateContainerConfigError",
+        ] {
+            let mut s = store(3, 3, 0);
+            s.redis[1] = broken(Some(reason), Some(MINUTE));
+            s.observation.nodes[1].state = Err("Connection refused".to_owned());
+            assert_eq!(
+                s.step(),
+                Step::ReplaceRedis {
+                    index: 1,
+                    reason: format!("outdated and {reason}")
+                }
+            );
+        }
+        // Heal waiting (here a sentinel sees the primary down) does not hold it back: the
+        // rollout is called on an unsettled topology too.
+        let mut s = store(3, 3, 0);
+        s.redis[2] = broken(Some("ImagePullBackOff"), None);
+        s.observation.nodes[2].state = Err("Connection refused".to_owned());
+        s.view(1).flags.push("s_down".to_owned());
+        assert!(matches!(s.step(), Step::ReplaceRedis { index: 2, .. }));
+        // Sentinels too.
+        let mut s = store(3, 3, 0);
+        s.sentinels[2] = broken(Some("CrashLoopBackOff"), None);
+        s.observation.sentinels[2].state = Err("Connection refused".to_owned());
+        assert!(matches!(s.step(), Step::ReplaceSentinel { index: 2, .. }));
+    }
+
+    #[test]
+    fn a_pod_that_is_merely_slow_to_start_is_never_replaced() {
+        // A big AOF load or a long full sync must not be turned into a restart loop.
+        // (member, observed loading) → replaced?
+        let cases: [(Member, bool, bool); 6] = [
+            // The current revision, whatever its state: only time or a new spec fixes it.
+            (
+                Member {
+                    up_to_date: true,
+                    ..broken(Some("CrashLoopBackOff"), Some(60 * MINUTE))
+                },
+                false,
+                false,
+            ),
+            // Outdated but ready: the ordinary rollout restarts it in turn.
+            (
+                Member {
+                    ready: true,
+                    ..broken(None, None)
+                },
+                false,
+                false,
+            ),
+            // Outdated, not ready, within the bound.
+            (broken(None, Some(NOT_READY_BOUND - MINUTE)), false, false),
+            // Past the bound but loading its dataset: making progress.
+            (broken(None, Some(NOT_READY_BOUND + MINUTE)), true, false),
+            // Past the bound and not loading: it is not going to get ready on its own.
+            (broken(None, Some(NOT_READY_BOUND + MINUTE)), false, true),
+            // Being deleted (no readiness age): its replacement is already coming.
+            (broken(None, None), false, false),
+        ];
+        for (member, loading, replaced) in cases {
+            let mut s = store(3, 3, 0);
+            s.redis[2] = member;
+            s.info(2).loading = loading;
+            let step = s.step();
+            assert_eq!(
+                matches!(step, Step::ReplaceRedis { index: 2, .. }),
+                replaced,
+                "{member:?}, loading {loading}: {step:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_broken_primary_is_left_to_sentinel_unless_it_is_the_only_node() {
+        // Never delete a reachable primary this way; an unreachable one is failed over by
+        // Sentinel first, after which it is an outdated replica like any other.
+        let mut s = store(3, 3, 0);
+        s.redis[0] = broken(None, Some(NOT_READY_BOUND + MINUTE));
+        assert!(matches!(s.step(), Step::Wait { .. }), "{:?}", s.step());
+
+        let mut s = store(3, 3, 0);
+        s.redis[0] = broken(Some("CrashLoopBackOff"), None);
+        s.observation.nodes[0].state = Err("Connection refused".to_owned());
+        assert!(matches!(s.step(), Step::Wait { .. }), "{:?}", s.step());
+
+        // A node that answers as a primary although no sentinel names it: left alone too.
+        let mut s = store(3, 3, 0);
+        s.redis[1] = broken(None, Some(NOT_READY_BOUND + MINUTE));
+        s.info(1).role = NodeRole::Primary;
+        assert!(
+            !matches!(s.step(), Step::ReplaceRedis { .. }),
+            "{:?}",
+            s.step()
+        );
+
+        // The only node, restarted in place onto a bad revision: no failover can ever come.
+        let mut s = store(1, 3, 0);
+        s.redis[0] = broken(Some("ErrImagePull"), None);
+        s.observation.nodes[0].state = Err("Connection refused".to_owned());
+        s.view(0).flags.push("o_down".to_owned());
+        assert!(matches!(s.step(), Step::ReplaceRedis { index: 0, .. }));
+    }
+
+    #[test]
+    fn broken_members_are_replaced_one_per_step_data_nodes_first_never_during_a_failover() {
+        let mut s = store(3, 3, 0);
+        s.redis[2] = broken(Some("ErrImagePull"), None);
+        s.redis[1] = broken(Some("ErrImagePull"), None);
+        s.sentinels[0] = broken(Some("ErrImagePull"), None);
+        assert!(matches!(s.step(), Step::ReplaceRedis { index: 1, .. }));
+        s.redis[1] = Member {
+            up_to_date: true,
+            ..broken(None, None)
+        };
+        assert!(matches!(s.step(), Step::ReplaceRedis { index: 2, .. }));
+        s.view(2).flags.push("failover_in_progress".to_owned());
+        assert!(is_wait(&s.step(), "failover"), "{:?}", s.step());
     }
 
     #[test]

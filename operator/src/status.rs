@@ -1,6 +1,6 @@
 //! status: what the operator observed, as the ABStore's `.status`. Computing it is pure (from
-//! the generation, the applied StatefulSets' observed state, the primary pod and the previous
-//! status); writing it is one server-side apply of `/status`, under a timeout, counted by outcome.
+//! the generation, the applied StatefulSets' observed state and their pods' revisions, the
+//! primary pod and the previous status); writing it is one server-side apply of `/status`, under a timeout, counted by outcome.
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use kube::{Resource, ResourceExt};
 use crate::crd::{ABStore, ABStoreStatus, LastFailover, Phase, RedisPodStatus};
 use crate::metrics::{Metrics, StatusWriteOutcome};
 use crate::model::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGER, REDIS, ROLE_LABEL, ROLE_PRIMARY};
+use crate::pods;
 
 /// Condition: every desired Redis pod and sentinel is ready.
 pub const CONDITION_READY: &str = "Ready";
@@ -53,40 +54,50 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Reads a StatefulSet's status (as returned by the apply). A StatefulSet that is absent
-    /// or has no status yet has nothing ready and counts as rolling out.
-    pub fn from_stateful_set(desired: i32, stateful_set: Option<&StatefulSet>) -> Self {
+    /// Reads a StatefulSet's status (as returned by the apply) and its pods (as listed at the
+    /// start of the reconcile). Rolled out means: the StatefulSet controller has seen the
+    /// latest spec (`status.observedGeneration`), every desired ordinal has a pod, every such pod
+    /// was created from the set's `status.updateRevision` (by its `controller-revision-hash`,
+    /// [`pods::is_up_to_date`], the same answer the rollout uses), and no pod beyond the desired
+    /// ones is left (a scale-down in progress). Not `status.currentRevision`: with the OnDelete
+    /// update strategy the StatefulSet controller never advances it, so comparing it with the
+    /// update revision kept `Progressing` true forever after the first rollout. A StatefulSet
+    /// that is absent or has no status yet has nothing ready and counts as rolling out.
+    pub fn from_stateful_set_and_pods(
+        desired: i32,
+        stateful_set: Option<&StatefulSet>,
+        pods: &[Pod],
+    ) -> Self {
+        let starting = Workload {
+            desired,
+            ready: 0,
+            rolling_out: true,
+        };
         let Some(stateful_set) = stateful_set else {
-            return Workload {
-                desired,
-                ready: 0,
-                rolling_out: true,
-            };
+            return starting;
         };
         let Some(status) = stateful_set.status.as_ref() else {
-            return Workload {
-                desired,
-                ready: 0,
-                rolling_out: true,
-            };
+            return starting;
         };
         let generation_seen = match (stateful_set.metadata.generation, status.observed_generation) {
             (Some(generation), Some(observed)) => observed >= generation,
             (Some(_), None) => false,
             (None, _) => true,
         };
-        let revisions_match = match (&status.current_revision, &status.update_revision) {
-            (Some(current), Some(update)) => current == update,
-            _ => true,
-        };
-        let updated = status.updated_replicas.unwrap_or(0);
+        let set = stateful_set.metadata.name.as_deref().unwrap_or_default();
+        let revision = status.update_revision.as_deref();
+        let wanted = usize::try_from(desired).unwrap_or(0);
+        let updated = (0..wanted).all(|ordinal| {
+            pods.iter().any(|pod| {
+                pods::ordinal_of(&pod.name_any(), set) == Some(ordinal)
+                    && pods::is_up_to_date(pod, revision)
+            })
+        });
+        let leftover = pods::span(pods, set) > wanted;
         Workload {
             desired,
             ready: status.ready_replicas.unwrap_or(0),
-            rolling_out: !generation_seen
-                || !revisions_match
-                || updated < desired
-                || status.replicas != desired,
+            rolling_out: !generation_seen || !updated || leftover,
         }
     }
 
@@ -817,29 +828,94 @@ mod tests {
         assert_eq!(fixed.phase, Some(Phase::Ready));
     }
 
-    #[test]
-    fn a_stateful_set_not_yet_observed_is_rolling_out() {
-        // Right after an apply the StatefulSet controller has not caught up with the spec.
-        let stateful_set = StatefulSet {
+    /// A StatefulSet `shop-redis` at generation 2, observed, with OnDelete's status: the update
+    /// revision `update`, the current revision stuck at `r1`.
+    fn on_delete_set(update: &str) -> StatefulSet {
+        StatefulSet {
             metadata: ObjectMeta {
+                name: Some("shop-redis".to_owned()),
                 generation: Some(2),
                 ..ObjectMeta::default()
             },
             status: Some(StatefulSetStatus {
-                observed_generation: Some(1),
+                observed_generation: Some(2),
                 replicas: 3,
                 ready_replicas: Some(3),
+                // The StatefulSet controller counts pods of the update revision here but, with
+                // OnDelete, never moves currentRevision.
                 updated_replicas: Some(3),
+                current_revision: Some("r1".to_owned()),
+                update_revision: Some(update.to_owned()),
                 ..StatefulSetStatus::default()
             }),
             ..StatefulSet::default()
-        };
-        let workload = Workload::from_stateful_set(3, Some(&stateful_set));
-        assert_eq!((workload.ready, workload.rolling_out), (3, true));
-        let mut settled = stateful_set.clone();
-        settled.status.as_mut().unwrap().observed_generation = Some(2);
-        assert!(!Workload::from_stateful_set(3, Some(&settled)).rolling_out);
-        assert!(Workload::from_stateful_set(3, None).rolling_out);
+        }
+    }
+
+    /// Pods `shop-redis-<ordinal>` created from the given revisions.
+    fn pods_at(revisions: &[(usize, &str)]) -> Vec<Pod> {
+        revisions
+            .iter()
+            .map(|(ordinal, revision)| {
+                serde_json::from_value(serde_json::json!({"metadata": {
+                    "name": format!("shop-redis-{ordinal}"),
+                    "labels": {pods::REVISION_LABEL: revision},
+                }}))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rolled_out_comes_from_the_pods_revisions_not_the_current_revision() {
+        // Issue 16, item 4: with OnDelete, status.currentRevision never advances, so
+        // Progressing stayed True/RollingOut forever after a rollout had finished.
+        let set = on_delete_set("r2");
+        let all = pods_at(&[(0, "r2"), (1, "r2"), (2, "r2")]);
+        let workload = Workload::from_stateful_set_and_pods(3, Some(&set), &all);
+        assert_eq!((workload.ready, workload.rolling_out), (3, false));
+        // (pods, why it is still rolling out)
+        let cases = [
+            (
+                pods_at(&[(0, "r2"), (1, "r1"), (2, "r2")]),
+                "a pod on the old revision",
+            ),
+            (pods_at(&[(0, "r2"), (2, "r2")]), "a missing pod"),
+            (
+                pods_at(&[(0, "r2"), (1, "r2"), (2, "r2"), (3, "r1")]),
+                "a pod beyond the desired ones (scale-down in progress)",
+            ),
+        ];
+        for (pods, why) in cases {
+            assert!(
+                Workload::from_stateful_set_and_pods(3, Some(&set), &pods).rolling_out,
+                "{why}"
+            );
+        }
+        // Another set's pods do not count.
+        let foreign: Vec<Pod> = pods_at(&[(0, "r2"), (1, "r2"), (2, "r2")])
+            .into_iter()
+            .map(|mut pod| {
+                pod.metadata.name = pod.metadata.name.map(|n| n.replace("redis", "sentinel"));
+                pod
+            })
+            .collect();
+        assert!(Workload::from_stateful_set_and_pods(3, Some(&set), &foreign).rolling_out);
+    }
+
+    #[test]
+    fn a_stateful_set_not_yet_observed_is_rolling_out_whatever_its_pods() {
+        // Right after an apply the StatefulSet controller has not caught up with the spec: the
+        // pods' revision label still names the previous update revision as current.
+        let mut unseen = on_delete_set("r2");
+        unseen.status.as_mut().unwrap().observed_generation = Some(1);
+        let all = pods_at(&[(0, "r2"), (1, "r2"), (2, "r2")]);
+        assert!(Workload::from_stateful_set_and_pods(3, Some(&unseen), &all).rolling_out);
+        assert!(Workload::from_stateful_set_and_pods(3, None, &all).rolling_out);
+        let mut no_status = on_delete_set("r2");
+        no_status.status = None;
+        let workload = Workload::from_stateful_set_and_pods(3, Some(&no_status), &all);
+        assert_eq!((workload.ready, workload.rolling_out), (0, true));
     }
 
     #[test]

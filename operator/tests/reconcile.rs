@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use abstore_operator::build::{Children, TLS_FINGERPRINT_ANNOTATION, build};
 use abstore_operator::controller::{
     Context, INVALID_SPEC_REQUEUE_AFTER, REASON_APPLIED, REASON_DELETED_ORPHANS,
-    REASON_MONITORING_UNAVAILABLE, TOPOLOGY_REQUEUE_AFTER, reconcile,
+    REASON_MONITORING_UNAVAILABLE, REASON_ROLLING_RESTART, TOPOLOGY_REQUEUE_AFTER, reconcile,
 };
 use abstore_operator::crd::ABStore;
 use abstore_operator::credentials::{Credentials, acl_secret_name};
@@ -81,10 +81,12 @@ fn existing_child(api_version: &str, kind: &str, name: &str, component: &str) ->
     })
 }
 
-/// StatefulSet statuses with every pod ready.
+/// StatefulSet statuses with every pod ready and update revision `r1`. `currentRevision` is
+/// still `r0`, as the OnDelete strategy leaves it: rolled out is read from the pods' revision
+/// labels (see `store_pods`), never from it.
 fn all_ready() -> BTreeMap<String, Value> {
     let ready = json!({"observedGeneration": 1, "replicas": 3, "readyReplicas": 3,
-        "updatedReplicas": 3, "currentRevision": "r1", "updateRevision": "r1"});
+        "updatedReplicas": 3, "currentRevision": "r0", "updateRevision": "r1"});
     BTreeMap::from([
         ("shop-redis".to_owned(), ready.clone()),
         ("shop-sentinel".to_owned(), ready),
@@ -303,11 +305,13 @@ async fn a_default_store_is_applied_in_dependency_order() {
 async fn the_status_patch_reports_generation_conditions_readiness_and_primary() {
     // `kubectl get abs` and alerting read these fields; they are written with server-side
     // apply on /status under our field manager.
-    let mut primary = existing_child("v1", "Pod", "shop-redis-1", "redis");
-    primary["metadata"]["labels"]["abstore.dev/role"] = json!("primary");
-    let replica = existing_child("v1", "Pod", "shop-redis-0", "redis");
+    // Every pod runs the update revision: Progressing is False although the StatefulSets'
+    // currentRevision never moved (OnDelete).
+    let mut objects = store_pods();
+    objects[2]["metadata"]["labels"]["abstore.dev/role"] = json!("primary");
+    assert_eq!(objects[2]["metadata"]["name"], "shop-redis-1");
     let cluster = FakeCluster {
-        objects: vec![primary, replica],
+        objects,
         stateful_set_status: all_ready(),
         ..FakeCluster::default()
     };
@@ -850,6 +854,71 @@ async fn a_renewed_tls_certificate_restamps_both_pod_templates_and_restarts_noth
             requests.iter().map(Recorded::line).collect::<Vec<_>>()
         );
     }
+}
+
+/// A Ready pod of the store's `component`, created from StatefulSet revision `revision`.
+fn store_pod(name: &str, component: &str, revision: &str) -> Value {
+    let mut pod = existing_child("v1", "Pod", name, component);
+    pod["metadata"]["labels"]["controller-revision-hash"] = json!(revision);
+    pod["status"] = json!({"conditions": [{"type": "Ready", "status": "True"}]});
+    pod
+}
+
+/// Every pod of the default store, Ready and on revision `r1` (what `all_ready()` reports as
+/// both StatefulSets' update revision).
+fn store_pods() -> Vec<Value> {
+    (0..3)
+        .flat_map(|ordinal| {
+            [
+                store_pod(&format!("shop-redis-{ordinal}"), "redis", "r1"),
+                store_pod(&format!("shop-sentinel-{ordinal}"), "sentinel", "r1"),
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_outdated_pod_that_cannot_pull_its_image_is_replaced_even_while_heal_waits() {
+    // Issue 16, item 7: a rollout moved shop-redis-1 to revision r2, whose image cannot be
+    // pulled; the spec was reverted (update revision r1 again). With OnDelete nothing replaces
+    // the pod but the operator, and before, the rollout ran only on a settled topology and
+    // then waited for every pod to be Ready: recovering took a `kubectl delete pod`. Here heal
+    // reaches nothing (it waits), and the stuck pod is still replaced; nothing else is touched.
+    let mut objects = store_pods();
+    objects[2] = store_pod("shop-redis-1", "redis", "r2");
+    objects[2]["status"] = json!({
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [{"name": "redis", "image": "redis:bad", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}],
+    });
+    let cluster = FakeCluster {
+        objects,
+        stateful_set_status: all_ready(),
+        recreate_deleted_pods: true,
+        ..FakeCluster::default()
+    };
+    let (result, requests) = reconcile_against(cluster, store("")).await;
+    assert_eq!(result.unwrap(), Action::requeue(TOPOLOGY_REQUEUE_AFTER));
+    let deletes: Vec<String> = requests
+        .iter()
+        .filter(|request| request.method == Method::DELETE)
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(
+        deletes,
+        ["DELETE /api/v1/namespaces/shop/pods/shop-redis-1"]
+    );
+    let restarts: Vec<&Value> = events(&requests)
+        .into_iter()
+        .filter(|event| event["reason"] == REASON_ROLLING_RESTART)
+        .collect();
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    let note = restarts[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("shop-redis-1") && note.contains("ImagePullBackOff"),
+        "{note}"
+    );
 }
 
 /// A Job of the store's `component` CronJob that finished at `at` (`Complete` or `Failed`).

@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use abstore_operator::heal::{
-    Action, Decision, Endpoint, HealTarget, ReplicaReason, SentinelSettings, heal_once,
+    Action, Auth, Decision, Endpoint, HealTarget, ReplicaReason, Report, SentinelSettings,
+    heal_once,
 };
 use abstore_tests::{
     LOOPBACK, RedisServer, Role, SentinelServer, Topology, TopologyOptions, query_role,
-    wait_for_failover, wait_for_role, wait_for_sync,
+    wait_for_failover, wait_for_replication_offset, wait_for_role, wait_for_sync,
 };
 use tokio::time::Instant;
 
@@ -438,4 +439,121 @@ async fn a_primary_frozen_past_down_after_refuses_writes_when_it_wakes_and_is_de
         lost, None,
         "writes to the stale primary never reach the new one"
     );
+}
+
+/// A running topology whose primary (the harness's node 0) is ordinal 1 of the heal target, as
+/// `pod-1` would be after a failover: `[replica, primary, replica]`. Waits until both replicas
+/// hold the primary's whole stream, so offsets tie — the case where bootstrap's old tie-break
+/// (lowest ordinal) promoted `pod-0`.
+async fn primary_at_ordinal_1() -> (Topology, HealTarget) {
+    let topology = Topology::start(TopologyOptions {
+        master_name: MASTER.to_owned(),
+        ..TopologyOptions::default()
+    })
+    .await
+    .unwrap();
+    let nodes = &topology.nodes;
+    let target = target(
+        &[&nodes[1], &nodes[0], &nodes[2]],
+        &topology.sentinels.iter().collect::<Vec<_>>(),
+    );
+    (topology, target)
+}
+
+async fn replicas_caught_up(topology: &Topology) {
+    for replica in &topology.nodes[1..] {
+        wait_for_replication_offset(&replica.addr(), &topology.nodes[0].addr(), CONVERGE)
+            .await
+            .unwrap();
+    }
+}
+
+/// Asserts that a pass neither promoted nor repointed any data node, and that node 0 of the
+/// harness is still the primary with both replicas streaming from it.
+async fn nothing_moved(topology: &Topology, report: &Report) {
+    let moved: Vec<String> = report
+        .applied
+        .iter()
+        .filter(|a| matches!(a.action, Action::Promote { .. } | Action::ReplicaOf { .. }))
+        .map(|a| a.action.to_string())
+        .collect();
+    assert!(moved.is_empty(), "heal moved the primary: {moved:?}");
+    assert_eq!(
+        query_role(&topology.nodes[0].addr()).await.unwrap(),
+        "master"
+    );
+    for replica in &topology.nodes[1..] {
+        wait_for_sync(&replica.addr(), CONVERGE).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn heal_never_bootstraps_over_a_running_primary_while_the_sentinels_do_not_answer() {
+    // Issue 16, item 5: "no sentinel answered" (a password mid-rotation, DNS, a NetworkPolicy)
+    // is not "no sentinel monitors the store". Treated alike, bootstrap promoted pod-0 of an
+    // in-sync store whose primary is pod-1, behind the live sentinels' back.
+    let (mut topology, target) = primary_at_ordinal_1().await;
+    let sentinel_names: Vec<String> = target.sentinels.iter().map(Endpoint::to_string).collect();
+
+    // The sentinels run and monitor the store, but refuse the operator's password.
+    let mut refused = target.clone();
+    refused.operator_sentinel_auth = Some(Auth {
+        username: "operator".to_owned(),
+        password: "not-the-password".to_owned(),
+    });
+    replicas_caught_up(&topology).await;
+    let report = heal_once(&refused).await.unwrap();
+    let Decision::Wait { reason } = &report.decision else {
+        panic!("expected a wait, got {:?}", report.decision);
+    };
+    for name in &sentinel_names {
+        assert!(reason.contains(name.as_str()), "{reason} names {name}");
+    }
+    nothing_moved(&topology, &report).await;
+
+    // The sentinels are gone altogether.
+    for sentinel in &mut topology.sentinels {
+        sentinel.kill9().unwrap();
+    }
+    replicas_caught_up(&topology).await;
+    let report = heal_once(&target).await.unwrap();
+    assert!(
+        matches!(report.decision, Decision::Wait { .. }),
+        "{:?}",
+        report.decision
+    );
+    nothing_moved(&topology, &report).await;
+}
+
+#[tokio::test]
+async fn sentinels_that_forgot_the_store_are_given_the_running_primary_back_not_node_0() {
+    // Every sentinel answers and none monitors the store (their state was lost): bootstrap is
+    // right, but the node the replicas stream from wins the offset tie; demoting it would
+    // resync every replica and drop the writes in flight.
+    let (topology, target) = primary_at_ordinal_1().await;
+    for sentinel in &topology.sentinels {
+        let mut conn = sentinel.connection().await.unwrap();
+        redis::cmd("SENTINEL")
+            .arg("REMOVE")
+            .arg(MASTER)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+    replicas_caught_up(&topology).await;
+    let report = heal_once(&target).await.unwrap();
+    assert!(
+        matches!(report.decision, Decision::Bootstrap { .. }),
+        "{:?}",
+        report.decision
+    );
+    assert_eq!(report.primary, Some(endpoint(topology.nodes[0].port())));
+    assert!(report.ok(), "{report:?}");
+    nothing_moved(&topology, &report).await;
+    for sentinel in &topology.sentinels {
+        assert_eq!(
+            sentinel_primary(sentinel).await,
+            Some(topology.nodes[0].port())
+        );
+    }
 }

@@ -1,10 +1,13 @@
 //! heal: the part of the operator that talks to Redis and Sentinel. One pass observes every data
 //! node and every sentinel, decides (purely, in [`plan`]) what is wrong, and applies the fixes:
 //!
-//! - **bootstrap**: no sentinel monitors the store → choose the primary (never an empty node
-//!   while another holds data: a non-empty dataset and the highest replication offset win; node 0
-//!   only when every node is reachable and empty), point the other nodes at it, and make every
-//!   sentinel monitor it with the configured quorum, timings and auth;
+//! - **bootstrap**: no sentinel monitors the store, and enough of them answered to know it (the
+//!   quorum and a majority; a sentinel that does not answer may be monitoring it) → choose the
+//!   primary (a node already serving as primary to linked replicas keeps the role; otherwise
+//!   never an empty node while another holds data: a non-empty dataset and the highest
+//!   replication offset win; node 0 only when every node is reachable and empty), point the
+//!   other nodes at it, and make every sentinel monitor it with the configured quorum, timings
+//!   and auth;
 //! - **steady state**: the primary is the one the sentinels elected; a node that replicates
 //!   someone else is repointed, a second node claiming to be primary is demoted (split brain), a
 //!   sentinel that lost its configuration monitors again, stale sentinel state (replicas or

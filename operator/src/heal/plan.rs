@@ -110,11 +110,15 @@ impl Plan {
 /// 1. a failover in progress, or a primary a sentinel sees as down → wait (Sentinel's job);
 /// 2. sentinels that monitor the store agree (all of them, and at least the quorum when there are
 ///    enough) → that is the primary; if they disagree → wait;
-/// 3. no sentinel monitors it → bootstrap: the reachable node with data and the highest offset
-///    (then most keys, then lowest ordinal); node 0 only when every node is reachable and empty;
-///    wait while a node is loading its dataset, or while nodes are unreachable and none of the
-///    reachable ones holds data (an unreachable one might);
-/// 4. the primary must answer as a primary (bootstrap may promote it) before anything is repointed.
+/// 3. no sentinel that answers monitors it → bootstrap, but only when at least
+///    [`bootstrap_quorum`] sentinels answered; fewer → wait, naming the silent ones (a sentinel
+///    that does not answer — DNS, a NetworkPolicy, a password mid-rotation — may well monitor
+///    the store and be handing its primary to clients);
+/// 4. bootstrap chooses by [`bootstrap_choice`]: a primary its peers stream from first, then the
+///    highest offset, most keys, lowest ordinal; node 0 only when every node is reachable and
+///    empty; wait while a node is loading its dataset, or while nodes are unreachable and none
+///    of the reachable ones holds data (an unreachable one might);
+/// 5. the primary must answer as a primary (bootstrap may promote it) before anything is repointed.
 pub fn plan(target: &HealTarget, observation: &Observation) -> Plan {
     let views: Vec<(&Endpoint, &SentinelView)> = observation
         .sentinels
@@ -132,6 +136,9 @@ pub fn plan(target: &HealTarget, observation: &Observation) -> Plan {
     }
 
     let (primary, decision) = if views.is_empty() {
+        if let Err(reason) = enough_sentinels_answer(target, observation) {
+            return Plan::wait(None, reason);
+        }
         match bootstrap_choice(target, observation) {
             Ok((primary, reason)) => (primary, Decision::Bootstrap { reason }),
             Err(reason) => return Plan::wait(None, reason),
@@ -300,7 +307,77 @@ fn stale_sentinel(
     })
 }
 
+/// How many sentinels must answer (each saying it does not monitor the store) before heal may
+/// bootstrap: the spec's quorum, and a majority of the configured sentinels, whichever is more.
+///
+/// - A majority: the sentinels that did not answer are then a minority, and a minority can never
+///   elect the leader a failover needs (Sentinel's election takes a majority of the sentinels),
+///   so nothing they might still believe can move the primary against the choice made here;
+///   with fewer answering (quorum 2 of 5, two answering) the three silent ones could be a
+///   working Sentinel deployment that monitors the store.
+/// - The quorum: the sentinels told to monitor the bootstrap primary must be able to agree it
+///   is down on their own; with fewer (quorum 4 of 5, three answering) the store would be
+///   bootstrapped without any possible failover.
+///
+/// Never more than the configured sentinels: validation keeps the quorum at most their number.
+pub fn bootstrap_quorum(target: &HealTarget) -> usize {
+    let quorum = usize::try_from(target.sentinel.quorum).unwrap_or(usize::MAX);
+    let majority = target.sentinels.len() / 2 + 1;
+    quorum.max(majority)
+}
+
+/// `Ok` when enough sentinels answered for "none of them monitors the store" to mean the store
+/// is not monitored ([`bootstrap_quorum`]); otherwise why not, naming every sentinel that did
+/// not answer and its error.
+fn enough_sentinels_answer(target: &HealTarget, observation: &Observation) -> Result<(), String> {
+    let answering = observation
+        .sentinels
+        .iter()
+        .filter(|s| s.state.is_ok())
+        .count();
+    let needed = bootstrap_quorum(target);
+    if answering >= needed {
+        return Ok(());
+    }
+    let silent: Vec<String> = observation
+        .sentinels
+        .iter()
+        .filter_map(|s| match &s.state {
+            Err(error) => Some(format!("{} ({error})", s.endpoint)),
+            Ok(_) => None,
+        })
+        .collect();
+    Err(format!(
+        "no sentinel that answered monitors '{}', but only {answering} of {} sentinels answered \
+         and bootstrap needs {needed} (the quorum and a majority): not bootstrapping while a \
+         silent sentinel may monitor the store; unreachable: {}",
+        target.master_name,
+        target.sentinels.len().max(observation.sentinels.len()),
+        silent.join(", ")
+    ))
+}
+
 /// The bootstrap primary, with the reason, or why none can be chosen safely.
+///
+/// Candidates are the reachable nodes that hold data, ranked by:
+/// 1. **acting primary**: the node answers as a primary and at least one reachable node is its
+///    replica with the link up. It wins over every node that is not, whatever their offsets.
+///    A replica whose link is up has synced from it and copies its stream, so it is never
+///    ahead in a way that matters (its offset can read a little higher only because the nodes
+///    are read one after the other while writes flow). A node that is ahead but not streaming
+///    from it — a standalone former primary restarted after a failover, or a replica of it
+///    whose link is down (repointed, not resynced yet) — holds a history nobody copies: writes
+///    taken after a split, or the tail the primary lost in a restart that its linked replicas
+///    have already given up by syncing from it. Offsets of different histories do not measure
+///    "more of the same data", and promoting such a node would demote the primary clients are
+///    writing to and resync every replica from the other history: the lost writes and the
+///    fight with Sentinel this rule exists to prevent. A replica whose link is down is no
+///    sign of a running primary (it may be chasing a stale address or still in its first sync);
+/// 2. the highest replication offset (after a full restart, when no link is up yet, the most
+///    up-to-date copy);
+/// 3. the most keys;
+/// 4. the most linked replicas (two acting primaries: a split brain with replicas on each side);
+/// 5. the lowest ordinal.
 fn bootstrap_choice(
     target: &HealTarget,
     observation: &Observation,
@@ -316,22 +393,44 @@ fn bootstrap_choice(
             Err(_) => unreachable.push(node.endpoint.to_string()),
         }
     }
+    let linked_replicas = |endpoint: &Endpoint, info: &NodeInfo| -> usize {
+        if info.role != NodeRole::Primary {
+            return 0;
+        }
+        candidates
+            .iter()
+            .filter(|(_, _, other)| {
+                matches!(&other.role, NodeRole::Replica { primary, link_up: true } if primary == endpoint)
+            })
+            .count()
+    };
     let best = candidates
         .iter()
         .filter(|(_, _, info)| info.has_data())
-        .max_by(|(oa, _, a), (ob, _, b)| {
-            a.offset
-                .cmp(&b.offset)
+        .map(|(ordinal, endpoint, info)| (ordinal, endpoint, info, linked_replicas(endpoint, info)))
+        .max_by(|(oa, _, a, la), (ob, _, b, lb)| {
+            (*la > 0)
+                .cmp(&(*lb > 0))
+                .then(a.offset.cmp(&b.offset))
                 .then(a.keys.cmp(&b.keys))
+                .then(la.cmp(lb))
                 .then(ob.cmp(oa))
         });
-    if let Some((_, endpoint, info)) = best {
+    if let Some((_, endpoint, info, linked)) = best {
+        let why = if linked > 0 {
+            format!(
+                "{endpoint} is already the primary of {linked} linked replica(s) (offset {}, {} keys)",
+                info.offset, info.keys
+            )
+        } else {
+            format!(
+                "{endpoint} holds the most data (offset {}, {} keys)",
+                info.offset, info.keys
+            )
+        };
         return Ok((
             (*endpoint).clone(),
-            format!(
-                "no sentinel monitors '{}'; {endpoint} holds the most data (offset {}, {} keys)",
-                target.master_name, info.offset, info.keys
-            ),
+            format!("no sentinel monitors '{}'; {why}", target.master_name),
         ));
     }
     if !unreachable.is_empty() {
@@ -405,6 +504,16 @@ mod tests {
         })
     }
 
+    /// A replica of `port` whose link is down (restarted, or never synced yet).
+    fn unlinked_replica_of(port: u16, offset: u64) -> Result<NodeInfo, String> {
+        let mut info = replica_of(port, offset)?;
+        info.role = NodeRole::Replica {
+            primary: ep(port),
+            link_up: false,
+        };
+        Ok(info)
+    }
+
     fn view(port: u16) -> Result<Option<SentinelView>, String> {
         Ok(Some(SentinelView {
             primary: ep(port),
@@ -463,14 +572,178 @@ mod tests {
 
     #[test]
     fn bootstrap_prefers_the_highest_offset_even_on_a_replica() {
-        // After every process restarted, the most up-to-date copy wins, and is promoted.
+        // After every process restarted, the most up-to-date copy wins, and is promoted: the
+        // replicas' links are not up yet, so nothing says node 1's shorter history is the one
+        // being served (it may have lost its last writes in the restart).
         let obs = observation(
-            vec![primary(100, 10), replica_of(1, 300), replica_of(1, 200)],
+            vec![
+                primary(100, 10),
+                unlinked_replica_of(1, 300),
+                unlinked_replica_of(1, 200),
+            ],
             vec![Ok(None), Ok(None), Ok(None)],
         );
         let plan = plan(&target(), &obs);
         assert_eq!(plan.primary, Some(ep(2)));
         assert_eq!(plan.actions[0], Action::Promote { node: ep(2) });
+    }
+
+    /// `target()` with `sentinels` sentinels and quorum `quorum`.
+    fn target_with(sentinels: u16, quorum: u32) -> HealTarget {
+        let mut target = target();
+        target.sentinels = (0..sentinels).map(|i| ep(11 + i)).collect();
+        target.sentinel.quorum = quorum;
+        target
+    }
+
+    #[test]
+    fn bootstrap_needs_the_quorum_and_a_majority_of_the_sentinels_to_answer() {
+        // "No sentinel monitors the store" is only known from sentinels that answered: the
+        // others (DNS, a NetworkPolicy, a password mid-rotation) may monitor it and be serving
+        // clients its primary. (sentinels, quorum, answering) → bootstrap?
+        let cases: [(u16, u32, usize, bool); 10] = [
+            (3, 2, 0, false),
+            (3, 2, 1, false),
+            (3, 2, 2, true),
+            (3, 3, 2, false),
+            (3, 3, 3, true),
+            // Quorum 2 of 5: two answering are the quorum but not a majority; the three
+            // silent ones could elect a failover of their own.
+            (5, 2, 2, false),
+            (5, 2, 3, true),
+            // Quorum 4 of 5: a majority answering is not enough to ever reach the quorum.
+            (5, 4, 3, false),
+            (5, 4, 4, true),
+            (1, 1, 1, true),
+        ];
+        for (count, quorum, answering, bootstraps) in cases {
+            let sentinels = (0..usize::from(count))
+                .map(|i| {
+                    if i < answering {
+                        Ok(None)
+                    } else {
+                        Err("Connection refused (os error 111)".to_owned())
+                    }
+                })
+                .collect();
+            let obs = observation(
+                vec![primary(0, 0), primary(0, 0), primary(500, 20)],
+                sentinels,
+            );
+            let plan = plan(&target_with(count, quorum), &obs);
+            let case = format!("{count} sentinels, quorum {quorum}, {answering} answering");
+            if bootstraps {
+                assert!(
+                    matches!(plan.decision, Decision::Bootstrap { .. }),
+                    "{case}: {plan:?}"
+                );
+                assert_eq!(plan.primary, Some(ep(3)), "{case}");
+            } else {
+                let Decision::Wait { reason } = &plan.decision else {
+                    panic!("{case}: {plan:?}");
+                };
+                assert!(plan.actions.is_empty(), "{case}: {plan:?}");
+                assert_eq!(plan.primary, None, "{case}");
+                for silent in answering..usize::from(count) {
+                    let name = ep(11 + silent as u16).to_string();
+                    assert!(reason.contains(&name), "{case}: {reason} names {name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unreachable_sentinels_never_make_heal_demote_a_running_primary() {
+        // Issue 16, item 5: an in-sync store whose primary is node 2 (pod-1), and no sentinel
+        // answers. Bootstrap would have promoted node 1 (offset tie → lowest ordinal) behind
+        // the live sentinels' back: lost writes and a fight with Sentinel.
+        let obs = observation(
+            vec![replica_of(2, 100), primary(100, 100), replica_of(2, 100)],
+            vec![
+                Err("WRONGPASS invalid username-password pair".to_owned()),
+                Err("failed to lookup address information".to_owned()),
+                Err("Connection refused (os error 111)".to_owned()),
+            ],
+        );
+        let plan = plan(&target(), &obs);
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        let Decision::Wait { reason } = &plan.decision else {
+            panic!("{plan:?}");
+        };
+        assert!(
+            reason.contains("127.0.0.1:11 (WRONGPASS") && reason.contains("127.0.0.1:13"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_primary_with_linked_replicas_wins_every_bootstrap_tie() {
+        // Every sentinel answers and none monitors the store (all lost their configuration):
+        // the node its peers stream from stays primary; nothing is promoted or repointed.
+        for replica_offset in [100, 130] {
+            // 130: the replicas were read a moment after the primary under writes; a linked
+            // replica is never really ahead of the stream it copies.
+            let obs = observation(
+                vec![
+                    replica_of(2, replica_offset),
+                    primary(100, 100),
+                    replica_of(2, replica_offset),
+                ],
+                vec![Ok(None), Ok(None), Ok(None)],
+            );
+            let plan = plan(&target(), &obs);
+            assert_eq!(plan.primary, Some(ep(2)), "{plan:?}");
+            assert!(matches!(plan.decision, Decision::Bootstrap { .. }));
+            assert!(
+                plan.actions
+                    .iter()
+                    .all(|a| matches!(a, Action::Monitor { primary, .. } if *primary == ep(2))),
+                "{:?}",
+                plan.actions
+            );
+        }
+    }
+
+    #[test]
+    fn a_stale_primary_without_replicas_loses_to_the_one_its_peers_stream_from() {
+        // Node 1 is a former primary restarted with a history nobody copies (writes it took
+        // after a split, or a longer past); node 2 is serving, node 3 streams from it. Offsets
+        // of different histories do not measure "more of the same data": node 2 stays and node
+        // 1 is made its replica.
+        let obs = observation(
+            vec![primary(500, 50), primary(100, 10), replica_of(2, 100)],
+            vec![Ok(None), Ok(None), Ok(None)],
+        );
+        let plan = plan(&target(), &obs);
+        assert_eq!(plan.primary, Some(ep(2)), "{plan:?}");
+        assert!(
+            !plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Promote { .. }))
+        );
+        assert!(plan.actions.contains(&Action::ReplicaOf {
+            node: ep(1),
+            primary: ep(2),
+            reason: ReplicaReason::Bootstrap
+        }));
+        // A replica of node 2 whose link is down and that is ahead (a former primary repointed
+        // but not yet resynced) does not win either.
+        let obs = observation(
+            vec![
+                unlinked_replica_of(2, 500),
+                primary(100, 10),
+                replica_of(2, 100),
+            ],
+            vec![Ok(None), Ok(None), Ok(None)],
+        );
+        let monitors: Vec<Action> = (11..=13)
+            .map(|port| Action::Monitor {
+                sentinel: ep(port),
+                primary: ep(2),
+            })
+            .collect();
+        assert_eq!(plan_actions(&obs), monitors);
     }
 
     #[test]
@@ -560,7 +833,7 @@ mod tests {
                 endpoint: ep(1),
                 state: primary(0, 0),
             }],
-            sentinels: Vec::new(),
+            sentinels: observation(Vec::new(), vec![view(1), view(1), view(1)]).sentinels,
         };
         let plan = plan(&one, &obs);
         assert!(plan.actions.contains(&Action::SetMinReplicasToWrite {

@@ -407,7 +407,10 @@ impl Supervisor {
         self.save()
     }
 
-    /// The next rollout step for this observation, taken.
+    /// The next rollout step for this observation, taken. No process is ever `stuck` or aged
+    /// for [`rollout::next_step`]'s replacement rule: a process that exited is restarted by
+    /// `heal_pass` from the current configuration (never left running an outdated one), so the
+    /// deadlock that rule ends cannot arise here.
     async fn roll(&mut self, observation: &Observation) -> Result<()> {
         let running = |child: &Option<Child>| child.is_some();
         let redis: Vec<Member> = (0..self.nodes.len())
@@ -415,6 +418,7 @@ impl Supervisor {
                 up_to_date: self.node_applied[i] == self.node_fingerprint(i),
                 ready: running(&self.nodes[i])
                     && observation.nodes.get(i).is_some_and(|o| o.state.is_ok()),
+                ..Member::default()
             })
             .collect();
         let sentinels: Vec<Member> = (0..self.sentinels.len())
@@ -425,6 +429,7 @@ impl Supervisor {
                         .sentinels
                         .get(i)
                         .is_some_and(|o| o.state.is_ok()),
+                ..Member::default()
             })
             .collect();
         let step = rollout::next_step(&RolloutInput {
@@ -445,7 +450,7 @@ impl Supervisor {
         self.last_step = Some(step.clone());
         match step {
             Step::Done | Step::Wait { .. } => {}
-            Step::RestartRedis { index } => {
+            Step::RestartRedis { index } | Step::ReplaceRedis { index, .. } => {
                 self.stop_node(index).await;
                 let primary = self.known_primary();
                 self.start_node(index, primary.as_ref()).await?;
@@ -465,7 +470,7 @@ impl Supervisor {
                 });
             }
             Step::RemoveRedis { from } => self.remove_nodes(from).await?,
-            Step::RestartSentinel { index } => {
+            Step::RestartSentinel { index } | Step::ReplaceSentinel { index, .. } => {
                 self.stop_sentinel(index).await;
                 self.start_sentinel(index).await?;
             }
