@@ -307,7 +307,10 @@ impl PlainWriter {
                                 failed: Instant::now(),
                                 error: error.to_string(),
                             });
+                            drop(log);
                             connection = None;
+                            // An application retries soon, not in a tight loop.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     }
                 }
