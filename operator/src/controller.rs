@@ -11,13 +11,13 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -95,7 +95,7 @@ pub struct Context {
     /// The API client.
     pub client: Client,
     /// Publishes Events on ABStores.
-    pub recorder: Recorder,
+    events: crate::events::Publisher,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
     /// With leader election: whether this replica leads. `None` when election is off.
@@ -130,12 +130,8 @@ impl Context {
         identity: &str,
         leadership: Option<watch::Receiver<Leadership>>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.to_owned(),
-            instance: Some(identity.to_owned()),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: crate::events::Publisher::new(client.clone(), MANAGER, identity),
             client,
             metrics,
             leadership,
@@ -167,14 +163,48 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(truncate_note(note)),
-            action: action.to_owned(),
-            secondary: None,
+        self.publish_related(store, type_, reason, action, note, None)
+            .await;
+    }
+
+    /// Publishes an Event on `store` that is also about the pod `related` (restarted, promoted).
+    async fn publish_about_pod(
+        &self,
+        store: &ABStore,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+        pod: &str,
+    ) {
+        let related = ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            name: Some(pod.to_owned()),
+            namespace: store.namespace(),
+            ..ObjectReference::default()
         };
-        if let Err(error) = self.recorder.publish(&event, &store.object_ref(&())).await {
+        self.publish_related(store, type_, reason, action, note, Some(related))
+            .await;
+    }
+
+    async fn publish_related(
+        &self,
+        store: &ABStore,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+        related: Option<ObjectReference>,
+    ) {
+        let event = crate::events::Event {
+            type_,
+            reason,
+            action,
+            note: truncate_note(note),
+            related,
+        };
+        if let Err(error) = self.events.publish(&store.object_ref(&()), event).await {
             tracing::warn!(%error, %reason, "publishing an Event");
         }
     }
@@ -431,7 +461,7 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         let switchover = change.reason == status::SWITCHOVER;
         ctx.metrics
             .primary_changed(&model.namespace, &model.name, &change.reason);
-        ctx.publish(
+        ctx.publish_about_pod(
             store,
             if switchover {
                 EventType::Normal
@@ -449,6 +479,7 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
                 change.from.as_deref().unwrap_or("an unknown pod"),
                 change.to
             ),
+            &change.to,
         )
         .await;
     }
@@ -761,12 +792,13 @@ async fn rollout_step(
     let restart = |pod: String, what: String| async move {
         match pods::restart(&ctx.client, &model.namespace, &pod).await {
             Ok(()) => {
-                ctx.publish(
+                ctx.publish_about_pod(
                     store,
                     EventType::Normal,
                     REASON_ROLLING_RESTART,
                     ACTION_ROLLOUT,
                     format!("restarting {pod} ({what}) to run the current revision"),
+                    &pod,
                 )
                 .await;
             }

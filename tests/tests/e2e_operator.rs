@@ -262,12 +262,15 @@ async fn the_operator_starts_with_the_charts_rbac_and_brings_up_the_minimal_stor
 /// A store named `experiments` with `spec` (YAML, indented under `spec:`).
 fn store_yaml(spec: &str) -> String {
     let spec: String = spec.lines().map(|line| format!("  {line}\n")).collect();
-    format!("apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: experiments\nspec:\n{spec}")
+    format!(
+        "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: experiments\nspec:\n{spec}"
+    )
 }
 
 /// Sentinel settings that fail over within seconds (production waits 5 s before calling a
 /// primary down).
-const FAST_SENTINEL: &str = "sentinel:\n  downAfterMilliseconds: 1000\n  failoverTimeoutMilliseconds: 10000\n";
+const FAST_SENTINEL: &str =
+    "sentinel:\n  downAfterMilliseconds: 1000\n  failoverTimeoutMilliseconds: 10000\n";
 
 fn apply_store(cluster: &Cluster, ns: &str, yaml: &str) {
     cluster
@@ -277,7 +280,16 @@ fn apply_store(cluster: &Cluster, ns: &str, yaml: &str) {
 
 fn patch_store(cluster: &Cluster, ns: &str, patch: &str) {
     cluster
-        .kubectl(&["patch", "abstore", "experiments", "-n", ns, "--type=merge", "-p", patch])
+        .kubectl(&[
+            "patch",
+            "abstore",
+            "experiments",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            patch,
+        ])
         .unwrap_or_else(|error| panic!("{error}"));
 }
 
@@ -293,14 +305,28 @@ struct AppAccess {
 
 fn app_access(cluster: &Cluster, ns: &str) -> AppAccess {
     let json = cluster
-        .kubectl(&["get", "secret", "experiments-user-app", "-n", ns, "-o", "json"])
+        .kubectl(&[
+            "get",
+            "secret",
+            "experiments-user-app",
+            "-n",
+            ns,
+            "-o",
+            "json",
+        ])
         .unwrap_or_else(|error| panic!("{error}"));
     let secret: Value = serde_json::from_str(&json).unwrap();
     let field = |key: &str| {
         use base64::Engine;
-        let encoded = secret["data"][key].as_str().unwrap_or_else(|| panic!("no {key}"));
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap())
-            .unwrap()
+        let encoded = secret["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key}"));
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap(),
+        )
+        .unwrap()
     };
     let password = field("password");
     let dir = tempfile::tempdir().unwrap();
@@ -345,7 +371,10 @@ async fn sentinel_primary(ns: &str, access: &AppAccess) -> Result<String, String
         .query_async(&mut conn)
         .await
         .map_err(|error| error.to_string())?;
-    reply.into_iter().next().ok_or_else(|| "no primary".to_owned())
+    reply
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no primary".to_owned())
 }
 
 /// The pod name of a Redis pod FQDN (`experiments-redis-1.experiments-redis-headless...`).
@@ -357,15 +386,18 @@ fn pod_of(host: &str) -> String {
 /// so the test sees the container's processes (cgroupfs paths carry the pod UID).
 fn container_pid(uid: &str, comm: &str) -> Option<u32> {
     let underscored = uid.replace('-', "_");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-        if name.trim() != comm {
-            return None;
-        }
-        let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).ok()?;
-        (cgroup.contains(uid) || cgroup.contains(&underscored)).then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            if name.trim() != comm {
+                return None;
+            }
+            let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).ok()?;
+            (cgroup.contains(uid) || cgroup.contains(&underscored)).then_some(pid)
+        })
 }
 
 fn signal(pid: u32, signal: &str) {
@@ -377,7 +409,11 @@ fn signal(pid: u32, signal: &str) {
 }
 
 async fn pod(client: &kube::Client, ns: &str, name: &str) -> Option<Pod> {
-    Api::<Pod>::namespaced(client.clone(), ns).get_opt(name).await.ok().flatten()
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The IP of pod `name` while it is Ready.
@@ -460,7 +496,12 @@ async fn write_more(writer: &abstore_tests::local_store::PlainWriter, more: u64,
         if log.acked >= target {
             Ok(())
         } else {
-            Err(format!("{} acknowledged, {} errors, last: {:?}", log.acked, log.errors.len(), log.errors.last().map(|e| &e.error)))
+            Err(format!(
+                "{} acknowledged, {} errors, last: {:?}",
+                log.acked,
+                log.errors.len(),
+                log.errors.last().map(|e| &e.error)
+            ))
         }
     })
     .await
@@ -479,9 +520,11 @@ fn outage(log: &abstore_tests::local_store::WriterLog) -> Duration {
 /// more than those acknowledged plus those whose outcome is unknown).
 async fn assert_nothing_lost(writer: &mut abstore_tests::local_store::PlainWriter, what: &str) {
     let log = writer.stop().await;
-    let value = poll("the counter to be readable", Duration::from_secs(30), || async {
-        writer.value().await.map_err(|error| error.to_string())
-    })
+    let value = poll(
+        "the counter to be readable",
+        Duration::from_secs(30),
+        || async { writer.value().await.map_err(|error| error.to_string()) },
+    )
     .await
     .unwrap_or_else(|error| panic!("{error}"));
     println!(
@@ -524,29 +567,44 @@ async fn deleting_the_primary_pod_under_writes_loses_no_acknowledged_write() {
     let status = wait_store_ready(cluster, ns, "experiments").await;
     let old = status["primary"].as_str().unwrap().to_owned();
     let access = app_access(cluster, ns);
-    let mut writer = abstore_tests::local_store::PlainWriter::start(&access.primary_url, &counter_key("delete"));
+    let mut writer =
+        abstore_tests::local_store::PlainWriter::start(&access.primary_url, &counter_key("delete"));
     write_more(&writer, 2_000, Duration::from_secs(60)).await;
 
     cluster
         .kubectl(&["delete", "pod", &old, "-n", ns, "--wait=false"])
         .unwrap_or_else(|error| panic!("{error}"));
     let client = cluster.client().await;
-    let new = poll("another pod to be primary and Ready behind <n>-primary", Duration::from_secs(120), || async {
-        let status = store_status(cluster, ns, "experiments")?;
-        let primary = status["primary"].as_str().unwrap_or_default().to_owned();
-        if primary.is_empty() || primary == old {
-            return Err(format!("primary {primary:?}"));
-        }
-        let ip = ready_ip(&client, ns, &primary).await.ok_or("new primary not ready")?;
-        let ips = endpoint_ips(&client, ns, "experiments-primary").await;
-        if ips == [ip] { Ok(primary) } else { Err(format!("endpoints {ips:?}")) }
-    })
+    let new = poll(
+        "another pod to be primary and Ready behind <n>-primary",
+        Duration::from_secs(120),
+        || async {
+            let status = store_status(cluster, ns, "experiments")?;
+            let primary = status["primary"].as_str().unwrap_or_default().to_owned();
+            if primary.is_empty() || primary == old {
+                return Err(format!("primary {primary:?}"));
+            }
+            let ip = ready_ip(&client, ns, &primary)
+                .await
+                .ok_or("new primary not ready")?;
+            let ips = endpoint_ips(&client, ns, "experiments-primary").await;
+            if ips == [ip] {
+                Ok(primary)
+            } else {
+                Err(format!("endpoints {ips:?}"))
+            }
+        },
+    )
     .await
     .unwrap_or_else(|error| panic!("{error}"));
     write_more(&writer, 1_000, Duration::from_secs(60)).await;
     // The deleted pod comes back as a replica and the store is whole again.
     wait_rolled_out(cluster, ns, STORE_READY).await;
-    assert_nothing_lost(&mut writer, &format!("kubectl delete pod {old} (primary moved to {new})")).await;
+    assert_nothing_lost(
+        &mut writer,
+        &format!("kubectl delete pod {old} (primary moved to {new})"),
+    )
+    .await;
     let status = store_status(cluster, ns, "experiments").unwrap();
     assert_eq!(status["primary"], new.as_str(), "the primary moved again");
 }
@@ -578,7 +636,10 @@ async fn a_hung_primary_is_failed_over_and_the_primary_service_follows_within_a_
     let recorder = Recorder::new(
         connection,
         RecorderConfig {
-            wait_for_replicas: Some(WaitForReplicas { replicas: 1, timeout: Duration::from_millis(500) }),
+            wait_for_replicas: Some(WaitForReplicas {
+                replicas: 1,
+                timeout: Duration::from_millis(500),
+            }),
             ..RecorderConfig::default()
         },
     )
@@ -609,20 +670,32 @@ async fn a_hung_primary_is_failed_over_and_the_primary_service_follows_within_a_
     };
     let acked_now = || acked.load(std::sync::atomic::Ordering::Relaxed);
     poll("events to be recorded", Duration::from_secs(60), || async {
-        if acked_now() >= 300 { Ok(()) } else { Err(format!("{} acknowledged", acked_now())) }
+        if acked_now() >= 300 {
+            Ok(())
+        } else {
+            Err(format!("{} acknowledged", acked_now()))
+        }
     })
     .await
     .unwrap_or_else(|error| panic!("{error}"));
 
     let client = cluster.client().await;
-    let uid = pod(&client, ns, &old).await.and_then(|p| p.metadata.uid).unwrap();
-    let pid = container_pid(&uid, "redis-server").unwrap_or_else(|| panic!("no redis-server of {old} on this machine"));
+    let uid = pod(&client, ns, &old)
+        .await
+        .and_then(|p| p.metadata.uid)
+        .unwrap();
+    let pid = container_pid(&uid, "redis-server")
+        .unwrap_or_else(|| panic!("no redis-server of {old} on this machine"));
     signal(pid, "STOP");
     let stopped_at = std::time::Instant::now();
     let (switched_at, new) = poll("Sentinel to fail over", Duration::from_secs(60), || async {
         let host = sentinel_primary(ns, &access).await?;
         let pod = pod_of(&host);
-        if pod != old { Ok((std::time::Instant::now(), pod)) } else { Err(format!("still {pod}")) }
+        if pod != old {
+            Ok((std::time::Instant::now(), pod))
+        } else {
+            Err(format!("still {pod}"))
+        }
     })
     .await
     .unwrap_or_else(|error| {
@@ -631,12 +704,25 @@ async fn a_hung_primary_is_failed_over_and_the_primary_service_follows_within_a_
     });
     // The crash: the process never answers again; the kubelet restarts the container.
     signal(pid, "KILL");
-    let (followed_at, _) = poll("<n>-primary to route to the new primary", Duration::from_secs(30), || async {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-        let ip = pods.get(&new).await.ok().and_then(|p| p.status?.pod_ip).ok_or("no ip")?;
-        let ips = endpoint_ips(&client, ns, "experiments-primary").await;
-        if ips == [ip.clone()] { Ok((std::time::Instant::now(), ips)) } else { Err(format!("{ips:?}")) }
-    })
+    let (followed_at, _) = poll(
+        "<n>-primary to route to the new primary",
+        Duration::from_secs(30),
+        || async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+            let ip = pods
+                .get(&new)
+                .await
+                .ok()
+                .and_then(|p| p.status?.pod_ip)
+                .ok_or("no ip")?;
+            let ips = endpoint_ips(&client, ns, "experiments-primary").await;
+            if ips == [ip.clone()] {
+                Ok((std::time::Instant::now(), ips))
+            } else {
+                Err(format!("{ips:?}"))
+            }
+        },
+    )
     .await
     .unwrap_or_else(|error| panic!("{error}"));
     let follow = followed_at.saturating_duration_since(switched_at);
@@ -645,30 +731,52 @@ async fn a_hung_primary_is_failed_over_and_the_primary_service_follows_within_a_
         switched_at.duration_since(stopped_at).as_millis(),
         follow.as_millis()
     );
-    assert!(follow <= Duration::from_secs(1), "<n>-primary followed {follow:?} after Sentinel's switch");
+    assert!(
+        follow <= Duration::from_secs(1),
+        "<n>-primary followed {follow:?} after Sentinel's switch"
+    );
 
     // The killed node comes back (as a replica) and the writer goes on.
     wait_store_ready(cluster, ns, "experiments").await;
     let before = acked_now();
-    poll("more events after the failover", Duration::from_secs(60), || async {
-        if acked_now() >= before + 300 { Ok(()) } else { Err(format!("{} acknowledged", acked_now())) }
-    })
+    poll(
+        "more events after the failover",
+        Duration::from_secs(60),
+        || async {
+            if acked_now() >= before + 300 {
+                Ok(())
+            } else {
+                Err(format!("{} acknowledged", acked_now()))
+            }
+        },
+    )
     .await
     .unwrap_or_else(|error| panic!("{error}"));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let errors = writer.await.unwrap();
     let total = acked_now();
-    let reader = abstore::reads::Reader::new(recorder.connection().clone(), None, abstore::keys::Granularity::Hour);
-    let counted = poll("the count to be readable", Duration::from_secs(30), || async {
-        reader
-            .hour(&abstore::reads::Metric::Evaluations, "hung", &["v"], now)
-            .await
-            .map_err(|error| error.to_string())
-    })
+    let reader = abstore::reads::Reader::new(
+        recorder.connection().clone(),
+        None,
+        abstore::keys::Granularity::Hour,
+    );
+    let counted = poll(
+        "the count to be readable",
+        Duration::from_secs(30),
+        || async {
+            reader
+                .hour(&abstore::reads::Metric::Evaluations, "hung", &["v"], now)
+                .await
+                .map_err(|error| error.to_string())
+        },
+    )
     .await
     .unwrap_or_else(|error| panic!("{error}"));
     let counted = counted.variations.get("v").map_or(0, |stats| stats.count);
-    println!("hung primary: {total} events acknowledged, {counted} counted, {} errors on the way", errors.len());
+    println!(
+        "hung primary: {total} events acknowledged, {counted} counted, {} errors on the way",
+        errors.len()
+    );
     assert_eq!(counted, total, "acknowledged events lost or double counted");
 }
 
@@ -676,4 +784,293 @@ async fn a_hung_primary_is_failed_over_and_the_primary_service_follows_within_a_
 fn counter_key(flag: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     format!("ec:{}:{flag}:v", now - now % 3600)
+}
+
+/// Redis pods' `(name, uid, controller-revision-hash)`.
+async fn redis_pods(client: &kube::Client, ns: &str) -> Vec<(String, String, String)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut out: Vec<(String, String, String)> = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=redis"))
+        .await
+        .map(|list| list.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|pod| {
+            let hash = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get("controller-revision-hash").cloned())
+                .unwrap_or_default();
+            (
+                pod.metadata.name.unwrap_or_default(),
+                pod.metadata.uid.unwrap_or_default(),
+                hash,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_change_rolls_the_replicas_then_the_primary_by_one_switchover_under_writes() {
+    // New Redis settings restart every data pod. With OnDelete the operator decides the order:
+    // replicas one at a time, then one switchover away from the primary, then the old primary.
+    // Under plain writes through `<n>-primary` nothing acknowledged may be lost, the rollout
+    // must not spin (the last round saw ~530 reconciles for one rollout), and Progressing must
+    // clear once every pod runs the new revision.
+    let Some(cluster) = k8s::cluster_with_node("rollout") else {
+        return;
+    };
+    let setup = setup("rollout", cluster, "").await;
+    let ns = setup.ns.name.as_str();
+    apply_store(cluster, ns, &store_yaml("{}"));
+    let status = wait_store_ready(cluster, ns, "experiments").await;
+    let old_primary = status["primary"].as_str().unwrap().to_owned();
+    let client = cluster.client().await;
+    let before = redis_pods(&client, ns).await;
+    let access = app_access(cluster, ns);
+    let mut writer = abstore_tests::local_store::PlainWriter::start(
+        &access.primary_url,
+        &counter_key("rollout"),
+    );
+    write_more(&writer, 1_000, Duration::from_secs(60)).await;
+
+    let reconciles_before = reconciles(&setup.operator);
+    let started = std::time::Instant::now();
+    patch_store(cluster, ns, r#"{"spec":{"redis":{"config":{"hz":"15"}}}}"#);
+    // Every pod replaced (new uid) and on the new revision, the store Ready, Progressing False.
+    let after = poll("every Redis pod to be replaced", STORE_READY, || async {
+        let now = redis_pods(&client, ns).await;
+        let replaced = now.len() == 3
+            && now
+                .iter()
+                .all(|(name, uid, _)| before.iter().any(|(n, u, _)| n == name && u != uid));
+        if replaced {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    let status = wait_rolled_out(cluster, ns, STORE_READY).await;
+    let took = started.elapsed();
+    let reconciled = reconciles(&setup.operator) - reconciles_before;
+    write_more(&writer, 500, Duration::from_secs(60)).await;
+    assert_nothing_lost(&mut writer, "a rollout of every data pod").await;
+    let hashes: std::collections::BTreeSet<&String> =
+        after.iter().map(|(_, _, hash)| hash).collect();
+    assert_eq!(hashes.len(), 1, "pods on different revisions: {after:?}");
+
+    let events = event_reasons(cluster, ns);
+    let restarts: Vec<&String> = events
+        .iter()
+        .filter(|e| e.starts_with("RollingRestart="))
+        .collect();
+    let switchovers: Vec<&String> = events
+        .iter()
+        .filter(|e| e.starts_with("Switchover="))
+        .collect();
+    println!(
+        "rollout of 3 data pods: {took:?}, {reconciled} reconciles, {} restarts, {} switchover(s); events:\n{}",
+        restarts.len(),
+        switchovers.len(),
+        events.join("\n")
+    );
+    assert_eq!(restarts.len(), 3, "{events:#?}");
+    assert_eq!(switchovers.len(), 1, "{events:#?}");
+    assert!(
+        restarts[2].contains(&old_primary),
+        "the old primary was not restarted last: {restarts:?}"
+    );
+    assert_eq!(status["lastFailover"]["reason"], "Switchover");
+    assert!(
+        warnings(cluster, ns).is_empty(),
+        "{:?}",
+        warnings(cluster, ns)
+    );
+    // Bounded by what changes: each pod's restart is a handful of pod and StatefulSet
+    // updates (debounced), plus a 5 s requeue while rolling; not a loop.
+    let bound = 60.0 + took.as_secs_f64() / 5.0;
+    assert!(
+        reconciled <= bound,
+        "{reconciled} reconciles for one rollout (bound {bound})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_3_5_3_keeps_one_primary_the_data_and_the_volumes_and_deletion_keeps_the_volumes() {
+    // Scale-up adds replicas of the primary; scale-down removes the highest ordinals (never the
+    // primary without a switchover) and keeps their PVCs, as StatefulSets do. Deleting the
+    // store garbage-collects every object it owns and keeps every PVC: data outlives mistakes.
+    let Some(cluster) = k8s::cluster_with_node("scaling") else {
+        return;
+    };
+    let setup = setup("scaling", cluster, "").await;
+    let ns = setup.ns.name.as_str();
+    apply_store(cluster, ns, &store_yaml("{}"));
+    wait_store_ready(cluster, ns, "experiments").await;
+    let access = app_access(cluster, ns);
+    let mut writer = abstore_tests::local_store::PlainWriter::start(
+        &access.primary_url,
+        &counter_key("scaling"),
+    );
+    write_more(&writer, 500, Duration::from_secs(60)).await;
+
+    for replicas in [5, 3] {
+        patch_store(
+            cluster,
+            ns,
+            &format!(r#"{{"spec":{{"redis":{{"replicas":{replicas}}}}}}}"#),
+        );
+        let want = format!("{replicas}/{replicas}");
+        let status = poll(
+            &format!("{want} Redis pods, one primary"),
+            STORE_READY,
+            || async {
+                let status = store_status(cluster, ns, "experiments")?;
+                let pods = status["pods"].as_array().cloned().unwrap_or_default();
+                let primaries = pods.iter().filter(|p| p["role"] == "primary").count();
+                let replicas_linked = pods
+                    .iter()
+                    .filter(|p| p["role"] == "replica" && p["linkUp"] == true)
+                    .count();
+                if status["ready"] == want.as_str()
+                    && status["phase"] == "Ready"
+                    && pods.len() == replicas
+                    && primaries == 1
+                    && replicas_linked == replicas - 1
+                {
+                    Ok(status)
+                } else {
+                    Err(format!("status: {status}"))
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+        write_more(&writer, 300, Duration::from_secs(60)).await;
+        println!("scaled to {replicas}: primary {}", status["primary"]);
+    }
+    assert_nothing_lost(&mut writer, "scaling 3 -> 5 -> 3").await;
+    let client = cluster.client().await;
+    let names: Vec<String> = redis_pods(&client, ns)
+        .await
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "experiments-redis-0",
+            "experiments-redis-1",
+            "experiments-redis-2"
+        ]
+    );
+    let claims = |cluster: &Cluster| {
+        cluster
+            .kubectl(&[
+                "get",
+                "pvc",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ])
+            .unwrap_or_default()
+    };
+    let before = claims(cluster);
+    for ordinal in 0..5 {
+        assert!(
+            before.contains(&format!("experiments-redis-{ordinal}")),
+            "PVC of pod {ordinal} missing: {before}"
+        );
+    }
+
+    // Delete the store: owned objects go, PVCs stay.
+    cluster
+        .kubectl(&[
+            "delete",
+            "abstore",
+            "experiments",
+            "-n",
+            ns,
+            "--wait=true",
+            "--timeout=60s",
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+    poll("the garbage collector to remove every owned object", Duration::from_secs(120), || async {
+        let left = cluster.kubectl(&[
+            "get",
+            "statefulsets,services,configmaps,secrets,cronjobs,poddisruptionbudgets,networkpolicies,pods",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/instance=experiments",
+            "-o",
+            "name",
+        ])?;
+        if left.is_empty() { Ok(()) } else { Err(left) }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        claims(cluster),
+        before,
+        "PVCs changed when the store was deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_store_and_a_store_under_writes_cost_no_reconciles() {
+    // The operator reconciles on changes and on its periodic resync, not on a timer: an idle
+    // store, and one under steady writes (offsets move, status would change), must not be
+    // reconciled again and again.
+    let Some(cluster) = k8s::cluster_with_node("reconcile rate") else {
+        return;
+    };
+    let setup = setup("rate", cluster, "").await;
+    let ns = setup.ns.name.as_str();
+    apply_store(cluster, ns, &store_yaml("{}"));
+    wait_rolled_out(cluster, ns, STORE_READY).await;
+    // Let the start-up settle (the last pod and label changes), then measure.
+    poll(
+        "the reconciles to settle",
+        Duration::from_secs(60),
+        || async {
+            let before = reconciles(&setup.operator);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let after = reconciles(&setup.operator);
+            if after == before {
+                Ok(())
+            } else {
+                Err(format!("{} reconciles in 5 s", after - before))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    let window = Duration::from_secs(30);
+    let idle = reconciles(&setup.operator);
+    tokio::time::sleep(window).await; // the measurement window itself, not a synchronisation
+    let idle = reconciles(&setup.operator) - idle;
+    let access = app_access(cluster, ns);
+    let mut writer =
+        abstore_tests::local_store::PlainWriter::start(&access.primary_url, &counter_key("rate"));
+    write_more(&writer, 200, Duration::from_secs(60)).await;
+    let busy = reconciles(&setup.operator);
+    tokio::time::sleep(window).await;
+    let busy = reconciles(&setup.operator) - busy;
+    assert_nothing_lost(&mut writer, "steady writes").await;
+    println!("reconciles in {window:?}: idle {idle}, under writes {busy}");
+    assert!(
+        idle <= 1.0,
+        "{idle} reconciles of an idle store in {window:?}"
+    );
+    assert!(
+        busy <= 1.0,
+        "{busy} reconciles of a store under writes in {window:?}"
+    );
 }
