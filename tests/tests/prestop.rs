@@ -4,6 +4,8 @@
 //!   (what the kubelet does when the hook returns): the hook returns within its budget, another
 //!   node is primary, the old one is its replica, and the counter equals the acknowledged
 //!   increments exactly. Prints the figures (acknowledged, lost, longest outage);
+//! - the same over TLS (`spec.tls`, every port TLS-only), on the store `local up` runs, with an
+//!   `abstore` Sentinel-following writer;
 //! - the failure paths leave the node safe: no replica connected (no pause, no sentinel asked), a
 //!   refused failover and one Sentinel cannot start (pause released, still the primary), and the
 //!   hook on a replica (nothing at all).
@@ -16,7 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use abstore_operator::config::{PRESTOP_REDIS, PRESTOP_TIMEOUT_SECONDS};
+use abstore_operator::config::{
+    self, ConfigPaths, PRESTOP_REDIS, PRESTOP_TIMEOUT_SECONDS, SCRIPT_LIB,
+};
+use abstore_operator::local::{self, Supervisor};
+use abstore_tests::local_store::{self as local_store, KillOnDrop};
 use abstore_tests::{
     LOOPBACK, RedisServer, Rendered, SentinelServer, query_role, wait_for_sentinels_to_know,
     wait_for_sync,
@@ -599,4 +605,132 @@ async fn on_a_replica_the_hook_does_nothing() {
         primary_of(&replica).await.map(|(_, port)| port),
         Some(store.nodes[0].port())
     );
+}
+
+/// A TLS-only store for `local up`, with the operator's default Sentinel timings (see `SPEC`).
+const TLS_STORE: &str = "\
+apiVersion: abstore.dev/v1alpha1
+kind: ABStore
+metadata:
+  name: prestop-tls
+spec:
+  redis:
+    replicas: 3
+  sentinel:
+    replicas: 3
+    downAfterMilliseconds: 5000
+    failoverTimeoutMilliseconds: 10000
+  tls:
+    enabled: true
+    secretName: prestop-tls
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_hook_hands_over_the_same_way() {
+    // Every port is TLS-only: each command of the hook (to this node, the new primary and the
+    // sentinels) must go through the scripts' TLS options with the mounted CA, or no handover.
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("store.yaml");
+    std::fs::write(&spec, TLS_STORE).unwrap();
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    let old = state.primary.clone().unwrap();
+    let old_port = old.rsplit_once(':').unwrap().1.to_owned();
+
+    // The scripts as a pod gets them, with local up's credentials and certificates mounted.
+    let scripts = work.path().join("config");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let text = |p: std::path::PathBuf| p.display().to_string();
+    let paths = ConfigPaths {
+        data_dir: text(dir.clone()),
+        acl_file: text(layout.acl_file()),
+        tls_dir: text(layout.tls_dir()),
+        credentials_dir: text(layout.credentials_dir()),
+        config_dir: text(scripts.clone()),
+    };
+    let files = config::config_files(&local::load_model(&spec).unwrap(), &paths);
+    assert!(files.get(SCRIPT_LIB).unwrap().contains("ABSTORE_TLS:=yes"));
+    for name in [SCRIPT_LIB, PRESTOP_REDIS] {
+        std::fs::write(scripts.join(name), files.get(name).unwrap()).unwrap();
+    }
+
+    let mut writer = local_store::Writer::start(&layout, &state, COUNTER, Duration::from_millis(1))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while writer.log().await.acked < WRITES_BEFORE_AND_AFTER {
+        assert!(Instant::now() < deadline, "{:?}", writer.log().await);
+        tokio::time::sleep(POLL).await;
+    }
+    let sentinel_port = state.sentinels[0].port.to_string();
+    let started = Instant::now();
+    let output = tokio::task::block_in_place(|| {
+        std::process::Command::new("sh")
+            .arg(scripts.join(PRESTOP_REDIS))
+            .envs([
+                ("ABSTORE_LOCAL_HOST", LOOPBACK),
+                ("ABSTORE_LOCAL_PORT", old_port.as_str()),
+                ("ABSTORE_ANNOUNCE_HOST", LOOPBACK),
+                ("ABSTORE_ANNOUNCE_PORT", old_port.as_str()),
+                ("ABSTORE_SENTINEL_HOST", LOOPBACK),
+                ("ABSTORE_SENTINEL_PORT", sentinel_port.as_str()),
+            ])
+            .output()
+            .unwrap()
+    });
+    let hook = HookRun {
+        took: started.elapsed(),
+        output,
+    };
+    println!("preStop over TLS took {:?}:\n{}", hook.took, hook.log());
+    hook.assert_success();
+    assert!(hook.log().contains("demoted"), "{}", hook.log());
+
+    // Asked over TLS by `local status` (the operator's own observation): once every sentinel
+    // names the new primary (the one that failed over lists the old address until it has
+    // reconfigured the other replica), the old primary follows it.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let (status, new) = loop {
+        let status = local::status(&layout).await.unwrap();
+        let named: Vec<Option<String>> =
+            status.sentinels.iter().map(|s| s.primary.clone()).collect();
+        if let Some(Some(first)) = named.first()
+            && *first != old
+            && named.iter().all(|n| n.as_ref() == Some(first))
+        {
+            let new = first.clone();
+            break (status, new);
+        }
+        assert!(Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(POLL).await;
+    };
+    let old_node = status.nodes.iter().find(|n| n.address == old).unwrap();
+    assert!(
+        old_node
+            .role
+            .as_deref()
+            .is_some_and(|role| role.starts_with(&format!("replica of {new} "))),
+        "{status:?}"
+    );
+
+    let acked = writer.log().await.acked;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while writer.log().await.acked < acked + WRITES_BEFORE_AND_AFTER {
+        assert!(Instant::now() < deadline, "{:?}", writer.log().await);
+        tokio::time::sleep(POLL).await;
+    }
+    let log = writer.stop().await;
+    let counted = u64::try_from(writer.value().await.unwrap()).unwrap();
+    println!(
+        "over TLS: acknowledged {}, counted {counted}, outcome unknown {}, errors {}, slowest \
+         acknowledged write {:?}",
+        log.acked,
+        log.unknown,
+        log.errors.len(),
+        log.slowest.map(|(took, _)| took)
+    );
+    assert_eq!(counted, log.acked, "{log:?}");
 }
