@@ -151,9 +151,10 @@ stop_as_primary() {
     exit 0
 }
 
-# caught_up: every replica connected at the pause (`expected`) is still connected, and every
-# connected replica is online with an acknowledged offset equal to this node's, which no longer
-# moves with writes while they are paused. Otherwise `waiting` says which are not.
+# caught_up: at least one replica is connected, every replica connected at the pause
+# (`expected`) still is, and every connected replica is online with an acknowledged offset equal
+# to this node's, which no longer moves with writes while they are paused. Otherwise `waiting`
+# says what is missing.
 caught_up() {
     scan_replicas || {
         waiting="this node to answer INFO replication"
@@ -166,6 +167,10 @@ caught_up() {
             *) _missing="$_missing $_addr (disconnected)" ;;
         esac
     done
+    if [ "$replica_count" -eq 0 ]; then
+        waiting="a replica to connect"
+        return 1
+    fi
     waiting="the replicas to catch up with offset $end:$not_online$behind$_missing"
     [ -z "$not_online$behind$_missing" ]
 }
