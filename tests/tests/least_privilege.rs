@@ -388,7 +388,8 @@ async fn client_roles_are_granted_exactly_what_their_components_send() {
     assert_exactly("prune", &granted(&bench.store, "prune"), &used, &[]);
 
     // exporter: the pods' scripts that log in as the exporter (liveness PING, readiness INFO,
-    // preStop and start-redis ROLE), then redis_exporter's scrape replayed from its source.
+    // preStop ROLE and INFO, start-redis ROLE), then redis_exporter's scrape replayed from its
+    // source.
     let port = bench.node.port().to_string();
     let exporter_used = measure(&mut bench.stats, "exporter", async {
         for script in [LIVENESS_REDIS, READINESS_REDIS] {
@@ -401,8 +402,9 @@ async fn client_roles_are_granted_exactly_what_their_components_send() {
             );
             assert!(output.status.success(), "{script}: {}", stderr(&output));
         }
-        // preStop on a primary asks its ROLE, then a sentinel (none answers here) for a
-        // failover; it gives up after its timeout without failing the pod's stop.
+        // preStop on a primary reads its ROLE and INFO replication as the exporter, and with no
+        // replica connected stops there (what it does as the replication user is measured with
+        // a real switchover below).
         let output = bench.store.run_script(
             PRESTOP_REDIS,
             &env(&[
@@ -414,6 +416,11 @@ async fn client_roles_are_granted_exactly_what_their_components_send() {
             ]),
         );
         assert!(output.status.success(), "preStop: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("no replica is connected"),
+            "preStop: {}",
+            stderr(&output)
+        );
     })
     .await;
     let scrape_extras: Vec<(String, &str)> = REDIS_EXPORTER_SCRAPE
@@ -449,7 +456,8 @@ async fn client_roles_are_granted_exactly_what_their_components_send() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replication_and_sentinel_roles_are_granted_exactly_what_replicas_and_sentinels_send() {
+async fn replication_and_sentinel_roles_are_granted_exactly_what_replicas_sentinels_and_the_prestop_hook_send()
+ {
     let store = Rendered::new(FAST_SENTINEL);
     let config = store.redis_conf();
     let primary = RedisServer::start(&config).unwrap();
@@ -463,13 +471,7 @@ async fn replication_and_sentinel_roles_are_granted_exactly_what_replicas_and_se
     let replica = RedisServer::start_replica_of(&config, &primary).unwrap();
     let replica_url = store.url("operator", replica.port());
     wait_for_sync(&replica_url, SYNC_TIMEOUT).await.unwrap();
-    let replication_used = stats.get_mut(&primary.port()).unwrap().used().await;
-    assert_exactly(
-        "replication",
-        &granted(&store, "replication"),
-        &replication_used,
-        &[],
-    );
+    let mut replication_used = stats.get_mut(&primary.port()).unwrap().used().await;
 
     // sentinel: discovery by start-sentinel.sh (ROLE of the peers), monitoring, the hello
     // channel, and a whole failover (the switchover below) with the reconfiguration it implies.
@@ -526,5 +528,51 @@ async fn replication_and_sentinel_roles_are_granted_exactly_what_replicas_and_se
             "script|kill",
             "Sentinel kills a script that keeps the primary busy (-BUSY) before failing over",
         )],
+    );
+
+    // replication, as the preStop hook: a switchover back, run by the hook on the current
+    // primary (pause, catch-up, SENTINEL FAILOVER, demotion). Only the replication user is
+    // widened now; the sentinels and the hook's exporter calls run with their real grants, so
+    // anything on the nodes outside those grants was sent as the replication user.
+    for sentinel in &sentinels {
+        wait_for_sentinels_to_know(sentinel, "shop", 1, 2, DISCOVERY_TIMEOUT)
+            .await
+            .unwrap();
+    }
+    for node in stats.values_mut() {
+        run_as(&node.url, &["ACL", "LOAD"]).await.unwrap();
+        node.widen("replication").await;
+        node.reset().await;
+    }
+    let new_port_text = new_port.to_string();
+    let output = store.run_script(
+        PRESTOP_REDIS,
+        &env(&[
+            ("ABSTORE_LOCAL_HOST", LOOPBACK),
+            ("ABSTORE_LOCAL_PORT", &new_port_text),
+            ("ABSTORE_ANNOUNCE_HOST", LOOPBACK),
+            ("ABSTORE_ANNOUNCE_PORT", &new_port_text),
+            ("ABSTORE_SENTINEL_HOST", LOOPBACK),
+            ("ABSTORE_SENTINEL_PORT", &sentinels[0].port().to_string()),
+        ]),
+    );
+    assert!(output.status.success(), "preStop: {}", stderr(&output));
+    assert!(stderr(&output).contains("demoted"), "{}", stderr(&output));
+    wait_for_sync(&store.url("operator", new_port), FAILOVER_TIMEOUT)
+        .await
+        .unwrap();
+    let others: BTreeSet<String> = granted(&store, "sentinel")
+        .union(&granted(&store, "exporter"))
+        .cloned()
+        .chain(["select".to_owned()])
+        .collect();
+    for node in stats.values_mut() {
+        replication_used.extend(node.used().await.difference(&others).cloned());
+    }
+    assert_exactly(
+        "replication",
+        &granted(&store, "replication"),
+        &replication_used,
+        &[],
     );
 }

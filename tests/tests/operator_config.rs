@@ -257,12 +257,26 @@ async fn each_role_can_do_its_job_and_is_refused_the_rest() {
     refused(&exporter, &["GET", &counter]).await;
     refused(&exporter, &["CONFIG", "SET", "maxmemory", "1"]).await;
     refused(&exporter, &["SLOWLOG", "RESET"]).await;
+    // Its password is also in the redis_exporter sidecar: the preStop hook's pause and
+    // demotion go with the replication user instead.
+    refused(&exporter, &["CLIENT", "PAUSE", "1", "WRITE"]).await;
+    refused(&exporter, &["REPLICAOF", "NO", "ONE"]).await;
 
     // replication and sentinel: their protocol commands, no data.
     let replication = store.url("replication", port);
     allowed(&replication, &["REPLCONF", "listening-port", "6380"]).await;
     refused(&replication, &["PING"]).await;
     refused(&replication, &["GET", &counter]).await;
+    // The preStop hook's pause and demotion of its own node (REPLICAOF NO ONE on a primary
+    // changes nothing), and no other administration.
+    allowed(&replication, &["CLIENT", "PAUSE", "1", "WRITE"]).await;
+    allowed(&replication, &["CLIENT", "UNPAUSE"]).await;
+    allowed(&replication, &["REPLICAOF", "NO", "ONE"]).await;
+    refused(&replication, &["SLAVEOF", "NO", "ONE"]).await;
+    refused(&replication, &["CONFIG", "SET", "replica-priority", "0"]).await;
+    refused(&replication, &["CLIENT", "KILL", "TYPE", "normal"]).await;
+    refused(&replication, &["INFO", "replication"]).await;
+    refused(&replication, &["FLUSHALL"]).await;
     let sentinel = store.url("sentinel", port);
     allowed(&sentinel, &["INFO", "replication"]).await;
     refused(&sentinel, &["GET", &counter]).await;
@@ -405,13 +419,16 @@ async fn replicas_and_sentinels_from_rendered_files_replicate_and_fail_over() {
     wait_for_sentinels_to_know(&sentinels[1], "shop", 1, 2, DISCOVERY_TIMEOUT)
         .await
         .unwrap();
-    // preStop on the new primary: a planned switchover through the sentinel, with the exporter
-    // user's ROLE telling when it is over.
+    // preStop on the new primary: a planned switchover through the sentinel (writes paused as
+    // the replication user, the replicas' offsets and the new primary's ROLE read as the
+    // exporter), ending with this node demoted.
     let output = store.run_script(
         PRESTOP_REDIS,
         &env(&[
             ("ABSTORE_LOCAL_HOST", LOOPBACK),
             ("ABSTORE_LOCAL_PORT", &new_port.to_string()),
+            ("ABSTORE_ANNOUNCE_HOST", LOOPBACK),
+            ("ABSTORE_ANNOUNCE_PORT", &new_port.to_string()),
             ("ABSTORE_SENTINEL_HOST", LOOPBACK),
             ("ABSTORE_SENTINEL_PORT", &sentinels[1].port().to_string()),
             (
@@ -421,11 +438,7 @@ async fn replicas_and_sentinels_from_rendered_files_replicate_and_fail_over() {
         ]),
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("is a replica now"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("demoted"), "{}", stderr(&output));
     assert_eq!(
         query_role(&store.url("operator", new_port)).await.unwrap(),
         "slave"

@@ -28,9 +28,10 @@ pub const EXPORTER_CONTAINER: &str = "exporter";
 /// Memory of the redis container beyond `maxmemory`: the process, client buffers, the
 /// replication backlog and copy-on-write during RDB saves.
 pub const REDIS_MEMORY_OVERHEAD_BYTES: u64 = 256 * 1024 * 1024;
-/// Seconds a Redis pod gets to stop after its preStop hook's own limit: the hook asks Sentinel
-/// to move the primary away and waits up to `PRESTOP_TIMEOUT_SECONDS`; then redis-server gets
-/// SIGTERM and writes its final snapshot.
+/// Seconds a Redis pod gets to stop after its preStop hook's own limit: the hook hands the
+/// primary role over (writes paused, replicas caught up, Sentinel failover, demotion) within
+/// `PRESTOP_TIMEOUT_SECONDS` plus its last two commands' timeouts (seconds); then redis-server
+/// gets SIGTERM and writes its final snapshot. The grace period counts from the hook's start.
 pub const SHUTDOWN_GRACE_SECONDS: i64 = 60;
 
 /// The Redis StatefulSet.

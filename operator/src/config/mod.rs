@@ -56,18 +56,29 @@ pub const LIVENESS_SENTINEL: &str = "liveness-sentinel.sh";
 pub const READINESS_SENTINEL: &str = "readiness-sentinel.sh";
 
 /// Users whose passwords Redis pods mount under `CREDENTIALS_DIR`: masterauth (which the start
-/// script and preStop hook also use to ask the sentinels, see [`REDIS_POD_SENTINEL_ROLE`]), and
-/// the probes, preStop hook and start script on the data nodes (the exporter role).
+/// script and preStop hook also use to ask the sentinels, see [`REDIS_POD_SENTINEL_ROLE`], and
+/// the preStop hook to pause and demote its node, see [`PRESTOP_ROLE`]), and the probes, preStop
+/// hook and start script reading the data nodes' state (the exporter role).
 pub const REDIS_POD_CREDENTIALS: [Role; 2] = [Role::Replication, Role::Exporter];
 /// Users whose passwords sentinel pods mount under `CREDENTIALS_DIR`: `auth-pass` to the data
 /// nodes, `sentinel-pass` to the other sentinels, and the sentinel probes.
 pub const SENTINEL_POD_CREDENTIALS: [Role; 1] = [Role::Sentinel];
 /// The role a Redis pod's scripts authenticate to the sentinels with: start-redis.sh asks for
 /// the primary, the preStop hook for a failover. Replication, because its password is mounted
-/// there anyway and its holder can already PSYNC the whole dataset: a forced switchover adds
-/// little. The sentinel role would add REPLICAOF on every data node to each Redis pod.
+/// there anyway and its holder can already PSYNC the whole dataset (and, for the preStop hook,
+/// pause and demote a node, see [`PRESTOP_ROLE`]): a forced switchover adds little. The sentinel
+/// password would give each Redis pod what Sentinel may do to every node (SLAVEOF, CONFIG
+/// REWRITE, CLIENT KILL) and a say among the sentinels (their hello channel and votes).
 pub const REDIS_POD_SENTINEL_ROLE: Role = Role::Replication;
-/// Seconds the preStop hook waits for a failover away from this pod. The pod's
+/// The role the preStop hook pauses writes on its own node with (`CLIENT PAUSE … WRITE`,
+/// `CLIENT UNPAUSE`) and demotes it with (`REPLICAOF <new primary>`). Replication, not exporter:
+/// the exporter's password is also in the redis_exporter sidecar, which must stay read-only,
+/// while this one is only in the redis container, whose volume holds the whole dataset anyway.
+/// The grant is the same on every node (one ACL file), so a Redis pod may pause or re-point any
+/// node: the price of demoting its own node at once.
+pub const PRESTOP_ROLE: Role = Role::Replication;
+/// Seconds the preStop hook may take to hand the primary role over (its waits and the write
+/// pause end by then; its last two commands may add `2 × ABSTORE_CLI_TIMEOUT`). The pod's
 /// `terminationGracePeriodSeconds` must be longer.
 pub const PRESTOP_TIMEOUT_SECONDS: i64 = 60;
 /// `repl-backlog-size`: room for a replica that was away briefly (a restart, a rollout) to
@@ -226,6 +237,7 @@ fn template_values(model: &Model, paths: &ConfigPaths) -> Vec<(&'static str, Str
             REDIS_POD_SENTINEL_ROLE.username().to_owned(),
         ),
         ("REPLICATION_USER", Role::Replication.username().to_owned()),
+        ("PRESTOP_USER", PRESTOP_ROLE.username().to_owned()),
         ("PRESTOP_TIMEOUT", PRESTOP_TIMEOUT_SECONDS.to_string()),
     ]
 }
@@ -468,7 +480,7 @@ const BACKUP_COMMANDS: &[&str] = &[
 /// by the role's key patterns), DBSIZE for progress.
 const PRUNE_COMMANDS: &[&str] = &["+role", "+scan", "+unlink", "+dbsize"];
 /// What logs in as the exporter, measured by tests/tests/least_privilege.rs: the pods' probes and
-/// scripts (liveness PING, readiness INFO, ROLE in preStop and start-redis.sh) and redis_exporter's
+/// scripts (liveness PING, readiness INFO, ROLE and INFO in preStop, ROLE in start-redis.sh) and redis_exporter's
 /// default scrape (CLIENT SETNAME, CONFIG GET *, INFO ALL, LATENCY LATEST and HISTOGRAM, SLOWLOG GET
 /// and LEN; read from its source, as it cannot run here). No key access: `--check-keys` is not
 /// used; no CLUSTER INFO: ABStore runs Sentinel, not Cluster.
@@ -483,9 +495,17 @@ const EXPORTER_COMMANDS: &[&str] = &[
     "+latency|latest",
     "+latency|histogram",
 ];
-/// What a replica sends its primary as `masteruser`.
-/// (Its handshake's PING comes before AUTH and is answered NOAUTH by design: no rule.)
-const REPLICATION_COMMANDS: &[&str] = &["+psync", "+replconf"];
+/// What a replica sends its primary as `masteruser` (its handshake's PING comes before AUTH and
+/// is answered NOAUTH by design: no rule), and what the preStop hook does to its own node as
+/// [`PRESTOP_ROLE`]: pause writes, demote it to the new primary (REPLICAOF, never SLAVEOF),
+/// unpause. Measured by tests/tests/least_privilege.rs.
+const REPLICATION_COMMANDS: &[&str] = &[
+    "+psync",
+    "+replconf",
+    "+client|pause",
+    "+client|unpause",
+    "+replicaof",
+];
 /// Sentinel's needs on data nodes, measured by tests/tests/least_privilege.rs through discovery and
 /// a failover: PING, INFO, the hello channel (SUBSCRIBE, PUBLISH), CLIENT SETNAME, and for the
 /// failover MULTI, SLAVEOF (Sentinel sends SLAVEOF, never REPLICAOF), CONFIG REWRITE, CLIENT KILL,
@@ -948,6 +968,15 @@ mod tests {
         assert!(line("backup").contains("%R~*"));
         assert!(line("prune").contains("~gu:*") && !line("prune").contains("~as:*"));
         assert!(line("sentinel").contains("&__sentinel__:hello"));
+        // The preStop hook's pause and demotion go with the replication user, whose password
+        // only the redis container holds; the exporter's is also in redis_exporter's sidecar.
+        assert!(
+            line(PRESTOP_ROLE.username())
+                .ends_with("-@all +psync +replconf +client|pause +client|unpause +replicaof")
+        );
+        for write in ["client|pause", "replicaof", "slaveof", "config|set"] {
+            assert!(!line("exporter").contains(write), "{}", line("exporter"));
+        }
         assert!(line("operator").ends_with("~* &* -@all +@all"));
         assert!(line("reporting").ends_with("~ec:* ~uc:* &news -@all +@read +@hyperloglog"));
         assert_eq!(acl.lines().count(), 1 + Role::ALL.len() + 1);
