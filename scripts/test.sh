@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every check on a fresh machine: installs test dependencies, then
-# format, lints and the whole test suite (unit tests and integration tests against real
-# redis-server / redis-sentinel processes started on loopback by the test harness).
+# format, lints and the whole test suite (unit tests, integration tests against real
+# redis-server / redis-sentinel processes started on loopback by the test harness, and the
+# end-to-end tests against a real Kubernetes started from ../shared/k8s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +18,9 @@ scripts/prune-target.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# A real Kubernetes for the end-to-end tests (scripts/k8s-cluster.sh): started here, stopped on exit.
+. scripts/k8s-cluster.sh
+abstore_k8s_up
+
 cargo test --workspace --locked

@@ -1074,3 +1074,137 @@ async fn an_idle_store_and_a_store_under_writes_cost_no_reconciles() {
         "{busy} reconciles of a store under writes in {window:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the API server and the operator refuse, and what they accept.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_macros_are_accepted() {
+    // Two layers: the CRD's schema refuses what it can express (kubectl apply fails, naming the
+    // field) and `validate` refuses the rest after admission (phase Invalid, an InvalidSpec
+    // condition naming the field, a Warning Event, nothing created). Cron macros that validate
+    // accepts must pass the schema too (its old minLength 9 refused `@daily`).
+    let Some(cluster) = k8s::cluster("bad specs") else {
+        return;
+    };
+    let setup = setup("bad-specs", cluster, "").await;
+    let ns = setup.ns.name.as_str();
+
+    for (spec, field) in [
+        ("sentinel:\n  quorum: 0\n", "spec.sentinel.quorum"),
+        ("redis:\n  replicas: 0\n", "spec.redis.replicas"),
+        (
+            "backup:\n  schedule: \"every hour\"\n",
+            "spec.backup.schedule",
+        ),
+        (
+            "backup:\n  destination: ftp://host/path\n",
+            "spec.backup.destination",
+        ),
+    ] {
+        let refused = cluster
+            .kubectl_with_input(&["apply", "-n", ns, "-f", "-"], Some(&store_yaml(spec)))
+            .expect_err(&format!("the API server accepted {spec:?}"));
+        assert!(
+            refused.contains(field),
+            "refusal of {spec:?} does not name {field}: {refused}"
+        );
+    }
+
+    // Accepted by the schema, refused by validate: more quorum than sentinels.
+    apply_store(
+        cluster,
+        ns,
+        &store_yaml("sentinel:\n  replicas: 3\n  quorum: 4\n"),
+    );
+    let status = poll("InvalidSpec", Duration::from_secs(60), || async {
+        let status = store_status(cluster, ns, "experiments")?;
+        if status["phase"] == "Invalid" {
+            Ok(status)
+        } else {
+            Err(format!("{status}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    let invalid = condition(&status, "InvalidSpec").unwrap();
+    assert_eq!(invalid["status"], "True");
+    assert!(
+        invalid["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.sentinel.quorum"),
+        "{invalid}"
+    );
+    assert!(
+        warnings(cluster, ns)
+            .iter()
+            .any(|w| w.contains("spec.sentinel.quorum")),
+        "no Warning Event naming the field: {:?}",
+        warnings(cluster, ns)
+    );
+    let created = cluster
+        .kubectl(&[
+            "get",
+            "statefulsets,cronjobs,secrets",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/instance=experiments",
+            "-o",
+            "name",
+        ])
+        .unwrap();
+    assert!(created.is_empty(), "an invalid spec created {created}");
+
+    // Fixed, with cron macros: accepted, and the CronJobs carry them.
+    apply_store(
+        cluster,
+        ns,
+        &store_yaml(
+            "sentinel:\n  replicas: 3\n  quorum: 2\nbackup:\n  schedule: \"@hourly\"\n  destination: s3://bucket/prefix\nretention:\n  schedule: \"@daily\"\n",
+        ),
+    );
+    let schedules = poll(
+        "the CronJobs with the macros",
+        Duration::from_secs(60),
+        || async {
+            let backup = cluster.kubectl(&[
+                "get",
+                "cronjob",
+                "experiments-backup",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.spec.schedule}",
+            ])?;
+            let prune = cluster.kubectl(&[
+                "get",
+                "cronjob",
+                "experiments-prune",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.spec.schedule}",
+            ])?;
+            Ok((backup, prune))
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(schedules, ("@hourly".to_owned(), "@daily".to_owned()));
+    let status = poll("InvalidSpec cleared", Duration::from_secs(60), || async {
+        let status = store_status(cluster, ns, "experiments")?;
+        if status["phase"] != "Invalid" {
+            Ok(status)
+        } else {
+            Err(format!("{status}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        condition(&status, "InvalidSpec").unwrap()["status"],
+        "False"
+    );
+}
