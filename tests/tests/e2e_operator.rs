@@ -1208,3 +1208,128 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
         "False"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The operator's own availability: leader election, restarts.
+
+fn lease_holder(cluster: &Cluster, ns: &str) -> String {
+    cluster
+        .kubectl(&["get", "lease", "abstore-operator-leader", "-n", ns, "-o", "jsonpath={.spec.holderIdentity}"])
+        .unwrap_or_default()
+}
+
+/// Waits until the store's status reports the generation it is at now.
+async fn wait_observed(cluster: &Cluster, ns: &str, within: Duration) {
+    poll("the new generation to be reconciled", within, || async {
+        let object: Value = serde_json::from_str(&cluster.kubectl(&["get", "abstore", "experiments", "-n", ns, "-o", "json"])?)
+            .map_err(|error| error.to_string())?;
+        let (generation, observed) = (&object["metadata"]["generation"], &object["status"]["observedGeneration"]);
+        if generation == observed { Ok(()) } else { Err(format!("generation {generation}, observed {observed}")) }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_leader_election_one_of_two_operators_reconciles_and_the_other_takes_over() {
+    // The chart's replicaCount 2 + leaderElection: both processes are ready (a standby must be,
+    // or a Deployment rollout never ends), only the Lease holder reconciles, and when it dies
+    // (SIGKILL: no Lease release) the other takes over within the Lease duration and reconciles.
+    let Some(cluster) = k8s::cluster_with_node("leader election") else {
+        return;
+    };
+    let mut setup = setup("leader", cluster, "replicaCount: 2\nleaderElection:\n  enabled: true\n").await;
+    let ns = setup.ns.name.clone();
+    let ns = ns.as_str();
+    let mut second = setup.install.start("abstore-operator-1");
+    setup.ns.report_log(&second.log);
+    second.wait_ready(OPERATOR_READY).await.unwrap_or_else(|error| panic!("{error}"));
+    let holder = poll("a Lease holder", Duration::from_secs(60), || async {
+        let holder = lease_holder(cluster, ns);
+        if holder.is_empty() { Err("no holder yet".to_owned()) } else { Ok(holder) }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    apply_store(cluster, ns, &store_yaml("{}"));
+    wait_store_ready(cluster, ns, "experiments").await;
+    let (leader, standby) = if holder == setup.operator.identity {
+        (&mut setup.operator, &mut second)
+    } else {
+        (&mut second, &mut setup.operator)
+    };
+    assert!(reconciles(leader) > 0.0, "the Lease holder {holder} did not reconcile");
+    assert_eq!(reconciles(standby), 0.0, "the standby {} reconciled", standby.identity);
+    assert_eq!(leader.metric("abstore_operator_leader", &[]).unwrap(), 1.0);
+    assert_eq!(standby.metric("abstore_operator_leader", &[]).unwrap(), 0.0);
+
+    leader.kill();
+    let killed = std::time::Instant::now();
+    let standby_name = standby.identity.clone();
+    poll("the standby to take the Lease", Duration::from_secs(60), || async {
+        let holder = lease_holder(cluster, ns);
+        if holder == standby_name { Ok(()) } else { Err(format!("held by {holder:?}")) }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    println!("the standby took the Lease {} ms after the leader was killed", killed.elapsed().as_millis());
+    patch_store(cluster, ns, r#"{"spec":{"retention":{"days":30}}}"#);
+    wait_observed(cluster, ns, Duration::from_secs(60)).await;
+    assert!(reconciles(standby) > 0.0);
+    let args = cluster
+        .kubectl(&["get", "cronjob", "experiments-prune", "-n", ns, "-o", "jsonpath={.spec.jobTemplate.spec.template.spec.containers[0].args}"])
+        .unwrap();
+    assert!(args.contains("30"), "the new leader did not apply the change: {args}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_restarted_mid_rollout_finishes_it_without_a_second_restart_or_switchover() {
+    // The operator keeps no rollout state of its own: the StatefulSets' revisions and the pods'
+    // hashes say what is left. Killed after the first restart, a new process must finish the
+    // rollout restarting each pod once and switching over once, under writes, losing nothing.
+    let Some(cluster) = k8s::cluster_with_node("restart mid-rollout") else {
+        return;
+    };
+    let mut setup = setup("restart-rollout", cluster, "").await;
+    let ns = setup.ns.name.clone();
+    let ns = ns.as_str();
+    apply_store(cluster, ns, &store_yaml("{}"));
+    wait_store_ready(cluster, ns, "experiments").await;
+    let client = cluster.client().await;
+    let before = redis_pods(&client, ns).await;
+    let access = app_access(cluster, ns);
+    let mut writer = abstore_tests::local_store::PlainWriter::start(&access.primary_url, &counter_key("restart"));
+    write_more(&writer, 500, Duration::from_secs(60)).await;
+
+    patch_store(cluster, ns, r#"{"spec":{"redis":{"config":{"hz":"12"}}}}"#);
+    poll("the first restart", STORE_READY, || async {
+        let restarts = event_reasons(cluster, ns).iter().filter(|e| e.starts_with("RollingRestart=")).count();
+        if restarts >= 1 { Ok(()) } else { Err("no restart yet".to_owned()) }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    setup.operator.kill();
+    let mut replacement = setup.install.start("abstore-operator-1");
+    setup.ns.report_log(&replacement.log);
+    replacement.wait_ready(OPERATOR_READY).await.unwrap_or_else(|error| panic!("{error}"));
+
+    poll("every Redis pod to be replaced", STORE_READY, || async {
+        let now = redis_pods(&client, ns).await;
+        let replaced = now.len() == 3
+            && now.iter().all(|(name, uid, _)| before.iter().any(|(n, u, _)| n == name && u != uid));
+        if replaced { Ok(now) } else { Err(format!("{now:?}")) }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    wait_rolled_out(cluster, ns, STORE_READY).await;
+    write_more(&writer, 300, Duration::from_secs(60)).await;
+    assert_nothing_lost(&mut writer, "a rollout across an operator restart").await;
+    let events = event_reasons(cluster, ns);
+    let restarts: Vec<&String> = events.iter().filter(|e| e.starts_with("RollingRestart=")).collect();
+    let switchovers = events.iter().filter(|e| e.starts_with("Switchover=")).count();
+    println!("rollout across an operator restart:\n{}", events.join("\n"));
+    assert_eq!(restarts.len(), 3, "each pod restarted exactly once: {restarts:#?}");
+    let distinct: std::collections::BTreeSet<&String> = restarts.iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "a pod restarted twice: {restarts:#?}");
+    assert_eq!(switchovers, 1, "{events:#?}");
+    drop(replacement);
+}
