@@ -32,6 +32,8 @@ pub const KUBECONFIG_ENV: &str = "ABSTORE_E2E_KUBECONFIG";
 pub const REQUIRED_ENV: &str = "ABSTORE_E2E_REQUIRED";
 /// Set to 1: keep each test's namespace after the test, for a look with kubectl.
 pub const KEEP_ENV: &str = "ABSTORE_E2E_KEEP";
+/// The `../shared/k8s` kit (its `manifests/` hold the Prometheus Operator's CRDs).
+pub const KIT_ENV: &str = "ABSTORE_K8S_KIT";
 /// `RUST_LOG` of the operator processes (default: the chart's level plus debug for the operator).
 pub const OPERATOR_LOG_ENV: &str = "ABSTORE_E2E_RUST_LOG";
 /// How the README tells a user to get a cluster.
@@ -85,6 +87,14 @@ fn skip(test: &str, reason: &str) -> Option<&'static Cluster> {
     }
     eprintln!("skipped {test}: no usable Kubernetes cluster: {reason}; {HOW_TO_GET_ONE}");
     None
+}
+
+/// The kit's directory: `$ABSTORE_K8S_KIT`, else `../shared/k8s` next to the clone.
+pub fn kit_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os(KIT_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/k8s"));
+    dir.join("k8s.sh").is_file().then_some(dir)
 }
 
 fn kit_state() -> PathBuf {
@@ -798,6 +808,101 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| format!("GET {path}: no status line in {head:?}"))?;
     Ok((code, body.to_owned()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stores, as the tests look at them.
+
+/// A store of three Redis pods and three sentinels from images already on the node comes up
+/// in about 20–45 s; on a loaded 2-core machine it takes longer.
+pub const STORE_READY: Duration = Duration::from_secs(300);
+
+/// A file of the chart's `examples/`.
+pub fn example(name: &str) -> String {
+    std::fs::read_to_string(chart_dir().join("examples").join(format!("{name}.yaml")))
+        .unwrap_or_else(|error| panic!("reading example {name}: {error}"))
+}
+
+/// The store's `.status` as JSON (`Value::Null` when it has none yet).
+pub fn store_status(cluster: &Cluster, ns: &str, store: &str) -> Result<Value, String> {
+    let json = cluster.kubectl(&["get", "abstore", store, "-n", ns, "-o", "json"])?;
+    let object: Value = serde_json::from_str(&json).map_err(|error| error.to_string())?;
+    Ok(object["status"].clone())
+}
+
+/// A condition of a status, by type.
+pub fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|condition| condition["type"] == type_)
+}
+
+/// Waits until the store is Ready with a primary, and returns its status.
+pub async fn wait_store_ready(cluster: &Cluster, ns: &str, store: &str) -> Value {
+    poll(
+        &format!("ABStore {store} Ready with a primary"),
+        STORE_READY,
+        || async {
+            let status = store_status(cluster, ns, store)?;
+            let ready = status["phase"] == "Ready"
+                && status["primary"].is_string()
+                && condition(&status, "PrimaryAvailable").is_some_and(|c| c["status"] == "True");
+            if ready {
+                Ok(status)
+            } else {
+                Err(format!("status: {status}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// `(kind, name)` of every object `abstore-operator render` prints for `yaml` in `ns`.
+pub fn rendered_objects(yaml: &str, ns: &str) -> Vec<(String, String)> {
+    let mut render = std::process::Command::new(operator_binary())
+        .args(["render", "-f", "-", "-n", ns])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("abstore-operator render: {error}"));
+    let mut stdin = render
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("render has no stdin"));
+    std::io::Write::write_all(&mut stdin, yaml.as_bytes())
+        .unwrap_or_else(|error| panic!("{error}"));
+    drop(stdin);
+    let output = render
+        .wait_with_output()
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(output.status.success(), "render failed");
+    serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&output.stdout))
+        .filter_map(|document| serde::Deserialize::deserialize(document).ok())
+        .filter_map(|object: Value| {
+            Some((
+                object["kind"].as_str()?.to_lowercase(),
+                object["metadata"]["name"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The addresses behind a Service.
+pub async fn endpoint_ips(client: &kube::Client, ns: &str, service: &str) -> Vec<String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Endpoints> =
+        kube::Api::namespaced(client.clone(), ns);
+    let Ok(endpoints) = api.get(service).await else {
+        return Vec::new();
+    };
+    endpoints
+        .subsets
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|subset| subset.addresses.unwrap_or_default())
+        .map(|address| address.ip)
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,14 +10,14 @@
 
 use std::time::Duration;
 
-use abstore_tests::k8s::{self, Cluster, OperatorInstall, OperatorProcess, TestNamespace, poll};
-use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use abstore_tests::k8s::{
+    self, Cluster, OperatorInstall, OperatorProcess, STORE_READY, TestNamespace, condition,
+    endpoint_ips, example, poll, rendered_objects, store_status, wait_store_ready,
+};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-/// A store of three Redis pods and three sentinels from images already on the node comes up
-/// in about 45 s; on a loaded 2-core machine it takes longer.
-const STORE_READY: Duration = Duration::from_secs(300);
 const OPERATOR_READY: Duration = Duration::from_secs(60);
 
 /// The namespace, the chart's namespaced RBAC and a running operator, dropped in field order:
@@ -50,90 +50,6 @@ async fn setup(test: &str, cluster: &'static Cluster, extra_values: &str) -> Set
         install,
         operator,
     }
-}
-
-fn example(name: &str) -> String {
-    std::fs::read_to_string(
-        abstore_tests::chart_dir()
-            .join("examples")
-            .join(format!("{name}.yaml")),
-    )
-    .unwrap_or_else(|error| panic!("reading example {name}: {error}"))
-}
-
-/// The store's `.status` as JSON (`Value::Null` when it has none yet).
-fn store_status(cluster: &Cluster, ns: &str, store: &str) -> Result<Value, String> {
-    let json = cluster.kubectl(&["get", "abstore", store, "-n", ns, "-o", "json"])?;
-    let object: Value = serde_json::from_str(&json).map_err(|error| error.to_string())?;
-    Ok(object["status"].clone())
-}
-
-fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
-    status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|condition| condition["type"] == type_)
-}
-
-/// Waits until the store is Ready with a primary, and returns its status.
-async fn wait_store_ready(cluster: &Cluster, ns: &str, store: &str) -> Value {
-    poll(
-        &format!("ABStore {store} Ready with a primary"),
-        STORE_READY,
-        || async {
-            let status = store_status(cluster, ns, store)?;
-            let ready = status["phase"] == "Ready"
-                && status["primary"].is_string()
-                && condition(&status, "PrimaryAvailable").is_some_and(|c| c["status"] == "True");
-            if ready {
-                Ok(status)
-            } else {
-                Err(format!("status: {status}"))
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|error| panic!("{error}"))
-}
-
-/// `(kind, name)` of every object `abstore-operator render` prints for `yaml` in `ns`.
-fn rendered_objects(yaml: &str, ns: &str) -> Vec<(String, String)> {
-    let mut render = std::process::Command::new(k8s::operator_binary())
-        .args(["render", "-f", "-", "-n", ns])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("abstore-operator render: {error}"));
-    std::io::Write::write_all(&mut render.stdin.take().expect("stdin"), yaml.as_bytes())
-        .unwrap_or_else(|error| panic!("{error}"));
-    let output = render
-        .wait_with_output()
-        .unwrap_or_else(|error| panic!("{error}"));
-    assert!(output.status.success(), "render failed");
-    serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&output.stdout))
-        .filter_map(|document| serde::Deserialize::deserialize(document).ok())
-        .filter_map(|object: Value| {
-            Some((
-                object["kind"].as_str()?.to_lowercase(),
-                object["metadata"]["name"].as_str()?.to_owned(),
-            ))
-        })
-        .collect()
-}
-
-/// The addresses behind a Service.
-async fn endpoint_ips(client: &kube::Client, ns: &str, service: &str) -> Vec<String> {
-    let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
-    let Ok(endpoints) = api.get(service).await else {
-        return Vec::new();
-    };
-    endpoints
-        .subsets
-        .unwrap_or_default()
-        .into_iter()
-        .flat_map(|subset| subset.addresses.unwrap_or_default())
-        .map(|address| address.ip)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1214,17 +1130,40 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
 
 fn lease_holder(cluster: &Cluster, ns: &str) -> String {
     cluster
-        .kubectl(&["get", "lease", "abstore-operator-leader", "-n", ns, "-o", "jsonpath={.spec.holderIdentity}"])
+        .kubectl(&[
+            "get",
+            "lease",
+            "abstore-operator-leader",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
         .unwrap_or_default()
 }
 
 /// Waits until the store's status reports the generation it is at now.
 async fn wait_observed(cluster: &Cluster, ns: &str, within: Duration) {
     poll("the new generation to be reconciled", within, || async {
-        let object: Value = serde_json::from_str(&cluster.kubectl(&["get", "abstore", "experiments", "-n", ns, "-o", "json"])?)
-            .map_err(|error| error.to_string())?;
-        let (generation, observed) = (&object["metadata"]["generation"], &object["status"]["observedGeneration"]);
-        if generation == observed { Ok(()) } else { Err(format!("generation {generation}, observed {observed}")) }
+        let object: Value = serde_json::from_str(&cluster.kubectl(&[
+            "get",
+            "abstore",
+            "experiments",
+            "-n",
+            ns,
+            "-o",
+            "json",
+        ])?)
+        .map_err(|error| error.to_string())?;
+        let (generation, observed) = (
+            &object["metadata"]["generation"],
+            &object["status"]["observedGeneration"],
+        );
+        if generation == observed {
+            Ok(())
+        } else {
+            Err(format!("generation {generation}, observed {observed}"))
+        }
     })
     .await
     .unwrap_or_else(|error| panic!("{error}"));
@@ -1238,15 +1177,27 @@ async fn with_leader_election_one_of_two_operators_reconciles_and_the_other_take
     let Some(cluster) = k8s::cluster_with_node("leader election") else {
         return;
     };
-    let mut setup = setup("leader", cluster, "replicaCount: 2\nleaderElection:\n  enabled: true\n").await;
+    let mut setup = setup(
+        "leader",
+        cluster,
+        "replicaCount: 2\nleaderElection:\n  enabled: true\n",
+    )
+    .await;
     let ns = setup.ns.name.clone();
     let ns = ns.as_str();
     let mut second = setup.install.start("abstore-operator-1");
     setup.ns.report_log(&second.log);
-    second.wait_ready(OPERATOR_READY).await.unwrap_or_else(|error| panic!("{error}"));
+    second
+        .wait_ready(OPERATOR_READY)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
     let holder = poll("a Lease holder", Duration::from_secs(60), || async {
         let holder = lease_holder(cluster, ns);
-        if holder.is_empty() { Err("no holder yet".to_owned()) } else { Ok(holder) }
+        if holder.is_empty() {
+            Err("no holder yet".to_owned())
+        } else {
+            Ok(holder)
+        }
     })
     .await
     .unwrap_or_else(|error| panic!("{error}"));
@@ -1257,28 +1208,58 @@ async fn with_leader_election_one_of_two_operators_reconciles_and_the_other_take
     } else {
         (&mut second, &mut setup.operator)
     };
-    assert!(reconciles(leader) > 0.0, "the Lease holder {holder} did not reconcile");
-    assert_eq!(reconciles(standby), 0.0, "the standby {} reconciled", standby.identity);
+    assert!(
+        reconciles(leader) > 0.0,
+        "the Lease holder {holder} did not reconcile"
+    );
+    assert_eq!(
+        reconciles(standby),
+        0.0,
+        "the standby {} reconciled",
+        standby.identity
+    );
     assert_eq!(leader.metric("abstore_operator_leader", &[]).unwrap(), 1.0);
     assert_eq!(standby.metric("abstore_operator_leader", &[]).unwrap(), 0.0);
 
     leader.kill();
     let killed = std::time::Instant::now();
     let standby_name = standby.identity.clone();
-    poll("the standby to take the Lease", Duration::from_secs(60), || async {
-        let holder = lease_holder(cluster, ns);
-        if holder == standby_name { Ok(()) } else { Err(format!("held by {holder:?}")) }
-    })
+    poll(
+        "the standby to take the Lease",
+        Duration::from_secs(60),
+        || async {
+            let holder = lease_holder(cluster, ns);
+            if holder == standby_name {
+                Ok(())
+            } else {
+                Err(format!("held by {holder:?}"))
+            }
+        },
+    )
     .await
     .unwrap_or_else(|error| panic!("{error}"));
-    println!("the standby took the Lease {} ms after the leader was killed", killed.elapsed().as_millis());
+    println!(
+        "the standby took the Lease {} ms after the leader was killed",
+        killed.elapsed().as_millis()
+    );
     patch_store(cluster, ns, r#"{"spec":{"retention":{"days":30}}}"#);
     wait_observed(cluster, ns, Duration::from_secs(60)).await;
     assert!(reconciles(standby) > 0.0);
     let args = cluster
-        .kubectl(&["get", "cronjob", "experiments-prune", "-n", ns, "-o", "jsonpath={.spec.jobTemplate.spec.template.spec.containers[0].args}"])
+        .kubectl(&[
+            "get",
+            "cronjob",
+            "experiments-prune",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.jobTemplate.spec.template.spec.containers[0].args}",
+        ])
         .unwrap();
-    assert!(args.contains("30"), "the new leader did not apply the change: {args}");
+    assert!(
+        args.contains("30"),
+        "the new leader did not apply the change: {args}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1297,26 +1278,45 @@ async fn an_operator_restarted_mid_rollout_finishes_it_without_a_second_restart_
     let client = cluster.client().await;
     let before = redis_pods(&client, ns).await;
     let access = app_access(cluster, ns);
-    let mut writer = abstore_tests::local_store::PlainWriter::start(&access.primary_url, &counter_key("restart"));
+    let mut writer = abstore_tests::local_store::PlainWriter::start(
+        &access.primary_url,
+        &counter_key("restart"),
+    );
     write_more(&writer, 500, Duration::from_secs(60)).await;
 
     patch_store(cluster, ns, r#"{"spec":{"redis":{"config":{"hz":"12"}}}}"#);
     poll("the first restart", STORE_READY, || async {
-        let restarts = event_reasons(cluster, ns).iter().filter(|e| e.starts_with("RollingRestart=")).count();
-        if restarts >= 1 { Ok(()) } else { Err("no restart yet".to_owned()) }
+        let restarts = event_reasons(cluster, ns)
+            .iter()
+            .filter(|e| e.starts_with("RollingRestart="))
+            .count();
+        if restarts >= 1 {
+            Ok(())
+        } else {
+            Err("no restart yet".to_owned())
+        }
     })
     .await
     .unwrap_or_else(|error| panic!("{error}"));
     setup.operator.kill();
     let mut replacement = setup.install.start("abstore-operator-1");
     setup.ns.report_log(&replacement.log);
-    replacement.wait_ready(OPERATOR_READY).await.unwrap_or_else(|error| panic!("{error}"));
+    replacement
+        .wait_ready(OPERATOR_READY)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
 
     poll("every Redis pod to be replaced", STORE_READY, || async {
         let now = redis_pods(&client, ns).await;
         let replaced = now.len() == 3
-            && now.iter().all(|(name, uid, _)| before.iter().any(|(n, u, _)| n == name && u != uid));
-        if replaced { Ok(now) } else { Err(format!("{now:?}")) }
+            && now
+                .iter()
+                .all(|(name, uid, _)| before.iter().any(|(n, u, _)| n == name && u != uid));
+        if replaced {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
+        }
     })
     .await
     .unwrap_or_else(|error| panic!("{error}"));
@@ -1324,10 +1324,20 @@ async fn an_operator_restarted_mid_rollout_finishes_it_without_a_second_restart_
     write_more(&writer, 300, Duration::from_secs(60)).await;
     assert_nothing_lost(&mut writer, "a rollout across an operator restart").await;
     let events = event_reasons(cluster, ns);
-    let restarts: Vec<&String> = events.iter().filter(|e| e.starts_with("RollingRestart=")).collect();
-    let switchovers = events.iter().filter(|e| e.starts_with("Switchover=")).count();
+    let restarts: Vec<&String> = events
+        .iter()
+        .filter(|e| e.starts_with("RollingRestart="))
+        .collect();
+    let switchovers = events
+        .iter()
+        .filter(|e| e.starts_with("Switchover="))
+        .count();
     println!("rollout across an operator restart:\n{}", events.join("\n"));
-    assert_eq!(restarts.len(), 3, "each pod restarted exactly once: {restarts:#?}");
+    assert_eq!(
+        restarts.len(),
+        3,
+        "each pod restarted exactly once: {restarts:#?}"
+    );
     let distinct: std::collections::BTreeSet<&String> = restarts.iter().copied().collect();
     assert_eq!(distinct.len(), 3, "a pod restarted twice: {restarts:#?}");
     assert_eq!(switchovers, 1, "{events:#?}");
