@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every check on a fresh machine: installs test dependencies, then
-# format, lints and the whole test suite (unit tests and integration tests against real
-# redis-server / redis-sentinel processes started on loopback by the test harness).
+# format, lints, the container images (scripts/build-images.sh) and the whole test suite (unit
+# tests and integration tests against real redis-server / redis-sentinel processes started on
+# loopback by the test harness, and the images' binaries run under runc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +18,8 @@ scripts/prune-target.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The release images as OCI archives in $CARGO_TARGET_DIR/images, which tests/tests/images.rs
+# checks and runs (it fails, never skips, without them). A release build into the persistent
+# target directory, so later runs rebuild only what changed.
+scripts/build-images.sh
 cargo test --workspace --locked
