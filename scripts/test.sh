@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs every check on a fresh machine: installs test dependencies, then
-# format, lints and the whole test suite (unit tests, integration tests against real
-# redis-server / redis-sentinel processes started on loopback by the test harness, and the
-# end-to-end tests against a real Kubernetes started from ../shared/k8s).
+# format, lints, the container images (scripts/build-images.sh) and the whole test suite (unit
+# tests, integration tests against real redis-server / redis-sentinel processes started on
+# loopback by the test harness, the images' binaries run under runc, and the end-to-end tests
+# against a real Kubernetes started from ../shared/k8s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,10 @@ scripts/prune-target.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The release images as OCI archives in $CARGO_TARGET_DIR/images, which tests/tests/images.rs
+# checks and runs (it fails, never skips, without them). A release build into the persistent
+# target directory, so later runs rebuild only what changed.
+scripts/build-images.sh
 
 # A real Kubernetes for the end-to-end tests (scripts/k8s-cluster.sh): started here, stopped on exit.
 . scripts/k8s-cluster.sh
