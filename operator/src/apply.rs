@@ -286,6 +286,7 @@ pub async fn apply_children(
     apply_kind(client, namespace, services, &mut applied).await;
     apply_kind(client, namespace, pod_disruption_budgets, &mut applied).await;
     apply_kind(client, namespace, network_policies, &mut applied).await;
+    let stateful_sets = keep_claim_template_labels(client, namespace, stateful_sets).await;
     applied.stateful_sets = apply_kind(client, namespace, stateful_sets, &mut applied).await;
     apply_kind(client, namespace, cron_jobs, &mut applied).await;
     apply_monitoring(
@@ -297,6 +298,52 @@ pub async fn apply_children(
     )
     .await;
     applied
+}
+
+/// A StatefulSet's `volumeClaimTemplates` cannot change once it exists. Stores created before
+/// the claim templates lost their labels (see `build::redis::data_claim`) keep the labels they
+/// were created with, so that their StatefulSet still applies; any other change to a template
+/// (size, class) is still sent, and refused by the API server with its reason.
+async fn keep_claim_template_labels(
+    client: &Client,
+    namespace: &str,
+    mut stateful_sets: Vec<StatefulSet>,
+) -> Vec<StatefulSet> {
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    for set in &mut stateful_sets {
+        let Some(name) = set.metadata.name.clone() else {
+            continue;
+        };
+        let existing = match api.get_opt(&name).await {
+            Ok(Some(existing)) => existing,
+            Ok(None) => continue,
+            Err(error) => {
+                // The apply itself will say what is wrong, if anything is.
+                tracing::debug!(%error, %name, "reading a StatefulSet before applying it");
+                continue;
+            }
+        };
+        let existing_templates = existing
+            .spec
+            .and_then(|spec| spec.volume_claim_templates)
+            .unwrap_or_default();
+        let Some(templates) = set
+            .spec
+            .as_mut()
+            .and_then(|spec| spec.volume_claim_templates.as_mut())
+        else {
+            continue;
+        };
+        for template in templates {
+            if let Some(old) = existing_templates
+                .iter()
+                .find(|old| old.metadata.name == template.metadata.name)
+            {
+                template.metadata.labels.clone_from(&old.metadata.labels);
+            }
+        }
+    }
+    stateful_sets
 }
 
 async fn apply_kind<K>(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -1059,6 +1059,16 @@ where
     }
 }
 
+/// The store an object of ours belongs to, by its instance label.
+fn store_of<K: Resource>(object: K) -> Option<ObjectRef<ABStore>> {
+    let name = object.labels().get(INSTANCE_LABEL)?.clone();
+    let store = ObjectRef::new(&name);
+    Some(match object.namespace() {
+        Some(namespace) => store.within(&namespace),
+        None => store,
+    })
+}
+
 async fn until_shutdown(mut shutdown: watch::Receiver<bool>) {
     // A dropped sender also means shut down.
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -1195,19 +1205,11 @@ async fn run_controller(
             children.clone(),
         )
         .owns(api::<NetworkPolicy>(&client, namespace), children.clone())
-        // Pods belong to the StatefulSets, not to the store: map them back by their instance
-        // label, so readiness and role-label changes reach the status at once.
-        .watches(api::<Pod>(&client, namespace), children, |pod| {
-            let store = pod.labels().get(INSTANCE_LABEL).cloned();
-            let namespace = pod.namespace();
-            store.map(|name| {
-                let store = ObjectRef::new(&name);
-                match namespace {
-                    Some(namespace) => store.within(&namespace),
-                    None => store,
-                }
-            })
-        })
+        // Pods belong to the StatefulSets and Jobs to the CronJobs, not to the store: map them
+        // back by their instance label, so readiness and role-label changes, and a finished
+        // backup or prune (lastBackup, lastPrune), reach the status at once.
+        .watches(api::<Pod>(&client, namespace), children.clone(), store_of)
+        .watches(api::<Job>(&client, namespace), children, store_of)
         .graceful_shutdown_on(stop);
     tracing::info!(
         namespace = namespace.unwrap_or("<all>"),

@@ -89,6 +89,66 @@ fn skip(test: &str, reason: &str) -> Option<&'static Cluster> {
     None
 }
 
+/// Directory of the image archives `scripts/build-images.sh` writes.
+pub const IMAGES_DIR_ENV: &str = "ABSTORE_IMAGES_DIR";
+
+/// `$ABSTORE_IMAGES_DIR`, else `<target dir>/images`: a test binary lives in
+/// `<target dir>/<profile>/deps/`.
+pub fn images_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(IMAGES_DIR_ENV) {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(|target| target.join("images")))
+        .unwrap_or_else(|| repo_root().join("target/images"))
+}
+
+/// Imports the operator and jobs images (`scripts/build-images.sh`) into the node's containerd
+/// through the kit, once per test process: the CronJobs' pods run `ghcr.io/abstore/abstore-jobs`
+/// at the workspace version, which no registry serves here.
+pub fn import_images() -> Result<(), String> {
+    static IMPORTED: OnceLock<Result<(), String>> = OnceLock::new();
+    IMPORTED
+        .get_or_init(|| {
+            let dir = images_dir();
+            let archives: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|error| {
+                    format!(
+                        "no image archives in {}: {error}; run scripts/build-images.sh",
+                        dir.display()
+                    )
+                })?
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.to_string_lossy().ends_with(".oci.tar"))
+                .collect();
+            if archives.is_empty() {
+                return Err(format!(
+                    "no *.oci.tar in {}; run scripts/build-images.sh",
+                    dir.display()
+                ));
+            }
+            let kit = kit_dir().ok_or("importing images needs the ../shared/k8s kit")?;
+            let output = Command::new(kit.join("k8s.sh"))
+                .arg("images-import")
+                .args(&archives)
+                .env(STATE_ENV, kit_state())
+                .output()
+                .map_err(|error| format!("k8s.sh images-import: {error}"))?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "k8s.sh images-import failed: {}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            }
+        })
+        .clone()
+}
+
 /// The kit's directory: `$ABSTORE_K8S_KIT`, else `../shared/k8s` next to the clone.
 pub fn kit_dir() -> Option<PathBuf> {
     let dir = std::env::var_os(KIT_ENV)

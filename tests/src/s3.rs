@@ -106,12 +106,25 @@ pub struct S3Server {
     secret_key: String,
     reader_access_key: String,
     reader_secret_key: String,
+    /// Address the S3 gateway listens on.
+    bind: String,
 }
 
 impl S3Server {
+    /// Like [`S3Server::start`], listening on every address: for clients that are not on
+    /// this machine's loopback, such as the pods of the e2e cluster (they reach the host on the
+    /// node IP).
+    pub fn start_for_pods() -> Result<S3Server, HarnessError> {
+        Self::start_on("0.0.0.0")
+    }
+
     /// Starts SeaweedFS and waits until its S3 gateway answers; ports that turn out to be taken
     /// are replaced by fresh ones.
     pub fn start() -> Result<S3Server, HarnessError> {
+        Self::start_on(LOOPBACK)
+    }
+
+    fn start_on(bind: &str) -> Result<S3Server, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("abstore-weed-")
             .tempdir()
@@ -129,6 +142,7 @@ impl S3Server {
             secret_key: format!("secret-{id}"),
             reader_access_key: format!("AKREADER{}", &id[12..24]).to_uppercase(),
             reader_secret_key: format!("reader-{id}"),
+            bind: bind.to_owned(),
         };
         server.write_identities()?;
         let mut last_error = None;
@@ -149,6 +163,11 @@ impl S3Server {
                 "START_ATTEMPTS must be positive, is {START_ATTEMPTS}"
             ))
         }))
+    }
+
+    /// The S3 gateway's port.
+    pub fn port(&self) -> u16 {
+        self.ports.s3
     }
 
     /// `http://127.0.0.1:<port>`: the S3 endpoint (path-style addressing).
@@ -344,7 +363,7 @@ impl S3Server {
             "mini".to_owned(),
             format!("-dir={}", path("data")),
             format!("-ip={LOOPBACK}"),
-            format!("-ip.bind={LOOPBACK}"),
+            format!("-ip.bind={}", self.bind),
             "-master.telemetry=false".to_owned(),
             format!("-master.port={}", p.master),
             format!("-master.port.grpc={}", p.master_grpc),

@@ -1343,3 +1343,249 @@ async fn an_operator_restarted_mid_rollout_finishes_it_without_a_second_restart_
     assert_eq!(switchovers, 1, "{events:#?}");
     drop(replacement);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The backup and prune CronJobs, from the jobs image.
+
+/// The node's InternalIP: how pods reach services on this machine.
+fn node_ip(cluster: &Cluster) -> String {
+    cluster
+        .kubectl(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+        ])
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+async fn wait_job(cluster: &Cluster, ns: &str, job: &str) {
+    poll(&format!("Job {job} to complete"), STORE_READY, || async {
+        let conditions = cluster.kubectl(&[
+            "get",
+            "job",
+            job,
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={range .status.conditions[*]}{.type}={.status} {end}",
+        ])?;
+        if conditions.contains("Complete=True") {
+            Ok(())
+        } else if conditions.contains("Failed=True") {
+            let logs = cluster
+                .kubectl(&["logs", &format!("job/{job}"), "-n", ns])
+                .unwrap_or_default();
+            panic!("Job {job} failed: {conditions}\n{logs}")
+        } else {
+            Err(format!("conditions: {conditions:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_and_prune_cronjobs_run_from_the_jobs_image_and_fill_last_backup_and_last_prune()
+{
+    // The CronJobs run `ghcr.io/abstore/abstore-jobs:<version>` (built offline by
+    // scripts/build-images.sh, imported into the node) against the store's pods, as UID 65532
+    // with a read-only root. A backup goes to S3 (SeaweedFS on this machine, reached on the node
+    // IP) with credentials from a Secret, exactly as the full example configures it; the finished
+    // Jobs must reach `lastBackup` and `lastPrune` without waiting for a resync.
+    let Some(cluster) = k8s::cluster_with_node("backup and prune jobs") else {
+        return;
+    };
+    k8s::import_images().unwrap_or_else(|error| panic!("{error}"));
+    let s3 = abstore_tests::S3Server::start_for_pods().unwrap_or_else(|error| panic!("{error}"));
+    s3.create_bucket("backups")
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let setup = setup("backup-prune", cluster, "").await;
+    let ns = setup.ns.name.as_str();
+    cluster
+        .kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "backup-s3",
+            "-n",
+            ns,
+            &format!("--from-literal=AWS_ACCESS_KEY_ID={}", s3.access_key()),
+            &format!("--from-literal=AWS_SECRET_ACCESS_KEY={}", s3.secret_key()),
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+    let endpoint = format!("http://{}:{}", node_ip(cluster), s3.port());
+    apply_store(
+        cluster,
+        ns,
+        &store_yaml(&format!(
+            "backup:\n  destination: s3://backups/e2e\n  credentialsSecretName: backup-s3\n  env:\n    - name: AWS_REGION\n      value: {}\n    - name: ABSTORE_S3_ENDPOINT\n      value: {endpoint}\n    - name: ABSTORE_S3_PATH_STYLE\n      value: \"true\"\n",
+            abstore_tests::S3_REGION
+        )),
+    );
+    wait_store_ready(cluster, ns, "experiments").await;
+    let access = app_access(cluster, ns);
+    let mut writer =
+        abstore_tests::local_store::PlainWriter::start(&access.primary_url, &counter_key("backup"));
+    write_more(&writer, 300, Duration::from_secs(60)).await;
+    let written = writer.stop().await.acked;
+
+    for (cronjob, job) in [
+        ("experiments-backup", "manual-backup"),
+        ("experiments-prune", "manual-prune"),
+    ] {
+        cluster
+            .kubectl(&[
+                "create",
+                "job",
+                job,
+                &format!("--from=cronjob/{cronjob}"),
+                "-n",
+                ns,
+            ])
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+    wait_job(cluster, ns, "manual-backup").await;
+    wait_job(cluster, ns, "manual-prune").await;
+    let status = poll(
+        "lastBackup and lastPrune",
+        Duration::from_secs(60),
+        || async {
+            let status = store_status(cluster, ns, "experiments")?;
+            if status["lastBackup"].is_string() && status["lastPrune"].is_string() {
+                Ok(status)
+            } else {
+                Err(format!("{status}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    println!(
+        "lastBackup {}, lastPrune {}",
+        status["lastBackup"], status["lastPrune"]
+    );
+    let table = cluster
+        .kubectl(&["get", "abs", "experiments", "-n", ns])
+        .unwrap();
+    assert!(table.contains("LAST BACKUP"), "{table}");
+
+    // The backup is complete and restorable: the jobs CLI verifies it from S3.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_abstore-jobs-cli"))
+        .args(["verify", "--from", "s3://backups/e2e/latest"])
+        .envs(s3.env())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let summary = cluster
+        .kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "job-name=manual-backup",
+            "-o",
+            "jsonpath={.items[0].status.containerStatuses[0].state.terminated.message}",
+        ])
+        .unwrap();
+    let summary: Value = serde_json::from_str(&summary)
+        .unwrap_or_else(|error| panic!("summary {summary:?}: {error}"));
+    assert!(
+        summary["keys"].as_u64().unwrap_or_default() >= 1,
+        "backup summary: {summary}"
+    );
+    println!("backup of {written} increments: {summary}");
+    let backup_time = setup
+        .operator
+        .metric(
+            "abstore_operator_backup_last_success_timestamp_seconds",
+            &[("store", "experiments")],
+        )
+        .unwrap();
+    assert!(
+        backup_time > 0.0,
+        "no backup success in the operator's metrics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_an_older_operator_with_labelled_claim_templates_still_applies() {
+    // Claim templates lost their labels (they crash kube-controller-manager 1.28.0–1.28.2, see
+    // build/redis.rs); a StatefulSet created with them cannot change them (immutable), so the
+    // operator must keep the existing labels or every apply of that StatefulSet is refused.
+    let Some(cluster) = k8s::cluster("old claim templates") else {
+        return;
+    };
+    let setup = setup("old-claims", cluster, "").await;
+    let ns = setup.ns.name.as_str();
+    let yaml = store_yaml("{}");
+    // What an older operator applied: the StatefulSet with labelled claim templates.
+    let rendered = std::process::Command::new(k8s::operator_binary())
+        .args(["render", "-f", "-", "-n", ns])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut rendered = rendered;
+    std::io::Write::write_all(&mut rendered.stdin.take().unwrap(), yaml.as_bytes()).unwrap();
+    let output = rendered.wait_with_output().unwrap();
+    let mut old_set: Value =
+        serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&output.stdout))
+            .filter_map(|document| serde::Deserialize::deserialize(document).ok())
+            .find(|object: &Value| {
+                object["kind"] == "StatefulSet" && object["metadata"]["name"] == "experiments-redis"
+            })
+            .unwrap();
+    old_set["spec"]["volumeClaimTemplates"][0]["metadata"]["labels"] =
+        old_set["spec"]["selector"]["matchLabels"].clone();
+    cluster
+        .kubectl_with_input(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=abstore-operator",
+                "-n",
+                ns,
+                "-f",
+                "-",
+            ],
+            Some(&serde_json::to_string(&old_set).unwrap()),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+    apply_store(cluster, ns, &yaml);
+    let status = poll(
+        "the status of the first reconcile",
+        Duration::from_secs(60),
+        || async {
+            let status = store_status(cluster, ns, "experiments")?;
+            condition(&status, "Applied")
+                .cloned()
+                .ok_or_else(|| format!("{status}"))
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(status["status"], "True", "{status}");
+    let labels = cluster
+        .kubectl(&[
+            "get",
+            "statefulset",
+            "experiments-redis",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.volumeClaimTemplates[0].metadata.labels}",
+        ])
+        .unwrap();
+    assert!(
+        labels.contains("app.kubernetes.io/instance"),
+        "the old labels were dropped: {labels}"
+    );
+}

@@ -16,6 +16,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use abstore_jobs::format::MANIFEST_NAME;
+use abstore_tests::k8s::images_dir;
 use abstore_tests::{RedisServer, repo_root};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -31,24 +32,11 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const RUNTIME_LIST: &str = "images/runtime-files.txt";
 /// Overrides where the archives are looked for (default: `<target dir>/images`, as
 /// scripts/build-images.sh writes them).
-const IMAGES_DIR_ENV: &str = "ABSTORE_IMAGES_DIR";
 const BUILD_HINT: &str = "run scripts/build-images.sh (scripts/test.sh does before cargo test)";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 // ---------------------------------------------------------------------------------- helpers
-
-/// `<target dir>/images`: this test binary is `<target dir>/<profile>/deps/images-<hash>`.
-fn images_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os(IMAGES_DIR_ENV) {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .nth(3)
-        .expect("the test binary lives in <target>/<profile>/deps")
-        .join("images")
-}
 
 /// Runs a tool to completion; a tool that is missing or fails fails the test, naming it.
 fn run(command: &mut Command) -> Output {

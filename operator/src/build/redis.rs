@@ -62,9 +62,15 @@ fn data_claim(model: &Model) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(DATA_VOLUME.to_owned()),
-            // Selector labels only, not `managed-by`: the claims outlive the StatefulSet on
-            // purpose, and must never look like a child that cleanup may delete.
-            labels: Some(model.selector_labels(REDIS)),
+            // No labels: the StatefulSet controller gives each claim the set's selector labels
+            // (never `managed-by`: the claims outlive the StatefulSet on purpose and must never
+            // look like a child that cleanup may delete). Labels here crash the
+            // kube-controller-manager of Kubernetes 1.28.0–1.28.2 (also 1.27.4–1.27.6,
+            // 1.26.7–1.26.9, 1.25.12–1.25.14) when a Parallel StatefulSet creates several pods
+            // at once: it writes the selector into the template's shared label map from
+            // concurrent goroutines ("fatal error: concurrent map writes",
+            // kubernetes/kubernetes#121053). Seen in this project's e2e suite on v1.28.0.
+            labels: None,
             ..ObjectMeta::default()
         },
         spec: Some(PersistentVolumeClaimSpec {
