@@ -1589,3 +1589,98 @@ async fn a_store_from_an_older_operator_with_labelled_claim_templates_still_appl
         "the old labels were dropped: {labels}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_to_an_image_that_cannot_be_pulled_recovers_when_the_spec_is_reverted() {
+    // A bad image (a typo, a tag that was never pushed) must not wedge the store: the first
+    // replica restarted onto it stays in ImagePullBackOff, the rollout stops there (the
+    // primary keeps serving), and reverting the spec must bring that pod back without
+    // `kubectl delete pod` — with OnDelete nothing else would ever replace it.
+    let Some(cluster) = k8s::cluster_with_node("bad image rollout") else {
+        return;
+    };
+    let setup = setup("bad-image", cluster, "").await;
+    let ns = setup.ns.name.as_str();
+    apply_store(cluster, ns, &store_yaml("{}"));
+    let status = wait_store_ready(cluster, ns, "experiments").await;
+    let primary = status["primary"].as_str().unwrap().to_owned();
+    let good_image = cluster
+        .kubectl(&[
+            "get",
+            "statefulset",
+            "experiments-redis",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .unwrap();
+    let access = app_access(cluster, ns);
+    let mut writer = abstore_tests::local_store::PlainWriter::start(
+        &access.primary_url,
+        &counter_key("badimage"),
+    );
+    write_more(&writer, 300, Duration::from_secs(60)).await;
+
+    patch_store(
+        cluster,
+        ns,
+        r#"{"spec":{"redis":{"image":"docker.io/library/redis:0.0.0-never-pushed"}}}"#,
+    );
+    let client = cluster.client().await;
+    let stuck = poll(
+        "a replica stuck pulling the bad image",
+        STORE_READY,
+        || async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+            let list = pods
+                .list(&ListParams::default().labels("app.kubernetes.io/component=redis"))
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .iter()
+                .find_map(|pod| {
+                    let waiting = pod
+                        .status
+                        .as_ref()?
+                        .container_statuses
+                        .as_ref()?
+                        .iter()
+                        .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())?;
+                    (waiting == "ErrImagePull" || waiting == "ImagePullBackOff")
+                        .then(|| pod.metadata.name.clone().unwrap_or_default())
+                })
+                .ok_or_else(|| "no pod waiting on the image yet".to_owned())
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_ne!(
+        stuck, primary,
+        "the primary was restarted onto an image nobody tried first"
+    );
+    // The rollout holds: the primary still serves writes.
+    write_more(&writer, 300, Duration::from_secs(60)).await;
+
+    patch_store(
+        cluster,
+        ns,
+        &format!(r#"{{"spec":{{"redis":{{"image":"{good_image}"}}}}}}"#),
+    );
+    let recovered = std::time::Instant::now();
+    let status = wait_rolled_out(cluster, ns, STORE_READY).await;
+    println!(
+        "{stuck} stuck on the bad image; reverted, Ready again {} s later",
+        recovered.elapsed().as_secs()
+    );
+    assert_eq!(status["ready"], "3/3");
+    let events = event_reasons(cluster, ns);
+    assert!(
+        events.iter().any(|e| e.starts_with("RollingRestart=")
+            && e.contains(&stuck)
+            && e.contains("ImagePull")),
+        "the stuck pod was not replaced by the operator: {events:#?}"
+    );
+    write_more(&writer, 300, Duration::from_secs(60)).await;
+    assert_nothing_lost(&mut writer, "a bad-image rollout and its revert").await;
+}
