@@ -919,8 +919,8 @@ pub async fn wait_store_ready(cluster: &Cluster, ns: &str, store: &str) -> Value
     .unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// `(kind, name)` of every object `abstore-operator render` prints for `yaml` in `ns`.
-pub fn rendered_objects(yaml: &str, ns: &str) -> Vec<(String, String)> {
+/// Every object `abstore-operator render` prints for `yaml` in `ns`, as JSON.
+pub fn rendered(yaml: &str, ns: &str) -> Vec<Value> {
     let mut render = std::process::Command::new(operator_binary())
         .args(["render", "-f", "-", "-n", ns])
         .stdin(std::process::Stdio::piped())
@@ -940,6 +940,13 @@ pub fn rendered_objects(yaml: &str, ns: &str) -> Vec<(String, String)> {
     assert!(output.status.success(), "render failed");
     serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&output.stdout))
         .filter_map(|document| serde::Deserialize::deserialize(document).ok())
+        .collect()
+}
+
+/// `(kind, name)` of every object `abstore-operator render` prints for `yaml` in `ns`.
+pub fn rendered_objects(yaml: &str, ns: &str) -> Vec<(String, String)> {
+    rendered(yaml, ns)
+        .into_iter()
         .filter_map(|object: Value| {
             Some((
                 object["kind"].as_str()?.to_lowercase(),

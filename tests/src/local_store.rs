@@ -101,6 +101,27 @@ pub struct WriterLog {
     pub slowest: Option<(Duration, Instant)>,
 }
 
+impl WriterLog {
+    fn acknowledged(&mut self, sent: Instant) {
+        self.acked += 1;
+        let took = sent.elapsed();
+        if self.slowest.is_none_or(|(slowest, _)| took > slowest) {
+            self.slowest = Some((took, sent));
+        }
+    }
+
+    fn failed(&mut self, sent: Instant, error: String, outcome_unknown: bool) {
+        if outcome_unknown {
+            self.unknown += 1;
+        }
+        self.errors.push(FailedWrite {
+            sent,
+            failed: Instant::now(),
+            error,
+        });
+    }
+}
+
 /// Increments one counter through Sentinel as the `app` user, one round trip at a time (paced
 /// at `interval`), until stopped.
 #[derive(Debug)]
@@ -140,22 +161,10 @@ impl Writer {
                         .await;
                     let mut log = log.lock().await;
                     match result {
-                        Ok(_) => {
-                            log.acked += 1;
-                            let took = sent.elapsed();
-                            if log.slowest.is_none_or(|(slowest, _)| took > slowest) {
-                                log.slowest = Some((took, sent));
-                            }
-                        }
+                        Ok(_) => log.acknowledged(sent),
                         Err(e) => {
-                            if matches!(e, abstore::Error::OutcomeUnknown { .. }) {
-                                log.unknown += 1;
-                            }
-                            log.errors.push(FailedWrite {
-                                sent,
-                                failed: Instant::now(),
-                                error: e.to_string(),
-                            });
+                            let unknown = matches!(e, abstore::Error::OutcomeUnknown { .. });
+                            log.failed(sent, e.to_string(), unknown);
                         }
                     }
                     drop(log);
@@ -269,11 +278,8 @@ impl PlainWriter {
                         match plain_connection(&url).await {
                             Ok(opened) => connection = Some(opened),
                             Err(error) => {
-                                log.lock().await.errors.push(FailedWrite {
-                                    sent,
-                                    failed: Instant::now(),
-                                    error: format!("connect: {error}"),
-                                });
+                                let error = format!("connect: {error}");
+                                log.lock().await.failed(sent, error, false);
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                                 continue;
                             }
@@ -289,24 +295,12 @@ impl PlainWriter {
                         .await;
                     let mut log = log.lock().await;
                     match result {
-                        Ok(_) => {
-                            log.acked += 1;
-                            let took = sent.elapsed();
-                            if log.slowest.is_none_or(|(slowest, _)| took > slowest) {
-                                log.slowest = Some((took, sent));
-                            }
-                        }
+                        Ok(_) => log.acknowledged(sent),
                         Err(error) => {
                             // A reply that is an error (READONLY, NOREPLICAS) was not applied;
                             // a broken link or a timeout leaves the outcome unknown.
-                            if error.code().is_none() {
-                                log.unknown += 1;
-                            }
-                            log.errors.push(FailedWrite {
-                                sent,
-                                failed: Instant::now(),
-                                error: error.to_string(),
-                            });
+                            let unknown = error.code().is_none();
+                            log.failed(sent, error.to_string(), unknown);
                             drop(log);
                             connection = None;
                             // An application retries soon, not in a tight loop.

@@ -1527,22 +1527,12 @@ async fn a_store_from_an_older_operator_with_labelled_claim_templates_still_appl
     let ns = setup.ns.name.as_str();
     let yaml = store_yaml("{}");
     // What an older operator applied: the StatefulSet with labelled claim templates.
-    let rendered = std::process::Command::new(k8s::operator_binary())
-        .args(["render", "-f", "-", "-n", ns])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
+    let mut old_set = k8s::rendered(&yaml, ns)
+        .into_iter()
+        .find(|object| {
+            object["kind"] == "StatefulSet" && object["metadata"]["name"] == "experiments-redis"
+        })
         .unwrap();
-    let mut rendered = rendered;
-    std::io::Write::write_all(&mut rendered.stdin.take().unwrap(), yaml.as_bytes()).unwrap();
-    let output = rendered.wait_with_output().unwrap();
-    let mut old_set: Value =
-        serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&output.stdout))
-            .filter_map(|document| serde::Deserialize::deserialize(document).ok())
-            .find(|object: &Value| {
-                object["kind"] == "StatefulSet" && object["metadata"]["name"] == "experiments-redis"
-            })
-            .unwrap();
     old_set["spec"]["volumeClaimTemplates"][0]["metadata"]["labels"] =
         old_set["spec"]["selector"]["matchLabels"].clone();
     cluster
