@@ -393,6 +393,11 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     observed.topology = Some(match &topology {
         Ok(outcome) => TopologyObserved {
             summary: match &rollout {
+                // While heal waits, the rollout waits for the same reason: say it once.
+                Some(RolloutOutcome {
+                    step: Step::Wait { .. },
+                    ..
+                }) if !outcome.settled => outcome.summary.clone(),
                 Some(RolloutOutcome { step, .. }) if *step != Step::Done => {
                     format!("{}; rollout: {step}", outcome.summary)
                 }

@@ -380,7 +380,21 @@ pub fn operator_binary() -> &'static Path {
 
 /// Polls `check` every [`POLL_INTERVAL`] until it returns `Ok`, or fails after `within` with the
 /// last error it gave.
-pub async fn poll<T, F, Fut>(what: &str, within: Duration, mut check: F) -> Result<T, String>
+pub async fn poll<T, F, Fut>(what: &str, within: Duration, check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    poll_every(POLL_INTERVAL, what, within, check).await
+}
+
+/// [`poll`] at `interval`: for waits whose end is itself a measurement.
+pub async fn poll_every<T, F, Fut>(
+    interval: Duration,
+    what: &str,
+    within: Duration,
+    mut check: F,
+) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -396,7 +410,7 @@ where
                 "timed out after {within:?} waiting for {what}; last: {last}"
             ));
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
