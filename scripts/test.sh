@@ -17,4 +17,6 @@ scripts/prune-target.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# --no-fail-fast: one failing test binary must not hide the results of the others; the command
+# still exits non-zero when any test failed.
+cargo test --workspace --locked --no-fail-fast
