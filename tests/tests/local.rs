@@ -275,3 +275,56 @@ async fn up_refuses_a_bad_spec_naming_the_file_and_status_without_a_store_says_s
         .to_string();
     assert!(error.contains("local up"), "{error}");
 }
+
+/// A store's process whose port another program took is never taken for started: every process
+/// of a store keeps its port (sentinels, replicas and clients know it by it), so `up` fails,
+/// naming the process and the port, and leaves nothing running. (It used to count the other
+/// program's listener as its process up, and the heal passes then restarted the process, which
+/// exited at once, on every pass: a "restarted" process in the tests that ran beside others.)
+#[tokio::test]
+async fn up_refuses_a_port_that_another_program_took_and_leaves_nothing_running() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_store(work.path());
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    supervisor.stop().await.unwrap();
+
+    let taken = state.sentinels[2].port;
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    let error = Supervisor::up(&spec, &dir).await.unwrap_err();
+    assert!(
+        matches!(error, local::LocalError::PortTaken { port, .. } if port == taken),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("redis-sentinel 2") && message.contains(&taken.to_string()),
+        "{message}"
+    );
+    let after = local::LocalState::read(&layout.state_file()).unwrap();
+    assert_eq!(after.supervisor_pid, None);
+    assert!(
+        after
+            .nodes
+            .iter()
+            .chain(&after.sentinels)
+            .all(|p| p.pid.is_none()),
+        "{after:?}"
+    );
+    for port in state
+        .nodes
+        .iter()
+        .chain(&state.sentinels)
+        .map(|p| p.port)
+        .filter(|p| *p != taken)
+    {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "a process of the failed up still listens on {port}"
+        );
+    }
+    drop(squatter);
+}

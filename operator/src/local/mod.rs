@@ -58,6 +58,10 @@ pub enum LocalError {
     State { path: PathBuf, reason: String },
     #[error("starting {what}: {reason}")]
     Start { what: String, reason: String },
+    #[error(
+        "starting {what}: port {port} is taken by another program (Address already in use); the store's processes keep their ports across restarts: free the port, or run the store from a new directory"
+    )]
+    PortTaken { what: String, port: u16 },
     #[error("no primary within {seconds} s: {reason}")]
     NoPrimary { seconds: u64, reason: String },
     #[error("heal: {0}")]
