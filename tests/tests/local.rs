@@ -328,3 +328,40 @@ async fn up_refuses_a_port_that_another_program_took_and_leaves_nothing_running(
     }
     drop(squatter);
 }
+
+/// A pid in the state file that now belongs to another store's server is left alone by `down`
+/// (and by `up`, which stops what a killed `up` left running the same way): pids are reused
+/// (within minutes on a busy machine with the default pid_max of 32768), and "redis" in the
+/// command line is no proof; only a process that listens on its member's port is the store's.
+#[tokio::test]
+async fn down_leaves_alone_a_stale_pid_that_another_stores_server_now_has() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_store(work.path());
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    supervisor.stop().await.unwrap();
+
+    let other = abstore_tests::RedisServer::start_default().unwrap();
+    let other_pid = other.pid().unwrap();
+    let mut stale = local::LocalState::read(&layout.state_file()).unwrap();
+    stale.nodes[0].pid = Some(other_pid);
+    stale.write(&layout.state_file()).unwrap();
+    let stopped = local::down(&layout, Duration::from_secs(10)).await.unwrap();
+    assert!(stopped.is_empty(), "{stopped:?}");
+    assert!(
+        running(Some(other_pid)),
+        "down stopped another store's server"
+    );
+
+    // `up` on the directory leaves it alone too, and starts its own node on its own port.
+    stale.write(&layout.state_file()).unwrap();
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    assert!(
+        running(Some(other_pid)),
+        "up stopped another store's server"
+    );
+    assert_ne!(supervisor.state().nodes[0].pid, Some(other_pid));
+    supervisor.stop().await.unwrap();
+}

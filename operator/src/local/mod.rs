@@ -26,7 +26,7 @@ use crate::model::Model;
 use crate::rotation::{self, PasswordState, STATE_KEY};
 use crate::validate::validate;
 
-pub use process::{Supervisor, SwitchoverRecord};
+pub use process::{Supervisor, SwitchoverRecord, listens_on};
 pub use state::{JobRun, LocalState, ProcessState};
 
 /// Namespace given to a local store whose YAML names none (it only appears in config comments).
@@ -534,7 +534,8 @@ pub fn request_restart(layout: &Layout) -> Result<u32> {
 }
 
 /// `local down`: stops the supervisor (so it does not restart anything), then every process the
-/// state names, SIGTERM first and SIGKILL after `grace`.
+/// state names that still listens on its port (pids are reused), SIGTERM first and SIGKILL
+/// after `grace`.
 pub async fn down(layout: &Layout, grace: Duration) -> Result<Vec<u32>> {
     let mut state = LocalState::read(&layout.state_file())?;
     let mut stopped = Vec::new();
@@ -545,7 +546,7 @@ pub async fn down(layout: &Layout, grace: Duration) -> Result<Vec<u32>> {
     }
     for proc in state.nodes.iter_mut().chain(state.sentinels.iter_mut()) {
         if let Some(pid) = proc.pid.take()
-            && process::stop(pid, "redis", grace).await
+            && process::stop_listener(pid, proc.port, grace).await
         {
             stopped.push(pid);
         }

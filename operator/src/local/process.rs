@@ -160,14 +160,21 @@ impl Supervisor {
             .map(|_| None)
             .collect();
         // Processes left over from a `local up` that was killed: stop them before starting ours.
+        // Only a pid that still listens on its member's port is one of them: pids are reused.
         for proc in supervisor
             .state
             .nodes
             .iter_mut()
             .chain(supervisor.state.sentinels.iter_mut())
         {
-            if let Some(pid) = proc.pid.take() {
-                stop(pid, "redis", Duration::from_secs(10)).await;
+            if let Some(pid) = proc.pid.take()
+                && stop_listener(pid, proc.port, STOP_GRACE).await
+            {
+                tracing::info!(
+                    pid,
+                    port = proc.port,
+                    "stopped a process left over from an earlier local up"
+                );
             }
         }
         if let Err(error) = supervisor.start_all().await {
@@ -1234,6 +1241,13 @@ fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
         .unwrap_or_default()
+}
+
+/// [`stop`] for a process of a store, named by a state file: only while it still listens on
+/// its member's `port` (a pid from an old state file may belong to any process now, another
+/// store's Redis included). Returns whether it was stopped.
+pub async fn stop_listener(pid: u32, port: u16, grace: Duration) -> bool {
+    listens_on(pid, port) && stop(pid, "redis", grace).await
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL. Only a process whose command line contains
