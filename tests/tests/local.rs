@@ -365,3 +365,74 @@ async fn down_leaves_alone_a_stale_pid_that_another_stores_server_now_has() {
     assert_ne!(supervisor.state().nodes[0].pid, Some(other_pid));
     supervisor.stop().await.unwrap();
 }
+
+/// A process that answers slowly is not dead: `local up` restarts only a process that exited,
+/// never one that missed probes. A replica and a sentinel frozen with SIGSTOP (what a loaded
+/// machine's scheduling stall looks like, taken to the extreme) fail several consecutive heal
+/// observations (each a probe timeout long) and keep their pids once they run again.
+#[tokio::test]
+async fn processes_that_stop_answering_for_a_while_are_not_restarted() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_store(work.path());
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let mut supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let state = supervisor.state().clone();
+    let primary = state.primary.clone().unwrap();
+    let replica = state
+        .nodes
+        .iter()
+        .position(|n| format!("127.0.0.1:{}", n.port) != primary)
+        .unwrap();
+    let frozen = [
+        state.nodes[replica].pid.unwrap(),
+        state.sentinels[2].pid.unwrap(),
+    ];
+    let pids = |s: &local::LocalState| {
+        s.nodes
+            .iter()
+            .chain(&s.sentinels)
+            .map(|p| p.pid)
+            .collect::<Vec<_>>()
+    };
+    let before = pids(&state);
+    let signal = |name: &str| {
+        for pid in frozen {
+            let sent = std::process::Command::new("kill")
+                .args([name, &pid.to_string()])
+                .status();
+            assert!(sent.unwrap().success());
+        }
+    };
+
+    signal("-STOP");
+    let mut missed = 0;
+    let deadline = Instant::now() + CONVERGE;
+    while missed < 3 {
+        let report = supervisor.heal_pass().await;
+        let report = report.unwrap();
+        let node = &report.observation.nodes[replica].state;
+        let sentinel = &report.observation.sentinels[2].state;
+        if node.is_err() && sentinel.is_err() {
+            missed += 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the frozen processes kept answering: {report:?}"
+        );
+    }
+    signal("-CONT");
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let report = supervisor.heal_pass().await.unwrap();
+        let answering = report.observation.nodes.iter().all(|n| n.state.is_ok())
+            && report.observation.sentinels.iter().all(|s| s.state.is_ok());
+        if answering {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not answering again: {report:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(pids(supervisor.state()), before, "a process was restarted");
+    supervisor.stop().await.unwrap();
+}
