@@ -1337,6 +1337,18 @@ mod tests {
     }
 
     #[test]
+    fn a_rollout_restart_names_the_configuration_lines_that_changed() {
+        assert_eq!(
+            outdated("port 7001\nmaxmemory 100\n", "port 7001\nmaxmemory 200\n"),
+            r#"its configuration changed: ["maxmemory 100"] became ["maxmemory 200"]"#
+        );
+        assert_eq!(
+            outdated("", "port 7001\n"),
+            "a restart of every process was requested"
+        );
+    }
+
+    #[test]
     fn only_the_process_holding_the_listener_listens_on_a_port() {
         let listener = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
