@@ -348,6 +348,8 @@ async fn down_leaves_alone_a_stale_pid_that_another_stores_server_now_has() {
     let mut stale = local::LocalState::read(&layout.state_file()).unwrap();
     stale.nodes[0].pid = Some(other_pid);
     stale.write(&layout.state_file()).unwrap();
+    let status = local::status(&layout).await.unwrap();
+    assert!(!status.nodes[0].running, "{:?}", status.nodes[0]);
     let stopped = local::down(&layout, Duration::from_secs(10)).await.unwrap();
     assert!(stopped.is_empty(), "{stopped:?}");
     assert!(

@@ -416,6 +416,8 @@ pub struct TlsStatus {
 pub struct NodeStatus {
     pub address: String,
     pub pid: Option<u32>,
+    /// The process the state names runs and listens on its port (a pid alone may have been
+    /// reused by another process).
     pub running: bool,
     pub role: Option<String>,
     pub offset: Option<u64>,
@@ -427,6 +429,8 @@ pub struct NodeStatus {
 pub struct SentinelStatus {
     pub address: String,
     pub pid: Option<u32>,
+    /// The process the state names runs and listens on its port (a pid alone may have been
+    /// reused by another process).
     pub running: bool,
     pub primary: Option<String>,
     pub error: Option<String>,
@@ -468,7 +472,7 @@ pub async fn status(layout: &Layout) -> Result<Status> {
             NodeStatus {
                 address: o.endpoint.to_string(),
                 pid: p.pid,
-                running: p.pid.is_some_and(process::is_running),
+                running: p.pid.is_some_and(|pid| process::listens_on(pid, p.port)),
                 role,
                 offset,
                 keys,
@@ -489,7 +493,7 @@ pub async fn status(layout: &Layout) -> Result<Status> {
             SentinelStatus {
                 address: o.endpoint.to_string(),
                 pid: p.pid,
-                running: p.pid.is_some_and(process::is_running),
+                running: p.pid.is_some_and(|pid| process::listens_on(pid, p.port)),
                 primary,
                 error,
             }
