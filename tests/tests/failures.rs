@@ -155,12 +155,14 @@ impl Drop for KillOnDrop {
             .map(|p| p.port)
             .collect();
         let mut pids: BTreeSet<u32> = processes_on(&ports).into_iter().collect();
+        // A pid from the file only while it listens on its port: a killed process's pid may
+        // belong to anything by now (pids are reused).
         pids.extend(
             state
                 .nodes
                 .iter()
                 .chain(&state.sentinels)
-                .filter_map(|p| p.pid),
+                .filter_map(|p| p.pid.filter(|pid| local::listens_on(*pid, p.port))),
         );
         for pid in pids.into_iter().filter(|pid| alive(*pid)) {
             let _ = std::process::Command::new("kill")
