@@ -28,4 +28,6 @@ scripts/build-images.sh
 . scripts/k8s-cluster.sh
 abstore_k8s_up
 
-cargo test --workspace --locked
+# --no-fail-fast: one failing test binary must not hide the results of the others; the command
+# still exits non-zero when any test failed.
+cargo test --workspace --locked --no-fail-fast

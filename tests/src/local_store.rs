@@ -59,7 +59,9 @@ impl LocalSpec {
 
 /// SIGKILLs every process the state file in a directory names when dropped, passed or not: a
 /// failing assertion must not leave servers behind (`local up`'s servers outlive a dropped
-/// supervisor by design).
+/// supervisor by design). Only a pid that still listens on its member's port: a stale pid in
+/// the file (a process killed by the test) may belong to anything now, another test's server
+/// included, on a busy machine whose pids wrap within minutes.
 #[derive(Debug)]
 pub struct KillOnDrop(pub PathBuf);
 
@@ -72,7 +74,7 @@ impl Drop for KillOnDrop {
             .nodes
             .iter()
             .chain(&state.sentinels)
-            .filter_map(|p| p.pid)
+            .filter_map(|p| p.pid.filter(|pid| local::listens_on(*pid, p.port)))
         {
             let _ = std::process::Command::new("kill")
                 .args(["-9", &pid.to_string()])

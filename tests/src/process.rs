@@ -235,7 +235,7 @@ impl ServerProcess {
                 .into());
             }
             // Another process may hold the port and answer PING; only our own listener counts.
-            if answers_ping(self.port) && owns_listener(pid, self.port) {
+            if answers_ping(self.port) && abstore_operator::local::listens_on(pid, self.port) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -411,39 +411,6 @@ fn answers_ping(port: u16) -> bool {
     ["+PONG", "-NOAUTH", "-LOADING", "-MASTERDOWN"]
         .iter()
         .any(|prefix| reply.starts_with(prefix))
-}
-
-/// Whether process `pid` holds a listening TCP socket on `port`, from /proc. Where /proc cannot
-/// be read, the answer is optimistic: the PING probe alone decides.
-fn owns_listener(pid: u32, port: u16) -> bool {
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return true;
-    };
-    let inodes: Vec<String> = fds
-        .filter_map(Result::ok)
-        .filter_map(|fd| fs::read_link(fd.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_string_lossy();
-            target
-                .strip_prefix("socket:[")
-                .and_then(|rest| rest.strip_suffix(']'))
-                .map(str::to_owned)
-        })
-        .collect();
-    let port_hex = format!(":{port:04X}");
-    const LISTEN: &str = "0A";
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
-        fs::read_to_string(table).is_ok_and(|text| {
-            text.lines().skip(1).any(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                matches!(
-                    (fields.get(1), fields.get(3), fields.get(9)),
-                    (Some(local), Some(&LISTEN), Some(inode))
-                        if local.ends_with(&port_hex) && inodes.iter().any(|i| i == inode)
-                )
-            })
-        })
-    })
 }
 
 pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), HarnessError> {

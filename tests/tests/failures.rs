@@ -64,6 +64,14 @@ const WARM_UP_ACKS: usize = 200;
 const NO_NEW_PRIMARY_BEFORE: Duration = Duration::from_millis(500);
 /// What a primary without enough in-sync replicas answers a write (`min-replicas-to-write`).
 const NOREPLICAS: &str = "NOREPLICAS";
+/// How far back `kill -9` of every process can lose acknowledged writes with `appendfsync
+/// everysec` (the operator's default): while its background fsync of the AOF is still running
+/// (a busy disk), Redis keeps new writes in its AOF buffer, not yet written to the file, for up
+/// to 2 s, and replies to them meanwhile; a process killed then loses them. Every node alike, so
+/// `WAIT` does not protect against it. 2 s, plus 1 s for the event loop of a loaded machine to
+/// get to the postponed write. Measured: 1 045 of 2 055 acknowledged writes, 434 of them
+/// WAIT-acknowledged, lost this way beside `stress-ng --hdd 2` (docs/durability.md).
+const AOF_EVERYSEC_WINDOW: Duration = Duration::from_secs(3);
 
 // ---------------------------------------------------------------------------------------------
 // Polling and processes
@@ -147,12 +155,14 @@ impl Drop for KillOnDrop {
             .map(|p| p.port)
             .collect();
         let mut pids: BTreeSet<u32> = processes_on(&ports).into_iter().collect();
+        // A pid from the file only while it listens on its port: a killed process's pid may
+        // belong to anything by now (pids are reused).
         pids.extend(
             state
                 .nodes
                 .iter()
                 .chain(&state.sentinels)
-                .filter_map(|p| p.pid),
+                .filter_map(|p| p.pid.filter(|pid| local::listens_on(*pid, p.port))),
         );
         for pid in pids.into_iter().filter(|pid| alive(*pid)) {
             let _ = std::process::Command::new("kill")
@@ -420,8 +430,13 @@ impl Store {
 
 /// `INFO replication` fields of one node.
 async fn replication(conn: &mut redis::aio::MultiplexedConnection) -> Result<Info, String> {
+    info(conn, "replication").await
+}
+
+/// The fields of one `INFO` section of a node.
+async fn info(conn: &mut redis::aio::MultiplexedConnection, section: &str) -> Result<Info, String> {
     let text: String = redis::cmd("INFO")
-        .arg("replication")
+        .arg(section)
         .query_async(conn)
         .await
         .map_err(|e| e.to_string())?;
@@ -567,6 +582,21 @@ impl Writer {
         .await;
     }
 
+    /// Until the first acknowledged write is `span` old: writes older than a loss window exist.
+    async fn wait_for_history(&self, span: Duration) {
+        eventually("a history of acknowledged writes", CONVERGE, || async {
+            let first = self.log.lock().unwrap().acked.first().map(|a| a.at);
+            match first {
+                Some(at) if at.elapsed() >= span => Ok(()),
+                other => Err(format!(
+                    "first acknowledged {:?} ago",
+                    other.map(|at| at.elapsed())
+                )),
+            }
+        })
+        .await;
+    }
+
     /// The first write acknowledged after `from` (by then only a new primary can answer).
     fn first_ack_after(&self, from: Instant) -> Option<Instant> {
         self.log
@@ -599,6 +629,40 @@ struct Tally {
     /// Writes `WAIT 1` confirmed on a replica.
     acked_replicated: usize,
     lost_replicated: usize,
+    /// When each lost write was acknowledged, oldest first.
+    lost_at: Vec<Instant>,
+    /// When each write was acknowledged.
+    acked_at: Vec<Instant>,
+    missing: BTreeSet<String>,
+}
+
+impl Tally {
+    /// Lost writes acknowledged before `cutoff`.
+    fn lost_before(&self, cutoff: Instant) -> usize {
+        self.lost_at.iter().filter(|at| **at < cutoff).count()
+    }
+
+    /// Writes acknowledged before `cutoff`.
+    fn acked_before(&self, cutoff: Instant) -> usize {
+        self.acked_at.iter().filter(|at| **at < cutoff).count()
+    }
+
+    /// Of the writes `log`'s writer had acknowledged before `before`, those kept although an
+    /// earlier one was lost. A node that lost what it had not yet written to its AOF lost the
+    /// tail of its stream: one writer's lost writes are its last ones, never followed by a kept
+    /// one.
+    fn kept_after_a_lost_one(&self, log: &WriteLog, before: Instant) -> Vec<String> {
+        let mut lost_one = false;
+        let mut kept = Vec::new();
+        for ack in log.acked.iter().take_while(|a| a.at < before) {
+            if self.missing.contains(&ack.key) {
+                lost_one = true;
+            } else if lost_one {
+                kept.push(ack.key.clone());
+            }
+        }
+        kept
+    }
 }
 
 async fn tally(conn: &mut redis::aio::MultiplexedConnection, logs: &[&WriteLog]) -> Tally {
@@ -616,6 +680,12 @@ async fn tally(conn: &mut redis::aio::MultiplexedConnection, logs: &[&WriteLog])
         })
         .collect();
     let missing = missing(conn, &keys).await;
+    let acked_at: std::collections::HashMap<&str, Instant> = logs
+        .iter()
+        .flat_map(|l| l.acked.iter().map(|a| (a.key.as_str(), a.at)))
+        .collect();
+    let mut lost_at: Vec<Instant> = missing.iter().map(|k| acked_at[k.as_str()]).collect();
+    lost_at.sort();
     Tally {
         acked: keys.len(),
         lost: missing.len(),
@@ -624,6 +694,9 @@ async fn tally(conn: &mut redis::aio::MultiplexedConnection, logs: &[&WriteLog])
             .iter()
             .filter(|k| replicated.contains(k.as_str()))
             .count(),
+        lost_at,
+        acked_at: acked_at.into_values().collect(),
+        missing: missing.into_iter().collect(),
     }
 }
 
@@ -875,6 +948,8 @@ async fn killing_every_process_and_restarting_from_the_aof_brings_all_data_back(
     let waited = Writer::start(store.app().await, "waited", true);
     plain.wait_for_acks(2 * WARM_UP_ACKS).await;
     waited.wait_for_acks(2 * WARM_UP_ACKS).await;
+    // Writes older than the window the AOF may lose, so that the bound below has teeth.
+    plain.wait_for_history(2 * AOF_EVERYSEC_WINDOW).await;
 
     // Power cut: local up dies, then every server with kill -9 (no AOF flush at exit). One
     // replica also loses its data directory (a lost volume): it must come back as a replica and
@@ -891,6 +966,7 @@ async fn killing_every_process_and_restarting_from_the_aof_brings_all_data_back(
     let pids = processes_on(&ports);
     // Six servers, and any child one of them forked (a sync or a snapshot) goes too.
     assert!(pids.len() >= 6, "every server of the store: {pids:?}");
+    let killing = Instant::now();
     for pid in &pids {
         kill9(*pid);
     }
@@ -965,16 +1041,24 @@ async fn killing_every_process_and_restarting_from_the_aof_brings_all_data_back(
                 && n.state.as_ref().is_ok_and(|i| !i.loading && i.keys == 0)
         })
     });
+    let cutoff = killing - AOF_EVERYSEC_WINDOW;
+    let oldest_lost = on_primary
+        .lost_at
+        .first()
+        .map(|at| ms(killing.saturating_duration_since(*at)));
     println!(
         "figures: every process killed with kill -9, then local up again: elected primary {} ms \
          after up started, writes acknowledged again {} ms after up started; primary before \
-         {primary_before}, after {primary_after}; acknowledged {} ({} WAIT-acknowledged), lost \
-         {}, WAIT-acknowledged lost {}; on the replicas (one restarted with an empty directory) \
-         lost {:?}; {} writes refused with NOREPLICAS and resent",
+         {primary_before}, after {primary_after}; acknowledged {} ({} WAIT-acknowledged, {} more \
+         than {} ms before the kill), lost {}, WAIT-acknowledged lost {}, the oldest lost one \
+         acknowledged {oldest_lost:?} ms before the kill; on the replicas (one restarted with an \
+         empty directory) lost {:?}; {} writes refused with NOREPLICAS and resent",
         ms(up),
         ms(back),
         on_primary.acked,
         on_primary.acked_replicated,
+        on_primary.acked_before(cutoff),
+        ms(AOF_EVERYSEC_WINDOW),
         on_primary.lost,
         on_primary.lost_replicated,
         replicas.iter().map(|t| t.lost).collect::<Vec<_>>(),
@@ -985,14 +1069,37 @@ async fn killing_every_process_and_restarting_from_the_aof_brings_all_data_back(
         "the node with the data stays primary"
     );
     assert!(!empty_primary, "a heal pass saw an empty primary");
-    assert_eq!(
-        on_primary.lost_replicated, 0,
-        "a WAIT-acknowledged write was lost"
+    // kill -9 keeps what Redis wrote to its AOF in the page cache, but with `everysec` and a
+    // busy disk Redis replies to writes it has not written yet (AOF_EVERYSEC_WINDOW): what was
+    // acknowledged before that window is back, WAIT-acknowledged or not; the writes of the
+    // window may be lost on every node alike (WAIT only protects against one node's crash).
+    assert!(
+        on_primary.acked_before(cutoff) >= WARM_UP_ACKS,
+        "too few writes before the AOF window to check: {}",
+        on_primary.acked_before(cutoff)
     );
-    // kill -9 keeps what Redis wrote to its AOF in the page cache, and Redis writes the AOF
-    // before it replies: every acknowledged write is back.
-    assert_eq!(on_primary.lost, 0, "acknowledged writes lost");
-    assert!(replicas.iter().all(|t| t.lost == 0));
+    assert_eq!(
+        on_primary.lost_before(cutoff),
+        0,
+        "acknowledged writes older than the AOF window ({AOF_EVERYSEC_WINDOW:?}) lost; the oldest lost one acknowledged {oldest_lost:?} ms before the kill"
+    );
+    // Nothing older than the window, and the lost writes are the tail of the primary's stream
+    // (what it had not written yet), whatever the window.
+    for log in [&plain, &waited] {
+        let kept = on_primary.kept_after_a_lost_one(log, restarting);
+        assert!(
+            kept.is_empty(),
+            "lost writes are not the tail the AOF had not written: kept {} later ones, first {:?}",
+            kept.len(),
+            kept.first()
+        );
+    }
+    for replica in &replicas {
+        assert_eq!(
+            replica.lost, on_primary.lost,
+            "a replica holds what the primary holds"
+        );
+    }
     healer.finish().await.stop().await.unwrap();
 }
 
@@ -1007,6 +1114,36 @@ async fn after_a_full_restart_a_primary_that_lost_its_directory_never_serves_emp
     let waited = Writer::start(store.app().await, "waited", true);
     waited.wait_for_acks(WARM_UP_ACKS).await;
     let waited = waited.finish().await;
+    // Every write on every node's disk before the power cut: each replica has the primary's
+    // whole stream, and no node still holds writes in its AOF buffer that it has not written to
+    // the file (with `everysec` and a busy disk Redis postpones that write while it replies, and
+    // a kill then loses them on every node: AOF_EVERYSEC_WINDOW, measured by the scenario
+    // above). This scenario is about the empty primary, so its data is made durable first.
+    eventually("every write in every node's AOF", CONVERGE, || async {
+        let mut offsets = BTreeSet::new();
+        for node in &store.target.nodes {
+            let mut conn = store.node(node.port).await;
+            offsets.insert(
+                replication(&mut conn)
+                    .await?
+                    .get("master_repl_offset")
+                    .to_owned(),
+            );
+            let buffered = info(&mut conn, "persistence")
+                .await?
+                .get("aof_buffer_length")
+                .to_owned();
+            if buffered != "0" {
+                return Err(format!("{node}: aof_buffer_length {buffered}"));
+            }
+        }
+        if offsets.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("replication offsets {offsets:?}"))
+        }
+    })
+    .await;
 
     let primary_before = store.primary();
     healer.crash();

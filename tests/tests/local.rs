@@ -275,3 +275,166 @@ async fn up_refuses_a_bad_spec_naming_the_file_and_status_without_a_store_says_s
         .to_string();
     assert!(error.contains("local up"), "{error}");
 }
+
+/// A store's process whose port another program took is never taken for started: every process
+/// of a store keeps its port (sentinels, replicas and clients know it by it), so `up` fails,
+/// naming the process and the port, and leaves nothing running. (It used to count the other
+/// program's listener as its process up, and the heal passes then restarted the process, which
+/// exited at once, on every pass: a "restarted" process in the tests that ran beside others.)
+#[tokio::test]
+async fn up_refuses_a_port_that_another_program_took_and_leaves_nothing_running() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_store(work.path());
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    supervisor.stop().await.unwrap();
+
+    let taken = state.sentinels[2].port;
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    let error = Supervisor::up(&spec, &dir).await.unwrap_err();
+    assert!(
+        matches!(error, local::LocalError::PortTaken { port, .. } if port == taken),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("redis-sentinel 2") && message.contains(&taken.to_string()),
+        "{message}"
+    );
+    let after = local::LocalState::read(&layout.state_file()).unwrap();
+    assert_eq!(after.supervisor_pid, None);
+    assert!(
+        after
+            .nodes
+            .iter()
+            .chain(&after.sentinels)
+            .all(|p| p.pid.is_none()),
+        "{after:?}"
+    );
+    for port in state
+        .nodes
+        .iter()
+        .chain(&state.sentinels)
+        .map(|p| p.port)
+        .filter(|p| *p != taken)
+    {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "a process of the failed up still listens on {port}"
+        );
+    }
+    drop(squatter);
+}
+
+/// A pid in the state file that now belongs to another store's server is left alone by `down`
+/// (and by `up`, which stops what a killed `up` left running the same way): pids are reused
+/// (within minutes on a busy machine with the default pid_max of 32768), and "redis" in the
+/// command line is no proof; only a process that listens on its member's port is the store's.
+#[tokio::test]
+async fn down_leaves_alone_a_stale_pid_that_another_stores_server_now_has() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_store(work.path());
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    supervisor.stop().await.unwrap();
+
+    let other = abstore_tests::RedisServer::start_default().unwrap();
+    let other_pid = other.pid().unwrap();
+    let mut stale = local::LocalState::read(&layout.state_file()).unwrap();
+    stale.nodes[0].pid = Some(other_pid);
+    stale.write(&layout.state_file()).unwrap();
+    let status = local::status(&layout).await.unwrap();
+    assert!(!status.nodes[0].running, "{:?}", status.nodes[0]);
+    let stopped = local::down(&layout, Duration::from_secs(10)).await.unwrap();
+    assert!(stopped.is_empty(), "{stopped:?}");
+    assert!(
+        running(Some(other_pid)),
+        "down stopped another store's server"
+    );
+
+    // `up` on the directory leaves it alone too, and starts its own node on its own port.
+    stale.write(&layout.state_file()).unwrap();
+    let supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    assert!(
+        running(Some(other_pid)),
+        "up stopped another store's server"
+    );
+    assert_ne!(supervisor.state().nodes[0].pid, Some(other_pid));
+    supervisor.stop().await.unwrap();
+}
+
+/// A process that answers slowly is not dead: `local up` restarts only a process that exited,
+/// never one that missed probes. A replica and a sentinel frozen with SIGSTOP (what a loaded
+/// machine's scheduling stall looks like, taken to the extreme) fail several consecutive heal
+/// observations (each a probe timeout long) and keep their pids once they run again.
+#[tokio::test]
+async fn processes_that_stop_answering_for_a_while_are_not_restarted() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = write_store(work.path());
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let mut supervisor = Supervisor::up(&spec, &dir).await.unwrap();
+    let state = supervisor.state().clone();
+    let primary = state.primary.clone().unwrap();
+    let replica = state
+        .nodes
+        .iter()
+        .position(|n| format!("127.0.0.1:{}", n.port) != primary)
+        .unwrap();
+    let frozen = [
+        state.nodes[replica].pid.unwrap(),
+        state.sentinels[2].pid.unwrap(),
+    ];
+    let pids = |s: &local::LocalState| {
+        s.nodes
+            .iter()
+            .chain(&s.sentinels)
+            .map(|p| p.pid)
+            .collect::<Vec<_>>()
+    };
+    let before = pids(&state);
+    let signal = |name: &str| {
+        for pid in frozen {
+            let sent = std::process::Command::new("kill")
+                .args([name, &pid.to_string()])
+                .status();
+            assert!(sent.unwrap().success());
+        }
+    };
+
+    signal("-STOP");
+    let mut missed = 0;
+    let deadline = Instant::now() + CONVERGE;
+    while missed < 3 {
+        let report = supervisor.heal_pass().await;
+        let report = report.unwrap();
+        let node = &report.observation.nodes[replica].state;
+        let sentinel = &report.observation.sentinels[2].state;
+        if node.is_err() && sentinel.is_err() {
+            missed += 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the frozen processes kept answering: {report:?}"
+        );
+    }
+    signal("-CONT");
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let report = supervisor.heal_pass().await.unwrap();
+        let answering = report.observation.nodes.iter().all(|n| n.state.is_ok())
+            && report.observation.sentinels.iter().all(|s| s.state.is_ok());
+        if answering {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not answering again: {report:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(pids(supervisor.state()), before, "a process was restarted");
+    supervisor.stop().await.unwrap();
+}

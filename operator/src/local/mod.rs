@@ -26,7 +26,7 @@ use crate::model::Model;
 use crate::rotation::{self, PasswordState, STATE_KEY};
 use crate::validate::validate;
 
-pub use process::{Supervisor, SwitchoverRecord};
+pub use process::{Supervisor, SwitchoverRecord, listens_on};
 pub use state::{JobRun, LocalState, ProcessState};
 
 /// Namespace given to a local store whose YAML names none (it only appears in config comments).
@@ -58,6 +58,10 @@ pub enum LocalError {
     State { path: PathBuf, reason: String },
     #[error("starting {what}: {reason}")]
     Start { what: String, reason: String },
+    #[error(
+        "starting {what}: port {port} is taken by another program (Address already in use); the store's processes keep their ports across restarts: free the port, or run the store from a new directory"
+    )]
+    PortTaken { what: String, port: u16 },
     #[error("no primary within {seconds} s: {reason}")]
     NoPrimary { seconds: u64, reason: String },
     #[error("heal: {0}")]
@@ -412,6 +416,8 @@ pub struct TlsStatus {
 pub struct NodeStatus {
     pub address: String,
     pub pid: Option<u32>,
+    /// The process the state names runs and listens on its port (a pid alone may have been
+    /// reused by another process).
     pub running: bool,
     pub role: Option<String>,
     pub offset: Option<u64>,
@@ -423,6 +429,8 @@ pub struct NodeStatus {
 pub struct SentinelStatus {
     pub address: String,
     pub pid: Option<u32>,
+    /// The process the state names runs and listens on its port (a pid alone may have been
+    /// reused by another process).
     pub running: bool,
     pub primary: Option<String>,
     pub error: Option<String>,
@@ -464,7 +472,7 @@ pub async fn status(layout: &Layout) -> Result<Status> {
             NodeStatus {
                 address: o.endpoint.to_string(),
                 pid: p.pid,
-                running: p.pid.is_some_and(process::is_running),
+                running: p.pid.is_some_and(|pid| process::listens_on(pid, p.port)),
                 role,
                 offset,
                 keys,
@@ -485,7 +493,7 @@ pub async fn status(layout: &Layout) -> Result<Status> {
             SentinelStatus {
                 address: o.endpoint.to_string(),
                 pid: p.pid,
-                running: p.pid.is_some_and(process::is_running),
+                running: p.pid.is_some_and(|pid| process::listens_on(pid, p.port)),
                 primary,
                 error,
             }
@@ -530,7 +538,8 @@ pub fn request_restart(layout: &Layout) -> Result<u32> {
 }
 
 /// `local down`: stops the supervisor (so it does not restart anything), then every process the
-/// state names, SIGTERM first and SIGKILL after `grace`.
+/// state names that still listens on its port (pids are reused), SIGTERM first and SIGKILL
+/// after `grace`.
 pub async fn down(layout: &Layout, grace: Duration) -> Result<Vec<u32>> {
     let mut state = LocalState::read(&layout.state_file())?;
     let mut stopped = Vec::new();
@@ -541,7 +550,7 @@ pub async fn down(layout: &Layout, grace: Duration) -> Result<Vec<u32>> {
     }
     for proc in state.nodes.iter_mut().chain(state.sentinels.iter_mut()) {
         if let Some(pid) = proc.pid.take()
-            && process::stop(pid, "redis", grace).await
+            && process::stop_listener(pid, proc.port, grace).await
         {
             stopped.push(pid);
         }

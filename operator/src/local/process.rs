@@ -21,13 +21,22 @@ use crate::heal::{self, Decision, Endpoint, HealTarget, Observation, Report};
 use crate::model::Model;
 use crate::rollout::{self, Member, RolloutInput, Step};
 
-/// How long a started process gets to accept connections.
+/// How long a started process gets to listen on its port.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many ports a new process tries when others keep taking the one it was given.
+const START_ATTEMPTS: u32 = 5;
+/// What Redis logs (then exits 1) when its port is taken.
+const ADDR_IN_USE: &str = "Address already in use";
+/// Log lines quoted when a process exits or does not start.
+const LOG_LINES: usize = 5;
 const POLL: Duration = Duration::from_millis(50);
 /// The redis.conf directive heal keeps right live, left out of the rollout fingerprint.
 const LIVE_DIRECTIVE: &str = "min-replicas-to-write ";
 /// How long a stopped process gets to flush its AOF and exit before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Where a data node and a sentinel log, in their directories.
+const NODE_LOG: &str = "redis.log";
+const SENTINEL_LOG: &str = "sentinel.log";
 
 /// A running local store: its children and the state file.
 #[derive(Debug)]
@@ -51,6 +60,12 @@ pub struct Supervisor {
     /// one that differs from what the model renders now is rolled.
     node_applied: Vec<String>,
     sentinel_applied: Vec<String>,
+    /// Per node and sentinel: its port was picked by this supervisor and no process has
+    /// listened on it yet, so nothing (a sentinel, a replica, a printed URL) knows it. Another
+    /// program can take a free port between the pick and the bind; such a member moves to
+    /// another port, the others keep theirs (they are the member's address).
+    node_port_new: Vec<bool>,
+    sentinel_port_new: Vec<bool>,
     last_step: Option<Step>,
     switchovers: Vec<SwitchoverRecord>,
 }
@@ -111,8 +126,9 @@ impl Supervisor {
         // running is scaled down by the rollout (primary switched away first), not truncated.
         let nodes = count(model.spec.redis.replicas).max(state.nodes.len());
         let sentinels = count(model.spec.sentinel.replicas).max(state.sentinels.len());
-        resize(&mut state.nodes, nodes)?;
-        resize(&mut state.sentinels, sentinels)?;
+        let (known_nodes, known_sentinels) = (state.nodes.len(), state.sentinels.len());
+        resize(&mut state.nodes, nodes, &state.sentinels)?;
+        resize(&mut state.sentinels, sentinels, &state.nodes)?;
         state.write(&state_file)?;
 
         let target = heal_target(&model, &layout, &credentials, &state)?;
@@ -130,6 +146,8 @@ impl Supervisor {
             spec_text,
             node_applied: Vec::new(),
             sentinel_applied: Vec::new(),
+            node_port_new: (0..nodes).map(|i| i >= known_nodes).collect(),
+            sentinel_port_new: (0..sentinels).map(|i| i >= known_sentinels).collect(),
             last_step: None,
             switchovers: Vec::new(),
             state,
@@ -142,22 +160,44 @@ impl Supervisor {
             .map(|_| None)
             .collect();
         // Processes left over from a `local up` that was killed: stop them before starting ours.
+        // Only a pid that still listens on its member's port is one of them: pids are reused.
         for proc in supervisor
             .state
             .nodes
             .iter_mut()
             .chain(supervisor.state.sentinels.iter_mut())
         {
-            if let Some(pid) = proc.pid.take() {
-                stop(pid, "redis", Duration::from_secs(10)).await;
+            if let Some(pid) = proc.pid.take()
+                && stop_listener(pid, proc.port, STOP_GRACE).await
+            {
+                tracing::info!(
+                    pid,
+                    port = proc.port,
+                    "stopped a process left over from an earlier local up"
+                );
             }
         }
-        let primary = supervisor.known_primary();
-        let has_data: Vec<bool> = (0..supervisor.nodes.len())
-            .map(|i| has_local_data(&supervisor.layout.node_dir(i)))
+        if let Err(error) = supervisor.start_all().await {
+            // Nothing is left running by an `up` that failed.
+            tracing::warn!(%error, "local up failed; stopping the processes it started");
+            supervisor.stop().await?;
+            return Err(error);
+        }
+        supervisor.save()?;
+        supervisor.bootstrap().await?;
+        supervisor.jobs = scheduled_jobs(&supervisor.model, &supervisor.layout, &supervisor.state);
+        Ok(supervisor)
+    }
+
+    /// Starts every data node (as a replica of the primary the state remembers, if any; never a
+    /// primary the sentinels remember whose data is gone) and every sentinel.
+    async fn start_all(&mut self) -> Result<()> {
+        let primary = self.known_primary();
+        let has_data: Vec<bool> = (0..self.nodes.len())
+            .map(|i| has_local_data(&self.layout.node_dir(i)))
             .collect();
-        for index in 0..supervisor.nodes.len() {
-            let own = Endpoint::new(LOOPBACK, supervisor.state.nodes[index].port);
+        for index in 0..self.nodes.len() {
+            let own = Endpoint::new(LOOPBACK, self.state.nodes[index].port);
             if primary.as_ref() == Some(&own)
                 && !has_data[index]
                 && (0..has_data.len()).any(|i| i != index && has_data[i])
@@ -168,18 +208,15 @@ impl Supervisor {
                     node = index,
                     "not starting an empty primary; replicas hold data"
                 );
-                supervisor.down_since[index] = Some(Instant::now());
+                self.down_since[index] = Some(Instant::now());
                 continue;
             }
-            supervisor.start_node(index, primary.as_ref()).await?;
+            self.start_node(index, primary.as_ref()).await?;
         }
-        for index in 0..supervisor.sentinels.len() {
-            supervisor.start_sentinel(index).await?;
+        for index in 0..self.sentinels.len() {
+            self.start_sentinel(index).await?;
         }
-        supervisor.save()?;
-        supervisor.bootstrap().await?;
-        supervisor.jobs = scheduled_jobs(&supervisor.model, &supervisor.layout, &supervisor.state);
-        Ok(supervisor)
+        Ok(())
     }
 
     pub fn state(&self) -> &LocalState {
@@ -221,7 +258,8 @@ impl Supervisor {
         let now = Instant::now();
         for index in 0..self.nodes.len() {
             if let Some(status) = exited(&mut self.nodes[index]) {
-                tracing::warn!(node = index, %status, "redis-server exited");
+                let log = self.layout.node_dir(index).join(NODE_LOG);
+                tracing::warn!(node = index, port = self.state.nodes[index].port, %status, last_log_lines = %last_lines(&log), "redis-server exited");
                 self.state.nodes[index].pid = None;
                 self.down_since[index] = Some(now);
             }
@@ -247,15 +285,29 @@ impl Supervisor {
                     continue;
                 }
             }
-            tracing::info!(node = index, primary = ?primary.as_ref().map(Endpoint::to_string), "starting redis-server");
-            self.start_node(index, primary.as_ref()).await?;
+            tracing::info!(node = index, primary = ?primary.as_ref().map(Endpoint::to_string), reason = "it is not running", "starting redis-server");
+            // One process that cannot start must not stop the healing of the others.
+            if let Err(error) = self.start_node(index, primary.as_ref()).await {
+                tracing::warn!(node = index, %error, "redis-server not started; trying again at the next pass");
+                continue;
+            }
             self.down_since[index] = None;
         }
         for index in 0..self.sentinels.len() {
             if let Some(status) = exited(&mut self.sentinels[index]) {
-                tracing::warn!(sentinel = index, %status, "redis-sentinel exited; restarting it");
+                let log = self.layout.sentinel_dir(index).join(SENTINEL_LOG);
+                tracing::warn!(sentinel = index, port = self.state.sentinels[index].port, %status, last_log_lines = %last_lines(&log), "redis-sentinel exited");
                 self.state.sentinels[index].pid = None;
-                self.start_sentinel(index).await?;
+            }
+            if self.sentinels[index].is_none() {
+                tracing::info!(
+                    sentinel = index,
+                    reason = "it is not running",
+                    "starting redis-sentinel"
+                );
+                if let Err(error) = self.start_sentinel(index).await {
+                    tracing::warn!(sentinel = index, %error, "redis-sentinel not started; trying again at the next pass");
+                }
             }
         }
         for job in &mut self.jobs {
@@ -384,23 +436,30 @@ impl Supervisor {
         }
         let primary = self.known_primary();
         let first_node = self.state.nodes.len();
-        resize(&mut self.state.nodes, nodes)?;
+        resize(&mut self.state.nodes, nodes, &self.state.sentinels)?;
         self.nodes.resize_with(nodes, || None);
         self.down_since.resize(nodes, None);
         self.node_applied.resize(nodes, String::new());
+        self.node_port_new.resize(nodes, true);
         for index in first_node..nodes {
             tracing::info!(node = index, "scale-up: starting a data node");
             remove_dir(&self.layout.node_dir(index));
-            self.start_node(index, primary.as_ref()).await?;
+            // Not started now, it is started by the next heal passes (which go on).
+            if let Err(error) = self.start_node(index, primary.as_ref()).await {
+                tracing::warn!(node = index, %error, "scale-up: data node not started; trying again at the next pass");
+            }
         }
         let first_sentinel = self.state.sentinels.len();
-        resize(&mut self.state.sentinels, sentinels)?;
+        resize(&mut self.state.sentinels, sentinels, &self.state.nodes)?;
         self.sentinels.resize_with(sentinels, || None);
         self.sentinel_applied.resize(sentinels, String::new());
+        self.sentinel_port_new.resize(sentinels, true);
         for index in first_sentinel..sentinels {
             tracing::info!(sentinel = index, "scale-up: starting a sentinel");
             remove_dir(&self.layout.sentinel_dir(index));
-            self.start_sentinel(index).await?;
+            if let Err(error) = self.start_sentinel(index).await {
+                tracing::warn!(sentinel = index, %error, "scale-up: sentinel not started; trying again at the next pass");
+            }
         }
         self.target = heal_target(&self.model, &self.layout, &self.credentials, &self.state)?;
         self.rebuild_jobs();
@@ -451,6 +510,8 @@ impl Supervisor {
         match step {
             Step::Done | Step::Wait { .. } => {}
             Step::RestartRedis { index } | Step::ReplaceRedis { index, .. } => {
+                let reason = outdated(&self.node_applied[index], &self.node_fingerprint(index));
+                tracing::info!(node = index, %reason, "restarting redis-server (rollout)");
                 self.stop_node(index).await;
                 let primary = self.known_primary();
                 self.start_node(index, primary.as_ref()).await?;
@@ -471,6 +532,11 @@ impl Supervisor {
             }
             Step::RemoveRedis { from } => self.remove_nodes(from).await?,
             Step::RestartSentinel { index } | Step::ReplaceSentinel { index, .. } => {
+                let reason = outdated(
+                    &self.sentinel_applied[index],
+                    &self.sentinel_fingerprint(index),
+                );
+                tracing::info!(sentinel = index, %reason, "restarting redis-sentinel (rollout)");
                 self.stop_sentinel(index).await;
                 self.start_sentinel(index).await?;
             }
@@ -483,6 +549,7 @@ impl Supervisor {
                 self.state.sentinels.truncate(from);
                 self.sentinels.truncate(from);
                 self.sentinel_applied.truncate(from);
+                self.sentinel_port_new.truncate(from);
                 self.target =
                     heal_target(&self.model, &self.layout, &self.credentials, &self.state)?;
                 self.rebuild_jobs();
@@ -524,6 +591,7 @@ impl Supervisor {
         self.nodes.truncate(from);
         self.down_since.truncate(from);
         self.node_applied.truncate(from);
+        self.node_port_new.truncate(from);
         self.target = target;
         self.save()
     }
@@ -694,65 +762,131 @@ impl Supervisor {
         Some(Endpoint::new(host, port.parse().ok()?))
     }
 
+    /// Heal and the jobs address a member that moved to another port there.
+    fn moved_port(&mut self) -> Result<()> {
+        self.target = heal_target(&self.model, &self.layout, &self.credentials, &self.state)?;
+        self.rebuild_jobs();
+        self.save()
+    }
+
+    /// Starts node `index` from the current configuration and waits until it listens on its
+    /// port. A new node whose port another program took first moves to another port.
     async fn start_node(&mut self, index: usize, primary: Option<&Endpoint>) -> Result<()> {
-        let port = self.state.nodes[index].port;
         let dir = self.layout.node_dir(index);
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         let conf = dir.join(config::REDIS_CONF);
-        let text = node_config(
-            &self.model,
-            &self.layout,
-            &self.credentials,
-            index,
-            port,
-            primary,
-        );
-        write_private(&conf, &text)?;
-        let child = spawn("redis-server", &conf, &dir.join("redis.log"))?;
-        self.state.nodes[index].pid = child.id();
-        self.nodes[index] = Some(child);
-        self.node_applied[index] = self.node_fingerprint(index);
-        wait_for_port(
-            port,
-            &format!("redis-server {index} on port {port}"),
-            &dir.join("redis.log"),
-        )
-        .await
+        let log = dir.join(NODE_LOG);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = self.state.nodes[index].port;
+            let text = node_config(
+                &self.model,
+                &self.layout,
+                &self.credentials,
+                index,
+                port,
+                primary,
+            );
+            write_private(&conf, &text)?;
+            let what = format!("redis-server {index} on port {port}");
+            match launch("redis-server", &conf, &log, port, &what).await {
+                Ok(child) => {
+                    self.state.nodes[index].pid = child.id();
+                    self.nodes[index] = Some(child);
+                    self.node_applied[index] = self.node_fingerprint(index);
+                    self.node_port_new[index] = false;
+                    return Ok(());
+                }
+                Err(Launch::PortTaken) if self.node_port_new[index] && attempt < START_ATTEMPTS => {
+                    let new = free_port(&self.state.nodes, &self.state.sentinels)?;
+                    tracing::warn!(
+                        node = index,
+                        port,
+                        new_port = new,
+                        "another program took the new node's port before it listened; it gets another"
+                    );
+                    self.state.nodes[index].port = new;
+                    self.moved_port()?;
+                }
+                Err(Launch::PortTaken) => return Err(LocalError::PortTaken { what, port }),
+                Err(Launch::Failed(error)) => return Err(error),
+            }
+        }
     }
 
+    /// Starts sentinel `index` and waits until it listens on its port; a new sentinel whose
+    /// port another program took first moves to another port.
     async fn start_sentinel(&mut self, index: usize) -> Result<()> {
-        let port = self.state.sentinels[index].port;
         let dir = self.layout.sentinel_dir(index);
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         let conf = dir.join(config::SENTINEL_CONF);
-        // Sentinel rewrites its file (its id, the primary, the known replicas and sentinels):
-        // written once, then kept across restarts; written anew (keeping its id) when the
-        // rendered configuration changed, and heal makes it monitor with the new settings.
-        let fingerprint = self.sentinel_fingerprint(index);
-        if !conf.exists() || self.sentinel_applied[index] != fingerprint {
-            let mut text =
-                sentinel_config(&self.model, &self.layout, &self.credentials, index, port);
-            if let Some(id) = std::fs::read_to_string(&conf).ok().and_then(|old| {
-                old.lines()
-                    .find(|l| l.starts_with("sentinel myid "))
-                    .map(str::to_owned)
-            }) {
-                text.push_str(&id);
-                text.push('\n');
+        let log = dir.join(SENTINEL_LOG);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = self.state.sentinels[index].port;
+            // Sentinel rewrites its file (its id, the primary, the known replicas and
+            // sentinels): written once, then kept across restarts; written anew (keeping its
+            // id) when the rendered configuration changed, and heal makes it monitor with the
+            // new settings.
+            let fingerprint = self.sentinel_fingerprint(index);
+            if !conf.exists() || self.sentinel_applied[index] != fingerprint {
+                let mut text =
+                    sentinel_config(&self.model, &self.layout, &self.credentials, index, port);
+                if let Some(id) = std::fs::read_to_string(&conf).ok().and_then(|old| {
+                    old.lines()
+                        .find(|l| l.starts_with("sentinel myid "))
+                        .map(str::to_owned)
+                }) {
+                    text.push_str(&id);
+                    text.push('\n');
+                }
+                write_private(&conf, &text)?;
             }
-            write_private(&conf, &text)?;
+            let what = format!("redis-sentinel {index} on port {port}");
+            match launch("redis-sentinel", &conf, &log, port, &what).await {
+                Ok(child) => {
+                    self.state.sentinels[index].pid = child.id();
+                    self.sentinels[index] = Some(child);
+                    self.sentinel_applied[index] = fingerprint;
+                    self.sentinel_port_new[index] = false;
+                    return Ok(());
+                }
+                Err(Launch::PortTaken)
+                    if self.sentinel_port_new[index] && attempt < START_ATTEMPTS =>
+                {
+                    let new = free_port(&self.state.nodes, &self.state.sentinels)?;
+                    tracing::warn!(
+                        sentinel = index,
+                        port,
+                        new_port = new,
+                        "another program took the new sentinel's port before it listened; it gets another"
+                    );
+                    self.state.sentinels[index].port = new;
+                    self.moved_port()?;
+                }
+                Err(Launch::PortTaken) => return Err(LocalError::PortTaken { what, port }),
+                Err(Launch::Failed(error)) => return Err(error),
+            }
         }
-        let child = spawn("redis-sentinel", &conf, &dir.join("sentinel.log"))?;
-        self.state.sentinels[index].pid = child.id();
-        self.sentinels[index] = Some(child);
-        self.sentinel_applied[index] = fingerprint;
-        wait_for_port(
-            port,
-            &format!("redis-sentinel {index} on port {port}"),
-            &dir.join("sentinel.log"),
-        )
-        .await
     }
+}
+
+/// Why a process does not run the current configuration, for the log: a requested restart
+/// (nothing recorded), or the lines of its configuration that changed.
+fn outdated(applied: &str, current: &str) -> String {
+    if applied.is_empty() {
+        return "a restart of every process was requested".to_owned();
+    }
+    let old: Vec<&str> = applied.lines().collect();
+    let new: Vec<&str> = current.lines().collect();
+    let removed: Vec<&str> = old.iter().filter(|l| !new.contains(l)).copied().collect();
+    let added: Vec<&str> = new.iter().filter(|l| !old.contains(l)).copied().collect();
+    format!(
+        "its configuration changed: {:?} became {:?}",
+        removed, added
+    )
 }
 
 /// A job `local up` runs on the store's cron schedule, like the CronJob in Kubernetes.
@@ -879,27 +1013,31 @@ fn count(replicas: i32) -> usize {
     usize::try_from(replicas).unwrap_or(0)
 }
 
-/// Keeps the ports already allocated; new processes get free loopback ports.
-fn resize(processes: &mut Vec<ProcessState>, wanted: usize) -> Result<()> {
+/// Keeps the ports already allocated; new processes get free loopback ports, none of them
+/// one of `others` (the store's other kind of process).
+fn resize(processes: &mut Vec<ProcessState>, wanted: usize, others: &[ProcessState]) -> Result<()> {
     processes.truncate(wanted);
     while processes.len() < wanted {
-        let listener =
-            std::net::TcpListener::bind((LOOPBACK, 0)).map_err(|e| LocalError::Start {
-                what: "a loopback port".to_owned(),
-                reason: e.to_string(),
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| LocalError::Start {
-                what: "a loopback port".to_owned(),
-                reason: e.to_string(),
-            })?
-            .port();
-        if processes.iter().all(|p| p.port != port) {
-            processes.push(ProcessState { port, pid: None });
-        }
+        let port = free_port(processes, others)?;
+        processes.push(ProcessState { port, pid: None });
     }
     Ok(())
+}
+
+/// A loopback port that was free a moment ago and is none of the store's. Free only until
+/// someone binds it: [`launch`] tells when another program took it first.
+fn free_port(nodes: &[ProcessState], sentinels: &[ProcessState]) -> Result<u16> {
+    let error = |e: std::io::Error| LocalError::Start {
+        what: "a loopback port".to_owned(),
+        reason: e.to_string(),
+    };
+    loop {
+        let listener = std::net::TcpListener::bind((LOOPBACK, 0)).map_err(error)?;
+        let port = listener.local_addr().map_err(error)?.port();
+        if nodes.iter().chain(sentinels).all(|p| p.port != port) {
+            return Ok(port);
+        }
+    }
 }
 
 fn spawn(program: &str, config: &Path, log: &Path) -> Result<Child> {
@@ -941,30 +1079,127 @@ fn spawn_logged(program: &Path, args: &[String], log: &Path) -> Result<Child> {
         })
 }
 
-async fn wait_for_port(port: u16, what: &str, log: &Path) -> Result<()> {
+/// Why [`launch`] returned no running process.
+#[derive(Debug)]
+enum Launch {
+    /// It exited because another program listens on its port.
+    PortTaken,
+    Failed(LocalError),
+}
+
+/// Starts `program config` (output appended to `log`) and waits until the child itself listens
+/// on `port`. Anything else answering on the port does not count: a process whose port another
+/// program took exits at once, and a bare connect would find the other program listening.
+async fn launch(
+    program: &str,
+    config: &Path,
+    log: &Path,
+    port: u16,
+    what: &str,
+) -> std::result::Result<Child, Launch> {
+    let offset = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    let mut child = spawn(program, config, log).map_err(Launch::Failed)?;
+    let failed = |reason: String| {
+        Launch::Failed(LocalError::Start {
+            what: what.to_owned(),
+            reason,
+        })
+    };
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if tokio::net::TcpStream::connect((LOOPBACK, port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let output = read_from(log, offset);
+                if output.contains(ADDR_IN_USE) {
+                    return Err(Launch::PortTaken);
+                }
+                return Err(failed(format!(
+                    "exited ({status}) before it listened; its log ({}): {}",
+                    log.display(),
+                    tail(&output)
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(failed(format!("cannot poll the process: {e}"))),
+        }
+        if child.id().is_some_and(|pid| listens_on(pid, port)) {
+            return Ok(child);
         }
         if Instant::now() >= deadline {
-            let tail = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-            return Err(LocalError::Start {
-                what: what.to_owned(),
-                reason: format!(
-                    "not accepting connections after {} s; last log lines ({}): {}",
-                    START_TIMEOUT.as_secs(),
-                    log.display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                ),
-            });
+            // Not tracked by anyone once this fails: it must not linger.
+            let _ = child.kill().await;
+            return Err(failed(format!(
+                "not listening on port {port} after {} s; its log ({}): {}",
+                START_TIMEOUT.as_secs(),
+                log.display(),
+                tail(&read_from(log, offset))
+            )));
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The file's content from byte `offset` on (what a process wrote since it was started).
+fn read_from(path: &Path, offset: u64) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// The last [`LOG_LINES`] lines of `text`, joined with ` | `.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(LOG_LINES)
+        .collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// The last lines of a process's log file.
+fn last_lines(log: &Path) -> String {
+    tail(&read_from(log, 0))
+}
+
+/// Whether process `pid` holds a listening TCP socket on `port` (from /proc: its socket file
+/// descriptors against the kernel's table of listeners). Ports are unique among listeners, so
+/// this tells a process of ours from another program on the same port, and a pid from a state
+/// file from the unrelated process that reuses it. False where /proc cannot be read.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let sockets: Vec<String> = fds
+        .filter_map(std::result::Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .collect();
+    if sockets.is_empty() {
+        return false;
+    }
+    const LISTEN: &str = "0A";
+    let port_hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                matches!(
+                    (fields.get(1), fields.get(3), fields.get(9)),
+                    (Some(local), Some(&LISTEN), Some(inode))
+                        if local.ends_with(&port_hex) && sockets.iter().any(|s| s == inode)
+                )
+            })
+        })
+    })
 }
 
 /// The exit status of a child that exited (and forgets it).
@@ -1008,6 +1243,13 @@ fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// [`stop`] for a process of a store, named by a state file: only while it still listens on
+/// its member's `port` (a pid from an old state file may belong to any process now, another
+/// store's Redis included). Returns whether it was stopped.
+pub async fn stop_listener(pid: u32, port: u16, grace: Duration) -> bool {
+    listens_on(pid, port) && stop(pid, "redis", grace).await
+}
+
 /// SIGTERM, wait up to `grace`, then SIGKILL. Only a process whose command line contains
 /// `expect` is signalled (a pid from an old state file may belong to something else now).
 /// Returns whether it was running.
@@ -1036,4 +1278,94 @@ async fn signal(pid: u32, name: &str) {
         .stderr(Stdio::null())
         .status()
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// An executable shell script standing in for redis-server.
+    fn program(dir: &Path, name: &str, body: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
+    #[tokio::test]
+    async fn another_programs_listener_on_the_port_is_never_taken_for_the_started_process() {
+        // Another program listens on the port; the process exits because of it, as Redis does.
+        let squatter = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
+        let port = squatter.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("redis.conf");
+        std::fs::write(&conf, "").unwrap();
+        let log = dir.path().join("redis.log");
+        // An earlier run's line in the log is not this start's reason.
+        std::fs::write(&log, "bind: Address already in use (an earlier run)\n").unwrap();
+
+        let taken = program(
+            dir.path(),
+            "taken",
+            &format!(
+                "echo \"# Warning: Could not create server TCP listening socket 127.0.0.1:{port}: bind: Address already in use\"\nexit 1"
+            ),
+        );
+        let outcome = launch(&taken, &conf, &log, port, "redis-server 0").await;
+        assert!(matches!(outcome, Err(Launch::PortTaken)), "{outcome:?}");
+
+        let broken = program(
+            dir.path(),
+            "broken",
+            "echo 'Bad directive or wrong number of arguments'\nexit 1",
+        );
+        match launch(&broken, &conf, &log, port, "redis-server 0").await {
+            Err(Launch::Failed(LocalError::Start { what, reason })) => {
+                assert_eq!(what, "redis-server 0");
+                assert!(
+                    reason.contains("Bad directive") && reason.contains("exit status: 1"),
+                    "{reason}"
+                );
+                assert!(!reason.contains("earlier run"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rollout_restart_names_the_configuration_lines_that_changed() {
+        assert_eq!(
+            outdated("port 7001\nmaxmemory 100\n", "port 7001\nmaxmemory 200\n"),
+            r#"its configuration changed: ["maxmemory 100"] became ["maxmemory 200"]"#
+        );
+        assert_eq!(
+            outdated("", "port 7001\n"),
+            "a restart of every process was requested"
+        );
+    }
+
+    #[test]
+    fn only_the_process_holding_the_listener_listens_on_a_port() {
+        let listener = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listens_on(std::process::id(), port));
+        // A connected socket's local port is not a listener.
+        let client = std::net::TcpStream::connect((LOOPBACK, port)).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        assert!(!listens_on(std::process::id(), client_port));
+        // Another process does not hold this listener (pids are reused: a pid is not enough).
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(!listens_on(other.id(), port));
+        other.kill().unwrap();
+        other.wait().unwrap();
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port));
+    }
 }
