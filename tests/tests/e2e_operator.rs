@@ -1481,7 +1481,7 @@ async fn the_backup_and_prune_cronjobs_run_from_the_jobs_image_and_fill_last_bac
 
     // The backup is complete and restorable: the jobs CLI verifies it from S3.
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_abstore-jobs-cli"))
-        .args(["verify", "--from", "s3://backups/e2e/latest"])
+        .args(["verify", "--from", "s3://backups/e2e"])
         .envs(s3.env())
         .output()
         .unwrap();
@@ -1499,6 +1499,7 @@ async fn the_backup_and_prune_cronjobs_run_from_the_jobs_image_and_fill_last_bac
             ns,
             "-l",
             "job-name=manual-backup",
+            "--field-selector=status.phase=Succeeded",
             "-o",
             "jsonpath={.items[0].status.containerStatuses[0].state.terminated.message}",
         ])
