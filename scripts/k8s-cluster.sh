@@ -10,8 +10,16 @@
 # and the e2e tests skip; a kit that fails to start fails the run.
 
 abstore_k8s_kit() {
-  local kit=${ABSTORE_K8S_KIT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/k8s}
-  [ -x "$kit/k8s.sh" ] && (cd "$kit" && pwd)
+  local repo kit
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  # $ABSTORE_K8S_KIT, else the kit beside the clone, else the machines' shared copy.
+  for kit in ${ABSTORE_K8S_KIT:+"$ABSTORE_K8S_KIT"} "$repo/../shared/k8s" /work/shared/k8s; do
+    if [ -x "$kit/k8s.sh" ]; then
+      (cd "$kit" && pwd)
+      return 0
+    fi
+  done
+  return 1
 }
 
 abstore_k8s_as_root() {
@@ -21,7 +29,7 @@ abstore_k8s_as_root() {
 abstore_k8s_up() {
   local kit
   if ! kit=$(abstore_k8s_kit); then
-    echo "k8s: no cluster kit at ${ABSTORE_K8S_KIT:-../shared/k8s}: the e2e tests will be skipped (see README, 'Test it')"
+    echo "k8s: no cluster kit (\$ABSTORE_K8S_KIT, ../shared/k8s, /work/shared/k8s): the e2e tests will be skipped (see README, 'Test it')"
     return 0
   fi
   export K8S_STATE=${K8S_STATE:-$HOME/.cache/abstore-k8s}

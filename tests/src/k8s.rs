@@ -149,12 +149,17 @@ pub fn import_images() -> Result<(), String> {
         .clone()
 }
 
-/// The kit's directory: `$ABSTORE_K8S_KIT`, else `../shared/k8s` next to the clone.
+/// The kit's directory: `$ABSTORE_K8S_KIT`, else `../shared/k8s` next to the clone, else the
+/// machines' shared copy (as scripts/k8s-cluster.sh looks for it).
 pub fn kit_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os(KIT_ENV)
+    std::env::var_os(KIT_ENV)
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/k8s"));
-    dir.join("k8s.sh").is_file().then_some(dir)
+        .into_iter()
+        .chain([
+            repo_root().join("../shared/k8s"),
+            PathBuf::from("/work/shared/k8s"),
+        ])
+        .find(|dir| dir.join("k8s.sh").is_file())
 }
 
 fn kit_state() -> PathBuf {
