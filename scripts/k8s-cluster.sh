@@ -33,7 +33,11 @@ abstore_k8s_up() {
     return 0
   fi
   export K8S_STATE=${K8S_STATE:-$HOME/.cache/abstore-k8s}
-  if abstore_k8s_as_root env K8S_STATE="$K8S_STATE" "$kit/k8s.sh" status 2>/dev/null | grep -q "Ready=True"; then
+  local status
+  # Captured first: `status | grep -q` would end the pipe early and, with pipefail, read as "not
+  # running" (SIGPIPE), restarting a cluster someone is using.
+  status=$(abstore_k8s_as_root env K8S_STATE="$K8S_STATE" "$kit/k8s.sh" status 2>/dev/null || true)
+  if [[ $status == *"Ready=True"* ]]; then
     echo "k8s: reusing the cluster that runs in $K8S_STATE"
   else
     echo "k8s: starting a cluster with a node ($kit/k8s.sh up --node --fresh)"
