@@ -419,7 +419,11 @@ pub enum RolloutError {
 ///
 /// The priorities are restored afterwards, success or not: `CONFIG SET` is not persisted, so a
 /// node that stays would otherwise silently be unpromotable until it restarts. On failure the
-/// old primary is unpaused.
+/// old primary is unpaused only when no replica can have been promoted: before `SENTINEL
+/// FAILOVER`, or when it was refused, or when Sentinel reports the failover over with the old
+/// primary still elected. Once Sentinel accepted it, the wait for the promotion has its own
+/// budget (twice the failover-timeout plus a margin) — giving up earlier and unpausing let a
+/// late promotion discard the writes the old primary took meanwhile (an e2e run lost 216).
 pub async fn switchover(
     target: &HealTarget,
     avoid: &[usize],
@@ -480,6 +484,36 @@ pub async fn switchover(
         Err(e) => tracing::warn!(error = %e, "switchover failed"),
     }
     result
+}
+
+/// Once Sentinel accepted the failover, this long passes before its failover state is trusted
+/// to say it is over (it sets the state as it starts).
+const FAILOVER_SETTLE: Duration = Duration::from_secs(1);
+/// Added to twice the failover-timeout while waiting for a promotion (see
+/// `Switchover::promotion_budget`).
+const PROMOTION_MARGIN: Duration = Duration::from_secs(5);
+
+/// A failed promotion, and whether the old primary may take writes again.
+struct Failed {
+    error: RolloutError,
+    /// True when no replica can have been promoted: the old primary may be unpaused.
+    unpause: bool,
+}
+
+impl Failed {
+    fn unpause(error: RolloutError) -> Failed {
+        Failed {
+            error,
+            unpause: true,
+        }
+    }
+
+    fn keep_paused(error: RolloutError) -> Failed {
+        Failed {
+            error,
+            unpause: false,
+        }
+    }
 }
 
 /// The state of one [`switchover`] call.
@@ -659,31 +693,52 @@ impl Switchover<'_> {
         Ok((master, offset))
     }
 
+    /// How long a promotion may take once Sentinel accepted `SENTINEL FAILOVER`: Sentinel aborts
+    /// a failover whose promotion did not happen within its failover-timeout, so twice that
+    /// (plus a margin for a loaded machine) bounds the wait for either outcome.
+    fn promotion_budget(&self) -> Duration {
+        Duration::from_millis(self.target.sentinel.failover_timeout_ms).saturating_mul(2)
+            + PROMOTION_MARGIN
+    }
+
     async fn fail_over(&self, candidates: &[Endpoint]) -> Result<Endpoint, RolloutError> {
         let sentinel = self.ready_sentinel(candidates).await?;
         let old = &self.old;
-        let pause_ms = self
+        // The pause covers the catch-up and the whole promotion budget: it must never run out
+        // while Sentinel may still promote a replica.
+        let pause = self
             .deadline
             .saturating_duration_since(Instant::now())
-            .as_millis()
-            .max(1000);
+            .max(Duration::from_secs(1))
+            + self.promotion_budget();
         self.node_cmd::<()>(
             old,
             redis::cmd("CLIENT")
                 .arg("PAUSE")
-                .arg(u64::try_from(pause_ms).unwrap_or(u64::MAX))
+                .arg(u64::try_from(pause.as_millis()).unwrap_or(u64::MAX))
                 .arg("WRITE"),
         )
         .await?;
         let paused_at = Instant::now();
-        let result = self.promote(&sentinel, candidates, paused_at).await;
-        if result.is_err() {
-            let _ = self
-                .node_cmd::<()>(old, redis::cmd("CLIENT").arg("UNPAUSE"))
-                .await;
-        }
-        let promoted = result?;
-        self.confirmed(&promoted).await
+        let promoted = match self.promote(&sentinel, candidates, paused_at).await {
+            Ok(promoted) => promoted,
+            Err(Failed { error, unpause }) => {
+                if unpause {
+                    let _ = self
+                        .node_cmd::<()>(old, redis::cmd("CLIENT").arg("UNPAUSE"))
+                        .await;
+                } else {
+                    // Whether Sentinel will still promote a replica is unknown: writes taken by
+                    // the old primary now could be discarded. It stays paused until its pause
+                    // ends; heal demotes it if the sentinels elected another node meanwhile.
+                    tracing::warn!(old = %old, "switchover: the outcome of the failover is unknown; the old primary stays paused until its pause ends");
+                }
+                return Err(error);
+            }
+        };
+        // A promotion happened: confirming it is not bound by the budget that ran before it.
+        let until = self.deadline.max(Instant::now() + self.promotion_budget());
+        self.confirmed(&promoted, until).await
     }
 
     /// With the old primary paused: waits for a candidate to catch up, asks `sentinel` to fail
@@ -693,9 +748,12 @@ impl Switchover<'_> {
         sentinel: &Endpoint,
         candidates: &[Endpoint],
         paused_at: Instant,
-    ) -> Result<Endpoint, RolloutError> {
+    ) -> Result<Endpoint, Failed> {
         let old = &self.old;
-        let (_, end) = self.offset(old).await.map_err(|e| self.fail(old, e))?;
+        let (_, end) = self
+            .offset(old)
+            .await
+            .map_err(|e| Failed::unpause(self.fail(old, e)))?;
         // Every candidate Sentinel may promote must hold the whole stream, not just one of them:
         // Sentinel picks among them by its own, older view of their offsets, and the writes a
         // lagging one misses would be lost.
@@ -714,7 +772,7 @@ impl Switchover<'_> {
                 break;
             }
             if Instant::now() >= self.deadline {
-                return Err(self.timeout(
+                return Err(Failed::unpause(self.timeout(
                     old,
                     format!(
                         "the candidate replicas did not catch up to offset {end} ({})",
@@ -724,19 +782,33 @@ impl Switchover<'_> {
                             behind.join(", ")
                         }
                     ),
-                ));
+                )));
             }
             tokio::time::sleep(POLL).await;
         }
         let mut conn = connect_sentinel(self.target, sentinel)
             .await
-            .map_err(|e| self.fail(sentinel, e))?;
-        redis::cmd("SENTINEL")
+            .map_err(|e| Failed::unpause(self.fail(sentinel, e)))?;
+        // A refusal (NOGOODSLAVE, INPROG) starts nothing; an error without a reply (a timeout)
+        // may have started a failover.
+        if let Err(e) = redis::cmd("SENTINEL")
             .arg("FAILOVER")
             .arg(&self.target.master_name)
             .query_async::<()>(&mut conn)
             .await
-            .map_err(|e| self.fail(sentinel, format!("SENTINEL FAILOVER: {e}")))?;
+        {
+            let error = self.fail(sentinel, format!("SENTINEL FAILOVER: {e}"));
+            return Err(if e.code().is_some() {
+                Failed::unpause(error)
+            } else {
+                Failed::keep_paused(error)
+            });
+        }
+        // From here on a replica may be promoted at any moment, also after this gives up: the
+        // old primary is unpaused only as a replica of the new one, or once Sentinel says the
+        // failover ended without a promotion.
+        let accepted_at = Instant::now();
+        let promotion_deadline = accepted_at + self.promotion_budget();
         let promoted = loop {
             let mut found = None;
             for node in self.target.nodes.iter().filter(|n| *n != old) {
@@ -748,27 +820,63 @@ impl Switchover<'_> {
             if let Some(node) = found {
                 break node;
             }
-            if Instant::now() >= self.deadline {
-                return Err(self.timeout(old, "Sentinel promoted no replica"));
+            if accepted_at.elapsed() >= FAILOVER_SETTLE
+                && let Ok(false) = self.failover_in_progress(sentinel).await
+            {
+                return Err(Failed::unpause(self.fail(
+                    old,
+                    format!("Sentinel {sentinel} ended the failover without promoting a replica"),
+                )));
+            }
+            if Instant::now() >= promotion_deadline {
+                return Err(Failed::keep_paused(self.timeout(
+                    old,
+                    format!(
+                        "Sentinel promoted no replica within {} ms of accepting the failover",
+                        self.promotion_budget().as_millis()
+                    ),
+                )));
             }
             tokio::time::sleep(POLL).await;
         };
+        // A replica was promoted: the old primary must not take writes again as a primary.
         self.node_cmd::<()>(
             old,
             redis::cmd("REPLICAOF")
                 .arg(&promoted.host)
                 .arg(promoted.port),
         )
-        .await?;
+        .await
+        .map_err(Failed::keep_paused)?;
         self.node_cmd::<()>(old, redis::cmd("CLIENT").arg("UNPAUSE"))
-            .await?;
+            .await
+            .map_err(Failed::keep_paused)?;
         tracing::info!(from = %old, to = %promoted, paused_ms = paused_at.elapsed().as_millis(), "switchover: promoted; old primary demoted and unpaused");
         Ok(promoted)
     }
 
+    /// Whether `sentinel` still runs a failover of the store (its `flags` say
+    /// `failover_in_progress`).
+    async fn failover_in_progress(&self, sentinel: &Endpoint) -> Result<bool, String> {
+        let mut conn = connect_sentinel(self.target, sentinel).await?;
+        let master: Value = redis::cmd("SENTINEL")
+            .arg("MASTER")
+            .arg(&self.target.master_name)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(fields_of(&master)
+            .get("flags")
+            .is_some_and(|flags| flags.split(',').any(|flag| flag == "failover_in_progress")))
+    }
+
     /// Waits until every sentinel that answers (at least the quorum) reports one new primary and
     /// it answers as master.
-    async fn confirmed(&self, promoted: &Endpoint) -> Result<Endpoint, RolloutError> {
+    async fn confirmed(
+        &self,
+        promoted: &Endpoint,
+        until: Instant,
+    ) -> Result<Endpoint, RolloutError> {
         let quorum = usize::try_from(self.target.sentinel.quorum).unwrap_or(usize::MAX);
         let mut last;
         loop {
@@ -800,7 +908,7 @@ impl Switchover<'_> {
                 }
                 return Ok(new.clone());
             }
-            if Instant::now() >= self.deadline {
+            if Instant::now() >= until {
                 return Err(self.timeout(&self.old, last));
             }
             tokio::time::sleep(POLL * 5).await;

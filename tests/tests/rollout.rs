@@ -541,3 +541,72 @@ async fn sentinels_scale_up_and_down_and_end_knowing_exactly_each_other() {
     );
     supervisor.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_switchover_that_runs_out_of_time_after_sentinel_accepted_never_unpauses_a_primary_that_is_being_replaced()
+ {
+    // The operator gives a switchover a budget. Once Sentinel has accepted SENTINEL FAILOVER a
+    // replica may be promoted at any moment, also after the budget is spent; the old primary
+    // must then stay paused until it is demoted (or Sentinel says the failover is over), or the
+    // writes it takes meanwhile are discarded when the promotion lands. An e2e rollout on a
+    // loaded machine lost 216 acknowledged increments that way. A budget of 60 ms is enough to
+    // pause and catch up, and too short for Sentinel to promote.
+    let spec = LocalSpec::new("rollout-late-promotion");
+    let (work, _file, mut supervisor) = start("store", &spec).await;
+    let _cleanup = KillOnDrop(work.path().join("store"));
+    let layout = supervisor.layout().clone();
+    settle(&mut supervisor, "the new store settling").await;
+    let mut writer = Writer::start(
+        &layout,
+        supervisor.state(),
+        "ec:1700000000:rollout:late",
+        WRITE_INTERVAL,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + ROLLOUT_DEADLINE;
+    while writer.log().await.acked < 200 {
+        assert!(Instant::now() < deadline, "the writer made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = supervisor.state().primary.clone();
+    let credentials = local::credentials(supervisor.model(), &layout).unwrap();
+    let target = local::heal_target(
+        supervisor.model(),
+        &layout,
+        &credentials,
+        supervisor.state(),
+    )
+    .unwrap();
+    let outcome = rollout::switchover(&target, &[], Duration::from_millis(60)).await;
+    println!("switchover with a 60 ms budget: {outcome:?}");
+    // The budget bounds only the part before Sentinel accepted (on a loaded machine the
+    // catch-up alone may exceed it: then nothing was promoted and the error is harmless); a
+    // promotion is waited for, and confirmed, on its own time.
+    // Whatever the switchover says, once the sentinels have settled every acknowledged write
+    // must be in the counter.
+    settle(&mut supervisor, "settling after the switchover").await;
+    let acked = writer.log().await.acked;
+    while writer.log().await.acked < acked + 200 {
+        assert!(
+            Instant::now() < deadline + ROLLOUT_DEADLINE,
+            "the writer stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = writer.stop().await;
+    let value = u64::try_from(writer.value().await.unwrap()).unwrap();
+    println!(
+        "primary {before:?} -> {:?}: {} acknowledged, counter {value}, {} unknown",
+        supervisor.state().primary,
+        log.acked,
+        log.unknown
+    );
+    assert!(
+        value >= log.acked && value <= log.acked + log.unknown,
+        "counter {value}, acknowledged {} (+{} unknown): acknowledged writes lost",
+        log.acked,
+        log.unknown
+    );
+    supervisor.stop().await.unwrap();
+}
