@@ -5,6 +5,7 @@
 mod error;
 mod gcs;
 pub mod k8s;
+pub mod k8s_helm;
 pub mod k8s_store;
 pub mod keyspace;
 pub mod local_store;
