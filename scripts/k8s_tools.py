@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Offline Kubernetes tooling for the Rust tests (tests/src/python.rs) and for people: render and
 lint a Helm chart with the real Helm SDK, validate manifests against Kubernetes' JSON schemas,
-validate custom resources against a CRD's openAPIV3Schema.
+validate custom resources against a CRD's openAPIV3Schema, and install and uninstall a chart
+release on a real cluster (the end-to-end tests' `helm install`).
 
 Every subcommand prints one JSON document on stdout and exits 0 when it could do its job (the
 verdict is in the JSON); exit 2 means the tool itself could not run (bad input, chart failed to
@@ -12,6 +13,14 @@ render), exit 3 a missing Python package (the message says how to install it).
   k8s_tools.py kube-validate --kubernetes-version 1.28.0 [--strict] [FILE|-]
   k8s_tools.py crd-validate --crd FILE [FILE|-]
   k8s_tools.py helm-yaml [FILE|-]
+  k8s_tools.py helm-install CHART --name N --namespace NS --kubeconfig FILE [--kube-context C]
+                            [--values FILE] [--create-namespace] [--wait] [--timeout SECONDS]
+  k8s_tools.py helm-uninstall --name N --namespace NS --kubeconfig FILE [--kube-context C]
+                              [--wait] [--timeout SECONDS] [--ignore-not-found]
+
+helm-install and helm-uninstall change the cluster the kubeconfig names; every other command is
+offline. Their JSON says `ok` and the release (without its manifest and notes, which are printed
+only with --manifest) or Helm's error.
 """
 
 from __future__ import annotations
@@ -256,6 +265,74 @@ def helm_yaml(args: argparse.Namespace) -> dict[str, Any]:
         return {"ok": False, "error": f"{type(error).__name__}: {error}"}
 
 
+# --- Releases on a cluster ------------------------------------------------------------------
+
+
+def helm_config(args: argparse.Namespace) -> Any:
+    """A Helm SDK configuration for the kubeconfig (and context) given; release storage is
+    Secrets in the release namespace, as the helm CLI keeps it."""
+    helm = need("helm_python", "helm-python-sdk")
+    return helm.Config(
+        kubeconfig_path=args.kubeconfig,
+        kube_context=args.kube_context,
+        namespace=args.namespace,
+    )
+
+
+def release_summary(release: dict[str, Any], manifest: bool) -> dict[str, Any]:
+    if manifest:
+        return release
+    return {key: value for key, value in release.items() if key not in ("manifest", "notes")}
+
+
+def helm_install(args: argparse.Namespace) -> dict[str, Any]:
+    """`helm install NAME CHART -n NS -f VALUES [--create-namespace] [--wait]`: the chart's
+    crds/ first (skipped when the CRD exists), then its templates."""
+    helm = need("helm_python", "helm-python-sdk")
+    values = load_values(args.values)
+    try:
+        with helm_config(args) as config:
+            release = config.install(
+                args.chart,
+                args.name,
+                values,
+                namespace=args.namespace,
+                create_namespace=args.create_namespace,
+                wait="watcher" if args.wait else None,
+                timeout=args.timeout,
+            )
+    except helm.HelmError as error:
+        return {"ok": False, "error": f"{type(error).__name__}: {error}"}
+    return {"ok": True, "release": release_summary(release, args.manifest)}
+
+
+def helm_uninstall(args: argparse.Namespace) -> dict[str, Any]:
+    """`helm uninstall NAME -n NS [--wait]`: deletes what the release created (never the CRDs
+    of crds/, which Helm does not track) and its history."""
+    helm = need("helm_python", "helm-python-sdk")
+    try:
+        with helm_config(args) as config:
+            result = config.uninstall(
+                args.name,
+                wait="watcher" if args.wait else None,
+                timeout=args.timeout,
+                ignore_not_found=args.ignore_not_found,
+            )
+    except helm.HelmError as error:
+        return {"ok": False, "error": f"{type(error).__name__}: {error}"}
+    release = result.get("release") or {}
+    return {"ok": True, "info": result.get("info", ""), "release": release_summary(release, False)}
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", required=True, help="release name")
+    parser.add_argument("--namespace", required=True, help="release namespace")
+    parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the cluster")
+    parser.add_argument("--kube-context", help="context of the kubeconfig (default: current)")
+    parser.add_argument("--wait", action="store_true", help="wait for the resources (kstatus)")
+    parser.add_argument("--timeout", type=int, help="seconds for the whole operation")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +366,19 @@ def main() -> None:
     yaml_read = commands.add_parser("helm-yaml", help="read a YAML mapping as Helm/kubectl do")
     yaml_read.add_argument("file", nargs="?", default="-")
     yaml_read.set_defaults(run=helm_yaml)
+
+    install = commands.add_parser("helm-install", help="install a chart release on a cluster")
+    install.add_argument("chart")
+    install.add_argument("--values")
+    install.add_argument("--create-namespace", action="store_true")
+    install.add_argument("--manifest", action="store_true", help="also print manifest and notes")
+    add_cluster_arguments(install)
+    install.set_defaults(run=helm_install)
+
+    uninstall = commands.add_parser("helm-uninstall", help="uninstall a release from a cluster")
+    uninstall.add_argument("--ignore-not-found", action="store_true")
+    add_cluster_arguments(uninstall)
+    uninstall.set_defaults(run=helm_uninstall)
 
     args = parser.parse_args()
     json.dump(args.run(args), sys.stdout, indent=1)

@@ -867,7 +867,11 @@ pub fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// A plain HTTP/1.0 GET on loopback: status code and body.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    http_get_from(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), path)
+}
+
+/// A plain HTTP/1.0 GET of `addr` (a pod or Service address: they route from this machine).
+pub fn http_get_from(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|error| format!("connecting to {addr}: {error}"))?;
     stream

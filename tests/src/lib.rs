@@ -5,6 +5,8 @@
 mod error;
 mod gcs;
 pub mod k8s;
+pub mod k8s_helm;
+pub mod k8s_store;
 pub mod keyspace;
 pub mod local_store;
 pub mod measure;
@@ -28,9 +30,10 @@ pub use prometheus_operator::{
 };
 pub use python::{
     INSTALL_COMMAND, LintMessage, LintReport, ManifestReport, OLDEST_KUBERNETES, ObjectVerdict,
-    PROMETHEUS_OPERATOR_KINDS, PYTHON_ENV, PythonToolError, RenderedChart, Verdict, chart_dir,
-    chart_refusal, lint_chart, newest_kubernetes_version, read_yaml_as_kubectl_does, render_chart,
-    render_chart_or_panic, repo_root, validate_custom_resources, validate_manifests,
+    PROMETHEUS_OPERATOR_KINDS, PYTHON_ENV, PythonToolError, ReleaseInfo, RenderedChart, Verdict,
+    chart_dir, chart_refusal, helm_install, helm_uninstall, lint_chart, newest_kubernetes_version,
+    read_yaml_as_kubectl_does, render_chart, render_chart_or_panic, repo_root,
+    validate_custom_resources, validate_manifests,
 };
 pub use rendered::Rendered;
 pub use s3::{S3_REGION, S3_START_TIMEOUT, S3Server};

@@ -1,7 +1,8 @@
 //! The Python tools the chart and manifest tests use, run through `scripts/k8s_tools.py`: the
-//! real Helm SDK (render, lint, Helm's YAML reader), `kubernetes-validate` (Kubernetes' own JSON
-//! schemas, strict) and `jsonschema` (custom resources against a CRD). A missing package is an
-//! error naming the package and the install command, never a skipped test.
+//! real Helm SDK (render, lint, Helm's YAML reader; install and uninstall on the e2e cluster),
+//! `kubernetes-validate` (Kubernetes' own JSON schemas, strict) and `jsonschema` (custom
+//! resources against a CRD). A missing package is an error naming the package and the install
+//! command, never a skipped test.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -450,6 +451,117 @@ pub fn read_yaml_as_kubectl_does(yaml: &str) -> Result<Result<Value, String>, Py
         (true, Some(value)) => Ok(value),
         _ => Err(raw.error.unwrap_or_default()),
     })
+}
+
+/// A release as the Helm SDK reports it after `install` or `uninstall`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ReleaseInfo {
+    pub name: String,
+    pub namespace: String,
+    pub revision: u64,
+    /// `deployed` after an install, `uninstalled` after an uninstall.
+    pub status: String,
+    pub chart_name: String,
+    pub chart_version: String,
+    pub app_version: String,
+    /// The rendered templates the release applied (install only).
+    #[serde(default)]
+    pub manifest: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRelease {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    release: Option<ReleaseInfo>,
+}
+
+impl RawRelease {
+    fn into_result(self, action: &str) -> Result<ReleaseInfo, String> {
+        match (self.ok, self.release) {
+            (true, Some(release)) => Ok(release),
+            _ => Err(self
+                .error
+                .unwrap_or_else(|| format!("helm {action} answered without a release"))),
+        }
+    }
+}
+
+/// `helm install <release> <chart> -n <namespace> -f values --kubeconfig <kubeconfig>` through
+/// the Helm SDK, without waiting for the workloads (the caller polls them): the CRDs of
+/// `crds/` when absent, then the templates. `Ok(Err(message))` is Helm refusing or failing.
+pub fn helm_install(
+    chart: &Path,
+    values: Option<&str>,
+    release: &str,
+    namespace: &str,
+    kubeconfig: &Path,
+) -> Result<Result<ReleaseInfo, String>, PythonToolError> {
+    let file = values_file(values)?;
+    let mut args: Vec<OsString> = vec![
+        "helm-install".into(),
+        chart.into(),
+        "--manifest".into(),
+        "--name".into(),
+        release.into(),
+        "--namespace".into(),
+        namespace.into(),
+        "--kubeconfig".into(),
+        kubeconfig.into(),
+    ];
+    if let Some(file) = &file {
+        args.extend(["--values".into(), file.path().into()]);
+    }
+    let raw: RawRelease = run_tool(&args, None)?;
+    Ok(raw.into_result("install"))
+}
+
+/// `helm uninstall <release> -n <namespace> --kubeconfig <kubeconfig>` through the Helm SDK,
+/// without waiting for the deletions. `ignore_not_found`: a release that is already gone is
+/// not an error (the answer then has no release, and this returns `Ok(Ok(None))`).
+pub fn helm_uninstall(
+    release: &str,
+    namespace: &str,
+    kubeconfig: &Path,
+    ignore_not_found: bool,
+) -> Result<Result<Option<ReleaseInfo>, String>, PythonToolError> {
+    let mut args: Vec<OsString> = vec![
+        "helm-uninstall".into(),
+        "--name".into(),
+        release.into(),
+        "--namespace".into(),
+        namespace.into(),
+        "--kubeconfig".into(),
+        kubeconfig.into(),
+    ];
+    if ignore_not_found {
+        args.push("--ignore-not-found".into());
+    }
+    #[derive(Deserialize)]
+    struct Raw {
+        ok: bool,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        release: Option<Value>,
+    }
+    let raw: Raw = run_tool(&args, None)?;
+    if !raw.ok {
+        return Ok(Err(raw.error.unwrap_or_else(|| {
+            "helm uninstall failed without a message".to_owned()
+        })));
+    }
+    // An ignored missing release comes back as an empty object.
+    let release = match raw.release {
+        Some(value) if value.as_object().is_some_and(|o| !o.is_empty()) => Some(
+            serde_json::from_value(value)
+                .map_err(|error| format!("helm uninstall answered an odd release: {error}")),
+        ),
+        _ => None,
+    };
+    Ok(release.transpose())
 }
 
 /// Renders the chart with `values`, panicking with Helm's message when it refuses.

@@ -14,6 +14,9 @@ use abstore_tests::k8s::{
     self, Cluster, OperatorInstall, OperatorProcess, STORE_READY, TestNamespace, condition,
     endpoint_ips, example, poll, rendered_objects, store_status, wait_store_ready,
 };
+use abstore_tests::k8s_store::{
+    AppAccess, PodS3, app_access, backup_and_prune_now, container_pid, counter_key, write_more,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
@@ -209,63 +212,6 @@ fn patch_store(cluster: &Cluster, ns: &str, patch: &str) {
         .unwrap_or_else(|error| panic!("{error}"));
 }
 
-/// What an application gets from the store's `<n>-user-app` Secret: the password, the
-/// Sentinel URL for the `abstore` library (with a password file) and the `<n>-primary` URL.
-struct AppAccess {
-    password: String,
-    sentinel_url: String,
-    primary_url: String,
-    master: String,
-    _dir: tempfile::TempDir,
-}
-
-fn app_access(cluster: &Cluster, ns: &str) -> AppAccess {
-    let json = cluster
-        .kubectl(&[
-            "get",
-            "secret",
-            "experiments-user-app",
-            "-n",
-            ns,
-            "-o",
-            "json",
-        ])
-        .unwrap_or_else(|error| panic!("{error}"));
-    let secret: Value = serde_json::from_str(&json).unwrap();
-    let field = |key: &str| {
-        use base64::Engine;
-        let encoded = secret["data"][key]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {key}"));
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .unwrap(),
-        )
-        .unwrap()
-    };
-    let password = field("password");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("password");
-    std::fs::write(&file, &password).unwrap();
-    let sentinel_url = format!("{}&password_file={}", field("sentinel-url"), file.display());
-    let primary = field("primary-url");
-    let primary_url = primary.replacen("://app@", &format!("://app:{password}@"), 1);
-    let master = field("sentinel-url")
-        .rsplit('/')
-        .next()
-        .and_then(|tail| tail.split('?').next())
-        .unwrap()
-        .to_owned();
-    AppAccess {
-        password,
-        sentinel_url,
-        primary_url,
-        master,
-        _dir: dir,
-    }
-}
-
 /// The primary the sentinels name (`host`), asked through the `<n>-sentinel` Service as the
 /// app user, as the library does.
 async fn sentinel_primary(ns: &str, access: &AppAccess) -> Result<String, String> {
@@ -296,24 +242,6 @@ async fn sentinel_primary(ns: &str, access: &AppAccess) -> Result<String, String
 /// The pod name of a Redis pod FQDN (`experiments-redis-1.experiments-redis-headless...`).
 fn pod_of(host: &str) -> String {
     host.split('.').next().unwrap_or_default().to_owned()
-}
-
-/// The host pid of process `comm` in pod `uid`'s containers: the node runs on this machine,
-/// so the test sees the container's processes (cgroupfs paths carry the pod UID).
-fn container_pid(uid: &str, comm: &str) -> Option<u32> {
-    let underscored = uid.replace('-', "_");
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            if name.trim() != comm {
-                return None;
-            }
-            let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).ok()?;
-            (cgroup.contains(uid) || cgroup.contains(&underscored)).then_some(pid)
-        })
 }
 
 fn signal(pid: u32, signal: &str) {
@@ -404,26 +332,6 @@ async fn wait_rolled_out(cluster: &Cluster, ns: &str, within: Duration) -> Value
     .unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// Writes through the `<n>-primary` Service until `more` further increments are acknowledged.
-async fn write_more(writer: &abstore_tests::local_store::PlainWriter, more: u64, within: Duration) {
-    let target = writer.log().await.acked + more;
-    poll("the writer to get further", within, || async {
-        let log = writer.log().await;
-        if log.acked >= target {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} acknowledged, {} errors, last: {:?}",
-                log.acked,
-                log.errors.len(),
-                log.errors.last().map(|e| &e.error)
-            ))
-        }
-    })
-    .await
-    .unwrap_or_else(|error| panic!("{error}"));
-}
-
 /// The writer's outage: from the first failed write to the first success after the last one.
 fn outage(log: &abstore_tests::local_store::WriterLog) -> Duration {
     match (log.errors.first(), log.errors.last()) {
@@ -482,7 +390,7 @@ async fn deleting_the_primary_pod_under_writes_loses_no_acknowledged_write() {
     apply_store(cluster, ns, &store_yaml("{}"));
     let status = wait_store_ready(cluster, ns, "experiments").await;
     let old = status["primary"].as_str().unwrap().to_owned();
-    let access = app_access(cluster, ns);
+    let access = app_access(cluster, ns, "experiments");
     let mut writer =
         abstore_tests::local_store::PlainWriter::start(&access.primary_url, &counter_key("delete"));
     write_more(&writer, 2_000, Duration::from_secs(60)).await;
@@ -540,7 +448,7 @@ async fn a_hung_primary_is_failed_over_and_the_primary_service_follows_within_a_
     apply_store(cluster, ns, &store_yaml(FAST_SENTINEL));
     let status = wait_store_ready(cluster, ns, "experiments").await;
     let old = status["primary"].as_str().unwrap().to_owned();
-    let access = app_access(cluster, ns);
+    let access = app_access(cluster, ns, "experiments");
     assert_eq!(pod_of(&sentinel_primary(ns, &access).await.unwrap()), old);
 
     let connection = abstore::connection::Connection::open(&format!(
@@ -704,12 +612,6 @@ async fn a_hung_primary_is_failed_over_and_the_primary_service_follows_within_a_
     assert_eq!(counted, total, "acknowledged events lost or double counted");
 }
 
-/// A counter key of the schema (the app user may only touch those): `ec:<hour>:<flag>:v`.
-fn counter_key(flag: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
-    format!("ec:{}:{flag}:v", now - now % 3600)
-}
-
 /// Redis pods' `(name, uid, controller-revision-hash)`.
 async fn redis_pods(client: &kube::Client, ns: &str) -> Vec<(String, String, String)> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -754,7 +656,7 @@ async fn a_spec_change_rolls_the_replicas_then_the_primary_by_one_switchover_und
     let old_primary = status["primary"].as_str().unwrap().to_owned();
     let client = cluster.client().await;
     let before = redis_pods(&client, ns).await;
-    let access = app_access(cluster, ns);
+    let access = app_access(cluster, ns, "experiments");
     let mut writer = abstore_tests::local_store::PlainWriter::start(
         &access.primary_url,
         &counter_key("rollout"),
@@ -836,7 +738,7 @@ async fn scaling_3_5_3_keeps_one_primary_the_data_and_the_volumes_and_deletion_k
     let ns = setup.ns.name.as_str();
     apply_store(cluster, ns, &store_yaml("{}"));
     wait_store_ready(cluster, ns, "experiments").await;
-    let access = app_access(cluster, ns);
+    let access = app_access(cluster, ns, "experiments");
     let mut writer = abstore_tests::local_store::PlainWriter::start(
         &access.primary_url,
         &counter_key("scaling"),
@@ -980,7 +882,7 @@ async fn an_idle_store_and_a_store_under_writes_cost_no_reconciles() {
     let idle = reconciles(&setup.operator);
     tokio::time::sleep(window).await; // the measurement window itself, not a synchronisation
     let idle = reconciles(&setup.operator) - idle;
-    let access = app_access(cluster, ns);
+    let access = app_access(cluster, ns, "experiments");
     let mut writer =
         abstore_tests::local_store::PlainWriter::start(&access.primary_url, &counter_key("rate"));
     write_more(&writer, 200, Duration::from_secs(60)).await;
@@ -1285,7 +1187,7 @@ async fn an_operator_restarted_mid_rollout_finishes_it_without_a_second_restart_
     wait_store_ready(cluster, ns, "experiments").await;
     let client = cluster.client().await;
     let before = redis_pods(&client, ns).await;
-    let access = app_access(cluster, ns);
+    let access = app_access(cluster, ns, "experiments");
     let mut writer = abstore_tests::local_store::PlainWriter::start(
         &access.primary_url,
         &counter_key("restart"),
@@ -1355,44 +1257,6 @@ async fn an_operator_restarted_mid_rollout_finishes_it_without_a_second_restart_
 // ---------------------------------------------------------------------------------------------
 // The backup and prune CronJobs, from the jobs image.
 
-/// The node's InternalIP: how pods reach services on this machine.
-fn node_ip(cluster: &Cluster) -> String {
-    cluster
-        .kubectl(&[
-            "get",
-            "nodes",
-            "-o",
-            "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
-        ])
-        .unwrap_or_else(|error| panic!("{error}"))
-}
-
-async fn wait_job(cluster: &Cluster, ns: &str, job: &str) {
-    poll(&format!("Job {job} to complete"), STORE_READY, || async {
-        let conditions = cluster.kubectl(&[
-            "get",
-            "job",
-            job,
-            "-n",
-            ns,
-            "-o",
-            "jsonpath={range .status.conditions[*]}{.type}={.status} {end}",
-        ])?;
-        if conditions.contains("Complete=True") {
-            Ok(())
-        } else if conditions.contains("Failed=True") {
-            let logs = cluster
-                .kubectl(&["logs", &format!("job/{job}"), "-n", ns])
-                .unwrap_or_default();
-            panic!("Job {job} failed: {conditions}\n{logs}")
-        } else {
-            Err(format!("conditions: {conditions:?}"))
-        }
-    })
-    .await
-    .unwrap_or_else(|error| panic!("{error}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backup_and_prune_cronjobs_run_from_the_jobs_image_and_fill_last_backup_and_last_prune()
 {
@@ -1405,74 +1269,25 @@ async fn the_backup_and_prune_cronjobs_run_from_the_jobs_image_and_fill_last_bac
         return;
     };
     k8s::import_images().unwrap_or_else(|error| panic!("{error}"));
-    let s3 = abstore_tests::S3Server::start_for_pods().unwrap_or_else(|error| panic!("{error}"));
-    s3.create_bucket("backups")
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let s3 = PodS3::start(cluster, "backups").await;
     let setup = setup("backup-prune", cluster, "").await;
     let ns = setup.ns.name.as_str();
-    cluster
-        .kubectl(&[
-            "create",
-            "secret",
-            "generic",
-            "backup-s3",
-            "-n",
-            ns,
-            &format!("--from-literal=AWS_ACCESS_KEY_ID={}", s3.access_key()),
-            &format!("--from-literal=AWS_SECRET_ACCESS_KEY={}", s3.secret_key()),
-        ])
-        .unwrap_or_else(|error| panic!("{error}"));
-    let endpoint = format!("http://{}:{}", node_ip(cluster), s3.port());
     apply_store(
         cluster,
         ns,
-        &store_yaml(&format!(
-            "backup:\n  destination: s3://backups/e2e\n  credentialsSecretName: backup-s3\n  env:\n    - name: AWS_REGION\n      value: {}\n    - name: ABSTORE_S3_ENDPOINT\n      value: {endpoint}\n    - name: ABSTORE_S3_PATH_STYLE\n      value: \"true\"\n",
-            abstore_tests::S3_REGION
-        )),
+        &store_yaml(&s3.backup_spec(cluster, ns, "backup-s3", "e2e")),
     );
     wait_store_ready(cluster, ns, "experiments").await;
-    let access = app_access(cluster, ns);
+    let access = app_access(cluster, ns, "experiments");
     let mut writer =
         abstore_tests::local_store::PlainWriter::start(&access.primary_url, &counter_key("backup"));
     write_more(&writer, 300, Duration::from_secs(60)).await;
     let written = writer.stop().await.acked;
 
-    for (cronjob, job) in [
-        ("experiments-backup", "manual-backup"),
-        ("experiments-prune", "manual-prune"),
-    ] {
-        cluster
-            .kubectl(&[
-                "create",
-                "job",
-                job,
-                &format!("--from=cronjob/{cronjob}"),
-                "-n",
-                ns,
-            ])
-            .unwrap_or_else(|error| panic!("{error}"));
-    }
-    wait_job(cluster, ns, "manual-backup").await;
-    wait_job(cluster, ns, "manual-prune").await;
-    let status = poll(
-        "lastBackup and lastPrune",
-        Duration::from_secs(60),
-        || async {
-            let status = store_status(cluster, ns, "experiments")?;
-            if status["lastBackup"].is_string() && status["lastPrune"].is_string() {
-                Ok(status)
-            } else {
-                Err(format!("{status}"))
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|error| panic!("{error}"));
+    let run = backup_and_prune_now(cluster, ns, "experiments").await;
     println!(
         "lastBackup {}, lastPrune {}",
-        status["lastBackup"], status["lastPrune"]
+        run.status["lastBackup"], run.status["lastPrune"]
     );
     let table = cluster
         .kubectl(&["get", "abs", "experiments", "-n", ns])
@@ -1482,7 +1297,7 @@ async fn the_backup_and_prune_cronjobs_run_from_the_jobs_image_and_fill_last_bac
     // The backup is complete and restorable: the jobs CLI verifies it from S3.
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_abstore-jobs-cli"))
         .args(["verify", "--from", "s3://backups/e2e"])
-        .envs(s3.env())
+        .envs(s3.server.env())
         .output()
         .unwrap();
     assert!(
@@ -1491,21 +1306,7 @@ async fn the_backup_and_prune_cronjobs_run_from_the_jobs_image_and_fill_last_bac
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
-    let summary = cluster
-        .kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            ns,
-            "-l",
-            "job-name=manual-backup",
-            "--field-selector=status.phase=Succeeded",
-            "-o",
-            "jsonpath={.items[0].status.containerStatuses[0].state.terminated.message}",
-        ])
-        .unwrap();
-    let summary: Value = serde_json::from_str(&summary)
-        .unwrap_or_else(|error| panic!("summary {summary:?}: {error}"));
+    let summary = &run.backup_summary;
     assert!(
         summary["keys"].as_u64().unwrap_or_default() >= 1,
         "backup summary: {summary}"
@@ -1614,7 +1415,7 @@ async fn a_rollout_to_an_image_that_cannot_be_pulled_recovers_when_the_spec_is_r
             "jsonpath={.spec.template.spec.containers[0].image}",
         ])
         .unwrap();
-    let access = app_access(cluster, ns);
+    let access = app_access(cluster, ns, "experiments");
     let mut writer = abstore_tests::local_store::PlainWriter::start(
         &access.primary_url,
         &counter_key("badimage"),
