@@ -22,9 +22,12 @@ pub const VERSION: &str = "v1alpha1";
 /// Kind of the custom resource.
 pub const KIND: &str = "ABStore";
 
-/// Default Redis image for data pods and sentinels. Pinned: a floating tag would roll every
-/// store on the next pull.
-pub const DEFAULT_REDIS_IMAGE: &str = "docker.io/library/redis:7.2.5";
+/// Default Redis image for data pods and sentinels: the newest patch release of Redis 7.2, the
+/// last BSD-licensed line, with the fixes for the Lua-engine CVEs that 7.2.5 lacked
+/// (CVE-2024-31449, CVE-2024-46981, CVE-2025-49844, -46817, -46818, -46819). Pinned: a floating tag would
+/// roll every store on the next pull. Supported versions: docs/operator.md, "Redis and Valkey
+/// versions".
+pub const DEFAULT_REDIS_IMAGE: &str = "docker.io/library/redis:7.2.16";
 /// Default redis_exporter image for the metrics sidecar.
 pub const DEFAULT_EXPORTER_IMAGE: &str = "docker.io/oliver006/redis_exporter:v1.62.0";
 /// Default image of `abstore-jobs` for the backup and prune CronJobs: the same release as the

@@ -326,10 +326,12 @@ impl Problems {
     }
 
     fn image(&mut self, field: &str, image: &str) {
-        if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if let Err(why) = check_image_reference(image) {
             self.push(
                 field,
-                format!("{image:?} is not an image reference; it must be non-empty without spaces"),
+                format!(
+                    "{image:?} is not an image reference ({why}); write [registry/]repository[:tag][@sha256:<64 hex digits>], like \"docker.io/library/redis:7.2.16\" or \"registry.example.com/redis@sha256:…\""
+                ),
             );
         }
     }
@@ -393,6 +395,111 @@ fn check_store_name(v: &mut Problems, name: &str) {
             ),
         );
     }
+}
+
+/// Checks an image reference the way the container runtime parses it (the distribution
+/// `reference` grammar): `[registry[:port]/]path[:tag][@algorithm:hex]`. A reference the runtime
+/// refuses would leave the pods in `InvalidImageName`, so it is refused here, naming the part.
+/// Digests are allowed everywhere an image is (`redis@sha256:…` and `redis:7.2.16@sha256:…`).
+pub fn check_image_reference(image: &str) -> Result<(), String> {
+    if image.is_empty() {
+        return Err("empty".into());
+    }
+    if let Some(c) = image.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("it contains {c:?}"));
+    }
+    let (rest, digest) = match image.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let (algorithm, hex) = digest
+            .split_once(':')
+            .ok_or_else(|| format!("digest {digest:?} is not <algorithm>:<hex>"))?;
+        let want = match algorithm {
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
+            _ => {
+                return Err(format!(
+                    "digest algorithm {algorithm:?} is not sha256, sha384 or sha512"
+                ));
+            }
+        };
+        if hex.len() != want
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(format!(
+                "a {algorithm} digest is {want} lowercase hex digits, not {hex:?}"
+            ));
+        }
+    }
+    // A tag is after the last ':' that follows the last '/' (a registry's port is before it).
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let valid = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return Err(format!(
+                "tag {tag:?} must be 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+            ));
+        }
+    }
+    if name.len() > 255 {
+        return Err(format!(
+            "the name is {} characters long; at most 255",
+            name.len()
+        ));
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    let first = parts[0];
+    if parts.len() > 1
+        && (first.contains(['.', ':'])
+            || first == "localhost"
+            || first.chars().any(|c| c.is_ascii_uppercase()))
+    {
+        let (host, port) = first.split_once(':').unwrap_or((first, ""));
+        let host_ok = !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        let port_ok = (port.is_empty() && !first.contains(':'))
+            || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        if !host_ok || !port_ok {
+            return Err(format!(
+                "registry {first:?} is not a host name with an optional :port"
+            ));
+        }
+        parts.remove(0);
+    }
+    for component in parts {
+        let valid = !component.is_empty()
+            && component.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && component.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && component
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && !component.contains("..");
+        if !valid {
+            return Err(format!(
+                "repository path part {component:?} must be lowercase letters and digits, separated by '.', '_' or '-'"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A Kubernetes memory quantity in bytes (rounded up, as Kubernetes does). Exponent notation
@@ -1004,6 +1111,57 @@ mod tests {
 
     fn fields(spec: &str) -> Vec<String> {
         errors(spec).into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn image_references_by_tag_by_digest_and_with_a_registry_port_are_accepted() {
+        let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        for image in [
+            "redis".to_owned(),
+            "redis:7.2.16".to_owned(),
+            "docker.io/library/redis:7.2.16".to_owned(),
+            format!("docker.io/library/redis@{digest}"),
+            format!("docker.io/library/redis:7.2.16@{digest}"),
+            "registry.example.com:5000/team/redis_mirror/redis-server:7.2.16-bookworm".to_owned(),
+            format!("localhost/abstore-jobs@{digest}"),
+            "valkey/valkey:8.1.10".to_owned(),
+        ] {
+            assert_eq!(check_image_reference(&image), Ok(()), "{image}");
+        }
+        let spec = format!(
+            "redis:\n  image: docker.io/library/redis@{digest}\nsentinel:\n  image: docker.io/library/redis:7.2.16@{digest}\njobs:\n  image: ghcr.io/abstore/abstore-jobs@{digest}\nmonitoring:\n  exporter:\n    image: docker.io/oliver006/redis_exporter@{digest}\n"
+        );
+        validate(&store(&spec)).unwrap();
+    }
+
+    #[test]
+    fn bad_image_references_are_refused_naming_the_field_and_the_part() {
+        for (image, part) in [
+            ("redis:", "tag \"\""),
+            ("Redis:7", "repository path part \"Redis\""),
+            ("redis@sha256:abc", "64 lowercase hex digits"),
+            ("redis@md5:0123", "digest algorithm \"md5\""),
+            ("redis:7.2 ", "contains ' '"),
+            (
+                "registry.example.com:port/redis",
+                "registry \"registry.example.com:port\"",
+            ),
+            ("docker.io//redis", "repository path part \"\""),
+            ("redis:-rc1", "tag \"-rc1\""),
+        ] {
+            let problems = errors(&format!("redis:\n  image: {image:?}\n"));
+            let problem = problems
+                .iter()
+                .find(|e| e.field == "spec.redis.image")
+                .unwrap_or_else(|| panic!("{image:?} accepted: {problems:?}"));
+            assert!(
+                problem.message.contains(part),
+                "{image:?}: {}",
+                problem.message
+            );
+        }
+        let problems = errors("monitoring:\n  exporter:\n    image: \"exporter@sha256:xyz\"\n");
+        assert_eq!(problems[0].field, "spec.monitoring.exporter.image");
     }
 
     #[test]

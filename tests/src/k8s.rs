@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
+use abstore_operator::crd::DEFAULT_REDIS_IMAGE;
+
 use crate::{chart_dir, free_port, render_chart, repo_root};
 
 /// Directory with `kubectl`, `kube-apiserver` and `etcd` (controller-runtime's envtest name).
@@ -67,10 +69,14 @@ pub fn cluster(test: &str) -> Option<&'static Cluster> {
     }
 }
 
-/// Like [`cluster`], for tests whose pods must really run.
+/// Like [`cluster`], for tests whose pods must really run. On the kit's node the default
+/// data-plane image is made available first ([`kit_redis_images`]).
 pub fn cluster_with_node(test: &str) -> Option<&'static Cluster> {
     let cluster = cluster(test)?;
     if cluster.node {
+        if let Err(error) = KIT_REDIS_IMAGES.get_or_init(kit_redis_images) {
+            panic!("{test}: {error}");
+        }
         Some(cluster)
     } else {
         skip(
@@ -87,6 +93,77 @@ fn skip(test: &str, reason: &str) -> Option<&'static Cluster> {
     }
     eprintln!("skipped {test}: no usable Kubernetes cluster: {reason}; {HOW_TO_GET_ONE}");
     None
+}
+
+/// The Redis image the kit's node holds: Debian's redis 7.0.15 with redis-sentinel, under the
+/// upstream image's name (../shared/k8s/README.md). Nothing can be pulled there.
+pub const KIT_REDIS_IMAGE: &str = "docker.io/library/redis:7.2.5";
+
+/// Stores created with the defaults run `DEFAULT_REDIS_IMAGE`, which the kit's node does not
+/// have and cannot pull: on the kit, the kit's Redis ([`KIT_REDIS_IMAGE`]) is also tagged under
+/// the default's name in the node's containerd, so the e2e tests exercise the CRD's default image
+/// reference (the binaries inside stay Debian's 7.0.15), and under its digest reference
+/// (`docker.io/library/redis@sha256:…`, what a pull by digest records), which
+/// [`redis_image_by_digest`] returns. Other clusters pull what they need.
+fn kit_redis_images() -> Result<Option<String>, String> {
+    if std::env::var_os(KUBECONFIG_ENV).is_some() {
+        return Ok(None);
+    }
+    let socket = kit_state().join("containerd").join("containerd.sock");
+    if !socket.exists() {
+        return Ok(None);
+    }
+    let ctr = |args: &[&str]| -> Result<String, String> {
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(["-n", "k8s.io"])
+            .args(args)
+            .output()
+            .map_err(|error| format!("ctr {}: {error}", args.join(" ")))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(format!(
+                "ctr {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    };
+    // `ctr images ls`: REF TYPE DIGEST SIZE PLATFORMS LABELS
+    let listed = ctr(&["images", "ls"])?;
+    let digest = listed
+        .lines()
+        .find_map(|line| {
+            let mut columns = line.split_whitespace();
+            (columns.next() == Some(KIT_REDIS_IMAGE)).then(|| columns.nth(1))?
+        })
+        .ok_or_else(|| format!("the kit's node has no {KIT_REDIS_IMAGE}: {listed}"))?
+        .to_owned();
+    let repository = KIT_REDIS_IMAGE
+        .rsplit_once(':')
+        .map_or(KIT_REDIS_IMAGE, |(repository, _)| repository);
+    let by_digest = format!("{repository}@{digest}");
+    for name in [DEFAULT_REDIS_IMAGE, by_digest.as_str()] {
+        if !listed
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(name))
+        {
+            ctr(&["images", "tag", KIT_REDIS_IMAGE, name])?;
+        }
+    }
+    Ok(Some(by_digest))
+}
+
+static KIT_REDIS_IMAGES: OnceLock<Result<Option<String>, String>> = OnceLock::new();
+
+/// The kit's Redis image by digest (see [`kit_redis_images`]), `None` on other clusters.
+pub fn redis_image_by_digest() -> Option<String> {
+    KIT_REDIS_IMAGES
+        .get_or_init(kit_redis_images)
+        .clone()
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Directory of the image archives `scripts/build-images.sh` writes.

@@ -937,11 +937,14 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
         );
     }
 
-    // Accepted by the schema, refused by validate: more quorum than sentinels.
+    // Accepted by the schema, refused by validate: more quorum than sentinels, and an image
+    // reference the kubelet would refuse (InvalidImageName).
     apply_store(
         cluster,
         ns,
-        &store_yaml("sentinel:\n  replicas: 3\n  quorum: 4\n"),
+        &store_yaml(
+            "sentinel:\n  replicas: 3\n  quorum: 4\nredis:\n  image: \"redis@sha256:abc\"\n",
+        ),
     );
     let status = poll("InvalidSpec", Duration::from_secs(60), || async {
         let status = store_status(cluster, ns, "experiments")?;
@@ -955,13 +958,12 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
     .unwrap_or_else(|error| panic!("{error}"));
     let invalid = condition(&status, "InvalidSpec").unwrap();
     assert_eq!(invalid["status"], "True");
-    assert!(
-        invalid["message"]
-            .as_str()
-            .unwrap()
-            .contains("spec.sentinel.quorum"),
-        "{invalid}"
-    );
+    for field in ["spec.sentinel.quorum", "spec.redis.image"] {
+        assert!(
+            invalid["message"].as_str().unwrap().contains(field),
+            "{field} not named: {invalid}"
+        );
+    }
     assert!(
         warnings(cluster, ns)
             .iter()
@@ -983,13 +985,22 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
         .unwrap();
     assert!(created.is_empty(), "an invalid spec created {created}");
 
-    // Fixed, with cron macros: accepted, and the CronJobs carry them.
+    // Fixed, with cron macros and every image pinned by digest: accepted, and the CronJobs and
+    // StatefulSets carry them as written.
+    let digest = format!("sha256:{}", "5e".repeat(32));
+    let images = [
+        format!("docker.io/library/redis@{digest}"),
+        format!("docker.io/library/redis:7.2.16@{digest}"),
+        format!("ghcr.io/abstore/abstore-jobs@{digest}"),
+        format!("docker.io/oliver006/redis_exporter@{digest}"),
+    ];
     apply_store(
         cluster,
         ns,
-        &store_yaml(
-            "sentinel:\n  replicas: 3\n  quorum: 2\nbackup:\n  schedule: \"@hourly\"\n  destination: s3://bucket/prefix\nretention:\n  schedule: \"@daily\"\n",
-        ),
+        &store_yaml(&format!(
+            "sentinel:\n  replicas: 3\n  quorum: 2\n  image: {}\nredis:\n  image: {}\njobs:\n  image: {}\nmonitoring:\n  exporter:\n    image: {}\nbackup:\n  schedule: \"@hourly\"\n  destination: s3://bucket/prefix\nretention:\n  schedule: \"@daily\"\n",
+            images[1], images[0], images[2], images[3]
+        )),
     );
     let schedules = poll(
         "the CronJobs with the macros",
@@ -1019,6 +1030,24 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
     .await
     .unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(schedules, ("@hourly".to_owned(), "@daily".to_owned()));
+    let used = cluster
+        .kubectl(&[
+            "get",
+            "statefulsets,cronjobs",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/instance=experiments",
+            "-o",
+            "jsonpath={..image}",
+        ])
+        .unwrap();
+    for image in &images {
+        assert!(
+            used.split_whitespace().any(|u| u == image),
+            "{image} is not in the built objects: {used}"
+        );
+    }
     let status = poll("InvalidSpec cleared", Duration::from_secs(60), || async {
         let status = store_status(cluster, ns, "experiments")?;
         if status["phase"] != "Invalid" {
@@ -1401,7 +1430,13 @@ async fn a_rollout_to_an_image_that_cannot_be_pulled_recovers_when_the_spec_is_r
     };
     let setup = setup("bad-image", cluster, "").await;
     let ns = setup.ns.name.as_str();
-    apply_store(cluster, ns, &store_yaml("{}"));
+    // The good image pinned by digest (on the kit; other clusters use the default tag): the store
+    // runs, is rolled and recovers on an `image@sha256:…` reference.
+    let spec = match k8s::redis_image_by_digest() {
+        Some(image) => format!("redis:\n  image: \"{image}\"\n"),
+        None => "{}".to_owned(),
+    };
+    apply_store(cluster, ns, &store_yaml(&spec));
     let status = wait_store_ready(cluster, ns, "experiments").await;
     let primary = status["primary"].as_str().unwrap().to_owned();
     let good_image = cluster
@@ -1415,6 +1450,12 @@ async fn a_rollout_to_an_image_that_cannot_be_pulled_recovers_when_the_spec_is_r
             "jsonpath={.spec.template.spec.containers[0].image}",
         ])
         .unwrap();
+    if let Some(image) = k8s::redis_image_by_digest() {
+        assert_eq!(
+            good_image, image,
+            "the StatefulSet runs the image as written"
+        );
+    }
     let access = app_access(cluster, ns, "experiments");
     let mut writer = abstore_tests::local_store::PlainWriter::start(
         &access.primary_url,
