@@ -21,6 +21,9 @@ command -v runc           >/dev/null 2>&1 || need_apt+=(runc)
 command -v shellcheck     >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v node           >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm            >/dev/null 2>&1 || need_apt+=(npm)
+# An OCI registry (CNCF distribution) for the e2e Helm test: the chart is pushed to it and
+# installed from oci:// as users install a release (tests/src/registry.rs).
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
   need_apt+=(python3-pip)

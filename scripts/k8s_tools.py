@@ -15,6 +15,12 @@ render), exit 3 a missing Python package (the message says how to install it).
   k8s_tools.py helm-yaml [FILE|-]
   k8s_tools.py helm-install CHART --name N --namespace NS --kubeconfig FILE [--kube-context C]
                             [--values FILE] [--create-namespace] [--wait] [--timeout SECONDS]
+                            [--version V] [--plain-http]
+      CHART: a chart directory, or oci://registry/path/chart with --version (as users install
+      a release); --plain-http for a registry without TLS.
+  k8s_tools.py helm-push CHART-DIR oci://registry/path [--plain-http]
+      helm package + helm push: the chart as an OCI artifact, the way the release workflow
+      publishes it.
   k8s_tools.py helm-uninstall --name N --namespace NS --kubeconfig FILE [--kube-context C]
                               [--wait] [--timeout SECONDS] [--ignore-not-found]
 
@@ -300,10 +306,27 @@ def helm_install(args: argparse.Namespace) -> dict[str, Any]:
                 create_namespace=args.create_namespace,
                 wait="watcher" if args.wait else None,
                 timeout=args.timeout,
+                chart_version=args.version,
+                plain_http=args.plain_http,
             )
     except helm.HelmError as error:
         return {"ok": False, "error": f"{type(error).__name__}: {error}"}
     return {"ok": True, "release": release_summary(release, args.manifest)}
+
+
+def helm_push(args: argparse.Namespace) -> dict[str, Any]:
+    """`helm package CHART-DIR && helm push <package> REMOTE`."""
+    import tempfile
+
+    helm = need("helm_python", "helm-python-sdk")
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            package = helm.package(args.chart, destination=scratch)
+            helm.push(package, args.remote, plain_http=args.plain_http)
+            name = package.rsplit("/", 1)[-1]
+    except helm.HelmError as error:
+        return {"ok": False, "error": f"{type(error).__name__}: {error}"}
+    return {"ok": True, "package": name}
 
 
 def helm_uninstall(args: argparse.Namespace) -> dict[str, Any]:
@@ -372,8 +395,16 @@ def main() -> None:
     install.add_argument("--values")
     install.add_argument("--create-namespace", action="store_true")
     install.add_argument("--manifest", action="store_true", help="also print manifest and notes")
+    install.add_argument("--version", help="the chart version, for an oci:// chart")
+    install.add_argument("--plain-http", action="store_true", help="the registry speaks HTTP")
     add_cluster_arguments(install)
     install.set_defaults(run=helm_install)
+
+    push = commands.add_parser("helm-push", help="package a chart and push it to an OCI registry")
+    push.add_argument("chart")
+    push.add_argument("remote")
+    push.add_argument("--plain-http", action="store_true", help="the registry speaks HTTP")
+    push.set_defaults(run=helm_push)
 
     uninstall = commands.add_parser("helm-uninstall", help="uninstall a release from a cluster")
     uninstall.add_argument("--ignore-not-found", action="store_true")

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::k8s::{Cluster, poll};
-use crate::{ReleaseInfo, chart_dir, helm_install, helm_uninstall};
+use crate::{ChartRef, ReleaseInfo, helm_install, helm_uninstall};
 
 /// Container waiting reasons that never clear by themselves: waiting on would only hide them.
 const STUCK_REASONS: [&str; 4] = [
@@ -50,24 +50,20 @@ pub struct OperatorRelease {
 }
 
 impl OperatorRelease {
-    /// `helm install` of the chart into `namespace` with `values` (YAML), under a fresh
-    /// release name. Returns once Helm has created the objects; see [`Self::wait_available`].
+    /// `helm install` of `chart` (the directory, or a version from an OCI registry) into
+    /// `namespace` with `values` (YAML), under a fresh release name. Returns once Helm has
+    /// created the objects; see [`Self::wait_available`].
     pub fn install(
         cluster: &'static Cluster,
+        chart: &ChartRef,
         namespace: &str,
         values: &str,
     ) -> Result<OperatorRelease, String> {
         let suffix: String = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("helm{}", &suffix[..6]);
-        let info = helm_install(
-            &chart_dir(),
-            Some(values),
-            &name,
-            namespace,
-            &cluster.kubeconfig,
-        )
-        .map_err(|error| error.to_string())?
-        .map_err(|error| format!("helm install {name} refused or failed: {error}"))?;
+        let info = helm_install(chart, Some(values), &name, namespace, &cluster.kubeconfig)
+            .map_err(|error| error.to_string())?
+            .map_err(|error| format!("helm install {name} refused or failed: {error}"))?;
         let mut objects = Vec::new();
         for document in serde_yaml::Deserializer::from_str(&info.manifest) {
             let object = Value::deserialize(document)

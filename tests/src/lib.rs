@@ -14,6 +14,7 @@ pub mod metric_names;
 mod process;
 mod prometheus_operator;
 mod python;
+mod registry;
 mod rendered;
 mod s3;
 mod sentinel;
@@ -29,12 +30,13 @@ pub use prometheus_operator::{
     MonitoringVerdict, PrometheusOperatorError, validate_prometheus_operator_objects,
 };
 pub use python::{
-    INSTALL_COMMAND, LintMessage, LintReport, ManifestReport, OLDEST_KUBERNETES, ObjectVerdict,
-    PROMETHEUS_OPERATOR_KINDS, PYTHON_ENV, PythonToolError, ReleaseInfo, RenderedChart, Verdict,
-    chart_dir, chart_refusal, helm_install, helm_uninstall, lint_chart, newest_kubernetes_version,
-    read_yaml_as_kubectl_does, render_chart, render_chart_or_panic, repo_root,
-    validate_custom_resources, validate_manifests,
+    ChartRef, INSTALL_COMMAND, LintMessage, LintReport, ManifestReport, OLDEST_KUBERNETES,
+    ObjectVerdict, PROMETHEUS_OPERATOR_KINDS, PYTHON_ENV, PythonToolError, ReleaseInfo,
+    RenderedChart, Verdict, chart_dir, chart_refusal, helm_install, helm_push, helm_uninstall,
+    lint_chart, newest_kubernetes_version, read_yaml_as_kubectl_does, render_chart,
+    render_chart_or_panic, repo_root, validate_custom_resources, validate_manifests,
 };
+pub use registry::OciRegistry;
 pub use rendered::Rendered;
 pub use s3::{S3_REGION, S3_START_TIMEOUT, S3Server};
 pub use sentinel::SentinelServer;

@@ -489,20 +489,82 @@ impl RawRelease {
     }
 }
 
+/// Which chart `helm install` installs: a directory, or a version in an OCI registry.
+#[derive(Clone, Debug)]
+pub enum ChartRef {
+    /// A chart directory (`charts/abstore-operator`).
+    Dir(PathBuf),
+    /// `oci://<registry>/<path>/<chart>` at `version`; `plain_http` for a registry without TLS.
+    Oci {
+        reference: String,
+        version: String,
+        plain_http: bool,
+    },
+}
+
+impl ChartRef {
+    fn args(&self) -> Vec<OsString> {
+        match self {
+            ChartRef::Dir(dir) => vec![dir.into()],
+            ChartRef::Oci {
+                reference,
+                version,
+                plain_http,
+            } => {
+                let mut args: Vec<OsString> =
+                    vec![reference.into(), "--version".into(), version.into()];
+                if *plain_http {
+                    args.push("--plain-http".into());
+                }
+                args
+            }
+        }
+    }
+}
+
+/// `helm package <chart_dir>` then `helm push <package> <remote>` (`oci://<registry>/<path>`)
+/// through the Helm SDK, as the release workflow publishes the chart. `Ok(Ok(package file
+/// name))`, or `Ok(Err(message))` when Helm refused or failed.
+pub fn helm_push(
+    chart_dir: &Path,
+    remote: &str,
+    plain_http: bool,
+) -> Result<Result<String, String>, PythonToolError> {
+    let mut args: Vec<OsString> = vec!["helm-push".into(), chart_dir.into(), remote.into()];
+    if plain_http {
+        args.push("--plain-http".into());
+    }
+    #[derive(Deserialize)]
+    struct Raw {
+        ok: bool,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        package: Option<String>,
+    }
+    let raw: Raw = run_tool(&args, None)?;
+    Ok(match (raw.ok, raw.package) {
+        (true, Some(package)) => Ok(package),
+        _ => Err(raw
+            .error
+            .unwrap_or_else(|| "helm push answered without a package".to_owned())),
+    })
+}
+
 /// `helm install <release> <chart> -n <namespace> -f values --kubeconfig <kubeconfig>` through
 /// the Helm SDK, without waiting for the workloads (the caller polls them): the CRDs of
 /// `crds/` when absent, then the templates. `Ok(Err(message))` is Helm refusing or failing.
 pub fn helm_install(
-    chart: &Path,
+    chart: &ChartRef,
     values: Option<&str>,
     release: &str,
     namespace: &str,
     kubeconfig: &Path,
 ) -> Result<Result<ReleaseInfo, String>, PythonToolError> {
     let file = values_file(values)?;
-    let mut args: Vec<OsString> = vec![
-        "helm-install".into(),
-        chart.into(),
+    let mut args: Vec<OsString> = vec!["helm-install".into()];
+    args.extend(chart.args());
+    args.extend([
         "--manifest".into(),
         "--name".into(),
         release.into(),
@@ -510,7 +572,7 @@ pub fn helm_install(
         namespace.into(),
         "--kubeconfig".into(),
         kubeconfig.into(),
-    ];
+    ]);
     if let Some(file) = &file {
         args.extend(["--values".into(), file.path().into()]);
     }

@@ -1,5 +1,7 @@
-//! End-to-end: the path users take (issues 16 and 17). The chart is installed with the real Helm
-//! SDK (`helm install`, the cluster's admin kubeconfig) and the operator runs in a pod from
+//! End-to-end: the path users take (issues 16 and 17). The chart is packaged and pushed to a real
+//! OCI registry (Debian's docker-registry on loopback) as the release workflow publishes it, and
+//! installed from there with the real Helm SDK (`helm install oci://…/abstore-operator --version
+//! <version>`, the README's command, the cluster's admin kubeconfig); the operator runs in a pod from
 //! `ghcr.io/abstore/abstore-operator:<version>` — the image `scripts/build-images.sh` builds,
 //! imported into the node — instead of as a process on this machine. The operator gets a
 //! namespace of its own and watches only the store's (`watchNamespace`), as the README installs
@@ -25,6 +27,7 @@ use abstore_tests::k8s_store::{
     PodS3, app_access, backup_and_prune_now, container_pid, counter_key, write_more,
 };
 use abstore_tests::local_store::PlainWriter;
+use abstore_tests::{ChartRef, OciRegistry, chart_dir, helm_push};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -64,8 +67,21 @@ async fn helm_install_runs_the_operator_image_which_serves_a_store_and_its_jobs_
     let crd_before = cluster
         .kubectl(&["get", CRD, "--ignore-not-found", "-o", "name"])
         .unwrap();
+    // The chart as a release publishes it: packaged, pushed to an OCI registry, installed from
+    // there by version (the registry speaks plain HTTP on loopback; ghcr.io is HTTPS).
+    let registry = OciRegistry::start().unwrap_or_else(|error| panic!("{error}"));
+    let remote = format!("oci://{}/abstore/charts", registry.host());
+    let package = helm_push(&chart_dir(), &remote, true)
+        .unwrap_or_else(|error| panic!("{error}"))
+        .unwrap_or_else(|error| panic!("helm push {remote}: {error}\n{}", registry.log()));
+    assert_eq!(package, format!("abstore-operator-{VERSION}.tgz"));
+    let chart = ChartRef::Oci {
+        reference: format!("{remote}/abstore-operator"),
+        version: VERSION.to_owned(),
+        plain_http: true,
+    };
     let start = Instant::now();
-    let mut release = OperatorRelease::install(cluster, &operator_ns.name, &values)
+    let mut release = OperatorRelease::install(cluster, &chart, &operator_ns.name, &values)
         .unwrap_or_else(|error| panic!("{error}"));
     let helm_took = start.elapsed();
     assert_eq!(release.info.status, "deployed", "{:?}", release.info);

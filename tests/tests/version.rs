@@ -142,3 +142,59 @@ fn image_references_are_found_with_their_tags() {
         ]
     );
 }
+
+/// The chart versions a text installs (`oci://…/abstore-operator --version <v>`) and the tags
+/// it downloads from (`/abstore/v<v>/`), with their line numbers.
+fn install_versions(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut pending_oci = false;
+    for (number, line) in text.lines().enumerate() {
+        if line.contains("oci://ghcr.io/abstore/charts/abstore-operator") {
+            pending_oci = true;
+        }
+        if pending_oci && let Some((_, after)) = line.split_once("--version ") {
+            let version: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "-.".contains(*c))
+                .collect();
+            found.push((number + 1, version));
+            pending_oci = false;
+        }
+        if let Some((_, after)) = line.split_once("/abstore/abstore/v") {
+            let version: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "-.".contains(*c))
+                .collect();
+            found.push((number + 1, version));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_install_instructions_name_this_release() {
+    // README, docs/operator.md and the chart's README tell users to install a released version
+    // from the OCI registry: a stale version there installs an older release.
+    let mut checked = 0;
+    for file in [
+        "README.md",
+        "docs/operator.md",
+        "charts/abstore-operator/README.md",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        for (line, version) in install_versions(&text) {
+            assert_eq!(
+                version, VERSION,
+                "{file}:{line}: installs {version}, not this release ({VERSION})"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} install versions found");
+    assert_eq!(
+        install_versions(
+            "helm install x oci://ghcr.io/abstore/charts/abstore-operator \\\n  --version 9.9.9\nhttps://raw.githubusercontent.com/abstore/abstore/v1.2.3/charts"
+        ),
+        [(2, "9.9.9".to_owned()), (3, "1.2.3".to_owned())]
+    );
+}
