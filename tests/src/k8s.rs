@@ -61,22 +61,27 @@ pub struct Cluster {
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
 /// The cluster, or `None` after printing why the test `test` is skipped. Panics instead when
-/// [`REQUIRED_ENV`] is set, so CI never passes by skipping.
+/// [`REQUIRED_ENV`] is set, so CI never passes by skipping. With a node, the kit's node first
+/// gets the default data-plane image ([`kit_redis_images`]).
 pub fn cluster(test: &str) -> Option<&'static Cluster> {
     match CLUSTER.get_or_init(find_cluster) {
-        Ok(cluster) => Some(cluster),
+        Ok(cluster) => {
+            // Pods of stores with the default image run wherever there is a node.
+            if cluster.node
+                && let Err(error) = KIT_REDIS_IMAGES.get_or_init(kit_redis_images)
+            {
+                panic!("{test}: {error}");
+            }
+            Some(cluster)
+        }
         Err(reason) => skip(test, reason),
     }
 }
 
-/// Like [`cluster`], for tests whose pods must really run. On the kit's node the default
-/// data-plane image is made available first ([`kit_redis_images`]).
+/// Like [`cluster`], for tests whose pods must really run.
 pub fn cluster_with_node(test: &str) -> Option<&'static Cluster> {
     let cluster = cluster(test)?;
     if cluster.node {
-        if let Err(error) = KIT_REDIS_IMAGES.get_or_init(kit_redis_images) {
-            panic!("{test}: {error}");
-        }
         Some(cluster)
     } else {
         skip(
