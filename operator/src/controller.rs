@@ -1178,6 +1178,7 @@ async fn run_controller(
     // status changes between passes (a rollout waiting for a replica under writes).
     let (reader, writer) = reflector::store::<ABStore>();
     let ready = readiness.clone();
+    let metrics = ctx.metrics.clone();
     let stores = watcher(api::<ABStore>(&client, namespace), watcher::Config::default())
         .default_backoff()
         .inspect(move |event| match event {
@@ -1186,6 +1187,14 @@ async fn run_controller(
                     tracing::info!("ABStore watch synced; ready");
                 }
                 ready.set(true);
+            }
+            // A deleted store is never reconciled again (its children go with it, by owner
+            // references): its metrics go now, not at the operator's next restart.
+            Ok(watcher::Event::Delete(store)) => {
+                if let (Some(ns), Some(name)) = (&store.metadata.namespace, &store.metadata.name) {
+                    tracing::info!(namespace = %ns, store = %name, "store deleted; its metrics removed");
+                    metrics.forget_store(ns, name);
+                }
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "watching ABStores (is the CRD installed? `abstore-operator crd | kubectl apply -f -`)"),

@@ -370,6 +370,38 @@ impl Metrics {
         }
     }
 
+    /// Drops the series of one store, when it is deleted: a deleted store must not keep
+    /// reporting (its last backup time would raise ABStoreBackupTooOld a day later, its
+    /// readiness gauges would sit at their last values on every dashboard).
+    pub fn forget_store(&self, namespace: &str, store: &str) {
+        let labels = StoreLabels {
+            store_namespace: namespace.to_owned(),
+            store: store.to_owned(),
+        };
+        for family in [
+            &self.store_redis_ready,
+            &self.store_redis_desired,
+            &self.store_sentinels_ready,
+            &self.store_sentinel_quorum,
+            &self.store_primary_available,
+        ] {
+            family.remove(&labels);
+        }
+        for reason in [
+            crate::topology::REASON_FAILOVER,
+            crate::topology::REASON_SWITCHOVER,
+        ] {
+            self.store_primary_changes.remove(&PrimaryChangeLabels {
+                store_namespace: namespace.to_owned(),
+                store: store.to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
+        for jobs in [&self.backup, &self.prune] {
+            jobs.record(&labels, None);
+        }
+    }
+
     /// Counts a change of a store's primary (`reason`: Failover or Switchover).
     pub fn primary_changed(&self, namespace: &str, store: &str, reason: &str) {
         self.store_primary_changes
@@ -570,6 +602,46 @@ mod tests {
         assert!(!text.contains("store="), "{text}");
         // The operator's own series stay.
         assert!(text.contains("abstore_operator_leader"), "{text}");
+    }
+
+    #[test]
+    fn a_deleted_store_is_forgotten_and_the_others_stay() {
+        let metrics = Metrics::new();
+        let at = "2026-11-24T00:00:00Z".parse().unwrap();
+        let runs = crate::job_runs::LastRuns {
+            last_finished: Some((at, true)),
+            last_success: Some(at),
+            figures: None,
+        };
+        for store in ["shop", "ads"] {
+            metrics.observe_store(
+                "ab",
+                store,
+                &StoreSnapshot {
+                    redis_desired: 3,
+                    backup: Some(runs),
+                    prune: Some(runs),
+                    ..StoreSnapshot::default()
+                },
+            );
+            metrics.primary_changed("ab", store, "Failover");
+            metrics.primary_changed("ab", store, "Switchover");
+        }
+        metrics.forget_store("ab", "shop");
+        let text = metrics.render().unwrap();
+        assert!(!text.contains(r#"store="shop""#), "{text}");
+        for family in [
+            "abstore_operator_store_redis_desired",
+            "abstore_operator_store_primary_changes_total",
+            "abstore_operator_backup_last_success_timestamp_seconds",
+            "abstore_operator_prune_last_success_timestamp_seconds",
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(family) && l.contains(r#"store="ads""#)),
+                "{family} of the other store: {text}"
+            );
+        }
     }
 
     #[tokio::test]

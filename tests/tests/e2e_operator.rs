@@ -815,6 +815,16 @@ async fn scaling_3_5_3_keeps_one_primary_the_data_and_the_volumes_and_deletion_k
         );
     }
 
+    let series = format!(r#"store_namespace="{ns}",store="experiments""#);
+    let metrics = setup
+        .operator
+        .metrics()
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        metrics.contains(&series),
+        "the store's series before its deletion: {metrics}"
+    );
+
     // Delete the store: owned objects go, PVCs stay.
     cluster
         .kubectl(&[
@@ -847,6 +857,22 @@ async fn scaling_3_5_3_keeps_one_primary_the_data_and_the_volumes_and_deletion_k
         before,
         "PVCs changed when the store was deleted"
     );
+    // Its metrics go with it (not at the operator's next restart): no series of the store.
+    poll(
+        "the deleted store's metrics to go",
+        Duration::from_secs(60),
+        || async {
+            let text = setup.operator.metrics()?;
+            let left: Vec<&str> = text.lines().filter(|l| l.contains(&series)).collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(left.join("\n"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1341,6 +1367,39 @@ async fn the_backup_and_prune_cronjobs_run_from_the_jobs_image_and_fill_last_bac
         "backup summary: {summary}"
     );
     println!("backup of {written} increments: {summary}");
+    // The Jobs' pods get no API token: the store names no ServiceAccount for cloud identity, and
+    // the jobs never talk to the API server (a token would only be something to steal).
+    for job in ["manual-backup", "manual-prune"] {
+        let pod = cluster
+            .kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                ns,
+                "-l",
+                &format!("job-name={job}"),
+                "-o",
+                "json",
+            ])
+            .unwrap();
+        let pods: serde_json::Value = serde_json::from_str(&pod).unwrap();
+        let spec = &pods["items"][0]["spec"];
+        assert_eq!(spec["automountServiceAccountToken"], false, "{job}: {spec}");
+        let token_volumes: Vec<&serde_json::Value> = spec["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| {
+                v["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("kube-api-access"))
+            })
+            .collect();
+        assert!(
+            token_volumes.is_empty(),
+            "{job} mounts an API token: {token_volumes:?}"
+        );
+    }
     let backup_time = setup
         .operator
         .metric(
