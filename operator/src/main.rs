@@ -45,6 +45,8 @@ struct RenderArgs {
     /// them never overwrites a password.
     #[arg(long, env = "ABSTORE_RENDER_SHOW_SECRETS")]
     show_secrets: bool,
+    #[command(flatten)]
+    platform: run::PlatformArgs,
 }
 
 fn render(args: &RenderArgs) -> anyhow::Result<()> {
@@ -64,8 +66,13 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     } else {
         abstore_operator::render::SecretValues::Redacted
     };
-    let yaml = abstore_operator::render::render_with(&input, args.namespace.as_deref(), secrets)
-        .with_context(|| format!("rendering {source}"))?;
+    let platform = args
+        .platform
+        .platform(None)
+        .context("--cluster-domain / --operator-namespace")?;
+    let yaml =
+        abstore_operator::render::render_on(&input, args.namespace.as_deref(), secrets, &platform)
+            .with_context(|| format!("rendering {source}"))?;
     print!("{yaml}");
     Ok(())
 }

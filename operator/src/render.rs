@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::build::{BuildError, Children, build};
 use crate::crd::ABStore;
 use crate::credentials::{Credentials, generate_password};
-use crate::validate::{ValidationError, validate};
+use crate::model::Platform;
+use crate::validate::{ValidationError, validate_on};
 
 /// Why rendering failed. Documents are numbered from 1, as they appear in the input.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,16 @@ pub fn render_with(
     namespace: Option<&str>,
     secrets: SecretValues,
 ) -> Result<String, RenderError> {
+    render_on(input, namespace, secrets, &Platform::default())
+}
+
+/// [`render_with`] for stores on `platform` (the cluster domain, the operator's namespace).
+pub fn render_on(
+    input: &str,
+    namespace: Option<&str>,
+    secrets: SecretValues,
+    platform: &Platform,
+) -> Result<String, RenderError> {
     let mut out = String::new();
     let mut stores = 0;
     for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
@@ -115,7 +126,7 @@ pub fn render_with(
             // rendered output is applied as is, to whatever namespace it names.
             _ => {}
         }
-        let model = validate(&store).map_err(|error| RenderError::Invalid {
+        let model = validate_on(&store, platform).map_err(|error| RenderError::Invalid {
             document: number,
             name: name.clone(),
             error,

@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::crd::{ABStore, UserSpec};
 use crate::credentials::Role;
-use crate::model::{Model, REDIS, SENTINEL};
+use crate::model::{Model, Platform, REDIS, Runtime, SENTINEL};
 
 /// `category()` of every validation error: the metric label and the Event reason.
 pub const CATEGORY: &str = "InvalidSpec";
@@ -89,6 +89,12 @@ impl fmt::Display for ValidationError {
 
 /// Checks `store` and returns the model every later step works from.
 pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
+    validate_on(store, &Platform::default())
+}
+
+/// [`validate`] for a store that runs on `platform`: the operator passes its flags (cluster
+/// domain, own namespace), `local up` [`Platform::local`].
+pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, ValidationError> {
     let mut v = Problems::default();
     let name = store.metadata.name.clone().unwrap_or_default();
     let namespace = store.metadata.namespace.clone().unwrap_or_default();
@@ -230,6 +236,16 @@ pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
     v.schedule("spec.backup.schedule", &s.backup.schedule);
     if let Some(destination) = &s.backup.destination {
         check_destination(&mut v, "spec.backup.destination", destination);
+        if platform.runtime == Runtime::Kubernetes && destination.starts_with("file:") {
+            // The Job's pod has a read-only root and an emptyDir /tmp: a file backup would
+            // vanish with the pod while status and metrics reported success.
+            v.push(
+                "spec.backup.destination",
+                format!(
+                    "{destination:?}: a file:// backup in Kubernetes would be written inside the backup Job's pod and lost with it; use s3://bucket/prefix or gs://bucket/prefix (file:// is for `abstore-operator local up`)"
+                ),
+            );
+        }
     }
     if let Some(account) = &s.backup.service_account_name {
         v.subdomain("spec.backup.serviceAccountName", account);
@@ -293,6 +309,7 @@ pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
         namespace,
         spec,
         maxmemory_bytes,
+        platform: platform.clone(),
     })
 }
 
@@ -1318,8 +1335,11 @@ mod tests {
             "gs://ab_backups/x/y",
             "file:///var/backups/ab",
         ] {
-            validate(&store(&format!("backup: {{destination: '{good}'}}")))
-                .unwrap_or_else(|e| panic!("{good}: {e}"));
+            validate_on(
+                &store(&format!("backup: {{destination: '{good}'}}")),
+                &Platform::local(),
+            )
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         for bad in [
             "s3://AB/prod",
@@ -1333,11 +1353,32 @@ mod tests {
             "ftp://bucket/x",
             "s3://bucket:9000/x",
         ] {
-            let found = errors(&format!("backup: {{destination: '{bad}'}}"));
+            let found = validate_on(
+                &store(&format!("backup: {{destination: '{bad}'}}")),
+                &Platform::local(),
+            )
+            .unwrap_err()
+            .errors()
+            .to_vec();
             assert_eq!(found.len(), 1, "{bad}: {found:?}");
             assert_eq!(found[0].field, "spec.backup.destination");
             assert!(found[0].message.contains(bad), "{}", found[0].message);
         }
+    }
+
+    #[test]
+    fn file_backups_are_for_local_up_and_refused_in_kubernetes() {
+        // In a pod the directory is the Job's own emptyDir: gone with the pod, reported as done.
+        let spec = "backup: {destination: 'file:///var/backups/ab'}";
+        let found = errors(spec);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "spec.backup.destination");
+        assert!(
+            found[0].message.contains("lost with it"),
+            "{}",
+            found[0].message
+        );
+        validate_on(&store(spec), &Platform::local()).unwrap();
     }
 
     #[test]

@@ -256,6 +256,13 @@ async fn helm_install_runs_the_operator_image_which_serves_a_store_and_its_jobs_
         .cloned()
         .unwrap_or_default();
     assert!(!store_policies.is_empty(), "the store has no NetworkPolicy");
+    // An impostor: a pod in the store's namespace with the operator's pod label, which anyone
+    // who may create pods there can set. The policies admit the operator's namespace only.
+    cluster
+        .apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: impostor\n  namespace: {store_ns}\n  labels:\n    app.kubernetes.io/name: abstore-operator\nspec:\n  containers:\n    - name: pause\n      image: registry.k8s.io/pause:3.9\n      imagePullPolicy: Never\n"
+        ))
+        .unwrap_or_else(|error| panic!("{error}"));
     for store_policy in &store_policies {
         let name = &store_policy["metadata"]["name"];
         let ports: Vec<i64> = ingress_ports(store_policy)
@@ -274,6 +281,10 @@ async fn helm_install_runs_the_operator_image_which_serves_a_store_and_its_jobs_
                     "not-the-operator"
                 ),
                 "NetworkPolicy {name} admits any pod on {port}: {store_policy}"
+            );
+            assert!(
+                !admits(cluster, store_policy, port, store_ns, "impostor"),
+                "NetworkPolicy {name} admits a pod that only carries the operator's label on {port}: {store_policy}"
             );
             assert!(
                 admits(cluster, store_policy, port, release.namespace(), &pod_name),
