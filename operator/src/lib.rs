@@ -25,6 +25,7 @@ pub mod render;
 pub mod rollout;
 pub mod rotation;
 pub mod status;
+pub mod strict;
 pub mod telemetry;
 pub mod topology;
 pub mod validate;

@@ -14,12 +14,26 @@ use crate::model::Platform;
 use crate::validate::{ValidationError, validate_on};
 
 /// Why rendering failed. Documents are numbered from 1, as they appear in the input.
+/// `unknown field a (did you mean b?); unknown field c`.
+pub fn join_fields(fields: &[crate::strict::UnknownField]) -> String {
+    fields
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("document {document}: not valid YAML: {error}")]
     Yaml {
         document: usize,
         error: serde_yaml::Error,
+    },
+    #[error("document {document}: {}", join_fields(fields))]
+    UnknownFields {
+        document: usize,
+        fields: Vec<crate::strict::UnknownField>,
     },
     #[error("document {document}: not an ABStore (abstore.dev/v1alpha1): {error}")]
     NotAnABStore {
@@ -105,6 +119,15 @@ pub fn render_on(
             })?;
         if value.is_null() {
             continue;
+        }
+        // As `kubectl apply` does (strict field validation): a typo is an error, not a default.
+        let fields =
+            crate::strict::unknown_fields(&serde_json::to_value(&value).unwrap_or_default());
+        if !fields.is_empty() {
+            return Err(RenderError::UnknownFields {
+                document: number,
+                fields,
+            });
         }
         let mut store: ABStore =
             serde_yaml::from_value(value).map_err(|error| RenderError::NotAnABStore {

@@ -505,3 +505,55 @@ fn a_file_backup_is_refused_for_kubernetes_naming_the_field() {
         "{stderr}"
     );
 }
+
+/// The file of the issue: two typos kubectl apply refuses.
+const TYPOS: &str = "\
+apiVersion: abstore.dev/v1alpha1
+kind: ABStore
+metadata:
+  name: shop
+  namespace: ab
+spec:
+  sentinal:
+    replicas: 5
+  redis:
+    replica: 7
+";
+
+#[test]
+fn unknown_fields_are_refused_by_render_and_local_up_naming_the_path_and_the_nearest_field() {
+    // kubectl apply refuses these (strict field validation); rendering the defaults with exit 0
+    // would hide both typos until production ran with 3 sentinels and 3 pods.
+    let output = run_render(&["-f", "-"], TYPOS);
+    assert!(!output.status.success(), "render accepted the typos");
+    assert!(output.stdout.is_empty(), "render printed objects anyway");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "unknown field spec.sentinal (did you mean spec.sentinel?)",
+        "unknown field spec.redis.replica (did you mean spec.redis.replicas?)",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in: {stderr}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.yaml");
+    std::fs::write(&file, TYPOS).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_abstore-operator"))
+        .args(["local", "up", "-f"])
+        .arg(&file)
+        .arg("--dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "local up accepted the typos");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&file.display().to_string())
+            && stderr.contains("unknown field spec.sentinal (did you mean spec.sentinel?)"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "local up created its directory before refusing the file"
+    );
+}

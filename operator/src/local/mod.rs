@@ -86,7 +86,19 @@ const LOCAL_TLS_SECRET: &str = "local-tls";
 /// `local`; with TLS on, a missing `secretName` is fine).
 pub fn load_model(path: &Path) -> Result<Model> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-    let mut store: ABStore = serde_yaml::from_str(&text).map_err(|e| LocalError::Spec {
+    let value: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| LocalError::Spec {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    // As `kubectl apply` does (strict field validation): a typo is an error, not a default.
+    let fields = crate::strict::unknown_fields(&value);
+    if !fields.is_empty() {
+        return Err(LocalError::Spec {
+            path: path.to_owned(),
+            reason: crate::render::join_fields(&fields),
+        });
+    }
+    let mut store: ABStore = serde_json::from_value(value).map_err(|e| LocalError::Spec {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
