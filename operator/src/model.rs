@@ -59,6 +59,44 @@ pub struct Platform {
     /// The operator's namespace: the stores' NetworkPolicies admit the operator's pods from
     /// this namespace only (a pod label alone can be set by anyone who can create a pod).
     pub operator_namespace: String,
+    /// What stores may make the operator run (editing an ABStore is as powerful as creating
+    /// pods in its namespace).
+    pub policy: StorePolicy,
+}
+
+/// Image prefixes and backup ServiceAccounts a store may name; [`ANY`] allows every one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorePolicy {
+    pub allowed_images: Vec<String>,
+    pub allowed_service_accounts: Vec<String>,
+}
+
+/// The entry of a [`StorePolicy`] list that allows anything.
+pub const ANY: &str = "*";
+
+impl Default for StorePolicy {
+    fn default() -> Self {
+        StorePolicy {
+            allowed_images: vec![ANY.to_owned()],
+            allowed_service_accounts: vec![ANY.to_owned()],
+        }
+    }
+}
+
+impl StorePolicy {
+    /// Whether `image` starts with an allowed prefix.
+    pub fn allows_image(&self, image: &str) -> bool {
+        self.allowed_images
+            .iter()
+            .any(|prefix| prefix == ANY || image.starts_with(prefix.as_str()))
+    }
+
+    /// Whether backup Jobs may run as `account`.
+    pub fn allows_service_account(&self, account: &str) -> bool {
+        self.allowed_service_accounts
+            .iter()
+            .any(|allowed| allowed == ANY || allowed == account)
+    }
 }
 
 /// See [`Platform::runtime`].
@@ -74,6 +112,7 @@ impl Default for Platform {
             runtime: Runtime::Kubernetes,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             operator_namespace: DEFAULT_OPERATOR_NAMESPACE.to_owned(),
+            policy: StorePolicy::default(),
         }
     }
 }
@@ -105,6 +144,7 @@ impl Platform {
     pub fn kubernetes(
         cluster_domain: &str,
         operator_namespace: &str,
+        policy: StorePolicy,
     ) -> Result<Self, PlatformError> {
         let domain = cluster_domain.trim_end_matches('.');
         if domain.is_empty() || domain.len() > 200 || !domain.split('.').all(is_dns_label) {
@@ -119,6 +159,7 @@ impl Platform {
             runtime: Runtime::Kubernetes,
             cluster_domain: domain.to_owned(),
             operator_namespace: operator_namespace.to_owned(),
+            policy,
         })
     }
 

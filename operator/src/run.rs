@@ -13,7 +13,7 @@ use abstore_operator::controller::{self, LeaderElection, RunConfig};
 use abstore_operator::leader::{DEFAULT_LEASE_NAME, default_identity};
 use abstore_operator::metrics::{self, Metrics, Readiness};
 use abstore_operator::model::{
-    DEFAULT_CLUSTER_DOMAIN, DEFAULT_OPERATOR_NAMESPACE, Platform, PlatformError,
+    ANY, DEFAULT_CLUSTER_DOMAIN, DEFAULT_OPERATOR_NAMESPACE, Platform, PlatformError, StorePolicy,
 };
 use abstore_operator::telemetry::{self, LogFormat};
 
@@ -62,6 +62,14 @@ pub struct PlatformArgs {
     /// POD_NAMESPACE), else the kubeconfig's; `render`: abstore-system unless given.
     #[arg(long, env = "POD_NAMESPACE")]
     operator_namespace: Option<String>,
+    /// Image prefixes stores may use (comma-separated); `*` allows any. A store naming another
+    /// image is refused (InvalidSpec naming the field).
+    #[arg(long, env = "ABSTORE_ALLOWED_IMAGES", value_delimiter = ',', default_value = ANY)]
+    allowed_images: Vec<String>,
+    /// ServiceAccounts a store's backup Jobs may run as (comma-separated); `*` allows any, an
+    /// empty value none.
+    #[arg(long, env = "ABSTORE_ALLOWED_SERVICE_ACCOUNTS", value_delimiter = ',', default_value = ANY)]
+    allowed_service_accounts: Vec<String>,
 }
 
 impl PlatformArgs {
@@ -73,7 +81,18 @@ impl PlatformArgs {
             .as_deref()
             .or(default_namespace)
             .unwrap_or(DEFAULT_OPERATOR_NAMESPACE);
-        Platform::kubernetes(&self.cluster_domain, namespace)
+        let list = |values: &[String]| -> Vec<String> {
+            values
+                .iter()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
+        let policy = StorePolicy {
+            allowed_images: list(&self.allowed_images),
+            allowed_service_accounts: list(&self.allowed_service_accounts),
+        };
+        Platform::kubernetes(&self.cluster_domain, namespace, policy)
     }
 }
 

@@ -122,11 +122,9 @@ fn walk(value: &Value, schema: &Value, path: &str, found: &mut Vec<UnknownField>
                 }
             }
         }
-        Value::Array(items) => {
-            if schema["items"].is_object() {
-                for (index, item) in items.iter().enumerate() {
-                    walk(item, &schema["items"], &format!("{path}[{index}]"), found);
-                }
+        Value::Array(items) if schema["items"].is_object() => {
+            for (index, item) in items.iter().enumerate() {
+                walk(item, &schema["items"], &format!("{path}[{index}]"), found);
             }
         }
         _ => {}
@@ -189,6 +187,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -249,6 +249,44 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
     }
     if let Some(account) = &s.backup.service_account_name {
         v.subdomain("spec.backup.serviceAccountName", account);
+        if platform.runtime == Runtime::Kubernetes
+            && !platform.policy.allows_service_account(account)
+        {
+            v.push(
+                "spec.backup.serviceAccountName",
+                format!(
+                    "{account:?} is not one of the ServiceAccounts the operator lets backup Jobs run as ({}; the chart's storePolicy.allowedServiceAccounts)",
+                    describe_list(&platform.policy.allowed_service_accounts)
+                ),
+            );
+        }
+    }
+    if platform.runtime == Runtime::Kubernetes {
+        // The images the store runs: the exporter's only when the sidecar is on.
+        let mut images = vec![
+            ("spec.redis.image", s.redis.image.as_str()),
+            ("spec.jobs.image", s.jobs.image.as_str()),
+        ];
+        if s.monitoring.exporter.enabled {
+            images.push((
+                "spec.monitoring.exporter.image",
+                s.monitoring.exporter.image.as_str(),
+            ));
+        }
+        if let Some(image) = &s.sentinel.image {
+            images.push(("spec.sentinel.image", image));
+        }
+        for (field, image) in images {
+            if !platform.policy.allows_image(image) {
+                v.push(
+                    field,
+                    format!(
+                        "{image:?} is not allowed by the operator's image policy (allowed prefixes: {}; the chart's storePolicy.allowedImages)",
+                        describe_list(&platform.policy.allowed_images)
+                    ),
+                );
+            }
+        }
     }
     if let Some(secret) = &s.backup.credentials_secret_name {
         v.subdomain("spec.backup.credentialsSecretName", secret);
@@ -411,6 +449,15 @@ fn check_store_name(v: &mut Problems, name: &str) {
                 "{name:?} cannot name Services and pods: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit"
             ),
         );
+    }
+}
+
+/// `a, b` or `none`.
+fn describe_list(values: &[String]) -> String {
+    if values.is_empty() {
+        "none".to_owned()
+    } else {
+        values.join(", ")
     }
 }
 
@@ -1364,6 +1411,41 @@ mod tests {
             assert_eq!(found[0].field, "spec.backup.destination");
             assert!(found[0].message.contains(bad), "{}", found[0].message);
         }
+    }
+
+    #[test]
+    fn the_store_policy_limits_images_and_backup_service_accounts_in_kubernetes() {
+        let platform = Platform {
+            policy: crate::model::StorePolicy {
+                allowed_images: vec!["registry.example.com/".to_owned()],
+                allowed_service_accounts: vec!["backup-s3".to_owned()],
+            },
+            ..Platform::default()
+        };
+        let spec = "redis: {image: 'registry.example.com/redis:7.2.16'}\nsentinel: {image: 'docker.io/library/redis:7.2.16'}\njobs: {image: 'registry.example.com/abstore-jobs:0.1.0'}\nmonitoring: {exporter: {enabled: true, image: 'registry.example.com.evil.io/exporter:1'}}\nbackup: {destination: 's3://ab-backups/x', serviceAccountName: admin}\n";
+        let problems = validate_on(&store(spec), &platform).unwrap_err();
+        let mut fields: Vec<&str> = problems.errors().iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "spec.backup.serviceAccountName",
+                "spec.monitoring.exporter.image",
+                "spec.sentinel.image",
+            ],
+            "{problems}"
+        );
+        assert!(
+            problems.to_string().contains("registry.example.com/"),
+            "{problems}"
+        );
+        // Allowed ones pass; the default policy allows anything; local up has no policy.
+        let good = spec
+            .replace("docker.io/library/redis", "registry.example.com/redis")
+            .replace("registry.example.com.evil.io/", "registry.example.com/")
+            .replace("serviceAccountName: admin", "serviceAccountName: backup-s3");
+        validate_on(&store(&good), &platform).unwrap();
+        validate(&store(spec)).unwrap();
     }
 
     #[test]

@@ -1090,6 +1090,130 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_policy_refuses_other_images_and_service_accounts_and_people_get_abstore_roles() {
+    // Editing an ABStore is as powerful as creating pods in its namespace: the chart's
+    // storePolicy limits the images and backup ServiceAccounts stores may name, and the
+    // operator refuses the rest by field. The chart's aggregated ClusterRoles give the people
+    // with `view` or `edit` in a namespace the matching rights on its ABStores.
+    let Some(cluster) = k8s::cluster("store policy") else {
+        return;
+    };
+    let setup = setup(
+        "store-policy",
+        cluster,
+        "storePolicy:\n  allowedImages: [\"docker.io/\"]\n  allowedServiceAccounts: [backup-s3]\n",
+    )
+    .await;
+    let ns = setup.ns.name.as_str();
+    // The default jobs image is on ghcr.io; the ServiceAccount is not the allowed one.
+    apply_store(
+        cluster,
+        ns,
+        &store_yaml(
+            "backup:\n  destination: s3://ab-backups/e2e\n  serviceAccountName: cluster-admin-ish\n",
+        ),
+    );
+    let status = poll("InvalidSpec", Duration::from_secs(60), || async {
+        let status = store_status(cluster, ns, "experiments")?;
+        if status["phase"] == "Invalid" {
+            Ok(status)
+        } else {
+            Err(format!("{status}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    let message = condition(&status, "InvalidSpec").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for expected in [
+        "spec.jobs.image",
+        "spec.backup.serviceAccountName",
+        "docker.io/",
+    ] {
+        assert!(message.contains(expected), "{expected:?} not in {message}");
+    }
+    assert!(!message.contains("spec.redis.image"), "{message}");
+    let created = cluster
+        .kubectl(&["get", "statefulsets,cronjobs", "-n", ns, "-o", "name"])
+        .unwrap();
+    assert!(created.is_empty(), "a refused store created {created}");
+
+    // Within the policy: accepted.
+    apply_store(
+        cluster,
+        ns,
+        &store_yaml(
+            "jobs:\n  image: docker.io/abstore/abstore-jobs:mirror\nbackup:\n  destination: s3://ab-backups/e2e\n  serviceAccountName: backup-s3\n",
+        ),
+    );
+    poll("the store accepted", Duration::from_secs(60), || async {
+        let status = store_status(cluster, ns, "experiments")?;
+        if status["phase"] != "Invalid"
+            && condition(&status, "InvalidSpec").is_some_and(|c| c["status"] == "False")
+        {
+            Ok(())
+        } else {
+            Err(format!("{status}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+
+    // People: a ServiceAccount bound to the built-in view role reads ABStores, one bound to
+    // edit also writes them (the aggregation controller merges the chart's rules in).
+    for (who, role) in [("viewer", "view"), ("editor", "edit")] {
+        cluster
+            .apply(&format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {who}, namespace: {ns}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {who}, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects: [{{kind: ServiceAccount, name: {who}, namespace: {ns}}}]\n"
+            ))
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+    let can = |who: &str, verb: &str| {
+        cluster
+            .kubectl(&[
+                "auth",
+                "can-i",
+                verb,
+                "abstores.abstore.dev",
+                "-n",
+                ns,
+                &format!("--as=system:serviceaccount:{ns}:{who}"),
+            ])
+            .unwrap_or_else(|answer| answer)
+            .trim()
+            .to_owned()
+    };
+    poll(
+        "view and edit to carry the ABStore rules",
+        Duration::from_secs(60),
+        || async {
+            let answers = [
+                can("viewer", "list"),
+                can("viewer", "create"),
+                can("editor", "list"),
+                can("editor", "create"),
+                can("editor", "delete"),
+            ];
+            if answers
+                .iter()
+                .map(String::as_str)
+                .eq(["yes", "no", "yes", "yes", "yes"])
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "viewer list/create, editor list/create/delete: {answers:?}"
+                ))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The operator's own availability: leader election, restarts.
 
