@@ -24,6 +24,7 @@ pub mod pods;
 pub mod render;
 pub mod rollout;
 pub mod rotation;
+pub mod rules;
 pub mod status;
 pub mod strict;
 pub mod telemetry;

@@ -3,9 +3,6 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kube::CustomResourceExt;
-
-use abstore_operator::crd::ABStore;
 
 mod local_cli;
 mod run;
@@ -83,8 +80,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => {
-            let yaml =
-                abstore_operator::yaml::to_yaml(&ABStore::crd()).context("serialising the CRD")?;
+            let yaml = abstore_operator::yaml::to_yaml(&abstore_operator::rules::crd())
+                .context("serialising the CRD")?;
             print!("{yaml}");
         }
         Command::Run(args) => run::run(args)?,

@@ -8,10 +8,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use kube::CustomResourceExt;
 use serde_json::Value;
-
-use crate::crd::ABStore;
 
 /// The `metadata` fields of an object (ObjectMeta), which the CRD schema leaves open.
 const OBJECT_META_FIELDS: [&str; 16] = [
@@ -91,7 +88,7 @@ pub fn unknown_fields(document: &Value) -> Vec<UnknownField> {
 fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let crd = serde_json::to_value(ABStore::crd()).unwrap_or_default();
+        let crd = serde_json::to_value(crate::rules::crd()).unwrap_or_default();
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
     })
 }

@@ -117,14 +117,11 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
     v.image("spec.redis.image", &s.redis.image);
     v.range("spec.sentinel.replicas", s.sentinel.replicas, 1, 9);
     v.range("spec.sentinel.quorum", s.sentinel.quorum, 1, 9);
-    if s.sentinel.quorum > s.sentinel.replicas {
-        v.push(
-            "spec.sentinel.quorum",
-            format!(
-                "{} is more than spec.sentinel.replicas ({}); a quorum that cannot be reached means no failover ever happens, use at most {}",
-                s.sentinel.quorum, s.sentinel.replicas, s.sentinel.replicas
-            ),
-        );
+    // The cross-field rules the CRD also enforces (crate::rules): the same message from both.
+    for rule in &crate::rules::RULES {
+        if !(rule.holds)(s) {
+            v.push(rule.field_path(), rule.message);
+        }
     }
     v.range(
         "spec.sentinel.downAfterMilliseconds",
@@ -198,12 +195,6 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
         check_directive(&mut v, directive, value);
     }
 
-    if s.persistence.rdb.enabled && s.persistence.rdb.save.is_empty() {
-        v.push(
-            "spec.persistence.rdb.save",
-            "is empty while spec.persistence.rdb.enabled is true; give save points like \"300 100\" or set enabled: false",
-        );
-    }
     for (i, point) in s.persistence.rdb.save.iter().enumerate() {
         if parse_save_point(point).is_none() {
             v.push(
@@ -223,12 +214,6 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
         604_800,
     );
 
-    if s.tls.enabled && s.tls.secret_name.is_none() {
-        v.push(
-            "spec.tls.secretName",
-            "is missing while spec.tls.enabled is true; name a Secret with tls.crt, tls.key and ca.crt",
-        );
-    }
     if let Some(secret) = &s.tls.secret_name {
         v.subdomain("spec.tls.secretName", secret);
     }
@@ -1246,10 +1231,10 @@ mod tests {
         assert_eq!(error.category(), "InvalidSpec");
         let text = error.to_string();
         assert!(
-            text.contains("spec.sentinel.quorum") && text.contains('4'),
+            text.contains("spec.sentinel.quorum")
+                && text.contains("must not be more than spec.sentinel.replicas"),
             "{text}"
         );
-        assert!(text.contains("at most 3"), "{text}");
     }
 
     #[test]
