@@ -24,8 +24,9 @@ pub struct Rule {
     pub field: &'static str,
     /// Why, and what to do instead: the API server's message and `validate`'s.
     pub message: &'static str,
-    /// The same check in Rust: true when the spec satisfies the rule.
-    pub holds: fn(&ABStoreSpec) -> bool,
+    /// The same check in Rust: true when the spec satisfies the rule. `None` for a transition
+    /// rule (`oldSelf`), which only the API server, holding the stored object, can check.
+    pub holds: Option<fn(&ABStoreSpec) -> bool>,
 }
 
 impl Rule {
@@ -48,47 +49,40 @@ pub const RULES: [Rule; 3] = [
         cel: "self.quorum <= self.replicas",
         field: ".quorum",
         message: "must not be more than spec.sentinel.replicas: a quorum that cannot be reached means no failover ever happens",
-        holds: |s| s.sentinel.quorum <= s.sentinel.replicas,
+        holds: Some(|s| s.sentinel.quorum <= s.sentinel.replicas),
     },
     Rule {
         at: &["persistence", "rdb"],
         cel: "!self.enabled || size(self.save) > 0",
         field: ".save",
         message: "is empty while spec.persistence.rdb.enabled is true; give save points like \"300 100\" or set enabled: false",
-        holds: |s| !s.persistence.rdb.enabled || !s.persistence.rdb.save.is_empty(),
+        holds: Some(|s| !s.persistence.rdb.enabled || !s.persistence.rdb.save.is_empty()),
     },
     Rule {
         at: &["tls"],
         cel: "!self.enabled || has(self.secretName)",
         field: ".secretName",
         message: "is missing while spec.tls.enabled is true; name a Secret with tls.crt, tls.key and ca.crt",
-        holds: |s| !s.tls.enabled || s.tls.secret_name.is_some(),
+        holds: Some(|s| !s.tls.enabled || s.tls.secret_name.is_some()),
     },
 ];
 
-/// A rule comparing an update with the stored object (CRD only).
-#[derive(Debug)]
-pub struct TransitionRule {
-    pub at: &'static [&'static str],
-    pub cel: &'static str,
-    pub field: &'static str,
-    pub message: &'static str,
-}
-
 /// Fields Kubernetes cannot change on a StatefulSet's volume claim template: refused at
 /// `kubectl apply` with how to change them, instead of an apply error from the StatefulSet.
-pub const TRANSITION_RULES: [TransitionRule; 2] = [
-    TransitionRule {
+pub const TRANSITION_RULES: [Rule; 2] = [
+    Rule {
         at: &["redis", "storage"],
         cel: "self.size == oldSelf.size",
         field: ".size",
         message: "cannot be changed on an existing store (a StatefulSet's volume claim template is immutable): expand each PVC (kubectl patch pvc data-<store>-redis-<n>, if the StorageClass allows expansion) and keep this value, or create a new store and restore a backup into it",
+        holds: None,
     },
-    TransitionRule {
+    Rule {
         at: &["redis", "storage"],
         cel: "(has(self.storageClassName) ? self.storageClassName : '') == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",
         field: ".storageClassName",
         message: "cannot be changed on an existing store (a StatefulSet's volume claim template is immutable): create a new store with the new class and restore a backup into it",
+        holds: None,
     },
 ];
 
@@ -98,26 +92,11 @@ pub fn crd() -> CustomResourceDefinition {
     if let Some(versions) = value["spec"]["versions"].as_array_mut() {
         for version in versions {
             let spec = &mut version["schema"]["openAPIV3Schema"]["properties"]["spec"];
-            for rule in &RULES {
+            for rule in RULES.iter().chain(&TRANSITION_RULES) {
                 add(
                     spec,
                     rule.at,
-                    json!({
-                        "rule": rule.cel,
-                        "message": rule.message,
-                        "fieldPath": rule.field,
-                    }),
-                );
-            }
-            for rule in &TRANSITION_RULES {
-                add(
-                    spec,
-                    rule.at,
-                    json!({
-                        "rule": rule.cel,
-                        "message": rule.message,
-                        "fieldPath": rule.field,
-                    }),
+                    json!({"rule": rule.cel, "message": rule.message, "fieldPath": rule.field}),
                 );
             }
         }

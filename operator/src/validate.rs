@@ -119,7 +119,7 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
     v.range("spec.sentinel.quorum", s.sentinel.quorum, 1, 9);
     // The cross-field rules the CRD also enforces (crate::rules): the same message from both.
     for rule in &crate::rules::RULES {
-        if !(rule.holds)(s) {
+        if rule.holds.is_some_and(|holds| !holds(s)) {
             v.push(rule.field_path(), rule.message);
         }
     }
