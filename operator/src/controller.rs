@@ -36,7 +36,7 @@ use crate::heal::{self, Endpoint, HealTarget};
 use crate::job_runs::{self, LastRuns};
 use crate::leader::{LeaderElector, Leadership};
 use crate::metrics::{Metrics, Readiness, StoreSnapshot};
-use crate::model::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, Model, REDIS, SENTINEL};
+use crate::model::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, Model, Platform, REDIS, SENTINEL};
 use crate::pods;
 use crate::rollout::{self, RolloutInput, Step};
 use crate::rotation;
@@ -46,7 +46,7 @@ use crate::status::{
 use crate::topology::{
     self, Followers, REASON_FAILOVER, REASON_SWITCHOVER, TopologyError, TopologyOutcome,
 };
-use crate::validate::validate;
+use crate::validate::validate_on;
 
 /// Requeue of a healthy store: a periodic re-apply repairs drift the watches did not see.
 pub const REQUEUE_AFTER: Duration = Duration::from_secs(5 * 60);
@@ -106,6 +106,8 @@ pub struct Context {
     endpoints: EndpointResolver,
     /// `+switch-master` followers, one per store.
     pub followers: Followers,
+    /// What the stores are validated and built for (cluster domain, operator namespace).
+    pub platform: Platform,
 }
 
 /// Where the operator reaches a store's data nodes and sentinels (ordinal order): pod DNS names
@@ -123,6 +125,13 @@ impl Debug for Context {
 }
 
 impl Context {
+    /// Stores validated and built for `platform` instead of the default (cluster.local, the
+    /// operator in abstore-system).
+    pub fn with_platform(mut self, platform: Platform) -> Self {
+        self.platform = platform;
+        self
+    }
+
     /// A context whose Events are reported by `identity` (the pod name).
     pub fn new(
         client: Client,
@@ -138,6 +147,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             endpoints: Arc::new(pods::pod_dns_endpoints),
             followers: Followers::default(),
+            platform: Platform::default(),
         }
     }
 
@@ -315,7 +325,7 @@ pub async fn reconcile(store: Arc<ABStore>, ctx: Arc<Context>) -> Result<Action,
 /// refused object must not stop healing, nor hide the reason from `kubectl get abs`.
 async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error> {
     let previous = store.status.as_ref();
-    let model = match validate(store) {
+    let model = match validate_on(store, &ctx.platform) {
         Ok(model) => model,
         Err(error) => return refuse_spec(store, ctx, &error).await,
     };
@@ -1052,6 +1062,8 @@ pub struct RunConfig {
     pub leader_election: Option<LeaderElection>,
     /// This replica's identity (pod name): Event reporter and Lease holder.
     pub identity: String,
+    /// The cluster domain and the operator's namespace.
+    pub platform: Platform,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -1090,12 +1102,10 @@ pub async fn run(
 ) {
     let Some(election) = config.leader_election.clone() else {
         metrics.leader.set(1);
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            metrics,
-            &config.identity,
-            None,
-        ));
+        let ctx = Arc::new(
+            Context::new(client.clone(), metrics, &config.identity, None)
+                .with_platform(config.platform.clone()),
+        );
         run_controller(
             client,
             &config,
@@ -1129,12 +1139,15 @@ pub async fn run(
             break;
         }
         metrics.leader.set(1);
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            metrics.clone(),
-            &config.identity,
-            Some(leadership.clone()),
-        ));
+        let ctx = Arc::new(
+            Context::new(
+                client.clone(),
+                metrics.clone(),
+                &config.identity,
+                Some(leadership.clone()),
+            )
+            .with_platform(config.platform.clone()),
+        );
         let mut lost = leadership.clone();
         let stop = until_shutdown(shutdown.clone());
         let lost_or_stopped = async move {

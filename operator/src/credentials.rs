@@ -238,6 +238,7 @@ mod tests {
             owner: None,
             spec,
             maxmemory_bytes: None,
+            platform: crate::model::Platform::default(),
         }
     }
 

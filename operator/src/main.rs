@@ -3,9 +3,6 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kube::CustomResourceExt;
-
-use abstore_operator::crd::ABStore;
 
 mod local_cli;
 mod run;
@@ -45,6 +42,8 @@ struct RenderArgs {
     /// them never overwrites a password.
     #[arg(long, env = "ABSTORE_RENDER_SHOW_SECRETS")]
     show_secrets: bool,
+    #[command(flatten)]
+    platform: run::PlatformArgs,
 }
 
 fn render(args: &RenderArgs) -> anyhow::Result<()> {
@@ -64,8 +63,13 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     } else {
         abstore_operator::render::SecretValues::Redacted
     };
-    let yaml = abstore_operator::render::render_with(&input, args.namespace.as_deref(), secrets)
-        .with_context(|| format!("rendering {source}"))?;
+    let platform = args
+        .platform
+        .platform(None)
+        .context("--cluster-domain / --operator-namespace")?;
+    let yaml =
+        abstore_operator::render::render_on(&input, args.namespace.as_deref(), secrets, &platform)
+            .with_context(|| format!("rendering {source}"))?;
     print!("{yaml}");
     Ok(())
 }
@@ -76,8 +80,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => {
-            let yaml =
-                abstore_operator::yaml::to_yaml(&ABStore::crd()).context("serialising the CRD")?;
+            let yaml = abstore_operator::yaml::to_yaml(&abstore_operator::rules::crd())
+                .context("serialising the CRD")?;
             print!("{yaml}");
         }
         Command::Run(args) => run::run(args)?,

@@ -43,6 +43,135 @@ pub const EXPORTER_PORT: u16 = 9121;
 pub const REDIS: &str = "redis";
 pub const SENTINEL: &str = "sentinel";
 
+/// The cluster's DNS domain unless told otherwise (kubelet's `--cluster-domain`).
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+/// The namespace the README and the chart install the operator in; what `render` assumes
+/// unless told otherwise.
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "abstore-system";
+
+/// Where the stores run: what the operator knows of its cluster (its flags), not of a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Platform {
+    /// Kubernetes (the operator, `render`) or processes on this machine (`local up`).
+    pub runtime: Runtime,
+    /// The cluster's DNS domain: pod and Service names are `….svc.<cluster_domain>`.
+    pub cluster_domain: String,
+    /// The operator's namespace: the stores' NetworkPolicies admit the operator's pods from
+    /// this namespace only (a pod label alone can be set by anyone who can create a pod).
+    pub operator_namespace: String,
+    /// What stores may make the operator run (editing an ABStore is as powerful as creating
+    /// pods in its namespace).
+    pub policy: StorePolicy,
+}
+
+/// Image prefixes and backup ServiceAccounts a store may name; [`ANY`] allows every one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorePolicy {
+    pub allowed_images: Vec<String>,
+    pub allowed_service_accounts: Vec<String>,
+}
+
+/// The entry of a [`StorePolicy`] list that allows anything.
+pub const ANY: &str = "*";
+
+impl Default for StorePolicy {
+    fn default() -> Self {
+        StorePolicy {
+            allowed_images: vec![ANY.to_owned()],
+            allowed_service_accounts: vec![ANY.to_owned()],
+        }
+    }
+}
+
+impl StorePolicy {
+    /// Whether `image` starts with an allowed prefix.
+    pub fn allows_image(&self, image: &str) -> bool {
+        self.allowed_images
+            .iter()
+            .any(|prefix| prefix == ANY || image.starts_with(prefix.as_str()))
+    }
+
+    /// Whether backup Jobs may run as `account`.
+    pub fn allows_service_account(&self, account: &str) -> bool {
+        self.allowed_service_accounts
+            .iter()
+            .any(|allowed| allowed == ANY || allowed == account)
+    }
+}
+
+/// See [`Platform::runtime`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    Kubernetes,
+    Local,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            runtime: Runtime::Kubernetes,
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            operator_namespace: DEFAULT_OPERATOR_NAMESPACE.to_owned(),
+            policy: StorePolicy::default(),
+        }
+    }
+}
+
+/// A cluster domain or operator namespace that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlatformError {
+    #[error(
+        "--cluster-domain {0:?} is not a DNS domain (lowercase labels of letters, digits and '-', separated by dots, like cluster.local)"
+    )]
+    ClusterDomain(String),
+    #[error("--operator-namespace {0:?} is not a namespace name (a DNS-1123 label)")]
+    OperatorNamespace(String),
+}
+
+fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+impl Platform {
+    /// Stores in a Kubernetes cluster with this DNS domain (a trailing dot is dropped), run by an
+    /// operator in `operator_namespace`.
+    pub fn kubernetes(
+        cluster_domain: &str,
+        operator_namespace: &str,
+        policy: StorePolicy,
+    ) -> Result<Self, PlatformError> {
+        let domain = cluster_domain.trim_end_matches('.');
+        if domain.is_empty() || domain.len() > 200 || !domain.split('.').all(is_dns_label) {
+            return Err(PlatformError::ClusterDomain(cluster_domain.to_owned()));
+        }
+        if !is_dns_label(operator_namespace) {
+            return Err(PlatformError::OperatorNamespace(
+                operator_namespace.to_owned(),
+            ));
+        }
+        Ok(Platform {
+            runtime: Runtime::Kubernetes,
+            cluster_domain: domain.to_owned(),
+            operator_namespace: operator_namespace.to_owned(),
+            policy,
+        })
+    }
+
+    /// `local up`: processes on this machine (no DNS, no NetworkPolicy).
+    pub fn local() -> Self {
+        Platform {
+            runtime: Runtime::Local,
+            ..Platform::default()
+        }
+    }
+}
+
 /// A store that passed validation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
@@ -56,6 +185,8 @@ pub struct Model {
     pub spec: ABStoreSpec,
     /// `redis.maxmemory` in bytes, when set.
     pub maxmemory_bytes: Option<u64>,
+    /// Where it runs.
+    pub platform: Platform,
 }
 
 impl Model {
@@ -100,23 +231,32 @@ impl Model {
         &self.name
     }
 
+    /// DNS name of the store's Service `<store>-<suffix>`: `<store>-<suffix>.<ns>.svc.<domain>`.
+    /// Every DNS name of a store is built here (and by the two pod names below, from it).
+    pub fn service_fqdn(&self, suffix: &str) -> String {
+        format!(
+            "{}.{}.svc.{}",
+            self.child_name(suffix),
+            self.namespace,
+            self.platform.cluster_domain
+        )
+    }
+
     /// DNS name of Redis pod `ordinal` through the headless Service.
     pub fn redis_pod_fqdn(&self, ordinal: i32) -> String {
         format!(
-            "{}-{ordinal}.{}.{}.svc.cluster.local",
+            "{}-{ordinal}.{}",
             self.child_name(REDIS),
-            self.child_name("redis-headless"),
-            self.namespace
+            self.service_fqdn("redis-headless")
         )
     }
 
     /// DNS name of sentinel pod `ordinal` through its headless Service.
     pub fn sentinel_pod_fqdn(&self, ordinal: i32) -> String {
         format!(
-            "{}-{ordinal}.{}.{}.svc.cluster.local",
+            "{}-{ordinal}.{}",
             self.child_name(SENTINEL),
-            self.child_name("sentinel-headless"),
-            self.namespace
+            self.service_fqdn("sentinel-headless")
         )
     }
 }

@@ -10,15 +10,30 @@ use serde::Serialize;
 use crate::build::{BuildError, Children, build};
 use crate::crd::ABStore;
 use crate::credentials::{Credentials, generate_password};
-use crate::validate::{ValidationError, validate};
+use crate::model::Platform;
+use crate::validate::{ValidationError, validate_on};
 
 /// Why rendering failed. Documents are numbered from 1, as they appear in the input.
+/// `unknown field a (did you mean b?); unknown field c`.
+pub fn join_fields(fields: &[crate::strict::UnknownField]) -> String {
+    fields
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("document {document}: not valid YAML: {error}")]
     Yaml {
         document: usize,
         error: serde_yaml::Error,
+    },
+    #[error("document {document}: {}", join_fields(fields))]
+    UnknownFields {
+        document: usize,
+        fields: Vec<crate::strict::UnknownField>,
     },
     #[error("document {document}: not an ABStore (abstore.dev/v1alpha1): {error}")]
     NotAnABStore {
@@ -83,6 +98,16 @@ pub fn render_with(
     namespace: Option<&str>,
     secrets: SecretValues,
 ) -> Result<String, RenderError> {
+    render_on(input, namespace, secrets, &Platform::default())
+}
+
+/// [`render_with`] for stores on `platform` (the cluster domain, the operator's namespace).
+pub fn render_on(
+    input: &str,
+    namespace: Option<&str>,
+    secrets: SecretValues,
+    platform: &Platform,
+) -> Result<String, RenderError> {
     let mut out = String::new();
     let mut stores = 0;
     for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
@@ -94,6 +119,15 @@ pub fn render_with(
             })?;
         if value.is_null() {
             continue;
+        }
+        // As `kubectl apply` does (strict field validation): a typo is an error, not a default.
+        let fields =
+            crate::strict::unknown_fields(&serde_json::to_value(&value).unwrap_or_default());
+        if !fields.is_empty() {
+            return Err(RenderError::UnknownFields {
+                document: number,
+                fields,
+            });
         }
         let mut store: ABStore =
             serde_yaml::from_value(value).map_err(|error| RenderError::NotAnABStore {
@@ -115,7 +149,7 @@ pub fn render_with(
             // rendered output is applied as is, to whatever namespace it names.
             _ => {}
         }
-        let model = validate(&store).map_err(|error| RenderError::Invalid {
+        let model = validate_on(&store, platform).map_err(|error| RenderError::Invalid {
             document: number,
             name: name.clone(),
             error,

@@ -243,6 +243,7 @@ mod tests {
             owner: None,
             spec: ABStoreSpec::default(),
             maxmemory_bytes: None,
+            platform: crate::model::Platform::default(),
         }
     }
 

@@ -12,6 +12,9 @@ use tokio::sync::watch;
 use abstore_operator::controller::{self, LeaderElection, RunConfig};
 use abstore_operator::leader::{DEFAULT_LEASE_NAME, default_identity};
 use abstore_operator::metrics::{self, Metrics, Readiness};
+use abstore_operator::model::{
+    ANY, DEFAULT_CLUSTER_DOMAIN, DEFAULT_OPERATOR_NAMESPACE, Platform, PlatformError, StorePolicy,
+};
 use abstore_operator::telemetry::{self, LogFormat};
 
 /// Flags of `run`.
@@ -43,6 +46,54 @@ pub struct RunArgs {
     /// Watch ABStores (and their children) in this namespace only; all namespaces when unset.
     #[arg(long, env = "ABSTORE_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
+    #[command(flatten)]
+    platform: PlatformArgs,
+}
+
+/// What the operator knows of its cluster: shared by `run` and `render`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlatformArgs {
+    /// The cluster's DNS domain (kubelet's --cluster-domain): pod and Service names, the
+    /// Secrets' URLs and the TLS names are `….svc.<domain>`.
+    #[arg(long, env = "ABSTORE_CLUSTER_DOMAIN", default_value = DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+    /// The namespace the operator runs in: the stores' NetworkPolicies admit the operator's
+    /// pods from this namespace only. `run`: the pod's own namespace (the chart sets
+    /// POD_NAMESPACE), else the kubeconfig's; `render`: abstore-system unless given.
+    #[arg(long, env = "POD_NAMESPACE")]
+    operator_namespace: Option<String>,
+    /// Image prefixes stores may use (comma-separated); `*` allows any. A store naming another
+    /// image is refused (InvalidSpec naming the field).
+    #[arg(long, env = "ABSTORE_ALLOWED_IMAGES", value_delimiter = ',', default_value = ANY)]
+    allowed_images: Vec<String>,
+    /// ServiceAccounts a store's backup Jobs may run as (comma-separated); `*` allows any, an
+    /// empty value none.
+    #[arg(long, env = "ABSTORE_ALLOWED_SERVICE_ACCOUNTS", value_delimiter = ',', default_value = ANY)]
+    allowed_service_accounts: Vec<String>,
+}
+
+impl PlatformArgs {
+    /// The platform, checked; `default_namespace` stands in for an unset operator namespace
+    /// (then abstore-system).
+    pub fn platform(&self, default_namespace: Option<&str>) -> Result<Platform, PlatformError> {
+        let namespace = self
+            .operator_namespace
+            .as_deref()
+            .or(default_namespace)
+            .unwrap_or(DEFAULT_OPERATOR_NAMESPACE);
+        let list = |values: &[String]| -> Vec<String> {
+            values
+                .iter()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
+        let policy = StorePolicy {
+            allowed_images: list(&self.allowed_images),
+            allowed_service_accounts: list(&self.allowed_service_accounts),
+        };
+        Platform::kubernetes(&self.cluster_domain, namespace, policy)
+    }
 }
 
 /// Runs the controller until a termination signal.
@@ -67,16 +118,23 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| client.default_namespace().to_owned()),
         lease_name: args.lease_name.clone(),
     });
+    let platform = args
+        .platform
+        .platform(Some(client.default_namespace()))
+        .context("--cluster-domain / --operator-namespace")?;
     let config = RunConfig {
         watch_namespace: args.watch_namespace.clone(),
         leader_election,
         identity,
+        platform,
     };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         identity = %config.identity,
         watch_namespace = config.watch_namespace.as_deref().unwrap_or("<all>"),
         leader_election = ?config.leader_election,
+        cluster_domain = %config.platform.cluster_domain,
+        operator_namespace = %config.platform.operator_namespace,
         "starting abstore-operator"
     );
 

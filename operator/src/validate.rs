@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::crd::{ABStore, UserSpec};
 use crate::credentials::Role;
-use crate::model::{Model, REDIS, SENTINEL};
+use crate::model::{Model, Platform, REDIS, Runtime, SENTINEL};
 
 /// `category()` of every validation error: the metric label and the Event reason.
 pub const CATEGORY: &str = "InvalidSpec";
@@ -89,6 +89,12 @@ impl fmt::Display for ValidationError {
 
 /// Checks `store` and returns the model every later step works from.
 pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
+    validate_on(store, &Platform::default())
+}
+
+/// [`validate`] for a store that runs on `platform`: the operator passes its flags (cluster
+/// domain, own namespace), `local up` [`Platform::local`].
+pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, ValidationError> {
     let mut v = Problems::default();
     let name = store.metadata.name.clone().unwrap_or_default();
     let namespace = store.metadata.namespace.clone().unwrap_or_default();
@@ -111,14 +117,11 @@ pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
     v.image("spec.redis.image", &s.redis.image);
     v.range("spec.sentinel.replicas", s.sentinel.replicas, 1, 9);
     v.range("spec.sentinel.quorum", s.sentinel.quorum, 1, 9);
-    if s.sentinel.quorum > s.sentinel.replicas {
-        v.push(
-            "spec.sentinel.quorum",
-            format!(
-                "{} is more than spec.sentinel.replicas ({}); a quorum that cannot be reached means no failover ever happens, use at most {}",
-                s.sentinel.quorum, s.sentinel.replicas, s.sentinel.replicas
-            ),
-        );
+    // The cross-field rules the CRD also enforces (crate::rules): the same message from both.
+    for rule in &crate::rules::RULES {
+        if rule.holds.is_some_and(|holds| !holds(s)) {
+            v.push(rule.field_path(), rule.message);
+        }
     }
     v.range(
         "spec.sentinel.downAfterMilliseconds",
@@ -192,12 +195,6 @@ pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
         check_directive(&mut v, directive, value);
     }
 
-    if s.persistence.rdb.enabled && s.persistence.rdb.save.is_empty() {
-        v.push(
-            "spec.persistence.rdb.save",
-            "is empty while spec.persistence.rdb.enabled is true; give save points like \"300 100\" or set enabled: false",
-        );
-    }
     for (i, point) in s.persistence.rdb.save.iter().enumerate() {
         if parse_save_point(point).is_none() {
             v.push(
@@ -217,12 +214,6 @@ pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
         604_800,
     );
 
-    if s.tls.enabled && s.tls.secret_name.is_none() {
-        v.push(
-            "spec.tls.secretName",
-            "is missing while spec.tls.enabled is true; name a Secret with tls.crt, tls.key and ca.crt",
-        );
-    }
     if let Some(secret) = &s.tls.secret_name {
         v.subdomain("spec.tls.secretName", secret);
     }
@@ -230,9 +221,57 @@ pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
     v.schedule("spec.backup.schedule", &s.backup.schedule);
     if let Some(destination) = &s.backup.destination {
         check_destination(&mut v, "spec.backup.destination", destination);
+        if platform.runtime == Runtime::Kubernetes && destination.starts_with("file:") {
+            // The Job's pod has a read-only root and an emptyDir /tmp: a file backup would
+            // vanish with the pod while status and metrics reported success.
+            v.push(
+                "spec.backup.destination",
+                format!(
+                    "{destination:?}: a file:// backup in Kubernetes would be written inside the backup Job's pod and lost with it; use s3://bucket/prefix or gs://bucket/prefix (file:// is for `abstore-operator local up`)"
+                ),
+            );
+        }
     }
     if let Some(account) = &s.backup.service_account_name {
         v.subdomain("spec.backup.serviceAccountName", account);
+        if platform.runtime == Runtime::Kubernetes
+            && !platform.policy.allows_service_account(account)
+        {
+            v.push(
+                "spec.backup.serviceAccountName",
+                format!(
+                    "{account:?} is not one of the ServiceAccounts the operator lets backup Jobs run as ({}; the chart's storePolicy.allowedServiceAccounts)",
+                    describe_list(&platform.policy.allowed_service_accounts)
+                ),
+            );
+        }
+    }
+    if platform.runtime == Runtime::Kubernetes {
+        // The images the store runs: the exporter's only when the sidecar is on.
+        let mut images = vec![
+            ("spec.redis.image", s.redis.image.as_str()),
+            ("spec.jobs.image", s.jobs.image.as_str()),
+        ];
+        if s.monitoring.exporter.enabled {
+            images.push((
+                "spec.monitoring.exporter.image",
+                s.monitoring.exporter.image.as_str(),
+            ));
+        }
+        if let Some(image) = &s.sentinel.image {
+            images.push(("spec.sentinel.image", image));
+        }
+        for (field, image) in images {
+            if !platform.policy.allows_image(image) {
+                v.push(
+                    field,
+                    format!(
+                        "{image:?} is not allowed by the operator's image policy (allowed prefixes: {}; the chart's storePolicy.allowedImages)",
+                        describe_list(&platform.policy.allowed_images)
+                    ),
+                );
+            }
+        }
     }
     if let Some(secret) = &s.backup.credentials_secret_name {
         v.subdomain("spec.backup.credentialsSecretName", secret);
@@ -293,6 +332,7 @@ pub fn validate(store: &ABStore) -> Result<Model, ValidationError> {
         namespace,
         spec,
         maxmemory_bytes,
+        platform: platform.clone(),
     })
 }
 
@@ -394,6 +434,15 @@ fn check_store_name(v: &mut Problems, name: &str) {
                 "{name:?} cannot name Services and pods: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit"
             ),
         );
+    }
+}
+
+/// `a, b` or `none`.
+fn describe_list(values: &[String]) -> String {
+    if values.is_empty() {
+        "none".to_owned()
+    } else {
+        values.join(", ")
     }
 }
 
@@ -1182,10 +1231,10 @@ mod tests {
         assert_eq!(error.category(), "InvalidSpec");
         let text = error.to_string();
         assert!(
-            text.contains("spec.sentinel.quorum") && text.contains('4'),
+            text.contains("spec.sentinel.quorum")
+                && text.contains("must not be more than spec.sentinel.replicas"),
             "{text}"
         );
-        assert!(text.contains("at most 3"), "{text}");
     }
 
     #[test]
@@ -1318,8 +1367,11 @@ mod tests {
             "gs://ab_backups/x/y",
             "file:///var/backups/ab",
         ] {
-            validate(&store(&format!("backup: {{destination: '{good}'}}")))
-                .unwrap_or_else(|e| panic!("{good}: {e}"));
+            validate_on(
+                &store(&format!("backup: {{destination: '{good}'}}")),
+                &Platform::local(),
+            )
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         for bad in [
             "s3://AB/prod",
@@ -1333,11 +1385,67 @@ mod tests {
             "ftp://bucket/x",
             "s3://bucket:9000/x",
         ] {
-            let found = errors(&format!("backup: {{destination: '{bad}'}}"));
+            let found = validate_on(
+                &store(&format!("backup: {{destination: '{bad}'}}")),
+                &Platform::local(),
+            )
+            .unwrap_err()
+            .errors()
+            .to_vec();
             assert_eq!(found.len(), 1, "{bad}: {found:?}");
             assert_eq!(found[0].field, "spec.backup.destination");
             assert!(found[0].message.contains(bad), "{}", found[0].message);
         }
+    }
+
+    #[test]
+    fn the_store_policy_limits_images_and_backup_service_accounts_in_kubernetes() {
+        let platform = Platform {
+            policy: crate::model::StorePolicy {
+                allowed_images: vec!["registry.example.com/".to_owned()],
+                allowed_service_accounts: vec!["backup-s3".to_owned()],
+            },
+            ..Platform::default()
+        };
+        let spec = "redis: {image: 'registry.example.com/redis:7.2.16'}\nsentinel: {image: 'docker.io/library/redis:7.2.16'}\njobs: {image: 'registry.example.com/abstore-jobs:0.1.0'}\nmonitoring: {exporter: {enabled: true, image: 'registry.example.com.evil.io/exporter:1'}}\nbackup: {destination: 's3://ab-backups/x', serviceAccountName: admin}\n";
+        let problems = validate_on(&store(spec), &platform).unwrap_err();
+        let mut fields: Vec<&str> = problems.errors().iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "spec.backup.serviceAccountName",
+                "spec.monitoring.exporter.image",
+                "spec.sentinel.image",
+            ],
+            "{problems}"
+        );
+        assert!(
+            problems.to_string().contains("registry.example.com/"),
+            "{problems}"
+        );
+        // Allowed ones pass; the default policy allows anything; local up has no policy.
+        let good = spec
+            .replace("docker.io/library/redis", "registry.example.com/redis")
+            .replace("registry.example.com.evil.io/", "registry.example.com/")
+            .replace("serviceAccountName: admin", "serviceAccountName: backup-s3");
+        validate_on(&store(&good), &platform).unwrap();
+        validate(&store(spec)).unwrap();
+    }
+
+    #[test]
+    fn file_backups_are_for_local_up_and_refused_in_kubernetes() {
+        // In a pod the directory is the Job's own emptyDir: gone with the pod, reported as done.
+        let spec = "backup: {destination: 'file:///var/backups/ab'}";
+        let found = errors(spec);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "spec.backup.destination");
+        assert!(
+            found[0].message.contains("lost with it"),
+            "{}",
+            found[0].message
+        );
+        validate_on(&store(spec), &Platform::local()).unwrap();
     }
 
     #[test]

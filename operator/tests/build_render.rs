@@ -315,6 +315,8 @@ fn run_render(args: &[&str], stdin: &str) -> std::process::Output {
         .arg("render")
         .args(args)
         .env_remove("ABSTORE_NAMESPACE")
+        .env_remove("POD_NAMESPACE")
+        .env_remove("ABSTORE_CLUSTER_DOMAIN")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -403,4 +405,155 @@ fn render_for_review_shows_no_secret_values_and_show_secrets_does() {
     // No password of the shown output (generated afresh) can leak, and no hash of one either.
     assert!(!redacted.contains("password: "));
     assert!(!redacted.contains(" on #"));
+}
+
+#[test]
+fn the_cluster_domain_and_the_operators_namespace_reach_every_name_and_policy() {
+    // A cluster whose DNS domain is not cluster.local: every pod and Service name, the Secrets'
+    // URLs, the start scripts and Sentinel's hostnames must use it, or nothing resolves. The
+    // stores' NetworkPolicies admit the operator's pods from its own namespace only.
+    let output = run_render(
+        &[
+            "-f",
+            "-",
+            "--cluster-domain",
+            "corp.example",
+            "--operator-namespace",
+            "platform-ops",
+            "--show-secrets",
+        ],
+        EVERYTHING,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered = String::from_utf8(output.stdout).unwrap();
+    // The Secrets' values (the URLs) are base64 in `data`: searched decoded.
+    let mut yaml = rendered.clone();
+    for doc in documents(&rendered) {
+        if let Some(data) = doc["data"].as_mapping().filter(|_| doc["kind"] == "Secret") {
+            for value in data.values() {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(value.as_str().unwrap())
+                    .unwrap();
+                yaml.push_str(&String::from_utf8_lossy(&bytes));
+                yaml.push('\n');
+            }
+        }
+    }
+    assert!(
+        !yaml.contains("cluster.local"),
+        "cluster.local left in:\n{yaml}"
+    );
+    for name in [
+        "checkout-sentinel.ab.svc.corp.example",
+        "checkout-primary.ab.svc.corp.example",
+        "checkout-redis-headless.ab.svc.corp.example",
+    ] {
+        assert!(yaml.contains(name), "{name} missing");
+    }
+    let docs = documents(&rendered);
+    let policies: Vec<&serde_yaml::Value> = docs
+        .iter()
+        .filter(|doc| doc["kind"] == "NetworkPolicy")
+        .collect();
+    assert!(!policies.is_empty());
+    for policy in policies {
+        let text = serde_yaml::to_string(policy).unwrap();
+        assert!(
+            text.contains("kubernetes.io/metadata.name: platform-ops"),
+            "the operator peer is not limited to its namespace: {text}"
+        );
+        // No peer selects every namespace.
+        assert!(!text.contains("namespaceSelector: {}"), "{text}");
+    }
+
+    // Without the flags: cluster.local and abstore-system, where the chart installs.
+    let output = run_render(&["-f", "-"], MINIMAL);
+    let yaml = String::from_utf8(output.stdout).unwrap();
+    assert!(yaml.contains("shop-sentinel.ab.svc.cluster.local"));
+    assert!(yaml.contains("kubernetes.io/metadata.name: abstore-system"));
+
+    for (flag, value) in [
+        ("--cluster-domain", "Corp.Example"),
+        ("--cluster-domain", "corp..example"),
+        ("--operator-namespace", "Ops_Team"),
+    ] {
+        let output = run_render(&["-f", "-", flag, value], MINIMAL);
+        assert!(!output.status.success(), "{flag} {value} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag) && stderr.contains(value), "{stderr}");
+    }
+}
+
+#[test]
+fn a_file_backup_is_refused_for_kubernetes_naming_the_field() {
+    let output = run_render(
+        &["-f", "-"],
+        &MINIMAL.replace(
+            "spec: {}",
+            "spec: {backup: {destination: 'file:///backups/shop'}}",
+        ),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("spec.backup.destination") && stderr.contains("s3://"),
+        "{stderr}"
+    );
+}
+
+/// The file of the issue: two typos kubectl apply refuses.
+const TYPOS: &str = "\
+apiVersion: abstore.dev/v1alpha1
+kind: ABStore
+metadata:
+  name: shop
+  namespace: ab
+spec:
+  sentinal:
+    replicas: 5
+  redis:
+    replica: 7
+";
+
+#[test]
+fn unknown_fields_are_refused_by_render_and_local_up_naming_the_path_and_the_nearest_field() {
+    // kubectl apply refuses these (strict field validation); rendering the defaults with exit 0
+    // would hide both typos until production ran with 3 sentinels and 3 pods.
+    let output = run_render(&["-f", "-"], TYPOS);
+    assert!(!output.status.success(), "render accepted the typos");
+    assert!(output.stdout.is_empty(), "render printed objects anyway");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "unknown field spec.sentinal (did you mean spec.sentinel?)",
+        "unknown field spec.redis.replica (did you mean spec.redis.replicas?)",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in: {stderr}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.yaml");
+    std::fs::write(&file, TYPOS).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_abstore-operator"))
+        .args(["local", "up", "-f"])
+        .arg(&file)
+        .arg("--dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "local up accepted the typos");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&file.display().to_string())
+            && stderr.contains("unknown field spec.sentinal (did you mean spec.sentinel?)"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "local up created its directory before refusing the file"
+    );
 }

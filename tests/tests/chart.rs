@@ -48,8 +48,27 @@ fn refusal(values: &str) -> String {
     chart_refusal(values, RELEASE, RELEASE_NAMESPACE)
 }
 
+/// Label of the ClusterRoles for people (aggregated into view, edit and admin).
+const USER_ROLES_LABEL: &str = "abstore.dev/user-roles";
+
+/// The operator's objects: everything but the ClusterRoles for people ([`user_roles`]).
 fn objects(chart: &RenderedChart) -> Vec<Value> {
-    chart.objects().unwrap()
+    chart
+        .objects()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o["metadata"]["labels"][USER_ROLES_LABEL].is_null())
+        .collect()
+}
+
+/// The ClusterRoles for people.
+fn user_roles(chart: &RenderedChart) -> Vec<Value> {
+    chart
+        .objects()
+        .unwrap()
+        .into_iter()
+        .filter(|o| !o["metadata"]["labels"][USER_ROLES_LABEL].is_null())
+        .collect()
 }
 
 fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -229,7 +248,14 @@ fn default_values_install_one_operator_with_cluster_wide_rbac_and_no_lease_acces
     let container = operator_container(&objects);
     assert_eq!(
         strings(&container["args"]),
-        ["run", "--listen=0.0.0.0:8080", "--log-format=plain"]
+        [
+            "run",
+            "--listen=0.0.0.0:8080",
+            "--log-format=plain",
+            "--cluster-domain=cluster.local",
+            "--allowed-images=*",
+            "--allowed-service-accounts=*"
+        ]
     );
     assert_eq!(
         container["image"],
@@ -303,6 +329,67 @@ fn the_operator_pod_is_hardened_and_probed_on_its_metrics_port() {
         service["spec"]["selector"],
         deployment["spec"]["selector"]["matchLabels"]
     );
+}
+
+#[test]
+fn people_get_abstore_rights_through_the_built_in_view_edit_and_admin_roles() {
+    // Aggregated ClusterRoles: view reads ABStores, edit and admin also write them. They grant
+    // the operator nothing (no binding), and can be left out.
+    let chart = render(None);
+    let roles = user_roles(&chart);
+    let by_name = |suffix: &str| {
+        roles
+            .iter()
+            .find(|r| r["metadata"]["name"].as_str().unwrap().ends_with(suffix))
+            .unwrap_or_else(|| panic!("no ClusterRole *{suffix}: {roles:?}"))
+    };
+    let view = by_name("-view");
+    let edit = by_name("-edit");
+    for (role, aggregates) in [
+        (view, ["view", "edit", "admin"].as_slice()),
+        (edit, &["edit", "admin"]),
+    ] {
+        assert_eq!(role["kind"], "ClusterRole");
+        for to in aggregates {
+            assert_eq!(
+                role["metadata"]["labels"][format!("rbac.authorization.k8s.io/aggregate-to-{to}")],
+                "true",
+                "{role:?}"
+            );
+        }
+    }
+    assert!(view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true");
+    assert!(edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"].is_null());
+    assert_eq!(
+        strings(&view["rules"][0]["verbs"]),
+        ["get", "list", "watch"]
+    );
+    assert_eq!(
+        strings(&edit["rules"][0]["verbs"]),
+        ["create", "update", "patch", "delete", "deletecollection"]
+    );
+    let chart = render(Some(
+        "rbac:\n  create: true\n  aggregateToDefaultRoles: false\n",
+    ));
+    assert!(user_roles(&chart).is_empty());
+}
+
+#[test]
+fn the_store_policy_and_cluster_domain_reach_the_operators_flags() {
+    let objects = objects(&render(Some(
+        "clusterDomain: corp.example\nstorePolicy:\n  allowedImages: [\"registry.example.com/\", \"docker.io/library/redis:\"]\n  allowedServiceAccounts: []\n",
+    )));
+    let args = strings(&operator_container(&objects)["args"]);
+    for expected in [
+        "--cluster-domain=corp.example",
+        "--allowed-images=registry.example.com/,docker.io/library/redis:",
+        "--allowed-service-accounts=",
+    ] {
+        assert!(
+            args.contains(&expected.to_owned()),
+            "{expected} not in {args:?}"
+        );
+    }
 }
 
 #[test]
@@ -411,6 +498,9 @@ fn full_values_render_every_option() {
             "--listen=0.0.0.0:9090",
             "--log-format=json",
             "--watch-namespace=experimentation",
+            "--cluster-domain=corp.example",
+            "--allowed-images=registry.example.com/,docker.io/library/redis:",
+            "--allowed-service-accounts=backup-s3",
             "--leader-election",
             "--lease-namespace=abstore-leases"
         ]
@@ -651,7 +741,7 @@ fn unset_fields(schema: &Value, value: &Value, path: &str, missing: &mut Vec<Str
 #[test]
 fn the_full_example_sets_every_spec_field() {
     // So that it documents every field, and a new CRD field without an example fails here.
-    let crd = serde_json::to_value(<ABStore as kube::CustomResourceExt>::crd()).unwrap();
+    let crd = serde_json::to_value(abstore_operator::rules::crd()).unwrap();
     let spec_schema =
         &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let example: Value = serde_yaml::from_str(&read_chart_file("examples/full.yaml")).unwrap();

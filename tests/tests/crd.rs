@@ -3,9 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kube::CustomResourceExt;
-
-use abstore_operator::crd::ABStore;
 use abstore_tests::{chart_dir, read_yaml_as_kubectl_does};
 
 const CRD_FILE: &str = "crds/abstores.abstore.dev.yaml";
@@ -18,7 +15,7 @@ fn committed_crd() -> String {
 
 /// What `abstore-operator crd` prints.
 fn generated_crd() -> String {
-    abstore_operator::yaml::to_yaml(&ABStore::crd()).unwrap()
+    abstore_operator::yaml::to_yaml(&abstore_operator::rules::crd()).unwrap()
 }
 
 #[test]
@@ -65,7 +62,8 @@ fn kubectl_and_helm_read_the_committed_crd_as_generated() {
         .unwrap()
         .unwrap_or_else(|e| panic!("Helm cannot read the CRD: {e}"));
     let as_kubectl_reads_it = numbers_as_floats(as_kubectl_reads_it);
-    let generated = numbers_as_floats(serde_json::to_value(ABStore::crd()).unwrap());
+    let generated =
+        numbers_as_floats(serde_json::to_value(abstore_operator::rules::crd()).unwrap());
     if as_kubectl_reads_it != generated {
         panic!(
             "kubectl/Helm read charts/abstore-operator/{CRD_FILE} differently from the CRD the \

@@ -86,7 +86,28 @@ async fn helm_install_runs_the_operator_image_which_serves_a_store_and_its_jobs_
     let helm_took = start.elapsed();
     assert_eq!(release.info.status, "deployed", "{:?}", release.info);
     assert_eq!(release.info.app_version, VERSION, "{:?}", release.info);
-    let kinds: BTreeSet<&str> = release.objects.iter().map(|o| o.kind.as_str()).collect();
+    // The ClusterRoles for people (aggregated into view, edit and admin) are no permission of
+    // the operator's: nothing binds them to its ServiceAccount.
+    let is_user_role = |o: &&abstore_tests::k8s_helm::ReleaseObject| {
+        !o.object["metadata"]["labels"]["abstore.dev/user-roles"].is_null()
+    };
+    let user_roles: Vec<&str> = release
+        .objects
+        .iter()
+        .filter(is_user_role)
+        .map(|o| o.name.as_str())
+        .collect();
+    assert_eq!(
+        user_roles.len(),
+        2,
+        "view and edit ClusterRoles for people: {user_roles:?}"
+    );
+    let kinds: BTreeSet<&str> = release
+        .objects
+        .iter()
+        .filter(|o| !is_user_role(o))
+        .map(|o| o.kind.as_str())
+        .collect();
     for kind in [
         "ServiceAccount",
         "Role",
@@ -256,6 +277,13 @@ async fn helm_install_runs_the_operator_image_which_serves_a_store_and_its_jobs_
         .cloned()
         .unwrap_or_default();
     assert!(!store_policies.is_empty(), "the store has no NetworkPolicy");
+    // An impostor: a pod in the store's namespace with the operator's pod label, which anyone
+    // who may create pods there can set. The policies admit the operator's namespace only.
+    cluster
+        .apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: impostor\n  namespace: {store_ns}\n  labels:\n    app.kubernetes.io/name: abstore-operator\nspec:\n  containers:\n    - name: pause\n      image: registry.k8s.io/pause:3.9\n      imagePullPolicy: Never\n"
+        ))
+        .unwrap_or_else(|error| panic!("{error}"));
     for store_policy in &store_policies {
         let name = &store_policy["metadata"]["name"];
         let ports: Vec<i64> = ingress_ports(store_policy)
@@ -274,6 +302,10 @@ async fn helm_install_runs_the_operator_image_which_serves_a_store_and_its_jobs_
                     "not-the-operator"
                 ),
                 "NetworkPolicy {name} admits any pod on {port}: {store_policy}"
+            );
+            assert!(
+                !admits(cluster, store_policy, port, store_ns, "impostor"),
+                "NetworkPolicy {name} admits a pod that only carries the operator's label on {port}: {store_policy}"
             );
             assert!(
                 admits(cluster, store_policy, port, release.namespace(), &pod_name),

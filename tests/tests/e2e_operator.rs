@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use abstore_operator::crd::ABStore;
 use abstore_tests::k8s::{
     self, Cluster, OperatorInstall, OperatorProcess, STORE_READY, TestNamespace, condition,
     endpoint_ips, example, poll, rendered_objects, store_status, wait_store_ready,
@@ -944,6 +945,11 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
 
     for (spec, field) in [
         ("sentinel:\n  quorum: 0\n", "spec.sentinel.quorum"),
+        // A cross-field rule: the CRD's CEL (the same rule validate applies).
+        (
+            "sentinel:\n  replicas: 3\n  quorum: 4\n",
+            "spec.sentinel.quorum",
+        ),
         ("redis:\n  replicas: 0\n", "spec.redis.replicas"),
         (
             "backup:\n  schedule: \"every hour\"\n",
@@ -963,14 +969,12 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
         );
     }
 
-    // Accepted by the schema, refused by validate: more quorum than sentinels, and an image
+    // Accepted by the schema, refused by validate: a schedule with a minute 61, and an image
     // reference the kubelet would refuse (InvalidImageName).
     apply_store(
         cluster,
         ns,
-        &store_yaml(
-            "sentinel:\n  replicas: 3\n  quorum: 4\nredis:\n  image: \"redis@sha256:abc\"\n",
-        ),
+        &store_yaml("backup:\n  schedule: \"61 * * * *\"\nredis:\n  image: \"redis@sha256:abc\"\n"),
     );
     let status = poll("InvalidSpec", Duration::from_secs(60), || async {
         let status = store_status(cluster, ns, "experiments")?;
@@ -984,7 +988,7 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
     .unwrap_or_else(|error| panic!("{error}"));
     let invalid = condition(&status, "InvalidSpec").unwrap();
     assert_eq!(invalid["status"], "True");
-    for field in ["spec.sentinel.quorum", "spec.redis.image"] {
+    for field in ["spec.backup.schedule", "spec.redis.image"] {
         assert!(
             invalid["message"].as_str().unwrap().contains(field),
             "{field} not named: {invalid}"
@@ -993,7 +997,7 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
     assert!(
         warnings(cluster, ns)
             .iter()
-            .any(|w| w.contains("spec.sentinel.quorum")),
+            .any(|w| w.contains("spec.backup.schedule")),
         "no Warning Event naming the field: {:?}",
         warnings(cluster, ns)
     );
@@ -1088,6 +1092,227 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
         condition(&status, "InvalidSpec").unwrap()["status"],
         "False"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_policy_refuses_other_images_and_service_accounts_and_people_get_abstore_roles() {
+    // Editing an ABStore is as powerful as creating pods in its namespace: the chart's
+    // storePolicy limits the images and backup ServiceAccounts stores may name, and the
+    // operator refuses the rest by field. The chart's aggregated ClusterRoles give the people
+    // with `view` or `edit` in a namespace the matching rights on its ABStores.
+    let Some(cluster) = k8s::cluster("store policy") else {
+        return;
+    };
+    let setup = setup(
+        "store-policy",
+        cluster,
+        "storePolicy:\n  allowedImages: [\"docker.io/\"]\n  allowedServiceAccounts: [backup-s3]\n",
+    )
+    .await;
+    let ns = setup.ns.name.as_str();
+    // The default jobs image is on ghcr.io; the ServiceAccount is not the allowed one.
+    apply_store(
+        cluster,
+        ns,
+        &store_yaml(
+            "backup:\n  destination: s3://ab-backups/e2e\n  serviceAccountName: cluster-admin-ish\n",
+        ),
+    );
+    let status = poll("InvalidSpec", Duration::from_secs(60), || async {
+        let status = store_status(cluster, ns, "experiments")?;
+        if status["phase"] == "Invalid" {
+            Ok(status)
+        } else {
+            Err(format!("{status}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    let message = condition(&status, "InvalidSpec").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for expected in [
+        "spec.jobs.image",
+        "spec.backup.serviceAccountName",
+        "docker.io/",
+    ] {
+        assert!(message.contains(expected), "{expected:?} not in {message}");
+    }
+    assert!(!message.contains("spec.redis.image"), "{message}");
+    let created = cluster
+        .kubectl(&["get", "statefulsets,cronjobs", "-n", ns, "-o", "name"])
+        .unwrap();
+    assert!(created.is_empty(), "a refused store created {created}");
+
+    // Within the policy: accepted.
+    apply_store(
+        cluster,
+        ns,
+        &store_yaml(
+            "jobs:\n  image: docker.io/abstore/abstore-jobs:mirror\nbackup:\n  destination: s3://ab-backups/e2e\n  serviceAccountName: backup-s3\n",
+        ),
+    );
+    poll("the store accepted", Duration::from_secs(60), || async {
+        let status = store_status(cluster, ns, "experiments")?;
+        if status["phase"] != "Invalid"
+            && condition(&status, "InvalidSpec").is_some_and(|c| c["status"] == "False")
+        {
+            Ok(())
+        } else {
+            Err(format!("{status}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+
+    // People: a ServiceAccount bound to the built-in view role reads ABStores, one bound to
+    // edit also writes them (the aggregation controller merges the chart's rules in).
+    for (who, role) in [("viewer", "view"), ("editor", "edit")] {
+        cluster
+            .apply(&format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {who}, namespace: {ns}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {who}, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects: [{{kind: ServiceAccount, name: {who}, namespace: {ns}}}]\n"
+            ))
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+    let can = |who: &str, verb: &str| {
+        cluster
+            .kubectl(&[
+                "auth",
+                "can-i",
+                verb,
+                "abstores.abstore.dev",
+                "-n",
+                ns,
+                &format!("--as=system:serviceaccount:{ns}:{who}"),
+            ])
+            // `can-i` answers "no" with exit status 1.
+            .map_or_else(
+                |error| {
+                    if error.contains("exit status: 1") {
+                        "no".to_owned()
+                    } else {
+                        error
+                    }
+                },
+                |answer| answer.trim().to_owned(),
+            )
+    };
+    poll(
+        "view and edit to carry the ABStore rules",
+        Duration::from_secs(60),
+        || async {
+            let answers = [
+                can("viewer", "list"),
+                can("viewer", "create"),
+                can("editor", "list"),
+                can("editor", "create"),
+                can("editor", "delete"),
+            ];
+            if answers
+                .iter()
+                .map(String::as_str)
+                .eq(["yes", "no", "yes", "yes", "yes"])
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "viewer list/create, editor list/create/delete: {answers:?}"
+                ))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cross_field_rule_is_refused_by_the_api_server_and_by_validate_with_one_message() {
+    // The CRD's CEL rules (x-kubernetes-validations) and validate come from one table
+    // (abstore_operator::rules): kubectl apply must refuse each bad spec naming the field with
+    // the rule's message, and validate the same spec with the same field and message. The
+    // immutable storage fields are refused on update, with how to change them.
+    let Some(cluster) = k8s::cluster("CEL rules") else {
+        return;
+    };
+    cluster
+        .install_crd()
+        .unwrap_or_else(|error| panic!("{error}"));
+    let ns = TestNamespace::create(cluster, "cel-rules");
+    let bad_specs = [
+        (
+            "self.quorum <= self.replicas",
+            "sentinel:\n  replicas: 3\n  quorum: 4\n",
+        ),
+        (
+            "!self.enabled || size(self.save) > 0",
+            "persistence:\n  rdb:\n    enabled: true\n    save: []\n",
+        ),
+        (
+            "!self.enabled || has(self.secretName)",
+            "tls:\n  enabled: true\n",
+        ),
+    ];
+    assert_eq!(
+        bad_specs.len(),
+        abstore_operator::rules::RULES.len(),
+        "every rule needs a bad spec here"
+    );
+    for rule in &abstore_operator::rules::RULES {
+        let spec = bad_specs
+            .iter()
+            .find(|(cel, _)| *cel == rule.cel)
+            .unwrap_or_else(|| panic!("no bad spec for {}", rule.cel))
+            .1;
+        let yaml = store_yaml(spec);
+        let refused = cluster
+            .kubectl_with_input(&["apply", "-n", &ns.name, "-f", "-"], Some(&yaml))
+            .expect_err(&format!("the API server accepted {spec:?}"));
+        let field = rule.field_path();
+        assert!(
+            refused.contains(rule.message) && refused.contains(&field),
+            "kubectl apply of {spec:?} must name {field} with {:?}: {refused}",
+            rule.message
+        );
+        let mut store: ABStore = serde_yaml::from_str(&yaml).unwrap();
+        store.metadata.namespace = Some(ns.name.clone());
+        let error = abstore_operator::validate::validate(&store).unwrap_err();
+        assert!(
+            error
+                .errors()
+                .iter()
+                .any(|e| e.field == field && e.message == rule.message),
+            "validate of {spec:?}: {error}"
+        );
+    }
+
+    // Transition rules: the volume claim template's fields cannot change on a live store.
+    apply_store(
+        cluster,
+        &ns.name,
+        &store_yaml("redis:\n  storage:\n    size: 8Gi\n    storageClassName: standard\n"),
+    );
+    for (spec, field) in [
+        (
+            "redis:\n  storage:\n    size: 16Gi\n    storageClassName: standard\n",
+            "spec.redis.storage.size",
+        ),
+        (
+            "redis:\n  storage:\n    size: 8Gi\n    storageClassName: fast\n",
+            "spec.redis.storage.storageClassName",
+        ),
+    ] {
+        let refused = cluster
+            .kubectl_with_input(
+                &["apply", "-n", &ns.name, "-f", "-"],
+                Some(&store_yaml(spec)),
+            )
+            .expect_err(&format!("the API server accepted the change {spec:?}"));
+        assert!(
+            refused.contains(field) && refused.contains("cannot be changed on an existing store"),
+            "{refused}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

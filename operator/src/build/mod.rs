@@ -228,9 +228,8 @@ pub fn sentinel_url(model: &Model, user: &str) -> String {
         "redis+sentinel"
     };
     format!(
-        "{scheme}://{user}@{}.{}.svc.cluster.local:{SENTINEL_PORT}/{}?{SENTINEL_USERNAME_PARAM}={user}",
-        model.child_name(SENTINEL),
-        model.namespace,
+        "{scheme}://{user}@{}:{SENTINEL_PORT}/{}?{SENTINEL_USERNAME_PARAM}={user}",
+        model.service_fqdn(SENTINEL),
         model.master_name()
     )
 }
@@ -243,8 +242,7 @@ pub fn primary_url(model: &Model, user: &str) -> String {
         "redis"
     };
     format!(
-        "{scheme}://{user}@{}.{}.svc.cluster.local:{REDIS_PORT}",
-        model.child_name(PRIMARY_SUFFIX),
-        model.namespace,
+        "{scheme}://{user}@{}:{REDIS_PORT}",
+        model.service_fqdn(PRIMARY_SUFFIX)
     )
 }

@@ -8,7 +8,6 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::{object_meta, selector};
@@ -51,7 +50,7 @@ pub(crate) fn network_policies(model: &Model) -> Vec<NetworkPolicy> {
     let redis_pods = pods(model.selector_labels(REDIS));
     let sentinel_pods = pods(model.selector_labels(SENTINEL));
     let jobs = [BACKUP_COMPONENT, PRUNE_COMPONENT].map(|c| pods(model.selector_labels(c)));
-    let operator = operator_peer();
+    let operator = operator_peer(model);
 
     // Redis: clients and jobs for data; sentinels monitor; other Redis pods replicate; the
     // operator bootstraps and heals.
@@ -98,11 +97,18 @@ fn pods(labels: BTreeMap<String, String>) -> NetworkPolicyPeer {
     }
 }
 
-/// The operator's pods, in whatever namespace the chart installed it: the policy cannot know
-/// that namespace, so it matches the pod label the chart sets in every namespace.
-fn operator_peer() -> NetworkPolicyPeer {
+/// Label the API server sets on every namespace: its own name (Kubernetes ≥ 1.21).
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// The operator's pods: the chart's pod label, in the operator's namespace only. The label alone
+/// would admit any pod anyone labels so in any namespace; the namespace's name label is set by
+/// the API server and cannot be forged.
+fn operator_peer(model: &Model) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
-        namespace_selector: Some(LabelSelector::default()),
+        namespace_selector: Some(selector(BTreeMap::from([(
+            NAMESPACE_NAME_LABEL.to_owned(),
+            model.platform.operator_namespace.clone(),
+        )]))),
         pod_selector: Some(selector(BTreeMap::from([(
             NAME_LABEL.to_owned(),
             OPERATOR_POD_NAME.to_owned(),

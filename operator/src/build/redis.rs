@@ -139,10 +139,9 @@ fn exporter_container(model: &Model) -> Container {
             "REDIS_ADDR",
             if tls {
                 format!(
-                    "rediss://$({}).{}.{}.svc.cluster.local:{REDIS_PORT}",
+                    "rediss://$({}).{}:{REDIS_PORT}",
                     POD_NAME_ENV,
-                    model.child_name(REDIS_HEADLESS_SUFFIX),
-                    model.namespace
+                    model.service_fqdn(REDIS_HEADLESS_SUFFIX)
                 )
             } else {
                 format!("redis://localhost:{REDIS_PORT}")

@@ -191,11 +191,7 @@ pub fn config_files(model: &Model, paths: &ConfigPaths) -> ConfigFiles {
 
 /// The `<n>-sentinel` client Service's DNS name: the start scripts and preStop hook ask it.
 pub fn sentinel_service_host(model: &Model) -> String {
-    format!(
-        "{}.{}.svc.cluster.local",
-        model.child_name(SENTINEL),
-        model.namespace
-    )
+    model.service_fqdn(SENTINEL)
 }
 
 fn template_values(model: &Model, paths: &ConfigPaths) -> Vec<(&'static str, String)> {

@@ -22,9 +22,9 @@ use crate::config::{self, ConfigPaths};
 use crate::crd::ABStore;
 use crate::credentials::{Credentials, Role, generate_password};
 use crate::heal::{self, Endpoint, HealTarget, NodeRole};
-use crate::model::Model;
+use crate::model::{Model, Platform};
 use crate::rotation::{self, PasswordState, STATE_KEY};
-use crate::validate::validate;
+use crate::validate::validate_on;
 
 pub use process::{Supervisor, SwitchoverRecord, listens_on};
 pub use state::{JobRun, LocalState, ProcessState};
@@ -86,7 +86,19 @@ const LOCAL_TLS_SECRET: &str = "local-tls";
 /// `local`; with TLS on, a missing `secretName` is fine).
 pub fn load_model(path: &Path) -> Result<Model> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-    let mut store: ABStore = serde_yaml::from_str(&text).map_err(|e| LocalError::Spec {
+    let value: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| LocalError::Spec {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    // As `kubectl apply` does (strict field validation): a typo is an error, not a default.
+    let fields = crate::strict::unknown_fields(&value);
+    if !fields.is_empty() {
+        return Err(LocalError::Spec {
+            path: path.to_owned(),
+            reason: crate::render::join_fields(&fields),
+        });
+    }
+    let mut store: ABStore = serde_json::from_value(value).map_err(|e| LocalError::Spec {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
@@ -98,7 +110,7 @@ pub fn load_model(path: &Path) -> Result<Model> {
     if store.spec.tls.enabled && store.spec.tls.secret_name.is_none() {
         store.spec.tls.secret_name = Some(LOCAL_TLS_SECRET.to_owned());
     }
-    validate(&store).map_err(|e| LocalError::Spec {
+    validate_on(&store, &Platform::local()).map_err(|e| LocalError::Spec {
         path: path.to_owned(),
         reason: e.to_string(),
     })
@@ -569,7 +581,11 @@ mod tests {
         let yaml = format!(
             "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: local\nspec:\n  tls:\n    enabled: {tls}\n    secretName: shop-tls\n"
         );
-        validate(&serde_yaml::from_str::<ABStore>(&yaml).unwrap()).unwrap()
+        crate::validate::validate_on(
+            &serde_yaml::from_str::<ABStore>(&yaml).unwrap(),
+            &Platform::local(),
+        )
+        .unwrap()
     }
 
     #[test]
