@@ -128,16 +128,18 @@ pub struct RedisSpec {
     #[serde(default = "default_redis_replicas")]
     #[schemars(range(min = 1, max = 9))]
     pub replicas: i32,
-    /// CPU and memory requests and limits of the redis container. When unset: requests of
-    /// 100m CPU and 256Mi memory (plus `maxmemory`, when set), memory limit equal to the request.
+    /// CPU and memory requests and limits of the redis container. When unset: 100m CPU and the
+    /// memory `maxmemory` needs (maxmemory × 2.4 for fragmentation and a fork that copies every
+    /// page, + 128Mi, + 64Mi per replica), limit equal to the request. A memory limit below that
+    /// is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// The PersistentVolumeClaim of every Redis pod. Always created: a primary that restarts
     /// empty would wipe its replicas.
     #[serde(default)]
     pub storage: StorageSpec,
-    /// `maxmemory` as a Kubernetes quantity (for example `2Gi`). Unset means no limit inside
-    /// Redis; the container's memory limit still applies.
+    /// `maxmemory` as a Kubernetes quantity (for example `2Gi`). Unset: the largest that fits
+    /// the given memory limit, or 256Mi without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
     pub maxmemory: Option<String>,

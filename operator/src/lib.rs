@@ -18,6 +18,7 @@ pub mod heal;
 pub mod job_runs;
 pub mod leader;
 pub mod local;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod pods;

@@ -12,6 +12,7 @@ use url::Url;
 
 use crate::crd::{ABStore, UserSpec};
 use crate::credentials::Role;
+use crate::memory;
 use crate::model::{Model, Platform, REDIS, Runtime, SENTINEL};
 
 /// `category()` of every validation error: the metric label and the Event reason.
@@ -174,17 +175,44 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
         .and_then(|r| r.limits.as_ref())
         .and_then(|limits| limits.get("memory"))
         .and_then(|q| v.memory("spec.redis.resources.limits.memory", &q.0));
-    if let (Some(max), Some(limit)) = (maxmemory_bytes, memory_limit)
-        && max > limit
-    {
-        v.push(
-            "spec.redis.maxmemory",
-            format!(
-                "{} ({max} bytes) does not fit in the container's memory limit ({limit} bytes); the kernel would kill Redis before maxmemory is reached. Use a maxmemory below the limit (leave ~25% for replication buffers and fork copy-on-write)",
-                s.redis.maxmemory.as_deref().unwrap_or_default()
-            ),
-        );
-    }
+    // One formula (crate::memory) sizes the container for maxmemory, or maxmemory for a
+    // given limit; without either, the default maxmemory and the limit it needs.
+    let pods = s.redis.replicas;
+    let maxmemory_bytes = match (maxmemory_bytes, memory_limit) {
+        (Some(max), Some(limit)) => {
+            let needed = memory::limit_for(max, pods);
+            if limit < needed {
+                v.push(
+                    "spec.redis.resources.limits.memory",
+                    format!(
+                        "{limit} bytes is below the {}Mi that spec.redis.maxmemory {} needs with {pods} Redis pods (maxmemory × {:.1} for fragmentation and a fork that copies every page under writes, + {}Mi for the server and replication backlog, + {}Mi per replica's sync buffer; docs/operator.md, \"Memory\"): the kernel would kill Redis during a save. Raise the limit or lower spec.redis.maxmemory",
+                        needed / memory::MIB,
+                        s.redis.maxmemory.as_deref().unwrap_or_default(),
+                        memory::FRAGMENTATION * (1.0 + memory::FORK_COPY),
+                        memory::BASE_OVERHEAD / memory::MIB,
+                        memory::REPLICA_BUFFER / memory::MIB,
+                    ),
+                );
+            }
+            Some(max)
+        }
+        (Some(max), None) => Some(max),
+        (None, Some(limit)) => {
+            let derived = memory::maxmemory_for(limit, pods);
+            if derived.is_none() {
+                v.push(
+                    "spec.redis.resources.limits.memory",
+                    format!(
+                        "{limit} bytes leaves no room for data with {pods} Redis pods: the server, the replication backlog and the replicas' sync buffers take {}Mi; give at least {}Mi",
+                        memory::limit_for(0, pods) / memory::MIB,
+                        memory::limit_for(64 * memory::MIB, pods) / memory::MIB,
+                    ),
+                );
+            }
+            derived
+        }
+        (None, None) => Some(memory::DEFAULT_MAXMEMORY),
+    };
     if v.memory("spec.redis.storage.size", &s.redis.storage.size.0) == Some(0) {
         v.push("spec.redis.storage.size", "must be more than 0");
     }
@@ -1219,7 +1247,8 @@ mod tests {
         let model = validate(&store("{}")).unwrap();
         assert_eq!(model.name, "shop");
         assert_eq!(model.namespace, "ab");
-        assert_eq!(model.maxmemory_bytes, None);
+        // A default maxmemory (noeviction refuses writes when full, never a silent OOM kill).
+        assert_eq!(model.maxmemory_bytes, Some(memory::DEFAULT_MAXMEMORY));
         assert_eq!(model.owner.unwrap().kind, "ABStore");
     }
 
@@ -1247,7 +1276,7 @@ mod tests {
             found,
             [
                 "spec.sentinel.quorum",
-                "spec.redis.maxmemory",
+                "spec.redis.resources.limits.memory",
                 "spec.redis.config.replicaof",
                 "spec.backup.schedule"
             ]
@@ -1270,16 +1299,29 @@ mod tests {
     }
 
     #[test]
-    fn maxmemory_must_fit_inside_the_memory_limit() {
-        // The OOM killer would stop Redis before Redis starts refusing writes.
-        assert_eq!(
-            fields("redis: {maxmemory: 2Gi, resources: {limits: {memory: 2000Mi}}}"),
-            ["spec.redis.maxmemory"]
+    fn the_memory_limit_must_hold_maxmemory_a_fork_and_the_buffers() {
+        // The OOM killer would stop Redis during a save, before Redis refuses a write.
+        // 1Gi with 3 pods needs 1Gi × 2.4 + 128Mi + 2 × 64Mi = 2714Mi.
+        let found = errors("redis: {maxmemory: 1Gi, resources: {limits: {memory: 2Gi}}}");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "spec.redis.resources.limits.memory");
+        assert!(
+            found[0].message.contains("2714Mi")
+                && found[0].message.contains("spec.redis.maxmemory"),
+            "names both fields and the need: {}",
+            found[0].message
         );
         validate(&store(
-            "redis: {maxmemory: 1Gi, resources: {limits: {memory: 2Gi}}}",
+            "redis: {maxmemory: 1Gi, resources: {limits: {memory: 2714Mi}}}",
         ))
         .unwrap();
+        // A limit alone gives the largest maxmemory that fits; one too small is refused.
+        let model = validate(&store("redis: {resources: {limits: {memory: 2714Mi}}}")).unwrap();
+        assert_eq!(model.maxmemory_bytes, Some(1024 * memory::MIB));
+        assert_eq!(
+            fields("redis: {resources: {limits: {memory: 200Mi}}}"),
+            ["spec.redis.resources.limits.memory"]
+        );
     }
 
     #[test]

@@ -1036,8 +1036,14 @@ fn resources_default_to_maxmemory_plus_headroom_unless_given() {
     let children = built("redis:\n  maxmemory: 1Gi");
     let redis = container(stateful_set(&children, "shop-redis"), "redis");
     let resources = redis.resources.as_ref().unwrap();
-    assert_eq!(resources.requests.as_ref().unwrap()["memory"].0, "1280Mi");
-    assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "1280Mi");
+    // 1Gi × 2.4 (fragmentation, a fork copying every page) + 128Mi + 2 replicas × 64Mi.
+    assert_eq!(resources.requests.as_ref().unwrap()["memory"].0, "2714Mi");
+    assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "2714Mi");
+    // Without maxmemory: the default 256Mi and the limit it needs.
+    let default = built("{}");
+    let redis = container(stateful_set(&default, "shop-redis"), "redis");
+    let resources = redis.resources.as_ref().unwrap();
+    assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "871Mi");
 
     let given = built("redis:\n  resources:\n    requests: {cpu: '2', memory: 4Gi}");
     let redis = container(stateful_set(&given, "shop-redis"), "redis");

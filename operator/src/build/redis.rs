@@ -25,9 +25,6 @@ use crate::model::{EXPORTER_PORT, Model, REDIS, REDIS_PORT};
 pub const REDIS_CONTAINER: &str = "redis";
 /// Name of the exporter sidecar.
 pub const EXPORTER_CONTAINER: &str = "exporter";
-/// Memory of the redis container beyond `maxmemory`: the process, client buffers, the
-/// replication backlog and copy-on-write during RDB saves.
-pub const REDIS_MEMORY_OVERHEAD_BYTES: u64 = 256 * 1024 * 1024;
 /// Seconds a Redis pod gets to stop after its preStop hook's own limit: the hook hands the
 /// primary role over (writes paused, replicas caught up, Sentinel failover, demotion) within
 /// `PRESTOP_TIMEOUT_SECONDS` plus its last two commands' timeouts (seconds); then redis-server
@@ -87,7 +84,14 @@ fn data_claim(model: &Model) -> PersistentVolumeClaim {
 }
 
 fn redis_container(model: &Model) -> Container {
-    let memory = REDIS_MEMORY_OVERHEAD_BYTES + model.maxmemory_bytes.unwrap_or(0);
+    // Sized for maxmemory by the one formula (crate::memory): fragmentation, a fork copying
+    // every page, the backlog and the replicas' sync buffers.
+    let memory = crate::memory::limit_for(
+        model
+            .maxmemory_bytes
+            .unwrap_or(crate::memory::DEFAULT_MAXMEMORY),
+        model.spec.redis.replicas,
+    );
     Container {
         name: REDIS_CONTAINER.to_owned(),
         image: Some(model.spec.redis.image.clone()),

@@ -84,6 +84,10 @@ pub const PRESTOP_TIMEOUT_SECONDS: i64 = 60;
 /// `repl-backlog-size`: room for a replica that was away briefly (a restart, a rollout) to
 /// catch up with a partial resync instead of a full one.
 const REPL_BACKLOG_SIZE: &str = "64mb";
+/// `client-output-buffer-limit replica`: a replica whose full sync falls more than this behind
+/// is disconnected (and syncs again) rather than growing the primary past its memory limit
+/// (crate::memory::REPLICA_BUFFER; Redis's default hard limit is 256mb).
+const REPLICA_OUTPUT_BUFFER_LIMIT: &str = "replica 64mb 16mb 60";
 /// Channel Sentinel uses to discover other sentinels through the data nodes.
 const SENTINEL_HELLO_CHANNEL: &str = "__sentinel__:hello";
 
@@ -352,6 +356,10 @@ pub fn redis_conf(model: &Model, paths: &ConfigPaths) -> String {
     line!(out, "replica-serve-stale-data yes");
     line!(out, "repl-diskless-sync yes");
     line!(out, "repl-backlog-size {REPL_BACKLOG_SIZE}");
+    line!(
+        out,
+        "client-output-buffer-limit {REPLICA_OUTPUT_BUFFER_LIMIT}"
+    );
     line!(
         out,
         "min-replicas-to-write {}",
@@ -780,7 +788,12 @@ mod tests {
         ] {
             assert!(lines.contains(&expected), "missing {expected:?} in\n{conf}");
         }
-        assert!(!conf.contains("maxmemory "), "no maxmemory unless asked");
+        // The default maxmemory, written always (noeviction needs a bound to refuse writes).
+        assert!(
+            lines.contains(&format!("maxmemory {}", crate::memory::DEFAULT_MAXMEMORY).as_str()),
+            "{conf}"
+        );
+        assert!(lines.contains(&"client-output-buffer-limit replica 64mb 16mb 60"));
     }
 
     #[test]
