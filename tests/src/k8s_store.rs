@@ -24,7 +24,12 @@ pub struct AppAccess {
 
 /// Reads the app user's Secret of `store` (panics when it is missing: the store is not Ready).
 pub fn app_access(cluster: &Cluster, ns: &str, store: &str) -> AppAccess {
-    let secret_name = format!("{store}-user-app");
+    user_access(cluster, ns, store, "app")
+}
+
+/// Reads the Secret of one of `store`'s users (`app`, `exporter`, …).
+pub fn user_access(cluster: &Cluster, ns: &str, store: &str, user: &str) -> AppAccess {
+    let secret_name = format!("{store}-user-{user}");
     let json = cluster
         .kubectl(&["get", "secret", &secret_name, "-n", ns, "-o", "json"])
         .unwrap_or_else(|error| panic!("{error}"));
@@ -46,7 +51,8 @@ pub fn app_access(cluster: &Cluster, ns: &str, store: &str) -> AppAccess {
     std::fs::write(&file, &password).unwrap_or_else(|error| panic!("{error}"));
     let sentinel_url = format!("{}&password_file={}", field("sentinel-url"), file.display());
     let primary = field("primary-url");
-    let primary_url = primary.replacen("://app@", &format!("://app:{password}@"), 1);
+    let primary_url =
+        primary.replacen(&format!("://{user}@"), &format!("://{user}:{password}@"), 1);
     let master = field("sentinel-url")
         .rsplit('/')
         .next()

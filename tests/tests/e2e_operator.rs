@@ -153,6 +153,43 @@ async fn the_operator_starts_with_the_charts_rbac_and_brings_up_the_minimal_stor
         .unwrap_or_default();
     assert_eq!(labelled, 1, "pods labelled primary");
 
+    // Memory: the default maxmemory in the running server, and the container limit the formula
+    // gives for it (abstore_operator::memory), as the kubelet applied it.
+    let exporter = abstore_tests::k8s_store::user_access(cluster, ns, "experiments", "exporter");
+    let mut conn = redis::Client::open(exporter.primary_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        info.lines()
+            .any(|l| l.trim()
+                == format!("maxmemory:{}", abstore_operator::memory::DEFAULT_MAXMEMORY)),
+        "the primary's maxmemory: {info}"
+    );
+    let limit = cluster
+        .kubectl(&[
+            "get",
+            "pod",
+            &primary,
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.containers[?(@.name==\"redis\")].resources.limits.memory}",
+        ])
+        .unwrap();
+    let expected =
+        abstore_operator::memory::limit_for(abstore_operator::memory::DEFAULT_MAXMEMORY, 3);
+    assert_eq!(
+        limit,
+        format!("{}Mi", expected / abstore_operator::memory::MIB)
+    );
+
     // Events: what was applied, and no warning on the way to Ready.
     let events = cluster
         .kubectl(&[
@@ -974,7 +1011,9 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
     apply_store(
         cluster,
         ns,
-        &store_yaml("backup:\n  schedule: \"61 * * * *\"\nredis:\n  image: \"redis@sha256:abc\"\n"),
+        &store_yaml(
+            "backup:\n  schedule: \"61 * * * *\"\n  destination: file:///backups/experiments\nredis:\n  image: \"redis@sha256:abc\"\n",
+        ),
     );
     let status = poll("InvalidSpec", Duration::from_secs(60), || async {
         let status = store_status(cluster, ns, "experiments")?;
@@ -988,7 +1027,11 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
     .unwrap_or_else(|error| panic!("{error}"));
     let invalid = condition(&status, "InvalidSpec").unwrap();
     assert_eq!(invalid["status"], "True");
-    for field in ["spec.backup.schedule", "spec.redis.image"] {
+    for field in [
+        "spec.backup.schedule",
+        "spec.redis.image",
+        "spec.backup.destination",
+    ] {
         assert!(
             invalid["message"].as_str().unwrap().contains(field),
             "{field} not named: {invalid}"
