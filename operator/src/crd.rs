@@ -130,7 +130,7 @@ pub struct RedisSpec {
     pub replicas: i32,
     /// CPU and memory requests and limits of the redis container. When unset: 100m CPU and the
     /// memory `maxmemory` needs (maxmemory × 2.4 for fragmentation and a fork that copies every
-    /// page, + 128Mi, + 64Mi per replica), limit equal to the request. A memory limit below that
+    /// page, + 256Mi), limit equal to the request. A memory limit below that
     /// is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,

@@ -10,13 +10,14 @@
 //! 2.0 × used memory (`rdb_last_cow_size` 168 MiB). Hence
 //!
 //! ```text
-//! limit = maxmemory × FRAGMENTATION × (1 + FORK_COPY) + BASE_OVERHEAD + (pods - 1) × REPLICA_BUFFER
+//! limit = maxmemory × FRAGMENTATION × (1 + FORK_COPY) + BASE_OVERHEAD + SYNCING_REPLICAS × REPLICA_BUFFER
 //! ```
 //!
 //! with fragmentation allowed to grow to 1.2 (prune deletes many small keys), a full copy on
 //! fork, 64 MiB for the server, clients and the AOF rewrite buffer plus the 64 MiB replication
-//! backlog, and each replica's output buffer during a full sync capped at 64 MiB
-//! (`client-output-buffer-limit replica`). `tests/tests/memory.rs` fills a real redis-server to
+//! backlog, and two replicas' output buffers during a full sync, each capped at 64 MiB
+//! (`client-output-buffer-limit replica`). The limit does not depend on the number of pods, so
+//! scaling never changes the pod template (which would restart every pod). `tests/tests/memory.rs` fills a real redis-server to
 //! 90 % of `maxmemory` and checks the peak during BGSAVE under writes stays under this limit.
 
 /// One mebibyte.
@@ -32,23 +33,26 @@ pub const BASE_OVERHEAD: u64 = 64 * MIB + REPL_BACKLOG_BYTES;
 /// Hard limit of one replica's output buffer (`client-output-buffer-limit replica`): a replica
 /// whose full sync falls further behind is disconnected and tries again.
 pub const REPLICA_BUFFER: u64 = 64 * MIB;
+/// Replicas whose full-sync buffers the limit holds at once (both replicas of the default
+/// three pods; PSYNC2 lets replicas of a new primary resync partially, so more full syncs at
+/// the same moment are rare).
+pub const SYNCING_REPLICAS: u64 = 2;
 /// `maxmemory` when the spec names neither it nor a memory limit.
 pub const DEFAULT_MAXMEMORY: u64 = 256 * MIB;
 
-/// The container memory limit `maxmemory` needs with `pods` Redis pods (rounded up to a MiB).
-pub fn limit_for(maxmemory: u64, pods: i32) -> u64 {
+/// Memory beyond the data term: the server, the backlog, the syncing replicas' buffers.
+pub const FIXED: u64 = BASE_OVERHEAD + SYNCING_REPLICAS * REPLICA_BUFFER;
+
+/// The container memory limit `maxmemory` needs (rounded up to a MiB).
+pub fn limit_for(maxmemory: u64) -> u64 {
     let data = (maxmemory as f64 * FRAGMENTATION * (1.0 + FORK_COPY)).ceil() as u64;
-    let replicas = u64::try_from(pods.max(1) - 1).unwrap_or(0);
-    let bytes = data + BASE_OVERHEAD + replicas * REPLICA_BUFFER;
-    bytes.div_ceil(MIB) * MIB
+    (data + FIXED).div_ceil(MIB) * MIB
 }
 
 /// The largest `maxmemory` (whole MiB) that fits a container limit, or `None` when the limit
 /// does not even cover the fixed overhead.
-pub fn maxmemory_for(limit: u64, pods: i32) -> Option<u64> {
-    let replicas = u64::try_from(pods.max(1) - 1).unwrap_or(0);
-    let fixed = BASE_OVERHEAD + replicas * REPLICA_BUFFER;
-    let room = limit.checked_sub(fixed)?;
+pub fn maxmemory_for(limit: u64) -> Option<u64> {
+    let room = limit.checked_sub(FIXED)?;
     let maxmemory = (room as f64 / (FRAGMENTATION * (1.0 + FORK_COPY))).floor() as u64;
     let maxmemory = maxmemory / MIB * MIB;
     (maxmemory >= MIB).then_some(maxmemory)
@@ -62,26 +66,20 @@ mod tests {
     #[test]
     fn the_default_store_gets_a_limit_with_room_for_a_fork_and_two_replicas() {
         // 256 MiB × 2.4 = 615 MiB, + 128 MiB fixed, + 2 × 64 MiB for the replicas' buffers.
-        assert_eq!(limit_for(DEFAULT_MAXMEMORY, 3) / MIB, 871);
-        assert_eq!(limit_for(DEFAULT_MAXMEMORY, 1) / MIB, 743);
+        assert_eq!(limit_for(DEFAULT_MAXMEMORY) / MIB, 871);
     }
 
     #[test]
     fn maxmemory_for_is_the_inverse_within_a_mebibyte() {
-        for (maxmemory, pods) in [
-            (256 * MIB, 3),
-            (1024 * MIB, 5),
-            (64 * MIB, 1),
-            (10 * 1024 * MIB, 3),
-        ] {
-            let limit = limit_for(maxmemory, pods);
-            let back = maxmemory_for(limit, pods).unwrap();
+        for maxmemory in [256 * MIB, 1024 * MIB, 64 * MIB, 10 * 1024 * MIB] {
+            let limit = limit_for(maxmemory);
+            let back = maxmemory_for(limit).unwrap();
             assert!(
                 back <= maxmemory && maxmemory - back <= MIB,
                 "{maxmemory} -> {limit} -> {back}"
             );
-            assert!(limit_for(back, pods) <= limit);
+            assert!(limit_for(back) <= limit);
         }
-        assert_eq!(maxmemory_for(128 * MIB, 3), None);
+        assert_eq!(maxmemory_for(256 * MIB), None);
     }
 }

@@ -177,20 +177,18 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
         .and_then(|q| v.memory("spec.redis.resources.limits.memory", &q.0));
     // One formula (crate::memory) sizes the container for maxmemory, or maxmemory for a
     // given limit; without either, the default maxmemory and the limit it needs.
-    let pods = s.redis.replicas;
     let maxmemory_bytes = match (maxmemory_bytes, memory_limit) {
         (Some(max), Some(limit)) => {
-            let needed = memory::limit_for(max, pods);
+            let needed = memory::limit_for(max);
             if limit < needed {
                 v.push(
                     "spec.redis.resources.limits.memory",
                     format!(
-                        "{limit} bytes is below the {}Mi that spec.redis.maxmemory {} needs with {pods} Redis pods (maxmemory × {:.1} for fragmentation and a fork that copies every page under writes, + {}Mi for the server and replication backlog, + {}Mi per replica's sync buffer; docs/operator.md, \"Memory\"): the kernel would kill Redis during a save. Raise the limit or lower spec.redis.maxmemory",
+                        "{limit} bytes is below the {}Mi that spec.redis.maxmemory {} needs (maxmemory × {:.1} for fragmentation and a fork that copies every page under writes, + {}Mi for the server, the replication backlog and two replicas' sync buffers; docs/operator.md, \"Memory\"): the kernel would kill Redis during a save. Raise the limit or lower spec.redis.maxmemory",
                         needed / memory::MIB,
                         s.redis.maxmemory.as_deref().unwrap_or_default(),
                         memory::FRAGMENTATION * (1.0 + memory::FORK_COPY),
-                        memory::BASE_OVERHEAD / memory::MIB,
-                        memory::REPLICA_BUFFER / memory::MIB,
+                        memory::FIXED / memory::MIB,
                     ),
                 );
             }
@@ -198,14 +196,14 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
         }
         (Some(max), None) => Some(max),
         (None, Some(limit)) => {
-            let derived = memory::maxmemory_for(limit, pods);
+            let derived = memory::maxmemory_for(limit);
             if derived.is_none() {
                 v.push(
                     "spec.redis.resources.limits.memory",
                     format!(
-                        "{limit} bytes leaves no room for data with {pods} Redis pods: the server, the replication backlog and the replicas' sync buffers take {}Mi; give at least {}Mi",
-                        memory::limit_for(0, pods) / memory::MIB,
-                        memory::limit_for(64 * memory::MIB, pods) / memory::MIB,
+                        "{limit} bytes leaves no room for data: the server, the replication backlog and the replicas' sync buffers take {}Mi; give at least {}Mi",
+                        memory::FIXED / memory::MIB,
+                        memory::limit_for(64 * memory::MIB) / memory::MIB,
                     ),
                 );
             }

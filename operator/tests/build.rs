@@ -1044,6 +1044,14 @@ fn resources_default_to_maxmemory_plus_headroom_unless_given() {
     let redis = container(stateful_set(&default, "shop-redis"), "redis");
     let resources = redis.resources.as_ref().unwrap();
     assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "871Mi");
+    // The pod count does not enter the formula: scaling must not change the pod template
+    // (that would restart every pod).
+    let five = built("redis:\n  replicas: 5");
+    let redis = container(stateful_set(&five, "shop-redis"), "redis");
+    assert_eq!(
+        redis.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
+        "871Mi"
+    );
 
     let given = built("redis:\n  resources:\n    requests: {cpu: '2', memory: 4Gi}");
     let redis = container(stateful_set(&given, "shop-redis"), "redis");

@@ -183,8 +183,7 @@ async fn the_operator_starts_with_the_charts_rbac_and_brings_up_the_minimal_stor
             "jsonpath={.spec.containers[?(@.name==\"redis\")].resources.limits.memory}",
         ])
         .unwrap();
-    let expected =
-        abstore_operator::memory::limit_for(abstore_operator::memory::DEFAULT_MAXMEMORY, 3);
+    let expected = abstore_operator::memory::limit_for(abstore_operator::memory::DEFAULT_MAXMEMORY);
     assert_eq!(
         limit,
         format!("{}Mi", expected / abstore_operator::memory::MIB)

@@ -141,7 +141,7 @@ async fn a_store_at_90_percent_of_maxmemory_forks_under_writes_within_the_limit_
         assert!(next < 10_000_000, "never reached 90 % of maxmemory");
     }
     let used = info_field(&mut conn, "memory", "used_memory").await;
-    let limit = memory::limit_for(MAXMEMORY, 1);
+    let limit = memory::limit_for(MAXMEMORY);
 
     for (command, in_progress, cow) in [
         ("BGSAVE", "rdb_bgsave_in_progress", "rdb_last_cow_size"),

@@ -85,12 +85,12 @@ fn data_claim(model: &Model) -> PersistentVolumeClaim {
 
 fn redis_container(model: &Model) -> Container {
     // Sized for maxmemory by the one formula (crate::memory): fragmentation, a fork copying
-    // every page, the backlog and the replicas' sync buffers.
+    // every page, the backlog and the replicas' sync buffers. Independent of the pod count:
+    // scaling must not change the pod template.
     let memory = crate::memory::limit_for(
         model
             .maxmemory_bytes
             .unwrap_or(crate::memory::DEFAULT_MAXMEMORY),
-        model.spec.redis.replicas,
     );
     Container {
         name: REDIS_CONTAINER.to_owned(),
