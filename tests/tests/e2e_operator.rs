@@ -234,6 +234,20 @@ fn apply_store(cluster: &Cluster, ns: &str, yaml: &str) {
         .unwrap_or_else(|error| panic!("{error}"));
 }
 
+/// The store's status once `validate` refused it (phase Invalid).
+async fn wait_invalid(cluster: &Cluster, ns: &str) -> Value {
+    poll("InvalidSpec", Duration::from_secs(60), || async {
+        let status = store_status(cluster, ns, "experiments")?;
+        if status["phase"] == "Invalid" {
+            Ok(status)
+        } else {
+            Err(format!("{status}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"))
+}
+
 fn patch_store(cluster: &Cluster, ns: &str, patch: &str) {
     cluster
         .kubectl(&[
@@ -1014,16 +1028,7 @@ async fn bad_specs_are_refused_by_the_schema_or_reported_as_invalid_and_cron_mac
             "backup:\n  schedule: \"61 * * * *\"\n  destination: file:///backups/experiments\nredis:\n  image: \"redis@sha256:abc\"\n",
         ),
     );
-    let status = poll("InvalidSpec", Duration::from_secs(60), || async {
-        let status = store_status(cluster, ns, "experiments")?;
-        if status["phase"] == "Invalid" {
-            Ok(status)
-        } else {
-            Err(format!("{status}"))
-        }
-    })
-    .await
-    .unwrap_or_else(|error| panic!("{error}"));
+    let status = wait_invalid(cluster, ns).await;
     let invalid = condition(&status, "InvalidSpec").unwrap();
     assert_eq!(invalid["status"], "True");
     for field in [
@@ -1160,16 +1165,7 @@ async fn the_store_policy_refuses_other_images_and_service_accounts_and_people_g
             "backup:\n  destination: s3://ab-backups/e2e\n  serviceAccountName: cluster-admin-ish\n",
         ),
     );
-    let status = poll("InvalidSpec", Duration::from_secs(60), || async {
-        let status = store_status(cluster, ns, "experiments")?;
-        if status["phase"] == "Invalid" {
-            Ok(status)
-        } else {
-            Err(format!("{status}"))
-        }
-    })
-    .await
-    .unwrap_or_else(|error| panic!("{error}"));
+    let status = wait_invalid(cluster, ns).await;
     let message = condition(&status, "InvalidSpec").unwrap()["message"]
         .as_str()
         .unwrap()
