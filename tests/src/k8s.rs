@@ -368,14 +368,45 @@ impl Cluster {
                 String::from_utf8_lossy(&crd.stderr)
             ));
         }
-        self.apply(&String::from_utf8_lossy(&crd.stdout))?;
-        self.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/abstores.abstore.dev",
-        ])?;
-        Ok(())
+        // Tests starting together on a fresh cluster create the CRD at the same moment: the
+        // loser's apply can be refused (already exists / modified); it is applied again.
+        let yaml = String::from_utf8_lossy(&crd.stdout).into_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(error) = self.apply(&yaml) {
+            if Instant::now() > deadline {
+                return Err(error);
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        // Polled rather than `kubectl wait --for=condition=Established`: kubectl 1.28 fails at
+        // once ("status.conditions accessor error") when the CRD was created a moment ago and
+        // has no conditions yet — two tests creating it together on a fresh cluster hit that.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // JSON, not a jsonpath filter: that fails too while `conditions` is absent.
+            let crd: Value = serde_json::from_str(&self.kubectl(&[
+                "get",
+                "crd/abstores.abstore.dev",
+                "-o",
+                "json",
+            ])?)
+            .map_err(|error| format!("kubectl get crd: {error}"))?;
+            let established = crd["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Established" && c["status"] == "True");
+            if established {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "crd/abstores.abstore.dev not Established within 60 s: {}",
+                    crd["status"]
+                ));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
     }
 }
 
