@@ -575,9 +575,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_replica_that_stops_leading_forgets_every_store() {
-        let metrics = Metrics::new();
+    /// Every per-store series of `store` in namespace `ab`: readiness, a failover and a
+    /// switchover, a successful backup and prune.
+    fn observe_everything(metrics: &Metrics, store: &str) {
         let at = "2026-11-24T00:00:00Z".parse().unwrap();
         let runs = crate::job_runs::LastRuns {
             last_finished: Some((at, true)),
@@ -586,7 +586,7 @@ mod tests {
         };
         metrics.observe_store(
             "ab",
-            "shop",
+            store,
             &StoreSnapshot {
                 redis_desired: 3,
                 backup: Some(runs),
@@ -594,7 +594,14 @@ mod tests {
                 ..StoreSnapshot::default()
             },
         );
-        metrics.primary_changed("ab", "shop", "Failover");
+        metrics.primary_changed("ab", store, "Failover");
+        metrics.primary_changed("ab", store, "Switchover");
+    }
+
+    #[test]
+    fn a_replica_that_stops_leading_forgets_every_store() {
+        let metrics = Metrics::new();
+        observe_everything(&metrics, "shop");
         let seen = metrics.render().unwrap();
         assert!(seen.contains(r#"store="shop""#), "{seen}");
         metrics.forget_stores();
@@ -607,25 +614,8 @@ mod tests {
     #[test]
     fn a_deleted_store_is_forgotten_and_the_others_stay() {
         let metrics = Metrics::new();
-        let at = "2026-11-24T00:00:00Z".parse().unwrap();
-        let runs = crate::job_runs::LastRuns {
-            last_finished: Some((at, true)),
-            last_success: Some(at),
-            figures: None,
-        };
         for store in ["shop", "ads"] {
-            metrics.observe_store(
-                "ab",
-                store,
-                &StoreSnapshot {
-                    redis_desired: 3,
-                    backup: Some(runs),
-                    prune: Some(runs),
-                    ..StoreSnapshot::default()
-                },
-            );
-            metrics.primary_changed("ab", store, "Failover");
-            metrics.primary_changed("ab", store, "Switchover");
+            observe_everything(&metrics, store);
         }
         metrics.forget_store("ab", "shop");
         let text = metrics.render().unwrap();
