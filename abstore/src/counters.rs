@@ -6,6 +6,7 @@
 //! (NOSCRIPT, READONLY after a failover, …) are resent; entries lost with a broken link are resent
 //! only when a dedup flag makes them idempotent, and otherwise reported as outcome-unknown.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use redis::{Script, Value};
@@ -19,26 +20,120 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 31;
 /// Default lifetime of a dedup flag: duplicates arriving later than this are counted again.
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// The per-event script. KEYS: [dedup flag], count key, unique-users key.
-/// ARGV: dedup TTL in seconds (0 = no dedup), EXPIREAT time, user id, increment.
-/// Returns 1 when counted, 0 when the dedup flag already existed.
-/// Every write of a day-keyed counter carries its expiry, so data ages out by itself and prune is
-/// only the safety net; `NX` keeps the first expiry and never extends it.
-const RECORD_SCRIPT: &str = r"
-local i = 1
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then
-  if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) then
-    return 0
+/// The record script: one call records a whole chunk of events atomically.
+///
+/// KEYS: the count key and the unique-users key of every *group* (events that share both keys:
+/// same bucket, flag, goal and variation), in pairs, then the dedup flag of every event that has
+/// one, in event order.
+/// ARGV: dedup TTL in seconds, the number of groups G, the EXPIREAT time of each group (G values),
+/// then for every event its group's index (1-based; negative when the event has no dedup flag)
+/// and its user id.
+///
+/// Phase 1 sets each event's dedup flag (`SET NX EX`); an event whose flag existed is a
+/// duplicate and moves nothing. Phase 2 writes each group once: `INCRBY` by the number of events
+/// counted in it and one `PFADD` of their users, so a chunk costs one flag per event plus two
+/// writes per distinct counter, not five writes per event. `EXPIREAT … NX` follows only when
+/// `INCRBY` returned the delta, i.e. the key was just created: `NX` never extends an expiry, so on
+/// an existing key the call could only matter if the key had lost its expiry, which nothing in
+/// ABStore does (restore keeps expiries; prune is the safety net for keys left without one).
+/// If a group's write fails (a key holding another type), that group is undone — the count
+/// restored, and the flags of its events removed so a retry counts them — and its events are
+/// reported as errors; the other groups stand.
+///
+/// Reply: a string with one character per event (`1` counted, `0` duplicate, `E` error), then,
+/// for each error, the event's index (1-based), the key that refused the write and the server's
+/// message.
+///
+/// `#!lua` (Redis 7 script flags, default: a write script) makes the server refuse the whole call
+/// before it runs when it cannot write (out of memory, a replica, `min-replicas-to-write` unmet),
+/// so a refused call applied nothing and can be resent.
+const RECORD_SCRIPT: &str = r"#!lua
+local ttl = ARGV[1]
+local groups = tonumber(ARGV[2])
+local codes, flags, counts, members, events, errors = {}, {}, {}, {}, {}, {}
+local flag = 2 * groups
+local n = 0
+for a = groups + 3, #ARGV, 2 do
+  n = n + 1
+  local g = tonumber(ARGV[a])
+  local counted = true
+  if g > 0 then
+    flag = flag + 1
+    local set = redis.pcall('SET', KEYS[flag], '1', 'NX', 'EX', ttl)
+    if not set then
+      codes[n] = '0'
+      counted = false
+    elseif set.err then
+      codes[n] = 'E'
+      errors[#errors + 1] = n
+      errors[#errors + 1] = KEYS[flag]
+      errors[#errors + 1] = set.err
+      counted = false
+    else
+      flags[n] = flag
+    end
+  else
+    g = -g
   end
-  i = 2
+  if counted then
+    codes[n] = '1'
+    local c = counts[g]
+    if c then
+      counts[g] = c + 1
+      members[g][c + 1] = ARGV[a + 1]
+      events[g][c + 1] = n
+    else
+      counts[g] = 1
+      members[g] = { ARGV[a + 1] }
+      events[g] = { n }
+    end
+  end
 end
-redis.call('INCRBY', KEYS[i], ARGV[4])
-redis.call('EXPIREAT', KEYS[i], ARGV[2], 'NX')
-redis.call('PFADD', KEYS[i + 1], ARGV[3])
-redis.call('EXPIREAT', KEYS[i + 1], ARGV[2], 'NX')
-return 1
+for g = 1, groups do
+  local c = counts[g]
+  if c then
+    local count, users = KEYS[2 * g - 1], KEYS[2 * g]
+    local err, failed
+    local total = redis.pcall('INCRBY', count, c)
+    if type(total) == 'table' then
+      err, failed = total.err, count
+    else
+      local added = redis.pcall('PFADD', users, unpack(members[g]))
+      if type(added) == 'table' then
+        err, failed = added.err, users
+        if total == c then
+          redis.call('UNLINK', count)
+        else
+          redis.call('INCRBY', count, -c)
+        end
+      elseif total == c then
+        redis.call('EXPIREAT', count, ARGV[2 + g], 'NX')
+        redis.call('EXPIREAT', users, ARGV[2 + g], 'NX')
+      end
+    end
+    if err then
+      for _, e in ipairs(events[g]) do
+        codes[e] = 'E'
+        errors[#errors + 1] = e
+        errors[#errors + 1] = failed
+        errors[#errors + 1] = err
+        if flags[e] then
+          redis.call('UNLINK', KEYS[flags[e]])
+        end
+      end
+    end
+  end
+end
+local reply = { table.concat(codes) }
+for i = 1, #errors do
+  reply[i + 1] = errors[i]
+end
+return reply
 ";
+
+/// Most events in one script call. A call blocks the server while it runs (about a microsecond
+/// an event), so a large batch is split into several calls sent in one pipeline.
+pub const MAX_EVENTS_PER_CALL: usize = 256;
 
 /// What happened: a flag was evaluated for a user, or a user reached a goal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,14 +245,29 @@ pub struct Recorder {
     script: std::sync::Arc<Script>,
 }
 
-/// One event turned into script arguments.
+/// One event turned into keys and arguments of the record script.
 struct Prepared {
-    keys: Vec<String>,
-    dedup_ttl: u64,
+    count: String,
+    users: String,
+    /// The dedup flag, when the event has an id and dedup is on.
+    dedup: Option<String>,
     expire_at: i64,
     user: String,
-    /// With a dedup flag the script can be resent after a lost reply without double counting.
-    idempotent: bool,
+}
+
+impl Prepared {
+    /// With a dedup flag the event can be resent after a lost reply without double counting.
+    fn idempotent(&self) -> bool {
+        self.dedup.is_some()
+    }
+}
+
+/// What the script said about one event.
+#[derive(Debug, PartialEq, Eq)]
+enum Recorded {
+    Counted,
+    Duplicate,
+    Refused { key: String, message: String },
 }
 
 impl Recorder {
@@ -194,36 +304,34 @@ impl Recorder {
         &self.conn
     }
 
-    /// Records one event in one round trip.
+    /// Records one event in one round trip. With [`RecorderConfig::wait_for_replicas`], an event
+    /// the requested replicas did not confirm in time is [`Error::NotReplicated`]. Many tasks
+    /// recording single events reach batch speed through [`crate::batching::BatchingRecorder`].
     pub async fn record(&self, event: &Event) -> Result<Outcome> {
-        let mut batch = self.record_batch(std::slice::from_ref(event)).await?;
-        batch.outcomes.pop().unwrap_or(Err(Error::UnexpectedReply {
-            key: event.flag.clone(),
-            reason: "no outcome for the event".into(),
-        }))
+        let batch = self.record_batch(std::slice::from_ref(event)).await?;
+        crate::batching::per_event(self, batch)
+            .pop()
+            .unwrap_or(Err(Error::UnexpectedReply {
+                key: event.flag.clone(),
+                reason: "no outcome for the event".into(),
+            }))
     }
 
-    /// Records many events in one pipeline. Invalid events get their own error in the result;
-    /// the call itself fails only when the batch could not be sent at all.
+    /// Records many events in one pipeline: chunks of up to [`MAX_EVENTS_PER_CALL`] events, one
+    /// script call each. Invalid events get their own error in the result; the call itself fails
+    /// only when the batch could not be sent at all.
     pub async fn record_batch(&self, events: &[Event]) -> Result<BatchResult> {
         let now = unix_now();
         let mut outcomes: Vec<Option<Result<Outcome>>> = Vec::with_capacity(events.len());
         let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(events.len());
         for event in events {
-            match self.prepare(event, now) {
-                Ok(Some(p)) => {
-                    outcomes.push(None);
-                    prepared.push(Some(p));
-                }
-                Ok(None) => {
-                    outcomes.push(Some(Ok(Outcome::Expired)));
-                    prepared.push(None);
-                }
-                Err(e) => {
-                    outcomes.push(Some(Err(e)));
-                    prepared.push(None);
-                }
-            }
+            let (outcome, p) = match self.prepare(event, now) {
+                Ok(Some(p)) => (None, Some(p)),
+                Ok(None) => (Some(Ok(Outcome::Expired)), None),
+                Err(e) => (Some(Err(e)), None),
+            };
+            outcomes.push(outcome);
+            prepared.push(p);
         }
         let mut pending: Vec<usize> = (0..events.len())
             .filter(|i| prepared.get(*i).is_some_and(Option::is_some))
@@ -233,21 +341,21 @@ impl Recorder {
         let mut load_script = false;
         let mut last_sent_error = None;
         while !pending.is_empty() {
+            let calls: Vec<Vec<(usize, &Prepared)>> = pending
+                .chunks(MAX_EVENTS_PER_CALL)
+                .map(|chunk| {
+                    chunk
+                        .iter()
+                        .filter_map(|&i| prepared.get(i)?.as_ref().map(|p| (i, p)))
+                        .collect()
+                })
+                .collect();
             let mut pipe = redis::pipe();
             if load_script {
                 pipe.cmd("SCRIPT").arg("LOAD").arg(RECORD_SCRIPT);
             }
-            for &i in &pending {
-                if let Some(Some(p)) = prepared.get(i) {
-                    pipe.cmd("EVALSHA")
-                        .arg(self.script.get_hash())
-                        .arg(p.keys.len())
-                        .arg(&p.keys)
-                        .arg(p.dedup_ttl)
-                        .arg(p.expire_at)
-                        .arg(&p.user)
-                        .arg(1);
-                }
+            for call in &calls {
+                pipe.add_command(self.record_call(call));
             }
             if let Some(wait) = self.config.wait_for_replicas {
                 pipe.cmd("WAIT")
@@ -261,7 +369,7 @@ impl Recorder {
                     error: e,
                     sent,
                 }) => {
-                    // The link broke with the batch in flight: some entries may have applied.
+                    // The link broke with the batch in flight: some calls may have applied.
                     // A batch that never left (no primary reachable) applied nothing.
                     let failure = if sent {
                         classify(&e)
@@ -277,7 +385,7 @@ impl Recorder {
                                 || prepared
                                     .get(i)
                                     .and_then(Option::as_ref)
-                                    .is_some_and(|p| p.idempotent)
+                                    .is_some_and(Prepared::idempotent)
                         });
                     for i in give_up {
                         if let Some(slot) = outcomes.get_mut(i) {
@@ -317,38 +425,61 @@ impl Recorder {
             }
             let server = server.to_string();
             let mut resend = Vec::new();
-            for &i in &pending {
+            for call in &calls {
                 let reply = replies.next().unwrap_or(Value::Nil);
-                let outcome = match (classify_value(&reply), reply) {
-                    (None, Value::Int(1)) => Ok(Outcome::Counted),
-                    (None, Value::Int(0)) => Ok(Outcome::Duplicate),
-                    (Some((Failure::NotApplied, e)), _) => {
+                if let Some((failure, e)) = classify_value(&reply) {
+                    // The server refused the whole call before running it: nothing applied.
+                    if failure == Failure::NotApplied && Instant::now() < deadline {
                         if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
                             load_script = true;
                         }
-                        if Instant::now() < deadline {
-                            last_sent_error = Some((server.clone(), e.clone()));
-                            resend.push(i);
-                            continue;
-                        }
-                        Err(Error::Redis {
-                            server: server.clone(),
-                            context: "record event (failover deadline passed)",
-                            source: e,
-                        })
+                        last_sent_error = Some((server.clone(), e.clone()));
+                        resend.extend(call.iter().map(|(i, _)| *i));
+                        continue;
                     }
-                    (Some((_, e)), _) => Err(Error::Redis {
-                        server: server.clone(),
-                        context: "record event",
-                        source: e,
-                    }),
-                    (None, other) => Err(Error::UnexpectedReply {
-                        key: events.get(i).map(|e| e.flag.clone()).unwrap_or_default(),
-                        reason: format!("record script returned {other:?}"),
-                    }),
-                };
-                if let Some(slot) = outcomes.get_mut(i) {
-                    *slot = Some(outcome);
+                    let context = if failure == Failure::NotApplied {
+                        "record event (failover deadline passed)"
+                    } else {
+                        "record event"
+                    };
+                    for (i, _) in call {
+                        if let Some(slot) = outcomes.get_mut(*i) {
+                            *slot = Some(Err(Error::Redis {
+                                server: server.clone(),
+                                context,
+                                source: e.clone(),
+                            }));
+                        }
+                    }
+                    continue;
+                }
+                match decode_reply(reply, call.len()) {
+                    Ok(recorded) => {
+                        for ((i, _), r) in call.iter().zip(recorded) {
+                            let outcome = match r {
+                                Recorded::Counted => Ok(Outcome::Counted),
+                                Recorded::Duplicate => Ok(Outcome::Duplicate),
+                                Recorded::Refused { key, message } => Err(Error::Refused {
+                                    server: server.clone(),
+                                    key,
+                                    message,
+                                }),
+                            };
+                            if let Some(slot) = outcomes.get_mut(*i) {
+                                *slot = Some(outcome);
+                            }
+                        }
+                    }
+                    Err(reason) => {
+                        for (i, p) in call {
+                            if let Some(slot) = outcomes.get_mut(*i) {
+                                *slot = Some(Err(Error::UnexpectedReply {
+                                    key: p.count.clone(),
+                                    reason: reason.clone(),
+                                }));
+                            }
+                        }
+                    }
                 }
             }
             if self.config.wait_for_replicas.is_some()
@@ -373,6 +504,44 @@ impl Recorder {
                 .collect(),
             replicas_acknowledged,
         })
+    }
+
+    /// One script call for `call`'s events: events sharing a count key form a group, written
+    /// once (see [`RECORD_SCRIPT`]).
+    fn record_call(&self, call: &[(usize, &Prepared)]) -> redis::Cmd {
+        let mut index: HashMap<&str, i64> = HashMap::with_capacity(call.len());
+        let mut groups: Vec<&Prepared> = Vec::new();
+        let mut flags: Vec<&str> = Vec::new();
+        let mut members: Vec<(i64, &str)> = Vec::with_capacity(call.len());
+        for (_, p) in call {
+            let group = *index.entry(p.count.as_str()).or_insert_with(|| {
+                groups.push(p);
+                i64::try_from(groups.len()).unwrap_or(i64::MAX)
+            });
+            let signed = match &p.dedup {
+                Some(flag) => {
+                    flags.push(flag);
+                    group
+                }
+                None => -group,
+            };
+            members.push((signed, &p.user));
+        }
+        let dedup_ttl = self.config.dedup_ttl.map_or(0, |ttl| ttl.as_secs());
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash())
+            .arg(groups.len() * 2 + flags.len());
+        for g in &groups {
+            cmd.arg(&g.count).arg(&g.users);
+        }
+        cmd.arg(&flags).arg(dedup_ttl).arg(groups.len());
+        for g in &groups {
+            cmd.arg(g.expire_at);
+        }
+        for (group, user) in members {
+            cmd.arg(group).arg(user);
+        }
+        cmd
     }
 
     /// Builds the keys and arguments for one event, or `None` if it is already past retention.
@@ -427,20 +596,16 @@ impl Recorder {
                 EventKind::Goal,
             ),
         };
-        let mut keys = Vec::with_capacity(3);
-        let mut dedup_ttl = 0;
-        if let (Some(id), Some(ttl)) = (&event.event_id, self.config.dedup_ttl) {
-            keys.push(Key::dedup(env, kind, id)?.to_string());
-            dedup_ttl = ttl.as_secs();
-        }
-        keys.push(count.to_string());
-        keys.push(users.to_string());
+        let dedup = match (&event.event_id, self.config.dedup_ttl) {
+            (Some(id), Some(_)) => Some(Key::dedup(env, kind, id)?.to_string()),
+            _ => None,
+        };
         Ok(Some(Prepared {
-            keys,
-            dedup_ttl,
+            count: count.to_string(),
+            users: users.to_string(),
+            dedup,
             expire_at,
             user: event.user.clone(),
-            idempotent: dedup_ttl > 0,
         }))
     }
 
@@ -454,6 +619,55 @@ impl Recorder {
             .exec(&pipe, Retry::Idempotent, "load record script")
             .await?;
         Ok(())
+    }
+}
+
+/// Reads the script's reply for a call of `events` events.
+fn decode_reply(reply: Value, events: usize) -> std::result::Result<Vec<Recorded>, String> {
+    let unexpected = |what: &Value| format!("record script returned {what:?}");
+    let Value::Array(items) = reply else {
+        return Err(unexpected(&reply));
+    };
+    let mut items = items.into_iter();
+    let codes = match items.next() {
+        Some(Value::BulkString(codes)) if codes.len() == events => codes,
+        other => return Err(unexpected(&other.unwrap_or(Value::Nil))),
+    };
+    let mut recorded = codes
+        .iter()
+        .map(|c| match c {
+            b'1' => Ok(Recorded::Counted),
+            b'0' => Ok(Recorded::Duplicate),
+            // Filled in from the error triples below.
+            b'E' => Ok(Recorded::Refused {
+                key: String::new(),
+                message: String::new(),
+            }),
+            other => Err(format!("record script returned outcome code {other:?}")),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    while let Some(index) = items.next() {
+        let (Value::Int(index), Some(key), Some(message)) = (&index, items.next(), items.next())
+        else {
+            return Err(unexpected(&index));
+        };
+        let slot = usize::try_from(*index - 1)
+            .ok()
+            .and_then(|i| recorded.get_mut(i))
+            .ok_or_else(|| format!("record script named event {index} of {events}"))?;
+        *slot = Recorded::Refused {
+            key: text(&key),
+            message: text(&message),
+        };
+    }
+    Ok(recorded)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        other => format!("{other:?}"),
     }
 }
 

@@ -74,6 +74,35 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// The server refused one event's write (e.g. a key holding another type); nothing of that
+    /// event was applied, and its dedup flag was removed so that a retry counts it.
+    #[error("redis {server}: refused writing {key}: {message}")]
+    Refused {
+        server: String,
+        key: String,
+        message: String,
+    },
+
+    /// A batching recorder's queue is full (see [`crate::batching`]); nothing was queued.
+    #[error("the recording queue is full ({queue} events waiting); try again later")]
+    Overloaded { queue: usize },
+
+    /// The batching recorder has shut down; the event was not recorded.
+    #[error("the batching recorder has shut down; the event was not recorded")]
+    Closed,
+
+    /// A batch could not be sent at all; its events were not recorded.
+    #[error("the batch holding the event failed: {reason}")]
+    BatchFailed { reason: String },
+
+    /// The event is on the primary, but fewer replicas than requested confirmed it before the
+    /// `WAIT` timeout, so it is not yet safe from the primary's crash. Resending it with its
+    /// event id is harmless (a duplicate).
+    #[error(
+        "recorded on the primary but acknowledged by {acknowledged} of {requested} replicas before the WAIT timeout"
+    )]
+    NotReplicated { requested: u32, acknowledged: u32 },
+
     /// A reply did not have the shape the schema expects (e.g. a counter that is not an integer).
     #[error("unexpected reply for {key}: {reason}")]
     UnexpectedReply { key: String, reason: String },

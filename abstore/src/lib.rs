@@ -5,6 +5,7 @@
 //! A/B data, so the key layout is defined exactly once: in [`keys`].
 
 pub mod assignment;
+pub mod batching;
 pub mod connection;
 pub mod counters;
 pub mod crypto;

@@ -164,32 +164,12 @@ fn redis_cli_export(server: &RedisServer) -> (Duration, u64) {
     (started.elapsed(), pipe_replies(&output.stdout))
 }
 
-/// CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat.
-fn cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / ticks_per_second
-}
-
-fn clock_ticks() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 /// Runs `f`, returning its result and the CPU seconds `server` spent meanwhile.
 fn with_server_cpu<T>(server: &RedisServer, f: impl FnOnce() -> T) -> (T, f64) {
-    let ticks = clock_ticks();
     let pid = server.pid().unwrap();
-    let before = cpu_seconds(pid, ticks);
+    let before = measure::cpu_seconds(pid).unwrap();
     let result = f();
-    (result, cpu_seconds(pid, ticks) - before)
+    (result, measure::cpu_seconds(pid).unwrap() - before)
 }
 
 fn dbsize(server: &RedisServer) -> u64 {

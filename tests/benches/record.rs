@@ -1,15 +1,19 @@
 //! Events per second recorded through `abstore` on one local redis-server, side by side in one run
-//! with the server's ceiling (`redis-benchmark -P 16 -t incr`) and with a Lamed-style peer
-//! (WATCH/MULTI/EXEC per event). Run: `cargo bench -p abstore-tests --bench record`.
+//! with the server's ceiling (`redis-benchmark -P 16 -t incr`), a Lamed-style peer
+//! (WATCH/MULTI/EXEC per event, in Rust) and the real Lamed backend (PyPI `lamed==0.4.3`, its own
+//! `track` called from Python). Run: `cargo bench -p abstore-tests --bench record`.
 //! Results and how to read them: docs/benchmarks.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use abstore::batching::{BatchingConfig, BatchingRecorder};
 use abstore::connection::Connection;
-use abstore::counters::{Event, Recorder, RecorderConfig};
-use abstore_tests::RedisServer;
+use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
+use abstore_tests::{RedisServer, measure};
 
 const DAY: i64 = 86_400;
 
@@ -28,26 +32,69 @@ fn today() -> i64 {
     now / DAY * DAY
 }
 
-fn event(run: &str, i: u64, with_id: bool) -> Event {
-    let e = Event::evaluation(
-        &format!("flag-{}", i % 20),
-        if i.is_multiple_of(2) {
-            "control"
-        } else {
-            "treatment"
-        },
-        &format!("user-{}", i % 100_000),
-        today() + (i % 24) as i64 * 3600,
-    );
-    if with_id {
-        e.with_event_id(format!("{run}-{i}"))
-    } else {
-        e
+/// The benchmark's workload: 20 flags, two variations, users from a pool of 100 000, spread over
+/// the 24 hours of today, so a batch of 200 touches 120 distinct counters. Made before the clock
+/// starts, so every row measures recording, not building test data.
+fn events(run: &str, n: u64, with_id: bool) -> Vec<Event> {
+    let today = today();
+    (0..n)
+        .map(|i| {
+            let e = Event::evaluation(
+                &format!("flag-{}", i % 20),
+                if i.is_multiple_of(2) {
+                    "control"
+                } else {
+                    "treatment"
+                },
+                &format!("user-{}", i % 100_000),
+                today + (i % 24) as i64 * 3600,
+            );
+            if with_id {
+                e.with_event_id(format!("{run}-{i}"))
+            } else {
+                e
+            }
+        })
+        .collect()
+}
+
+/// One row of the table.
+struct Row {
+    name: String,
+    per_second: f64,
+    /// Server CPU microseconds per event (or per command for the ceiling).
+    server_us: f64,
+    /// The client's CPU microseconds per event, when the client is this process or reports it.
+    client_us: Option<f64>,
+}
+
+/// Runs `work` (which records `n` events) and measures wall time, the server's CPU and this
+/// process's CPU.
+async fn measured<F: std::future::Future<Output = ()>>(
+    name: &str,
+    servers: &[&RedisServer],
+    n: u64,
+    work: F,
+) -> Row {
+    let pids: Vec<u32> = servers.iter().map(|s| s.pid().unwrap()).collect();
+    let server_cpu = || -> f64 { pids.iter().map(|p| measure::cpu_seconds(*p).unwrap()).sum() };
+    let (server_before, own_before) = (server_cpu(), measure::own_cpu_seconds().unwrap());
+    let started = Instant::now();
+    work.await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let per_event = |seconds: f64| seconds * 1e6 / n as f64;
+    Row {
+        name: name.to_owned(),
+        per_second: n as f64 / elapsed,
+        server_us: per_event(server_cpu() - server_before),
+        client_us: Some(per_event(measure::own_cpu_seconds().unwrap() - own_before)),
     }
 }
 
 /// The server's ceiling for single-key increments with 16-deep pipelining.
-fn redis_benchmark_incr(server: &RedisServer, requests: u64) -> f64 {
+fn redis_benchmark_incr(server: &RedisServer, requests: u64) -> Row {
+    let pid = server.pid().unwrap();
+    let before = measure::cpu_seconds(pid).unwrap();
     let out = Command::new("redis-benchmark")
         .args(["-h", server.host(), "-p", &server.port().to_string()])
         .args([
@@ -63,64 +110,177 @@ fn redis_benchmark_incr(server: &RedisServer, requests: u64) -> f64 {
         ])
         .output()
         .expect("redis-benchmark (package redis-tools) must be installed");
+    let server_seconds = measure::cpu_seconds(pid).unwrap() - before;
     let text = String::from_utf8_lossy(&out.stdout);
     // CSV: "test","rps",... then "INCR","123456.00",...
-    text.lines()
+    let per_second = text
+        .lines()
         .find(|l| l.starts_with("\"INCR\""))
         .and_then(|l| l.split(',').nth(1))
         .and_then(|v| v.trim_matches('"').parse().ok())
-        .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"))
+        .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"));
+    Row {
+        name: "ceiling: redis-benchmark -P 16 -t incr (INCR commands)".into(),
+        per_second,
+        server_us: server_seconds * 1e6 / requests as f64,
+        client_us: None,
+    }
 }
 
-/// `abstore` batches from `tasks` concurrent tasks sharing one multiplexed connection.
-async fn abstore_batches(
-    url: &str,
-    run: &'static str,
-    events: u64,
-    batch: u64,
-    tasks: u64,
-    with_id: bool,
-) -> f64 {
-    let conn = Connection::open(url).await.unwrap();
-    let recorder = Recorder::new(conn, RecorderConfig::default()).unwrap();
-    recorder.load_script().await.unwrap();
-    let started = Instant::now();
+fn assert_recorded(outcomes: &[abstore::Result<Outcome>]) {
+    let failed: Vec<_> = outcomes.iter().filter(|o| o.is_err()).take(3).collect();
+    assert!(failed.is_empty(), "events failed: {failed:?}");
+}
+
+/// A ceiling for dedup itself: what the server does when it only sets the flags — `SET … NX EX`
+/// of new keys as long as abstore's (`dd:` + 40 hex digits), pipelined 16 deep by
+/// `redis-benchmark`. No recorder that keeps a flag per event can beat it.
+fn redis_benchmark_dedup_flags(server: &RedisServer, requests: u64) -> Row {
+    let pid = server.pid().unwrap();
+    let before = measure::cpu_seconds(pid).unwrap();
+    let key = format!("dd:__rand_int__{}", "f".repeat(28));
+    let out = Command::new("redis-benchmark")
+        .args(["-h", server.host(), "-p", &server.port().to_string()])
+        .args(["-P", "16", "-c", "50", "-n", &requests.to_string()])
+        .args(["-r", "1000000000", "--csv"])
+        .args(["SET", &key, "1", "NX", "EX", "86400"])
+        .output()
+        .expect("redis-benchmark (package redis-tools) must be installed");
+    let server_seconds = measure::cpu_seconds(pid).unwrap() - before;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let per_second = text
+        .lines()
+        .find(|l| l.starts_with("\"SET "))
+        .and_then(|l| l.split(',').nth(1))
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"));
+    Row {
+        name: "dedup-flag ceiling: redis-benchmark -P 16 SET dd:… NX EX (new keys)".into(),
+        per_second,
+        server_us: server_seconds * 1e6 / requests as f64,
+        client_us: None,
+    }
+}
+
+/// The previous abstore release's recording: one `EVALSHA` of a per-event script for every
+/// event (flag, INCRBY, EXPIREAT NX, PFADD, EXPIREAT NX), pipelined in batches, kept here as a
+/// row so the gain is measured in the same run.
+const PER_EVENT_SCRIPT: &str = r"
+local i = 1
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) then
+    return 0
+  end
+  i = 2
+end
+redis.call('INCRBY', KEYS[i], ARGV[4])
+redis.call('EXPIREAT', KEYS[i], ARGV[2], 'NX')
+redis.call('PFADD', KEYS[i + 1], ARGV[3])
+redis.call('EXPIREAT', KEYS[i + 1], ARGV[2], 'NX')
+return 1
+";
+
+async fn per_event_scripts(server: &RedisServer, events: Vec<Event>, batch: usize, tasks: usize) {
+    let con = server
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let script = redis::Script::new(PER_EVENT_SCRIPT);
+    let _: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(PER_EVENT_SCRIPT)
+        .query_async(&mut con.clone())
+        .await
+        .unwrap();
+    let hash = script.get_hash().to_owned();
+    let events = Arc::new(events);
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let recorder = recorder.clone();
+        let (mut con, events, hash) = (con.clone(), Arc::clone(&events), hash.clone());
         handles.push(tokio::spawn(async move {
-            let mut i = t * batch;
-            while i < events {
-                let evs: Vec<Event> = (i..(i + batch).min(events))
-                    .map(|j| event(run, j, with_id))
-                    .collect();
-                let result = recorder.record_batch(&evs).await.unwrap();
-                assert!(result.outcomes.iter().all(|o| o.is_ok()));
-                i += batch * tasks;
+            for chunk in events.chunks(batch).skip(t).step_by(tasks) {
+                let mut pipe = redis::pipe();
+                for e in chunk {
+                    let hour = e.timestamp / 3600 * 3600;
+                    let flag = abstore::keys::Key::dedup(
+                        None,
+                        abstore::keys::EventKind::Evaluation,
+                        e.event_id.as_deref().unwrap(),
+                    )
+                    .unwrap();
+                    pipe.cmd("EVALSHA")
+                        .arg(&hash)
+                        .arg(3)
+                        .arg(flag.to_string())
+                        .arg(format!("ec:{hour}:{}:{}", e.flag, e.variation))
+                        .arg(format!("uc:{hour}:{}:{}", e.flag, e.variation))
+                        .arg(86_400)
+                        .arg(hour + 31 * DAY)
+                        .arg(&e.user)
+                        .arg(1);
+                }
+                let replies: Vec<i64> = pipe.query_async(&mut con).await.unwrap();
+                assert!(replies.iter().all(|r| *r == 1), "{replies:?}");
             }
         }));
     }
     for h in handles {
         h.await.unwrap();
     }
-    events as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `Recorder::record_batch` from `tasks` concurrent tasks sharing one multiplexed connection.
+async fn batches(recorder: Recorder, events: Vec<Event>, batch: usize, tasks: usize) {
+    let events = Arc::new(events);
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (recorder, events) = (recorder.clone(), Arc::clone(&events));
+        handles.push(tokio::spawn(async move {
+            for chunk in events.chunks(batch).skip(t).step_by(tasks) {
+                let result = recorder.record_batch(chunk).await.unwrap();
+                assert_recorded(&result.outcomes);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+/// `callers` tasks, each recording one event at a time through one `BatchingRecorder`.
+async fn single_event_callers(recorder: Recorder, events: Vec<Event>, callers: usize) {
+    let batching = Arc::new(BatchingRecorder::new(recorder, BatchingConfig::default()).unwrap());
+    let events = Arc::new(events);
+    let mut handles = Vec::new();
+    for c in 0..callers {
+        let (batching, events) = (Arc::clone(&batching), Arc::clone(&events));
+        handles.push(tokio::spawn(async move {
+            for e in events.iter().skip(c).step_by(callers) {
+                batching.record(e.clone()).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    Arc::into_inner(batching).unwrap().shutdown().await;
 }
 
 /// One event per round trip, sequentially: the latency-bound case.
-async fn abstore_single(url: &str, events: u64) -> f64 {
-    let conn = Connection::open(url).await.unwrap();
-    let recorder = Recorder::new(conn, RecorderConfig::default()).unwrap();
-    let started = Instant::now();
-    for i in 0..events {
-        recorder.record(&event("single", i, true)).await.unwrap();
+async fn one_by_one(recorder: Recorder, events: Vec<Event>) {
+    for e in &events {
+        recorder.record(e).await.unwrap();
     }
-    events as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Lamed's approach: per event WATCH the dedup key, check it, then MULTI/EXEC the writes; each
-/// worker needs its own connection because WATCH state is per connection.
-async fn lamed_watch_multi_exec(server: &RedisServer, events: u64, workers: u64) -> f64 {
-    let started = Instant::now();
+/// Lamed's approach, in Rust: per event WATCH the dedup key, check it, then MULTI/EXEC the
+/// writes (with the counters, uniques and expiry abstore writes); each worker needs its own
+/// connection because WATCH state is per connection.
+async fn lamed_style(server: &RedisServer, events: Vec<Event>, workers: usize) {
+    let events = Arc::new(events);
     let mut handles = Vec::new();
     for w in 0..workers {
         let mut con = server
@@ -129,10 +289,9 @@ async fn lamed_watch_multi_exec(server: &RedisServer, events: u64, workers: u64)
             .get_multiplexed_async_connection()
             .await
             .unwrap();
+        let events = Arc::clone(&events);
         handles.push(tokio::spawn(async move {
-            let mut i = w;
-            while i < events {
-                let e = event("lamed", i, true);
+            for e in events.iter().skip(w).step_by(workers) {
                 let hour = e.timestamp / 3600 * 3600;
                 let dedup = format!("dd:lamed:{}", e.event_id.as_deref().unwrap_or_default());
                 let ec = format!("ec:{hour}:{}:{}", e.flag, e.variation);
@@ -181,14 +340,84 @@ async fn lamed_watch_multi_exec(server: &RedisServer, events: u64, workers: u64)
                         break;
                     }
                 }
-                i += workers;
             }
         }));
     }
     for h in handles {
         h.await.unwrap();
     }
-    events as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Where `scripts/install-test-deps.sh` puts Lamed (`pip install --no-deps --target`).
+fn lamed_dir() -> PathBuf {
+    std::env::var_os("ABSTORE_LAMED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap())
+                .join(".cache/abstore/tools/lamed-0.4.3")
+        })
+}
+
+/// The real Lamed: `processes` Python processes, each calling `lamed.lamed.track` for its share
+/// of `n` events (scripts/bench/lamed_track.py).
+fn lamed_python(server: &RedisServer, n: u64, processes: u64) -> Row {
+    let dir = lamed_dir();
+    assert!(
+        dir.join("lamed/lamed.py").is_file(),
+        "Lamed is not installed in {} (scripts/install-test-deps.sh installs it; or set ABSTORE_LAMED_DIR)",
+        dir.display()
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/bench/lamed_track.py"
+    );
+    let pid = server.pid().unwrap();
+    let before = measure::cpu_seconds(pid).unwrap();
+    let started = Instant::now();
+    let children: Vec<_> = (0..processes)
+        .map(|p| {
+            Command::new("python3")
+                .arg(script)
+                .arg(&dir)
+                .args([server.host(), &server.port().to_string()])
+                .arg((n / processes).to_string())
+                .arg(format!("py-lamed-{p}"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut client_seconds = 0.0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "lamed_track.py failed");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        client_seconds += report["cpu_seconds"].as_f64().unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let n = n / processes * processes;
+    Row {
+        name: format!("Lamed 0.4.3 track() from Python, {processes} processes"),
+        per_second: n as f64 / elapsed,
+        server_us: (measure::cpu_seconds(pid).unwrap() - before) * 1e6 / n as f64,
+        client_us: Some(client_seconds * 1e6 / n as f64),
+    }
+}
+
+/// Every row starts from an empty keyspace: the keys an earlier row wrote (a million flags after
+/// the dedup ceiling) would make the dictionary bigger and every later row slower.
+async fn flush(server: &RedisServer) {
+    let mut raw = server.connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut raw).await.unwrap();
+}
+
+async fn recorder(server: &RedisServer, config: RecorderConfig) -> Recorder {
+    flush(server).await;
+    let conn = Connection::open(&server.url()).await.unwrap();
+    let recorder = Recorder::new(conn, config).unwrap();
+    recorder.load_script().await.unwrap();
+    recorder
 }
 
 #[tokio::main]
@@ -197,17 +426,135 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let events = env_u64("ABSTORE_BENCH_EVENTS", 200_000);
-    let lamed_events = env_u64("ABSTORE_BENCH_LAMED_EVENTS", 50_000);
+    let n = env_u64("ABSTORE_BENCH_EVENTS", 200_000);
+    let lamed_n = env_u64("ABSTORE_BENCH_LAMED_EVENTS", 50_000);
+    let python_n = env_u64("ABSTORE_BENCH_PY_LAMED_EVENTS", 20_000);
     let server = RedisServer::start_default().unwrap();
-    let url = server.url();
+    let on = [&server];
+    let default = RecorderConfig::default();
 
-    let ceiling = redis_benchmark_incr(&server, 1_000_000);
-    let batched = abstore_batches(&url, "batched", events, 200, 4, true).await;
-    let no_dedup = abstore_batches(&url, "nodedup", events, 200, 4, false).await;
-    let single = abstore_single(&url, events / 10).await;
-    let lamed = lamed_watch_multi_exec(&server, lamed_events, 4).await;
+    let mut rows = vec![
+        redis_benchmark_incr(&server, 1_000_000),
+        redis_benchmark_dedup_flags(&server, 1_000_000),
+    ];
+    let batched = {
+        let (r, e) = (
+            recorder(&server, default.clone()).await,
+            events("batched", n, true),
+        );
+        measured(
+            "abstore batches of 200, 4 tasks, dedup+counters+expiry",
+            &on,
+            n,
+            batches(r, e, 200, 4),
+        )
+        .await
+    };
+    let batched_rate = batched.per_second;
+    rows.push(batched);
+    flush(&server).await;
+    let e = events("previous", n, true);
+    let previous = measured(
+        "previous abstore: one EVALSHA per event, batches of 200, 4 tasks",
+        &on,
+        n,
+        per_event_scripts(&server, e, 200, 4),
+    )
+    .await;
+    let previous_rate = previous.per_second;
+    rows.push(previous);
+    let (r, e) = (
+        recorder(&server, default.clone()).await,
+        events("nodedup", n, false),
+    );
+    rows.push(
+        measured(
+            "abstore batches of 200, 4 tasks, counters+expiry (no ids)",
+            &on,
+            n,
+            batches(r, e, 200, 4),
+        )
+        .await,
+    );
+    let (r, e) = (
+        recorder(&server, default.clone()).await,
+        events("callers", n, true),
+    );
+    rows.push(
+        measured(
+            "abstore 1000 single-event callers, BatchingRecorder, dedup",
+            &on,
+            n,
+            single_event_callers(r, e, 1000),
+        )
+        .await,
+    );
+    let (r, e) = (
+        recorder(&server, default.clone()).await,
+        events("single", n / 20, true),
+    );
+    rows.push(
+        measured(
+            "abstore one event per round trip, sequential, dedup",
+            &on,
+            n / 20,
+            one_by_one(r, e),
+        )
+        .await,
+    );
+    flush(&server).await;
+    let e = events("lamed", lamed_n, true);
+    let lamed = measured(
+        "Lamed-style WATCH/MULTI/EXEC per event, 4 connections",
+        &on,
+        lamed_n,
+        lamed_style(&server, e, 4),
+    )
+    .await;
+    let lamed_rate = lamed.per_second;
+    rows.push(lamed);
+    flush(&server).await;
+    let python = lamed_python(&server, python_n, 4);
+    let python_rate = python.per_second;
+    rows.push(python);
 
+    // Durability mode: a primary with one replica; the same batches with and without WAIT 1.
+    let primary = RedisServer::start_default().unwrap();
+    let replica = RedisServer::start_replica_of("", &primary).unwrap();
+    wait_for_replica(&primary).await;
+    let pair = [&primary, &replica];
+    let (r, e) = (
+        recorder(&primary, default.clone()).await,
+        events("repl", n, true),
+    );
+    rows.push(
+        measured(
+            "with a replica: batches of 200, 4 tasks, dedup, no WAIT",
+            &pair,
+            n,
+            batches(r, e, 200, 4),
+        )
+        .await,
+    );
+    let waited = RecorderConfig {
+        wait_for_replicas: Some(WaitForReplicas {
+            replicas: 1,
+            timeout: Duration::from_secs(1),
+        }),
+        ..default.clone()
+    };
+    let (r, e) = (recorder(&primary, waited).await, events("wait", n, true));
+    rows.push(
+        measured(
+            "with a replica: the same with WAIT 1 per batch",
+            &pair,
+            n,
+            batches(r, e, 200, 4),
+        )
+        .await,
+    );
+
+    let ceiling = rows[0].per_second;
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -215,29 +562,49 @@ async fn main() {
         "redis-server {} on {cpus} CPUs; client and server share them",
         redis_version()
     );
-    println!("{:<58} {:>12} {:>10}", "what", "per second", "vs ceiling");
-    let row = |name: &str, v: f64| println!("{name:<58} {v:>12.0} {:>9.3}x", v / ceiling);
-    row(
-        "ceiling: redis-benchmark -P 16 -t incr (INCR commands)",
-        ceiling,
+    println!(
+        "{:<60} {:>11} {:>10} {:>11} {:>11}",
+        "what", "per second", "vs ceiling", "server µs", "client µs"
     );
-    row(
-        "abstore batches of 200, 4 tasks, dedup+counters+expiry",
-        batched,
+    for row in &rows {
+        println!(
+            "{:<60} {:>11.0} {:>9.3}x {:>11.2} {:>11}",
+            row.name,
+            row.per_second,
+            row.per_second / ceiling,
+            row.server_us,
+            row.client_us.map_or("-".into(), |c| format!("{c:.2}")),
+        );
+    }
+    println!("(server/client µs: CPU time per event; for the ceiling, per INCR)");
+    println!(
+        "abstore batched / Lamed-style: {:.1}x; / Lamed 0.4.3: {:.1}x; / previous abstore: {:.1}x; / dedup-flag ceiling: {:.2}x",
+        batched_rate / lamed_rate,
+        batched_rate / python_rate,
+        batched_rate / previous_rate,
+        batched_rate / rows[1].per_second,
     );
-    row(
-        "abstore batches of 200, 4 tasks, counters+expiry (no ids)",
-        no_dedup,
-    );
-    row(
-        "abstore one event per round trip, sequential, dedup",
-        single,
-    );
-    row(
-        "Lamed-style WATCH/MULTI/EXEC per event, 4 connections",
-        lamed,
-    );
-    println!("abstore batched / Lamed-style: {:.1}x", batched / lamed);
+}
+
+/// Polls until the primary reports a connected replica in sync.
+async fn wait_for_replica(primary: &RedisServer) {
+    let mut con = primary.connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if info.contains("state=online") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica never came online: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn redis_version() -> String {

@@ -57,3 +57,36 @@ pub fn run_measured(command: &mut Command) -> MeasuredRun {
         stdout: output.stdout,
     }
 }
+
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/<pid>/stat` (Linux);
+/// `None` when the process is gone.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// CPU seconds this process (all its threads) has used so far.
+pub fn own_cpu_seconds() -> Option<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // Fields after the command name (which may hold spaces) start after the last ')';
+    // utime and stime are the 14th and 15th fields of the line, 12th and 13th after it.
+    let mut fields = stat.rsplit(')').next()?.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
+/// `getconf CLK_TCK`, the unit of `/proc/<pid>/stat`'s times (100 on Linux unless told).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
