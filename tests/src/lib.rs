@@ -8,6 +8,7 @@ pub mod k8s;
 pub mod k8s_helm;
 pub mod k8s_store;
 pub mod keyspace;
+pub mod lamed;
 pub mod local_store;
 pub mod measure;
 pub mod metric_names;

@@ -466,3 +466,133 @@ async fn assignment_is_the_same_in_another_process() {
     }
     assert_eq!(seen.len(), 2, "both variations are used: {seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_holding_another_type_refuses_only_its_events_and_a_retry_counts_them() {
+    let (_server, recorder, mut raw) = setup().await;
+    let hour = today() + 4 * HOUR;
+    let broken = format!("ec:{hour}:f:broken");
+    let _: () = raw.sadd(&broken, "not-a-counter").await.unwrap();
+    let events = vec![
+        Event::evaluation("f", "ok", "u1", hour).with_event_id("ok-1"),
+        Event::evaluation("f", "broken", "u1", hour).with_event_id("broken-1"),
+        Event::evaluation("f", "broken", "u2", hour).with_event_id("broken-2"),
+        Event::evaluation("f", "ok", "u2", hour).with_event_id("ok-2"),
+    ];
+    let result = recorder.record_batch(&events).await.unwrap();
+    assert!(matches!(result.outcomes[0], Ok(Outcome::Counted)));
+    assert!(matches!(result.outcomes[3], Ok(Outcome::Counted)));
+    for o in &result.outcomes[1..3] {
+        let err = o.as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains(&broken) && err.contains("WRONGTYPE"),
+            "the error names the key and the server's reason: {err}"
+        );
+    }
+    let ok: i64 = raw.get(format!("ec:{hour}:f:ok")).await.unwrap();
+    assert_eq!(ok, 2, "the other counter of the same call was written");
+    // Nothing of the refused events stayed: no flags, no users.
+    let users: i64 = raw.exists(format!("uc:{hour}:f:broken")).await.unwrap();
+    assert_eq!(users, 0);
+    let flags: Vec<String> = raw.keys("dd:*").await.unwrap();
+    assert_eq!(
+        flags.len(),
+        2,
+        "only the counted events keep a flag: {flags:?}"
+    );
+    // Once the key is repaired, resending the refused events counts them (not Duplicate).
+    let _: () = raw.del(&broken).await.unwrap();
+    let retry = recorder.record_batch(&events[1..3]).await.unwrap();
+    assert!(
+        retry
+            .outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(Outcome::Counted))),
+        "{retry:?}"
+    );
+    let count: i64 = raw.get(&broken).await.unwrap();
+    assert_eq!(count, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_unique_users_key_undoes_the_count_it_was_written_with() {
+    let (_server, recorder, mut raw) = setup().await;
+    let hour = today() + 6 * HOUR;
+    let _: () = raw.set(format!("ec:{hour}:f:v"), 10).await.unwrap();
+    let _: () = raw.set(format!("uc:{hour}:f:v"), "garbage").await.unwrap();
+    let result = recorder
+        .record_batch(&[
+            Event::evaluation("f", "v", "u1", hour).with_event_id("e1"),
+            Event::evaluation("f", "v", "u2", hour),
+        ])
+        .await
+        .unwrap();
+    for o in &result.outcomes {
+        let err = o.as_ref().unwrap_err().to_string();
+        assert!(err.contains(&format!("uc:{hour}:f:v")), "{err}");
+    }
+    let count: i64 = raw.get(format!("ec:{hour}:f:v")).await.unwrap();
+    assert_eq!(count, 10, "the INCRBY was undone");
+    let flags: Vec<String> = raw.keys("dd:*").await.unwrap();
+    assert!(flags.is_empty(), "the flag was removed: {flags:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_with_duplicates_inside_and_across_calls_counts_each_event_once() {
+    let (_server, recorder, mut raw) = setup().await;
+    let base = today();
+    // 1 500 events over six calls of the script, each id twice: once early, once late in the
+    // batch, so most duplicates land in another script call than their first delivery.
+    let unique: Vec<Event> = (0..750)
+        .map(|i| {
+            Event::evaluation(
+                &format!("f{}", i % 3),
+                ["a", "b"][i % 2],
+                &format!("user-{}", i % 97),
+                base + (i as i64 % 5) * HOUR,
+            )
+            .with_event_id(format!("big-{i}"))
+        })
+        .collect();
+    let mut batch = unique.clone();
+    batch.extend(unique.iter().rev().cloned());
+    let result = recorder.record_batch(&batch).await.unwrap();
+    let counted = result
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Outcome::Counted)))
+        .count();
+    let duplicates = result
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Outcome::Duplicate)))
+        .count();
+    assert_eq!((counted, duplicates), (750, 750));
+    // Each counter holds exactly its events, and every key expires with its bucket.
+    let mut expected: BTreeMap<String, (i64, std::collections::BTreeSet<String>)> = BTreeMap::new();
+    for e in &unique {
+        let key = format!("{}:{}:{}", e.timestamp / HOUR * HOUR, e.flag, e.variation);
+        let entry = expected.entry(key).or_default();
+        entry.0 += 1;
+        entry.1.insert(e.user.clone());
+    }
+    for (key, (count, users)) in &expected {
+        let got: i64 = raw.get(format!("ec:{key}")).await.unwrap();
+        assert_eq!(got, *count, "ec:{key}");
+        let got_users: i64 = raw.pfcount(format!("uc:{key}")).await.unwrap();
+        assert!(
+            (got_users - users.len() as i64).abs() <= 1,
+            "uc:{key}: {got_users} vs {}",
+            users.len()
+        );
+        let bucket: i64 = key.split(':').next().unwrap().parse().unwrap();
+        for kind in ["ec", "uc"] {
+            let at: i64 = redis::cmd("EXPIRETIME")
+                .arg(format!("{kind}:{key}"))
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert_eq!(at, bucket + 31 * DAY, "{kind}:{key}");
+        }
+    }
+}
