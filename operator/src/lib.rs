@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod crd;
