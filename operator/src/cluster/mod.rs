@@ -4,5 +4,6 @@
 //! ([`plan`]), apply (`CLUSTER MEET` / `ADDSLOTSRANGE` / `REPLICATE` / `FORGET`). Failover stays
 //! the cluster's own.
 
+pub mod heal;
 pub mod nodes;
 pub mod plan;

@@ -5,10 +5,11 @@
 //! 1. a member loading its dataset, or a slot migration in progress → wait (resharding owns
 //!    migrations);
 //! 2. a node that owns slots and is suspected or failed → wait: the cluster's own failover
-//!    promotes its replica. Except a **lost shard**: a failed node that is no longer any member
-//!    (its pod came back with an empty disk and a new id) and that no member replicates — its
-//!    data is gone, so it is forgotten and its slots are given to the one shard left without
-//!    slots, whose members must be empty;
+//!    promotes its replica. Except a **lost shard**: a failed (or `noaddr`: another node now
+//!    answers at its address) node that is no longer any member — every member answered with
+//!    another id; its pod came back with an empty disk — and that no member replicates: its data
+//!    is gone, so it is forgotten and its slots are given to the one shard left without slots,
+//!    whose members must be empty;
 //! 3. members that do not know each other → `CLUSTER MEET` them with the *introducer* (the first
 //!    member that owns slots, else member 0); until every member knows every other → wait;
 //! 4. each shard's primary is its member that owns slots; a shard without one takes its first
@@ -259,9 +260,14 @@ pub fn plan(target: &ClusterTarget, observation: &[MemberObservation]) -> Cluste
         if node.slots.is_empty() || !node.is_master() {
             continue;
         }
-        let failing = seen
-            .iter()
-            .any(|s| s.state.nodes.get(&node.id).is_some_and(|n| n.is_failing()));
+        // `noaddr`: another node answered at its address (a pod that came back with a new
+        // id); nobody pings such a node, so the cluster never flags it failed.
+        let failing = seen.iter().any(|s| {
+            s.state
+                .nodes
+                .get(&node.id)
+                .is_some_and(|n| n.is_failing() || n.has_flag("noaddr"))
+        });
         if !failing {
             continue;
         }
@@ -269,13 +275,26 @@ pub fn plan(target: &ClusterTarget, observation: &[MemberObservation]) -> Cluste
         let replicated = seen
             .iter()
             .any(|s| s.replicates() == Some(node.id.as_str()));
-        let failed = node.has_flag("fail");
-        if is_member || replicated || !failed {
+        let gone = node.has_flag("fail") || node.has_flag("noaddr");
+        if is_member || replicated || !gone {
             return ClusterPlan::wait(
                 Vec::new(),
                 format!(
                     "node {} ({}) owning slots {} is failing: the cluster fails over",
                     node.id, node.addr, node.slots
+                ),
+            );
+        }
+        if !silent.is_empty() {
+            // A silent member may be that very node, down but with its data: never give its
+            // slots away before every member said who it is.
+            return ClusterPlan::wait(
+                Vec::new(),
+                format!(
+                    "node {} owning slots {} is gone, but not every member answered: {}",
+                    node.id,
+                    node.slots,
+                    silent.join(", ")
                 ),
             );
         }
@@ -317,13 +336,27 @@ pub fn plan(target: &ClusterTarget, observation: &[MemberObservation]) -> Cluste
         .collect::<Vec<_>>();
     let mut warnings = Vec::new();
 
-    // 5. slots.
+    // 5. slots. Covered: claimed in any member's view (a claim travels by gossip, so the
+    // introducer may not have heard of it yet).
     let mut covered = SlotSet::default();
-    for node in &view.nodes {
-        if node.is_master() {
-            covered.union(&node.slots);
+    for s in &seen {
+        for node in &s.state.nodes.nodes {
+            if node.is_master() {
+                covered.union(&node.slots);
+            }
         }
     }
+    // Every member's own claim (its `myself` line) is known to every member: until then a
+    // claim is still travelling. Claims of nodes that are no member (ghosts) are the lost-shard
+    // rule's; members that joined after a node vanished never hear of it.
+    let views_agree = seen.iter().all(|owner| {
+        let claim = owner.state.nodes.myself().map(|me| &me.slots);
+        seen.iter().all(|other| {
+            other.state.nodes.get(owner.id).is_some_and(|n| {
+                Some(&n.slots) == claim && n.is_master() == owner.myself_is_master()
+            })
+        })
+    });
     let decision = if covered.is_empty() {
         if !silent.is_empty() {
             return ClusterPlan::wait(
@@ -358,6 +391,12 @@ pub fn plan(target: &ClusterTarget, observation: &[MemberObservation]) -> Cluste
         }
         Decision::Bootstrap
     } else {
+        if (!lost.is_empty() || !covered.complement().is_empty()) && !views_agree {
+            return ClusterPlan::wait(
+                Vec::new(),
+                "members disagree on who owns which slots (gossip in progress)",
+            );
+        }
         let slotless: Vec<usize> = (0..shards)
             .filter(|&s| primaries[s].is_none_or(|p| !p.owns_slots()))
             .collect();
@@ -773,6 +812,43 @@ mod tests {
     }
 
     #[test]
+    fn a_noaddr_ghost_is_a_lost_shard_only_once_every_member_answered() {
+        // The replacement answered at the ghost's address with another id, so the cluster marks
+        // the ghost `noaddr` and never fails it.
+        let mut nodes = healthy();
+        nodes[2] = member(1, 0, None, "");
+        nodes[2].id = id(500);
+        nodes[3] = member(1, 1, None, "");
+        nodes[3].id = id(501);
+        nodes.push(N {
+            id: id(999),
+            member: None,
+            master: None,
+            slots: "8192-16383",
+            flags: "noaddr",
+            keys: 0,
+        });
+        let (target, obs) = observe(&nodes, all);
+        let plan = super::plan(&target, &obs);
+        assert!(
+            shown(&plan).contains(
+                &"CLUSTER ADDSLOTSRANGE 8192-16383 on s-shard-1-0:6379 (LostShard)".to_owned()
+            ),
+            "{:?}",
+            shown(&plan)
+        );
+        let (target, mut obs) = observe(&nodes, all);
+        obs[3].state = Err("timeout".into());
+        let plan = super::plan(&target, &obs);
+        assert!(plan.actions.is_empty(), "{:?}", shown(&plan));
+        assert!(
+            reason(&plan).contains("not every member answered"),
+            "{}",
+            reason(&plan)
+        );
+    }
+
+    #[test]
     fn a_failed_ghost_primary_someone_still_replicates_is_waited_for() {
         let mut nodes = healthy();
         nodes[2].id = id(999);
@@ -795,6 +871,35 @@ mod tests {
             shown(&plan),
             ["CLUSTER ADDSLOTSRANGE 8001-8191 on s-shard-0-0:6379 (Uncovered)"]
         );
+    }
+
+    #[test]
+    fn a_claim_still_travelling_by_gossip_is_not_mistaken_for_uncovered_slots() {
+        // Right after bootstrap: shard 1's primary claimed 8192-16383, but nobody else has heard.
+        let nodes = healthy();
+        let (target, mut obs) = observe(&nodes, all);
+        for o in obs.iter_mut().filter(|o| o.member != target.members[2]) {
+            let state = o.state.as_mut().unwrap();
+            for n in &mut state.nodes.nodes {
+                if n.id == id(17) {
+                    n.slots = SlotSet::default();
+                }
+            }
+        }
+        let plan = super::plan(&target, &obs);
+        assert!(plan.actions.is_empty(), "{:?}", shown(&plan));
+        // And while views disagree, even slots nobody claims anywhere wait for gossip to settle.
+        for o in &mut obs {
+            let state = o.state.as_mut().unwrap();
+            for n in &mut state.nodes.nodes {
+                if n.id == id(1) {
+                    n.slots = SlotSet::range(101, 8191);
+                }
+            }
+        }
+        let plan = super::plan(&target, &obs);
+        assert!(plan.actions.is_empty(), "{:?}", shown(&plan));
+        assert!(reason(&plan).contains("disagree"), "{}", reason(&plan));
     }
 
     #[test]

@@ -35,7 +35,8 @@ use crate::model::Model;
 
 pub(crate) use observe::client_for;
 pub use observe::{
-    NodeInfo, NodeObservation, NodeRole, Observation, SentinelObservation, SentinelView, observe,
+    NodeAccess, NodeInfo, NodeObservation, NodeRole, Observation, SentinelObservation,
+    SentinelView, observe,
 };
 pub(crate) use observe::{connect, connect_sentinel, endpoint_of, fields_of, info_fields};
 pub use plan::{Action, Decision, Plan, ReplicaReason, plan};

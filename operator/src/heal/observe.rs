@@ -118,9 +118,31 @@ pub(crate) async fn connect_sentinel(
     connect(target, sentinel, target.operator_sentinel_auth.as_ref()).await
 }
 
+/// How the operator reaches a store's servers: its TLS CA and its own user (with the previous
+/// password during a rotation). One connection logic for Sentinel and cluster mode.
+pub trait NodeAccess {
+    fn tls_ca(&self) -> Option<&[u8]>;
+    fn operator_auth(&self) -> Option<&Auth>;
+    fn operator_auth_previous(&self) -> Option<&Auth>;
+}
+
+impl NodeAccess for HealTarget {
+    fn tls_ca(&self) -> Option<&[u8]> {
+        self.tls_ca.as_deref()
+    }
+
+    fn operator_auth(&self) -> Option<&Auth> {
+        self.operator_auth.as_ref()
+    }
+
+    fn operator_auth_previous(&self) -> Option<&Auth> {
+        self.operator_auth_previous.as_ref()
+    }
+}
+
 /// A connection to a node or a sentinel as `auth` (`None`: no authentication).
 pub(crate) async fn connect(
-    target: &HealTarget,
+    target: &impl NodeAccess,
     endpoint: &Endpoint,
     auth: Option<&Auth>,
 ) -> Result<MultiplexedConnection, String> {
@@ -146,8 +168,8 @@ pub(crate) async fn connect(
         // During a rotation of the operator's own password a node may know only the previous
         // one (heal has not reached it yet, or it restarted with a mounted ACL file the kubelet
         // has not updated).
-        Err((true, error)) if auth.is_some() && auth == target.operator_auth.as_ref() => {
-            match target.operator_auth_previous.as_ref() {
+        Err((true, error)) if auth.is_some() && auth == target.operator_auth() => {
+            match target.operator_auth_previous() {
                 Some(previous) => open(Some(previous)).await.map_err(|(_, e)| e),
                 None => Err(error),
             }
@@ -158,11 +180,11 @@ pub(crate) async fn connect(
 
 /// A client for a node or a sentinel of `target`: TLS with the target's CA when it has one.
 pub(crate) fn client_for(
-    target: &HealTarget,
+    target: &impl NodeAccess,
     endpoint: &Endpoint,
     auth: Option<&Auth>,
 ) -> Result<Client, String> {
-    let addr = if target.tls_ca.is_some() {
+    let addr = if target.tls_ca().is_some() {
         ConnectionAddr::TcpTls {
             host: endpoint.host.clone(),
             port: endpoint.port,
@@ -182,12 +204,12 @@ pub(crate) fn client_for(
         .into_connection_info()
         .map_err(|e| e.to_string())?
         .set_redis_settings(settings);
-    match &target.tls_ca {
+    match target.tls_ca() {
         Some(ca) => Client::build_with_tls(
             info,
             TlsCertificates {
                 client_tls: None,
-                root_cert: Some(ca.clone()),
+                root_cert: Some(ca.to_vec()),
             },
         ),
         None => Client::open(info),

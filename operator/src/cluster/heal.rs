@@ -1,0 +1,163 @@
+//! One cluster heal pass with I/O: observe every member, [`plan`](super::plan::plan), apply.
+
+use redis::aio::MultiplexedConnection;
+use serde::Serialize;
+
+use super::nodes::{ClusterNodes, parse};
+use super::plan::{
+    Action, ClusterPlan, ClusterTarget, Decision, MemberObservation, NodeState, plan,
+};
+use crate::heal::{Auth, Endpoint, NodeAccess, connect, info_fields};
+
+/// A cluster-mode store and how the operator reaches its members.
+#[derive(Clone, Debug)]
+pub struct ClusterHealTarget {
+    pub cluster: ClusterTarget,
+    pub operator_auth: Option<Auth>,
+    pub operator_auth_previous: Option<Auth>,
+    pub tls_ca: Option<Vec<u8>>,
+}
+
+impl NodeAccess for ClusterHealTarget {
+    fn tls_ca(&self) -> Option<&[u8]> {
+        self.tls_ca.as_deref()
+    }
+
+    fn operator_auth(&self) -> Option<&Auth> {
+        self.operator_auth.as_ref()
+    }
+
+    fn operator_auth_previous(&self) -> Option<&Auth> {
+        self.operator_auth_previous.as_ref()
+    }
+}
+
+/// What one pass saw, decided and did.
+#[derive(Debug, Serialize)]
+pub struct ClusterReport {
+    pub decision: Decision,
+    pub primaries: Vec<Option<Endpoint>>,
+    pub warnings: Vec<String>,
+    /// Actions applied, in order, with the error of any that failed.
+    pub applied: Vec<(Action, Option<String>)>,
+}
+
+impl ClusterReport {
+    /// Nothing to do and nothing waited for: the cluster is as the target says.
+    pub fn settled(&self) -> bool {
+        self.decision == Decision::Steady && self.applied.is_empty() && self.warnings.is_empty()
+    }
+}
+
+/// Observes every member (in parallel; an unreachable one is an observation, not an error).
+pub async fn observe(target: &ClusterHealTarget) -> Vec<MemberObservation> {
+    futures::future::join_all(target.cluster.members.iter().map(|member| async move {
+        MemberObservation {
+            member: member.clone(),
+            state: observe_member(target, &member.endpoint).await,
+        }
+    }))
+    .await
+}
+
+async fn observe_member(
+    target: &ClusterHealTarget,
+    endpoint: &Endpoint,
+) -> Result<NodeState, String> {
+    let mut conn = node_conn(target, endpoint).await?;
+    let (nodes, keys, persistence): (String, u64, String) = redis::pipe()
+        .cmd("CLUSTER")
+        .arg("NODES")
+        .cmd("DBSIZE")
+        .cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let nodes: ClusterNodes = parse(&nodes).map_err(|e| e.to_string())?;
+    let loading = info_fields(&persistence)
+        .get("loading")
+        .is_some_and(|v| v == "1");
+    Ok(NodeState {
+        nodes,
+        keys,
+        loading,
+    })
+}
+
+async fn node_conn(
+    target: &ClusterHealTarget,
+    node: &Endpoint,
+) -> Result<MultiplexedConnection, String> {
+    connect(target, node, target.operator_auth.as_ref()).await
+}
+
+/// Applies one action to the member it names.
+pub async fn apply(target: &ClusterHealTarget, action: &Action) -> Result<(), String> {
+    let node = match action {
+        Action::Meet { node, .. }
+        | Action::AddSlots { node, .. }
+        | Action::Replicate { node, .. }
+        | Action::Forget { node, .. } => node,
+    };
+    let mut cmd = redis::cmd("CLUSTER");
+    match action {
+        Action::Meet { peer, .. } => {
+            // CLUSTER MEET takes an address, not a name: resolve the peer's (pod DNS) name.
+            let ip = tokio::net::lookup_host((peer.host.as_str(), peer.port))
+                .await
+                .map_err(|e| format!("resolving {peer}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{peer} resolves to no address"))?
+                .ip();
+            cmd.arg("MEET").arg(ip.to_string()).arg(peer.port);
+        }
+        Action::AddSlots { slots, .. } => {
+            cmd.arg("ADDSLOTSRANGE");
+            for (from, to) in slots.ranges() {
+                cmd.arg(*from).arg(*to);
+            }
+        }
+        Action::Replicate { primary_id, .. } => {
+            cmd.arg("REPLICATE").arg(primary_id);
+        }
+        Action::Forget { ghost, .. } => {
+            cmd.arg("FORGET").arg(ghost);
+        }
+    }
+    let mut conn = node_conn(target, node).await?;
+    cmd.query_async::<redis::Value>(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{action}: {e}"))
+}
+
+/// One pass: observe, plan, apply every action in order (a failed one is recorded and the pass
+/// goes on; the next pass observes again).
+pub async fn heal_once(target: &ClusterHealTarget) -> ClusterReport {
+    let observation = observe(target).await;
+    let ClusterPlan {
+        decision,
+        actions,
+        primaries,
+        warnings,
+    } = plan(&target.cluster, &observation);
+    let mut applied = Vec::with_capacity(actions.len());
+    for action in actions {
+        let error = apply(target, &action).await.err();
+        match &error {
+            None => tracing::info!(action = %action, "cluster heal: applied"),
+            Some(e) => tracing::warn!(action = %action, error = %e, "cluster heal: action failed"),
+        }
+        applied.push((action, error));
+    }
+    if let Decision::Wait { reason } = &decision {
+        tracing::info!(%reason, "cluster heal: waiting");
+    }
+    ClusterReport {
+        decision,
+        primaries,
+        warnings,
+        applied,
+    }
+}

@@ -1,0 +1,239 @@
+//! The operator's cluster heal (operator/src/cluster) against real redis-server processes in
+//! cluster mode: it forms a 2-shard × 1-replica cluster from four strangers, replaces a replica
+//! whose disk was lost (new node id: the ghost is forgotten, the newcomer attached), and recovers
+//! a shard whose every node lost its disk (the ghost's slots go to the empty replacement).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use abstore_operator::cluster::heal::{ClusterHealTarget, heal_once};
+use abstore_operator::cluster::plan::{ClusterTarget, Member};
+use abstore_operator::heal::Endpoint;
+use abstore_tests::RedisServer;
+use redis::AsyncCommands;
+
+/// The cluster lines a cluster-mode pod's redis.conf carries (the rest is the harness's).
+const CLUSTER_CONFIG: &str = "cluster-enabled yes\n\
+cluster-config-file nodes.conf\n\
+cluster-node-timeout 1000\n\
+appendonly yes\n";
+
+struct Fixture {
+    servers: Vec<RedisServer>,
+    target: ClusterHealTarget,
+}
+
+/// Four cluster-mode servers that have never met: shard s, index i is server 2s + i.
+fn strangers() -> Fixture {
+    let servers: Vec<RedisServer> = (0..4)
+        .map(|_| RedisServer::start(CLUSTER_CONFIG).unwrap())
+        .collect();
+    let members = servers
+        .iter()
+        .enumerate()
+        .map(|(n, s)| Member {
+            shard: u16::try_from(n / 2).unwrap(),
+            index: u16::try_from(n % 2).unwrap(),
+            endpoint: Endpoint::new(s.host(), s.port()),
+        })
+        .collect();
+    Fixture {
+        servers,
+        target: ClusterHealTarget {
+            cluster: ClusterTarget { shards: 2, members },
+            operator_auth: None,
+            operator_auth_previous: None,
+            tls_ca: None,
+        },
+    }
+}
+
+async fn cluster_info(server: &RedisServer) -> String {
+    let mut con = server.connection().await.unwrap();
+    redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query_async(&mut con)
+        .await
+        .unwrap()
+}
+
+async fn cluster_nodes(server: &RedisServer) -> String {
+    let mut con = server.connection().await.unwrap();
+    redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut con)
+        .await
+        .unwrap()
+}
+
+async fn my_id(server: &RedisServer) -> String {
+    let mut con = server.connection().await.unwrap();
+    redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query_async(&mut con)
+        .await
+        .unwrap()
+}
+
+/// Runs heal passes until one finds nothing to do and every node reports `cluster_state:ok`
+/// with all 16 384 slots assigned and every node seeing all four members; returns the passes'
+/// actions, as text.
+async fn heal_until_settled(f: &Fixture) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut actions = Vec::new();
+    loop {
+        let report = heal_once(&f.target).await;
+        for (action, error) in &report.applied {
+            actions.push(match error {
+                None => action.to_string(),
+                Some(e) => format!("{action} FAILED {e}"),
+            });
+        }
+        if report.settled() {
+            let mut ok = true;
+            for s in &f.servers {
+                let info = cluster_info(s).await;
+                let known = cluster_nodes(s)
+                    .await
+                    .lines()
+                    .filter(|l| !l.contains("fail") && !l.contains("handshake"))
+                    .count();
+                ok &= info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_assigned:16384")
+                    && known == 4;
+            }
+            if ok {
+                return actions;
+            }
+        }
+        if Instant::now() >= deadline {
+            let mut views = String::new();
+            for s in &f.servers {
+                views.push_str(&format!("--- {}\n{}", s.addr(), cluster_nodes(s).await));
+            }
+            panic!(
+                "not settled after 60 s: last pass {report:?}; actions so far {actions:#?}\n{views}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Kills `server`, deletes its data (nodes.conf and AOF: a lost disk) and starts it again on
+/// the same port: the same pod with a new, empty node.
+fn lose_disk(server: &mut RedisServer) {
+    server.kill9().unwrap();
+    let dir = server.data_dir();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    server.restart().unwrap();
+}
+
+/// Writes `key` to the one node that accepts it (the others answer MOVED: the owner of its
+/// slot is the only one) and waits until that node's replica has it; returns (owner, replica).
+async fn write_through(f: &Fixture, key: &str) -> (usize, usize) {
+    let mut owner = None;
+    for (n, s) in f.servers.iter().enumerate() {
+        let mut c = s.connection().await.unwrap();
+        let r: redis::RedisResult<()> = c.set(key, "v").await;
+        if r.is_ok() {
+            assert!(owner.is_none(), "two nodes accepted {key}");
+            owner = Some(n);
+        }
+    }
+    let owner = owner.expect("no primary accepted the key");
+    let replica = owner ^ 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = f.servers[replica].connection().await.unwrap();
+        let _: () = redis::cmd("READONLY").query_async(&mut c).await.unwrap();
+        let v: Option<String> = c.get(key).await.unwrap();
+        if v.is_some() {
+            return (owner, replica);
+        }
+        assert!(Instant::now() < deadline, "{key} never reached the replica");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heal_forms_a_cluster_replaces_a_lost_replica_and_recovers_a_lost_shard() {
+    let mut f = strangers();
+
+    // Formation: MEET, the even split, replicas attached to their shard's primary.
+    let actions = heal_until_settled(&f).await;
+    let text = actions.join("\n");
+    assert!(text.contains("CLUSTER MEET"), "{text}");
+    assert!(text.contains("ADDSLOTSRANGE 0-8191"), "{text}");
+    assert!(text.contains("ADDSLOTSRANGE 8192-16383"), "{text}");
+    assert!(!text.contains("FAILED"), "{text}");
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for s in &f.servers {
+            ids.push(my_id(s).await);
+        }
+        ids
+    };
+    for (replica, primary) in [(1, 0), (3, 2)] {
+        let nodes = cluster_nodes(&f.servers[replica]).await;
+        let me = nodes.lines().find(|l| l.contains("myself")).unwrap();
+        if !(me.contains("slave") && me.contains(&ids[primary])) {
+            for s in &f.servers {
+                eprintln!("=== {}\n{}", s.addr(), s.log_tail(40));
+            }
+        }
+        assert!(
+            me.contains("slave") && me.contains(&ids[primary]),
+            "member {replica} replicates member {primary} ({}): {nodes}\nactions: {text}",
+            ids[primary]
+        );
+    }
+    // Data written to each shard reaches that shard's replica.
+    let mut shards_written = std::collections::BTreeSet::new();
+    for key in ["a", "b", "c", "d", "e"] {
+        shards_written.insert(write_through(&f, key).await.0);
+    }
+    assert_eq!(shards_written.len(), 2, "keys landed on both shards");
+
+    // A replica loses its disk: it comes back as a new, empty master. Its old id is a ghost.
+    lose_disk(&mut f.servers[3]);
+    let actions = heal_until_settled(&f).await;
+    let text = actions.join("\n");
+    assert!(
+        text.contains(&format!("CLUSTER FORGET {}", ids[3])),
+        "{text}"
+    );
+    let new_id = my_id(&f.servers[3]).await;
+    assert_ne!(new_id, ids[3]);
+    assert!(
+        text.contains(&format!("REPLICATE {}", ids[2])),
+        "the newcomer replicates shard 1's primary: {text}"
+    );
+    for s in &f.servers {
+        assert!(
+            !cluster_nodes(s).await.contains(&ids[3]),
+            "the ghost is forgotten everywhere"
+        );
+    }
+
+    // Both nodes of shard 1 lose their disks: its slots' owner is a failed ghost nobody
+    // replicates. The slots go to the new, empty shard-1 primary.
+    let shard1_ids = [ids[2].clone(), new_id];
+    lose_disk(&mut f.servers[2]);
+    lose_disk(&mut f.servers[3]);
+    let actions = heal_until_settled(&f).await;
+    let text = actions.join("\n");
+    assert!(
+        text.contains("ADDSLOTSRANGE 8192-16383") && text.contains("LostShard"),
+        "{text}"
+    );
+    for ghost in &shard1_ids {
+        for s in &f.servers {
+            assert!(!cluster_nodes(s).await.contains(ghost.as_str()));
+        }
+    }
+    // Shard 0 kept its data throughout.
+    let mut con = f.servers[0].connection().await.unwrap();
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut con).await.unwrap();
+    assert!(keys > 0, "shard 0 still holds its keys");
+}
