@@ -416,6 +416,7 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
             pods: outcome.pods.clone(),
             primary_known: outcome.primary.is_some(),
             switchover: switched_over,
+            failover: outcome.failover.clone(),
         },
         Err(error) => TopologyObserved {
             summary: format!("heal did not run: {error}"),
@@ -424,6 +425,11 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
                 .unwrap_or_default(),
             primary_known: false,
             switchover: false,
+            failover: status::FailoverReadiness {
+                ready: false,
+                reason: "NoPrimary".into(),
+                message: format!("heal did not run: {error}"),
+            },
         },
     });
     (observed.backup, observed.prune) = job_runs(client, &model).await;

@@ -27,6 +27,10 @@ pub const CONDITION_INVALID_SPEC: &str = "InvalidSpec";
 /// Condition: a primary is known (elected by the sentinels or chosen by bootstrap) and the
 /// operator's heal pass had nothing left to wait for.
 pub const CONDITION_PRIMARY_AVAILABLE: &str = "PrimaryAvailable";
+/// Sentinel could fail the primary over now: a replica streams from it and every sentinel
+/// knows every such replica. False for a while after a store starts (sentinels discover
+/// replicas from the primary's `INFO` every 10 s), and whenever no replica is in sync.
+pub const CONDITION_FAILOVER_READY: &str = "FailoverReady";
 /// Condition: every built object was applied and no orphan was left (False names the objects
 /// the API server refused, so `kubectl get abs -o yaml` shows why a change did not land).
 pub const CONDITION_APPLIED: &str = "Applied";
@@ -156,6 +160,19 @@ pub struct TopologyObserved {
     /// The operator moved the primary itself (rollout or scale-down) since the last status:
     /// a change of primary is a `Switchover`, not a `Failover`.
     pub switchover: bool,
+    /// Whether Sentinel could fail over now, for the `FailoverReady` condition.
+    pub failover: FailoverReadiness,
+}
+
+/// Whether a failover could happen now: a replica streams from the primary and every sentinel
+/// knows every such replica ([`crate::heal::failover_readiness`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailoverReadiness {
+    pub ready: bool,
+    /// Condition reason: `SentinelsKnowReplicas`, or what is missing (`NoReplica`,
+    /// `SentinelSilent`, `SentinelElsewhere`, `ReplicaUnknown`, `NoPrimary`).
+    pub reason: String,
+    pub message: String,
 }
 
 /// Why the primary changed, as `lastFailover.reason` and the Event reason say it.
@@ -324,6 +341,17 @@ pub fn applied(
                 now,
             ),
         });
+    }
+    if let Some(topology) = &observed.topology {
+        conditions.push(condition(
+            previous_conditions,
+            CONDITION_FAILOVER_READY,
+            topology.failover.ready,
+            &topology.failover.reason,
+            &topology.failover.message,
+            generation,
+            now,
+        ));
     }
     conditions.push(if observed.apply.failures.is_empty() {
         condition(
@@ -938,9 +966,35 @@ mod tests {
                 }],
                 primary_known: primary.is_some(),
                 switchover,
+                failover: FailoverReadiness {
+                    ready: primary.is_some(),
+                    reason: if primary.is_some() {
+                        "SentinelsKnowReplicas"
+                    } else {
+                        "NoPrimary"
+                    }
+                    .to_owned(),
+                    message: "failover message".to_owned(),
+                },
             }),
             ..observed(workload(3, 3, false), workload(3, 3, false))
         }
+    }
+
+    #[test]
+    fn failover_ready_follows_what_the_sentinels_know() {
+        let known = applied(&with_topology(Some("shop-redis-0"), false), None, at(0));
+        let condition = find(&known, CONDITION_FAILOVER_READY);
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("True", "SentinelsKnowReplicas")
+        );
+        let unknown = applied(&with_topology(None, false), None, at(0));
+        let condition = find(&unknown, CONDITION_FAILOVER_READY);
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("False", "NoPrimary")
+        );
     }
 
     #[test]

@@ -22,10 +22,12 @@ use crate::credentials::{Credentials, Role};
 use crate::follow;
 use crate::heal::acl::AclDesired;
 use crate::heal::{
-    Action, Decision, Endpoint, HealError, HealTarget, NodeRole, ReplicaReason, Report, heal_once,
+    Action, Decision, Endpoint, FailoverGap, HealError, HealTarget, NodeRole, ReplicaReason,
+    Report, failover_readiness, heal_once,
 };
 use crate::model::Model;
 use crate::pods::{self, PodError, redis_pod_name, sentinel_pod_name};
+use crate::status::FailoverReadiness;
 
 /// Key of the CA certificate in a TLS Secret (cert-manager's layout).
 pub const CA_KEY: &str = "ca.crt";
@@ -99,6 +101,8 @@ pub struct TopologyOutcome {
     pub summary: String,
     pub events: Vec<TopologyEvent>,
     pub pods: Vec<RedisPodStatus>,
+    /// Whether Sentinel could fail over now (the `FailoverReady` condition).
+    pub failover: FailoverReadiness,
     /// The full report (for logs and tests).
     pub report: Report,
 }
@@ -212,8 +216,15 @@ pub async fn reconcile(
         Some(ordinal) => pods::label_primary(client, model, ordinal).await?,
         None => Vec::new(),
     };
-    let settled =
-        primary.is_some() && report.ok() && !matches!(report.decision, Decision::Wait { .. });
+    let failover = failover(model, target, &report);
+    // A sentinel that has not discovered a replica yet changes nothing the operator watches:
+    // reconcile again soon so that FailoverReady turns True when it does. (No replica at all is
+    // a state the pods' own events report.)
+    let discovering = !failover.ready && failover.reason != "NoReplica";
+    let settled = primary.is_some()
+        && report.ok()
+        && !matches!(report.decision, Decision::Wait { .. })
+        && !discovering;
     Ok(TopologyOutcome {
         primary,
         relabelled,
@@ -221,8 +232,65 @@ pub async fn reconcile(
         summary: summary(model, target, &report),
         events: events(model, target, &report),
         pods: pod_statuses(model, &report),
+        failover,
         report,
     })
+}
+
+/// The `FailoverReady` condition from a heal report, naming pods.
+pub fn failover(model: &Model, target: &HealTarget, report: &Report) -> FailoverReadiness {
+    let name = |endpoint: &Endpoint| pod_of(model, target, endpoint);
+    let Some(primary) = &report.primary else {
+        return FailoverReadiness {
+            ready: false,
+            reason: "NoPrimary".into(),
+            message: "no primary is known".into(),
+        };
+    };
+    let (reason, message) = match failover_readiness(primary, &report.observation) {
+        Ok(replicas) => {
+            return FailoverReadiness {
+                ready: true,
+                reason: "SentinelsKnowReplicas".into(),
+                message: format!(
+                    "every sentinel monitors {} and knows its {replicas} replica(s) in sync",
+                    name(primary)
+                ),
+            };
+        }
+        Err(FailoverGap::NoReplica) => (
+            "NoReplica",
+            format!("no replica is in sync with {}", name(primary)),
+        ),
+        Err(FailoverGap::SentinelSilent { sentinel }) => (
+            "SentinelSilent",
+            format!(
+                "{} does not answer or does not monitor the store",
+                name(&sentinel)
+            ),
+        ),
+        Err(FailoverGap::SentinelElsewhere { sentinel }) => (
+            "SentinelElsewhere",
+            format!(
+                "{} reports another primary than {}",
+                name(&sentinel),
+                name(primary)
+            ),
+        ),
+        Err(FailoverGap::ReplicaUnknown { sentinel, replica }) => (
+            "ReplicaUnknown",
+            format!(
+                "{} has not discovered the replica {} yet",
+                name(&sentinel),
+                name(&replica)
+            ),
+        ),
+    };
+    FailoverReadiness {
+        ready: false,
+        reason: reason.into(),
+        message,
+    }
 }
 
 /// The pod name behind an endpoint of the target (data node or sentinel), or the endpoint.

@@ -593,6 +593,20 @@ impl TestNamespace {
             ],
             vec!["get", "abstores", "-n", ns, "-o", "yaml"],
             vec!["get", "events", "-n", ns, "--sort-by=.lastTimestamp"],
+            // What the store's own processes said (Sentinel's +sdown/+odown/+failover lines,
+            // TILT, the start and preStop scripts), the last lines of every container.
+            vec![
+                "logs",
+                "-n",
+                ns,
+                "-l",
+                "app.kubernetes.io/name=abstore",
+                "--all-containers",
+                "--prefix",
+                "--timestamps",
+                "--tail=40",
+                "--max-log-requests=30",
+            ],
         ] {
             out.push_str(&format!("$ kubectl {}\n", args.join(" ")));
             out.push_str(&self.cluster.kubectl(&args).unwrap_or_else(|error| error));
@@ -1048,6 +1062,27 @@ pub async fn wait_store_ready(cluster: &Cluster, ns: &str, store: &str) -> Value
                 Ok(status)
             } else {
                 Err(format!("status: {status}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Waits until the store's `FailoverReady` condition is True (a replica in sync that every
+/// sentinel knows): before that, a primary that dies cannot be failed over (Sentinel learns
+/// replicas from the primary's INFO every 10 s, later on a loaded machine), so tests that kill
+/// or stop the primary wait for it first.
+pub async fn wait_failover_ready(cluster: &Cluster, ns: &str, store: &str) -> Value {
+    poll(
+        &format!("ABStore {store} FailoverReady"),
+        STORE_READY,
+        || async {
+            let status = store_status(cluster, ns, store)?;
+            match condition(&status, "FailoverReady") {
+                Some(c) if c["status"] == "True" => Ok(status),
+                Some(c) => Err(format!("{}: {}", c["reason"], c["message"])),
+                None => Err(format!("no FailoverReady condition: {status}")),
             }
         },
     )

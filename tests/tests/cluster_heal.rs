@@ -15,7 +15,7 @@ use redis::AsyncCommands;
 /// The cluster lines a cluster-mode pod's redis.conf carries (the rest is the harness's).
 const CLUSTER_CONFIG: &str = "cluster-enabled yes\n\
 cluster-config-file nodes.conf\n\
-cluster-node-timeout 1000\n\
+cluster-node-timeout 5000\n\
 appendonly yes\n";
 
 struct Fixture {

@@ -13,7 +13,8 @@ use std::time::Duration;
 use abstore_operator::crd::ABStore;
 use abstore_tests::k8s::{
     self, Cluster, OperatorInstall, OperatorProcess, STORE_READY, TestNamespace, condition,
-    endpoint_ips, example, poll, rendered_objects, store_status, wait_store_ready,
+    endpoint_ips, example, poll, rendered_objects, store_status, wait_failover_ready,
+    wait_store_ready,
 };
 use abstore_tests::k8s_store::{
     AppAccess, PodS3, app_access, backup_and_prune_now, container_pid, counter_key, write_more,
@@ -439,7 +440,9 @@ async fn deleting_the_primary_pod_under_writes_loses_no_acknowledged_write() {
     let setup = setup("delete-primary", cluster, "").await;
     let ns = setup.ns.name.as_str();
     apply_store(cluster, ns, &store_yaml("{}"));
-    let status = wait_store_ready(cluster, ns, "experiments").await;
+    wait_store_ready(cluster, ns, "experiments").await;
+    // The hook's SENTINEL FAILOVER needs a replica the sentinels know.
+    let status = wait_failover_ready(cluster, ns, "experiments").await;
     let old = status["primary"].as_str().unwrap().to_owned();
     let access = app_access(cluster, ns, "experiments");
     let mut writer =
@@ -497,7 +500,10 @@ async fn a_hung_primary_is_failed_over_and_the_primary_service_follows_within_a_
     let setup = setup("hung-primary", cluster, "").await;
     let ns = setup.ns.name.as_str();
     apply_store(cluster, ns, &store_yaml(FAST_SENTINEL));
-    let status = wait_store_ready(cluster, ns, "experiments").await;
+    wait_store_ready(cluster, ns, "experiments").await;
+    // Stopped before the sentinels discovered the replicas, the primary could not be failed
+    // over (-failover-abort-no-good-slave): the store says when it can.
+    let status = wait_failover_ready(cluster, ns, "experiments").await;
     let old = status["primary"].as_str().unwrap().to_owned();
     let access = app_access(cluster, ns, "experiments");
     assert_eq!(pod_of(&sentinel_primary(ns, &access).await.unwrap()), old);

@@ -39,7 +39,7 @@ pub use observe::{
     SentinelView, observe,
 };
 pub(crate) use observe::{connect, connect_sentinel, endpoint_of, fields_of, info_fields};
-pub use plan::{Action, Decision, Plan, ReplicaReason, plan};
+pub use plan::{Action, Decision, FailoverGap, Plan, ReplicaReason, failover_readiness, plan};
 
 /// Timeout of each connection and command: a stopped (SIGSTOP) or partitioned node must not stall
 /// a pass.

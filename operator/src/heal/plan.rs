@@ -450,6 +450,71 @@ fn bootstrap_choice(
     ))
 }
 
+/// Why Sentinel could not fail the primary over right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailoverGap {
+    /// No replica is connected to the primary and in sync.
+    NoReplica,
+    /// A sentinel did not answer, or does not monitor the store.
+    SentinelSilent { sentinel: Endpoint },
+    /// A sentinel reports another primary.
+    SentinelElsewhere { sentinel: Endpoint },
+    /// A sentinel has not discovered a replica yet (it learns replicas from the primary's
+    /// `INFO`, every 10 s): if the primary died now, that sentinel could not promote it, and with
+    /// none known the failover aborts (`-failover-abort-no-good-slave`).
+    ReplicaUnknown {
+        sentinel: Endpoint,
+        replica: Endpoint,
+    },
+}
+
+/// Whether a failover of `primary` could happen now: at least one replica streams from it, and
+/// every sentinel monitors it and knows every such replica. Returns the number of replicas.
+pub fn failover_readiness(
+    primary: &Endpoint,
+    observation: &Observation,
+) -> Result<usize, FailoverGap> {
+    let replicas: Vec<&Endpoint> = observation
+        .nodes
+        .iter()
+        .filter(|node| {
+            matches!(
+                &node.state,
+                Ok(NodeInfo {
+                    role: NodeRole::Replica { primary: p, link_up: true },
+                    ..
+                }) if p == primary
+            )
+        })
+        .map(|node| &node.endpoint)
+        .collect();
+    if replicas.is_empty() {
+        return Err(FailoverGap::NoReplica);
+    }
+    for sentinel in &observation.sentinels {
+        let view = match &sentinel.state {
+            Ok(Some(view)) => view,
+            _ => {
+                return Err(FailoverGap::SentinelSilent {
+                    sentinel: sentinel.endpoint.clone(),
+                });
+            }
+        };
+        if &view.primary != primary {
+            return Err(FailoverGap::SentinelElsewhere {
+                sentinel: sentinel.endpoint.clone(),
+            });
+        }
+        if let Some(replica) = replicas.iter().find(|r| !view.replicas.contains(r)) {
+            return Err(FailoverGap::ReplicaUnknown {
+                sentinel: sentinel.endpoint.clone(),
+                replica: (*replica).clone(),
+            });
+        }
+    }
+    Ok(replicas.len())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -868,5 +933,68 @@ mod tests {
 
     fn plan_actions(obs: &Observation) -> Vec<Action> {
         plan(&target(), obs).actions
+    }
+
+    #[test]
+    fn failover_readiness_needs_a_synced_replica_every_sentinel_knows() {
+        use crate::heal::{NodeObservation, SentinelObservation};
+        let ep = |n: u16| Endpoint::new(format!("r{n}"), 6379);
+        let sentinel = |n: u16, replicas: Vec<Endpoint>| SentinelObservation {
+            endpoint: Endpoint::new(format!("s{n}"), 26379),
+            state: Ok(Some(SentinelView {
+                primary: ep(0),
+                flags: vec!["master".into()],
+                replicas,
+                sentinels: vec![],
+            })),
+        };
+        let node = |n: u16, role: NodeRole| NodeObservation {
+            endpoint: ep(n),
+            state: Ok(NodeInfo {
+                role,
+                offset: 10,
+                keys: 1,
+                loading: false,
+                min_replicas_to_write: None,
+            }),
+        };
+        let replica = |link_up| NodeRole::Replica {
+            primary: ep(0),
+            link_up,
+        };
+        let mut observation = Observation {
+            nodes: vec![
+                node(0, NodeRole::Primary),
+                node(1, replica(true)),
+                node(2, replica(true)),
+            ],
+            sentinels: vec![
+                sentinel(0, vec![ep(1), ep(2)]),
+                sentinel(1, vec![ep(1), ep(2)]),
+            ],
+        };
+        assert_eq!(failover_readiness(&ep(0), &observation), Ok(2));
+        // A sentinel that has not discovered replica 2 yet.
+        observation.sentinels[1] = sentinel(1, vec![ep(1)]);
+        assert_eq!(
+            failover_readiness(&ep(0), &observation),
+            Err(FailoverGap::ReplicaUnknown {
+                sentinel: Endpoint::new("s1", 26379),
+                replica: ep(2)
+            })
+        );
+        // No replica in sync: nothing to fail over to, whatever the sentinels know.
+        observation.nodes[1] = node(1, replica(false));
+        observation.nodes[2] = node(2, replica(false));
+        assert_eq!(
+            failover_readiness(&ep(0), &observation),
+            Err(FailoverGap::NoReplica)
+        );
+        observation.nodes[1] = node(1, replica(true));
+        observation.sentinels[0].state = Err("timeout".into());
+        assert!(matches!(
+            failover_readiness(&ep(0), &observation),
+            Err(FailoverGap::SentinelSilent { .. })
+        ));
     }
 }
