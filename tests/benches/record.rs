@@ -91,23 +91,21 @@ async fn measured<F: std::future::Future<Output = ()>>(
     }
 }
 
-/// The server's ceiling for single-key increments with 16-deep pipelining.
-fn redis_benchmark_incr(server: &RedisServer, requests: u64) -> Row {
+/// `redis-benchmark -P 16 -c 50 -n <requests> --csv <args>` against `server`: the rate its CSV
+/// reports for the test whose name starts with `test`, and the server's CPU per request.
+fn redis_benchmark(
+    server: &RedisServer,
+    name: &str,
+    requests: u64,
+    args: &[&str],
+    test: &str,
+) -> Row {
     let pid = server.pid().unwrap();
     let before = measure::cpu_seconds(pid).unwrap();
     let out = Command::new("redis-benchmark")
         .args(["-h", server.host(), "-p", &server.port().to_string()])
-        .args([
-            "-P",
-            "16",
-            "-t",
-            "incr",
-            "-n",
-            &requests.to_string(),
-            "-c",
-            "50",
-            "--csv",
-        ])
+        .args(["-P", "16", "-c", "50", "-n", &requests.to_string(), "--csv"])
+        .args(args)
         .output()
         .expect("redis-benchmark (package redis-tools) must be installed");
     let server_seconds = measure::cpu_seconds(pid).unwrap() - before;
@@ -115,16 +113,27 @@ fn redis_benchmark_incr(server: &RedisServer, requests: u64) -> Row {
     // CSV: "test","rps",... then "INCR","123456.00",...
     let per_second = text
         .lines()
-        .find(|l| l.starts_with("\"INCR\""))
+        .find(|l| l.starts_with(&format!("\"{test}")))
         .and_then(|l| l.split(',').nth(1))
         .and_then(|v| v.trim_matches('"').parse().ok())
         .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"));
     Row {
-        name: "ceiling: redis-benchmark -P 16 -t incr (INCR commands)".into(),
+        name: name.into(),
         per_second,
         server_us: server_seconds * 1e6 / requests as f64,
         client_us: None,
     }
+}
+
+/// The server's ceiling for single-key increments with 16-deep pipelining.
+fn redis_benchmark_incr(server: &RedisServer, requests: u64) -> Row {
+    redis_benchmark(
+        server,
+        "ceiling: redis-benchmark -P 16 -t incr (INCR commands)",
+        requests,
+        &["-t", "incr"],
+        "INCR",
+    )
 }
 
 fn assert_recorded(outcomes: &[abstore::Result<Outcome>]) {
@@ -136,30 +145,14 @@ fn assert_recorded(outcomes: &[abstore::Result<Outcome>]) {
 /// of new keys as long as abstore's (`dd:` + 40 hex digits), pipelined 16 deep by
 /// `redis-benchmark`. No recorder that keeps a flag per event can beat it.
 fn redis_benchmark_dedup_flags(server: &RedisServer, requests: u64) -> Row {
-    let pid = server.pid().unwrap();
-    let before = measure::cpu_seconds(pid).unwrap();
     let key = format!("dd:__rand_int__{}", "f".repeat(28));
-    let out = Command::new("redis-benchmark")
-        .args(["-h", server.host(), "-p", &server.port().to_string()])
-        .args(["-P", "16", "-c", "50", "-n", &requests.to_string()])
-        .args(["-r", "1000000000", "--csv"])
-        .args(["SET", &key, "1", "NX", "EX", "86400"])
-        .output()
-        .expect("redis-benchmark (package redis-tools) must be installed");
-    let server_seconds = measure::cpu_seconds(pid).unwrap() - before;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let per_second = text
-        .lines()
-        .find(|l| l.starts_with("\"SET "))
-        .and_then(|l| l.split(',').nth(1))
-        .and_then(|v| v.trim_matches('"').parse().ok())
-        .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"));
-    Row {
-        name: "dedup-flag ceiling: redis-benchmark -P 16 SET dd:… NX EX (new keys)".into(),
-        per_second,
-        server_us: server_seconds * 1e6 / requests as f64,
-        client_us: None,
-    }
+    redis_benchmark(
+        server,
+        "dedup-flag ceiling: redis-benchmark -P 16 SET dd:… NX EX (new keys)",
+        requests,
+        &["-r", "1000000000", "SET", &key, "1", "NX", "EX", "86400"],
+        "SET ",
+    )
 }
 
 /// The previous abstore release's recording: one `EVALSHA` of a per-event script for every

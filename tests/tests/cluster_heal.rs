@@ -48,31 +48,26 @@ fn strangers() -> Fixture {
     }
 }
 
-async fn cluster_info(server: &RedisServer) -> String {
+/// `CLUSTER <sub>` on `server`, as text.
+async fn cluster(server: &RedisServer, sub: &str) -> String {
     let mut con = server.connection().await.unwrap();
     redis::cmd("CLUSTER")
-        .arg("INFO")
+        .arg(sub)
         .query_async(&mut con)
         .await
         .unwrap()
+}
+
+async fn cluster_info(server: &RedisServer) -> String {
+    cluster(server, "INFO").await
 }
 
 async fn cluster_nodes(server: &RedisServer) -> String {
-    let mut con = server.connection().await.unwrap();
-    redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query_async(&mut con)
-        .await
-        .unwrap()
+    cluster(server, "NODES").await
 }
 
 async fn my_id(server: &RedisServer) -> String {
-    let mut con = server.connection().await.unwrap();
-    redis::cmd("CLUSTER")
-        .arg("MYID")
-        .query_async(&mut con)
-        .await
-        .unwrap()
+    cluster(server, "MYID").await
 }
 
 /// Runs heal passes until one finds nothing to do and every node reports `cluster_state:ok`
