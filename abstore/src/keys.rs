@@ -25,6 +25,9 @@ const MAX_TEMP_ID_BYTES: usize = 64;
 /// i64::MAX has 19 digits; refusing longer text up front keeps parsing cheap on hostile input.
 const MAX_BUCKET_DIGITS: usize = 19;
 const DIGEST_HEX_LEN: usize = 40;
+/// Partitions of a flag in the cluster layout (docs/cluster.md): a flag's counters spread over
+/// this many hash slots. Part of the key schema: readers sum over all of them.
+pub const PARTITIONS: u16 = 16;
 /// Keys and values in error messages are cut so a hostile 512 MB key cannot flood the logs.
 const ERROR_KEY_CHARS: usize = 120;
 const ERROR_VALUE_CHARS: usize = 64;
@@ -353,6 +356,8 @@ pub struct CounterKey {
     /// Some exactly when `kind.is_goal()`.
     goal: Option<String>,
     variation: String,
+    /// Cluster layout: the flag's partition, written as the hash tag `{<flag>:<p>}`.
+    partition: Option<u16>,
 }
 
 impl CounterKey {
@@ -384,6 +389,7 @@ impl CounterKey {
             flag: flag.to_owned(),
             goal: None,
             variation: variation.to_owned(),
+            partition: None,
         })
     }
 
@@ -417,7 +423,23 @@ impl CounterKey {
             flag: flag.to_owned(),
             goal: Some(goal.to_owned()),
             variation: variation.to_owned(),
+            partition: None,
         })
+    }
+
+    /// The same counter in the cluster layout, in partition `partition` of its flag
+    /// (`0..PARTITIONS`, from [`partition_of`] the event's user).
+    pub fn partitioned(self, partition: u16) -> Result<Self, KeyError> {
+        check_partition(partition).map_err(|r| KeyError::for_key(&self.to_string(), r))?;
+        Ok(CounterKey {
+            partition: Some(partition),
+            ..self
+        })
+    }
+
+    /// The partition of the cluster layout, if this key uses it.
+    pub fn partition(&self) -> Option<u16> {
+        self.partition
     }
 
     pub fn env(&self) -> Option<&Env> {
@@ -460,7 +482,11 @@ impl fmt::Display for CounterKey {
         if let Some(env) = &self.env {
             write!(f, "{env}{SEPARATOR}")?;
         }
-        write!(f, "{}:{}:{}", self.kind.tag(), self.bucket, self.flag)?;
+        write!(f, "{}:{}:", self.kind.tag(), self.bucket)?;
+        match self.partition {
+            Some(p) => write!(f, "{{{}{SEPARATOR}{p}}}", self.flag)?,
+            None => f.write_str(&self.flag)?,
+        }
         if let Some(goal) = &self.goal {
             write!(f, "{SEPARATOR}{goal}")?;
         }
@@ -476,6 +502,9 @@ pub enum Key {
     Dedup {
         env: Option<Env>,
         digest: [u8; 20],
+        /// Cluster layout: the event's flag and partition, the hash tag `{<flag>:<p>}` its
+        /// counters carry, so the flag and the counters share a slot.
+        tag: Option<(String, u16)>,
     },
     Assignment {
         env: Option<Env>,
@@ -518,7 +547,30 @@ impl Key {
         Ok(Key::Dedup {
             env: env.cloned(),
             digest: hasher.finalize().into(),
+            tag: None,
         })
+    }
+
+    /// The dedup flag of one event in the cluster layout: in the slot of the event's counters
+    /// (flag `flag`, partition `partition`).
+    pub fn dedup_partitioned(
+        env: Option<&Env>,
+        kind: EventKind,
+        event_id: &str,
+        flag: &str,
+        partition: u16,
+    ) -> Result<Key, KeyError> {
+        check_id(Field::Flag, flag)
+            .and_then(|()| check_partition(partition))
+            .map_err(KeyError::without_key)?;
+        match Key::dedup(env, kind, event_id)? {
+            Key::Dedup { env, digest, .. } => Ok(Key::Dedup {
+                env,
+                digest,
+                tag: Some((flag.to_owned(), partition)),
+            }),
+            other => Ok(other),
+        }
     }
 
     pub fn assignment(env: Option<&Env>, flag: &str, user: &str) -> Result<Key, KeyError> {
@@ -615,7 +667,12 @@ impl fmt::Display for Key {
         write!(f, "{}{SEPARATOR}", self.kind().tag())?;
         match self {
             Key::Counter(_) => Ok(()),
-            Key::Dedup { digest, .. } => digest.iter().try_for_each(|b| write!(f, "{b:02x}")),
+            Key::Dedup { digest, tag, .. } => {
+                if let Some((flag, p)) = tag {
+                    write!(f, "{{{flag}{SEPARATOR}{p}}}{SEPARATOR}")?;
+                }
+                digest.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
             Key::Assignment { flag, user, .. } => write!(f, "{flag}{SEPARATOR}{user}"),
             Key::Experiment { flag, .. } => f.write_str(flag),
             Key::Temp { id, .. } => f.write_str(id),
@@ -724,6 +781,8 @@ pub enum KeyErrorReason {
         kind: CounterKind,
         expected: &'static str,
     },
+    #[error("partition {partition} is out of range (0..{partitions})")]
+    Partition { partition: u16, partitions: u16 },
 }
 
 impl KeyErrorReason {
@@ -739,6 +798,7 @@ impl KeyErrorReason {
             KeyErrorReason::InvalidBucket { .. } => "invalid_bucket",
             KeyErrorReason::InvalidDigest { .. } => "invalid_digest",
             KeyErrorReason::WrongCounterKind { .. } => "wrong_counter_kind",
+            KeyErrorReason::Partition { .. } => "partition",
         }
     }
 }
@@ -841,40 +901,76 @@ fn parse_text(text: &str) -> Result<Key, KeyErrorReason> {
         }
     };
     match kind {
-        KeyKind::EvaluationCount | KeyKind::EvaluationUsers => {
-            let [bucket, flag, variation] = split_exact(kind, rest)?;
+        KeyKind::EvaluationCount
+        | KeyKind::EvaluationUsers
+        | KeyKind::GoalCount
+        | KeyKind::GoalUsers => {
+            let goal_kind = matches!(kind, KeyKind::GoalCount | KeyKind::GoalUsers);
+            let parts: Vec<&str> = rest.map_or_else(Vec::new, |r| r.split(SEPARATOR).collect());
+            let (bucket, after) = parts
+                .split_first()
+                .ok_or(KeyErrorReason::WrongSegmentCount { kind, found: 1 })?;
+            // `{<flag>:<p>}` (cluster layout) spans two segments.
+            let (flag, partition, after) = match tagged(after) {
+                Some((flag, p, after)) => (flag, Some(p), after),
+                None => match after.split_first() {
+                    Some((flag, after)) => (*flag, None, after),
+                    None => ("", None, &[][..]),
+                },
+            };
+            let (goal, variation) = match (goal_kind, after) {
+                (false, [variation]) => (None, *variation),
+                (true, [goal, variation]) => (Some(*goal), *variation),
+                _ => {
+                    return Err(KeyErrorReason::WrongSegmentCount {
+                        kind,
+                        found: parts.len() + 1,
+                    });
+                }
+            };
             let bucket = BucketTimestamp::parse(bucket)?;
             check_id(Field::Flag, flag)?;
+            if let Some(goal) = goal {
+                check_id(Field::Goal, goal)?;
+            }
             check_id(Field::Variation, variation)?;
             Ok(Key::Counter(CounterKey {
                 env,
                 kind: counter_kind(kind)?,
                 bucket,
                 flag: flag.to_owned(),
-                goal: None,
+                goal: goal.map(str::to_owned),
                 variation: variation.to_owned(),
-            }))
-        }
-        KeyKind::GoalCount | KeyKind::GoalUsers => {
-            let [bucket, flag, goal, variation] = split_exact(kind, rest)?;
-            let bucket = BucketTimestamp::parse(bucket)?;
-            check_id(Field::Flag, flag)?;
-            check_id(Field::Goal, goal)?;
-            check_id(Field::Variation, variation)?;
-            Ok(Key::Counter(CounterKey {
-                env,
-                kind: counter_kind(kind)?,
-                bucket,
-                flag: flag.to_owned(),
-                goal: Some(goal.to_owned()),
-                variation: variation.to_owned(),
+                partition,
             }))
         }
         KeyKind::Dedup => {
-            let [digest] = split_exact(kind, rest)?;
+            let parts: Vec<&str> = rest.map_or_else(Vec::new, |r| r.split(SEPARATOR).collect());
+            let (tag, digest) = match parts.as_slice() {
+                [digest] => (None, *digest),
+                [_, _, digest] => match tagged(&parts) {
+                    Some((flag, p, _)) => {
+                        check_id(Field::Flag, flag)?;
+                        (Some((flag.to_owned(), p)), *digest)
+                    }
+                    None => {
+                        return Err(KeyErrorReason::WrongSegmentCount {
+                            kind,
+                            found: parts.len() + 1,
+                        });
+                    }
+                },
+                _ => {
+                    return Err(KeyErrorReason::WrongSegmentCount {
+                        kind,
+                        found: parts.len() + 1,
+                    });
+                }
+            };
             Ok(Key::Dedup {
                 env,
                 digest: parse_digest(digest)?,
+                tag,
             })
         }
         KeyKind::Assignment => {
@@ -925,6 +1021,39 @@ fn unknown_kind(segment: &str) -> KeyErrorReason {
 
 /// Splits at the first ':'; the remainder is None when there is no ':' at all, so that "ec"
 /// and "ec:" count as one and two segments.
+/// `["{<flag>", "<p>}", rest…]` → the flag, the partition and the rest: the cluster layout's
+/// hash tag. `None` when the segments do not have that shape.
+fn tagged<'a, 'b>(parts: &'b [&'a str]) -> Option<(&'a str, u16, &'b [&'a str])> {
+    let (first, rest) = parts.split_first()?;
+    let (second, rest) = rest.split_first()?;
+    let flag = first.strip_prefix('{')?;
+    let p = second.strip_suffix('}')?;
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let p: u16 = p.parse().ok()?;
+    (p < PARTITIONS).then_some((flag, p, rest))
+}
+
+fn check_partition(partition: u16) -> Result<(), KeyErrorReason> {
+    if partition < PARTITIONS {
+        Ok(())
+    } else {
+        Err(KeyErrorReason::Partition {
+            partition,
+            partitions: PARTITIONS,
+        })
+    }
+}
+
+/// The partition of a flag an event of `user` goes to in the cluster layout: the first two
+/// bytes of SHA-1(user) modulo [`PARTITIONS`]. A function of the user alone, so a duplicate
+/// lands on the same dedup flag and each partition holds disjoint users (unique users add up).
+pub fn partition_of(user: &str) -> u16 {
+    let digest = Sha1::digest(user.as_bytes());
+    u16::from_be_bytes([digest[0], digest[1]]) % PARTITIONS
+}
+
 fn split_first(text: &str) -> (&str, Option<&str>) {
     match text.split_once(SEPARATOR) {
         Some((head, tail)) => (head, Some(tail)),
@@ -1084,6 +1213,160 @@ mod tests {
         assert_eq!(key.to_string(), text);
         assert_eq!(&parse(text).unwrap(), key);
         assert_eq!(&text.parse::<Key>().unwrap(), key);
+    }
+
+    /// Redis Cluster's key slot: CRC16-XMODEM of the hash tag (the text between the first
+    /// `{` and the next `}`, when not empty) or of the whole key, modulo 16 384.
+    fn key_slot(key: &str) -> u16 {
+        let bytes = key.as_bytes();
+        let hashed = match key.find('{') {
+            Some(open) => match key[open + 1..].find('}') {
+                Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+                _ => bytes,
+            },
+            None => bytes,
+        };
+        let mut crc: u16 = 0;
+        for &b in hashed {
+            crc ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc % 16_384
+    }
+
+    #[test]
+    fn key_slot_matches_redis() {
+        // Values `CLUSTER KEYSLOT` gives (the CRC16-XMODEM check value of "123456789" is 0x31C3).
+        assert_eq!(key_slot("123456789"), 0x31C3);
+        assert_eq!(key_slot("{foo}bar"), 12_182);
+        assert_eq!(key_slot("foo"), 12_182);
+    }
+
+    #[test]
+    fn the_cluster_layout_tags_flag_and_partition_and_round_trips() {
+        let e = env("prod");
+        let ec = CounterKey::evaluation(
+            Some(&e),
+            CounterKind::EvaluationCount,
+            bucket(HOUR),
+            "f",
+            "v",
+        )
+        .unwrap()
+        .partitioned(7)
+        .unwrap();
+        assert_eq!(ec.partition(), Some(7));
+        assert_round_trip("prod:ec:1699999200:{f:7}:v", &ec.clone().into());
+        assert_eq!(ec.with_bucket(bucket(HOUR + 3600)).partition(), Some(7));
+        let gu = CounterKey::goal(None, CounterKind::GoalUsers, bucket(DAY), "f", "buy", "v")
+            .unwrap()
+            .partitioned(0)
+            .unwrap();
+        assert_round_trip("gu:1700006400:{f:0}:buy:v", &gu.into());
+        let dd = Key::dedup_partitioned(None, EventKind::Evaluation, "event-1", "f", 7).unwrap();
+        let text = dd.to_string();
+        assert!(text.starts_with("dd:{f:7}:"), "{text}");
+        assert_round_trip(&text, &dd);
+        // Sentinel mode's keys are unchanged and still parse.
+        let plain = Key::dedup(None, EventKind::Evaluation, "event-1").unwrap();
+        assert_eq!(plain.to_string().len(), 3 + 40);
+        assert_round_trip(&plain.to_string(), &plain);
+        // Out of range, and shapes that are neither layout.
+        assert!(
+            CounterKey::evaluation(None, CounterKind::EvaluationCount, bucket(HOUR), "f", "v")
+                .unwrap()
+                .partitioned(PARTITIONS)
+                .is_err()
+        );
+        assert!(matches!(
+            reason("ec:1699999200:{f:16}:v"),
+            KeyErrorReason::WrongSegmentCount { .. }
+        ));
+        assert!(matches!(
+            reason("dd:{f:3}:x:0123456789abcdef0123456789abcdef01234567"),
+            KeyErrorReason::WrongSegmentCount { .. }
+        ));
+    }
+
+    #[test]
+    fn an_events_keys_share_one_slot_in_the_cluster_layout() {
+        for user in ["u1", "someone@example.com", "42"] {
+            let p = partition_of(user);
+            assert!(p < PARTITIONS);
+            let b = bucket(HOUR);
+            let keys = [
+                Key::dedup_partitioned(None, EventKind::Goal, "id-9", "checkout", p)
+                    .unwrap()
+                    .to_string(),
+                CounterKey::evaluation(None, CounterKind::EvaluationCount, b, "checkout", "v")
+                    .unwrap()
+                    .partitioned(p)
+                    .unwrap()
+                    .to_string(),
+                CounterKey::evaluation(None, CounterKind::EvaluationUsers, b, "checkout", "v")
+                    .unwrap()
+                    .partitioned(p)
+                    .unwrap()
+                    .to_string(),
+                CounterKey::goal(None, CounterKind::GoalCount, b, "checkout", "buy", "v")
+                    .unwrap()
+                    .partitioned(p)
+                    .unwrap()
+                    .to_string(),
+            ];
+            let slots: std::collections::BTreeSet<u16> = keys.iter().map(|k| key_slot(k)).collect();
+            assert_eq!(slots.len(), 1, "{keys:?}");
+        }
+    }
+
+    #[test]
+    fn one_hot_flag_spreads_over_every_shard() {
+        // A realistic skew: one flag gets half of all events, 99 others share the rest; users
+        // are many. Shards own the even split of 3 (and 4) shards. Each shard's share of the
+        // events must stay near 1/shards: the hot flag's 16 partitions land on every shard.
+        for shards in [3u16, 4] {
+            let bounds: Vec<u16> = (1..=shards)
+                .map(|s| (16_384u32 * u32::from(s) / u32::from(shards)) as u16)
+                .collect();
+            let shard_of = |slot: u16| bounds.iter().position(|b| slot < *b).unwrap();
+            let mut load = vec![0u64; usize::from(shards)];
+            for i in 0..200_000u64 {
+                let flag = if i % 2 == 0 {
+                    "hot".to_owned()
+                } else {
+                    format!("flag-{}", i % 99)
+                };
+                let user = format!("user-{}", i.wrapping_mul(2_654_435_761) % 1_000_003);
+                let key = CounterKey::evaluation(
+                    None,
+                    CounterKind::EvaluationCount,
+                    bucket(HOUR),
+                    &flag,
+                    "v",
+                )
+                .unwrap()
+                .partitioned(partition_of(&user))
+                .unwrap()
+                .to_string();
+                load[shard_of(key_slot(&key))] += 1;
+            }
+            let total: u64 = load.iter().sum();
+            let shares: Vec<f64> = load.iter().map(|l| *l as f64 / total as f64).collect();
+            let fair = 1.0 / f64::from(shards);
+            println!("{shards} shards: event shares {shares:.3?} ({load:?})");
+            for share in &shares {
+                assert!(
+                    (share - fair).abs() < 0.5 * fair,
+                    "{shards} shards: shares {shares:?} (one hot flag must not pin a shard)"
+                );
+            }
+        }
     }
 
     #[test]
