@@ -372,6 +372,8 @@ async fn the_status_patch_reports_generation_conditions_readiness_and_primary() 
         BTreeMap::from([
             ("Applied", "True"),
             ("Degraded", "False"),
+            // Heal reached no sentinel, so nothing says a failover could happen.
+            ("FailoverReady", "False"),
             ("InvalidSpec", "False"),
             // Heal reached no Redis (nothing listens): the primary comes from the pod label
             // only, which is not enough for this condition.
