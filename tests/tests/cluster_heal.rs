@@ -190,6 +190,52 @@ async fn heal_forms_a_cluster_replaces_a_lost_replica_and_recovers_a_lost_shard(
     }
     assert_eq!(shards_written.len(), 2, "keys landed on both shards");
 
+    // The library's cluster key layout, asked of the real cluster: an event's dedup flag, count
+    // and unique-users keys share one slot, and one flag's partitions spread over both shards.
+    {
+        use abstore::keys::{
+            BucketTimestamp, CounterKey, CounterKind, EventKind, Granularity, Key, PARTITIONS,
+            partition_of,
+        };
+        let mut con = f.servers[0].connection().await.unwrap();
+        let bucket = BucketTimestamp::containing(1_700_000_000, Granularity::Hour).unwrap();
+        let mut slots_of_flag = std::collections::BTreeSet::new();
+        for user in (0..64).map(|i| format!("user-{i}")) {
+            let p = partition_of(&user);
+            let counter = |kind| {
+                CounterKey::evaluation(None, kind, bucket, "checkout", "v")
+                    .unwrap()
+                    .partitioned(p)
+                    .unwrap()
+                    .to_string()
+            };
+            let keys = [
+                Key::dedup_partitioned(None, EventKind::Evaluation, &user, "checkout", p)
+                    .unwrap()
+                    .to_string(),
+                counter(CounterKind::EvaluationCount),
+                counter(CounterKind::EvaluationUsers),
+            ];
+            let mut slots = std::collections::BTreeSet::new();
+            for key in &keys {
+                let slot: u16 = redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(key)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                slots.insert(slot);
+            }
+            assert_eq!(slots.len(), 1, "{keys:?} in slots {slots:?}");
+            slots_of_flag.extend(slots);
+        }
+        assert!(slots_of_flag.len() > 1 && slots_of_flag.len() <= usize::from(PARTITIONS));
+        assert!(
+            slots_of_flag.iter().any(|s| *s < 8192) && slots_of_flag.iter().any(|s| *s >= 8192),
+            "one flag's partitions reach both shards: {slots_of_flag:?}"
+        );
+    }
+
     // A replica loses its disk: it comes back as a new, empty master. Its old id is a ghost.
     lose_disk(&mut f.servers[3]);
     let actions = heal_until_settled(&f).await;
