@@ -209,6 +209,11 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
             .with_endpoints(Arc::new(move |_, _, _| resolved.clone())),
     );
 
+    // A healthy store is one Sentinel can fail over: the sentinels learn the replicas from the
+    // primary's INFO (every 10 s), so `local up` returns before they know them. Until then the
+    // reconcile requeues after 10 s (FailoverReady False), which is not what this test is about.
+    sentinels_know_everyone(&layout, &sentinels).await;
+
     // First reconcile: heal finds the primary Sentinel elected and labels the pods.
     let action = tokio::time::timeout(
         RECONCILE_TIMEOUT,
@@ -261,6 +266,13 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
         .find(|c| c["type"] == "PrimaryAvailable")
         .unwrap();
     assert_eq!(available["status"], "True", "{available}");
+    let failover_ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "FailoverReady")
+        .unwrap();
+    assert_eq!(failover_ready["status"], "True", "{failover_ready}");
     assert!(status.get("lastFailover").is_none(), "{status}");
     store.status = Some(serde_json::from_value(status).unwrap());
 
@@ -268,10 +280,6 @@ async fn the_primary_label_follows_sentinel_within_a_second_and_the_failover_is_
     let second = reconcile_once(&ctx, &store, &mut live).await;
     assert_eq!(role_patches(&second), Vec::new());
     assert!(events(&second).is_empty(), "{:?}", events(&second));
-
-    // Sentinel can fail over only to replicas it has discovered (from the primary's INFO, every
-    // 10 s): wait until every sentinel knows both replicas and the other two sentinels.
-    sentinels_know_everyone(&layout, &sentinels).await;
 
     // kill -9 the primary; watch every sentinel's announcement ourselves to time the follower
     // against the first one.
