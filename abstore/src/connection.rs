@@ -33,12 +33,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// the operator's default `downAfterMilliseconds` of 5 s with room to spare.
 pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between attempts while waiting for a new primary.
-const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
 const SCHEME_REDIS: &str = "redis";
 const SCHEME_REDIS_TLS: &str = "rediss";
 const SCHEME_SENTINEL: &str = "redis+sentinel";
 const SCHEME_SENTINEL_TLS: &str = "rediss+sentinel";
+const SCHEME_CLUSTER: &str = "redis+cluster";
+const SCHEME_CLUSTER_TLS: &str = "rediss+cluster";
 
 /// A password that never shows up in `Debug` output or logs. One read from a file is read
 /// again at every new connection ([`Secret::current`]), so a rotated Secret (the kubelet
@@ -176,6 +178,9 @@ pub enum Endpoint {
         sentinels: Vec<HostPort>,
         master: String,
     },
+    /// A Redis Cluster: any of `nodes` tells the slot map (`redis+cluster://`,
+    /// `rediss+cluster://`); requests go to the primary of their keys' slot.
+    Cluster { nodes: Vec<HostPort> },
 }
 
 /// Credentials for one kind of server.
@@ -194,6 +199,9 @@ pub struct Credentials {
 /// - `rediss://…` — TLS; `?ca_file=/path/ca.crt` trusts a private CA
 /// - `redis+sentinel://[user[:password]@]host1:port1,host2:port2/<master>[/db]`, and
 ///   `rediss+sentinel://…` for TLS to sentinels and data nodes alike
+/// - `redis+cluster://[user[:password]@]host1:port1,host2:port2[/]`: a Redis Cluster, any of
+///   the nodes as seeds (`rediss+cluster://` for TLS); database 0 only, as the cluster has no
+///   other
 ///
 /// Query parameters: `password_file`, `password_env`, `ca_file`, `sentinel_username`,
 /// `sentinel_password_file`, `sentinel_password_env`, `response_timeout_ms`,
@@ -227,15 +235,17 @@ impl ConnectionSpec {
         };
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| invalid("missing scheme (expected redis://, rediss://, redis+sentinel:// or rediss+sentinel://)".into()))?;
-        let (tls, sentinel) = match scheme.to_ascii_lowercase().as_str() {
-            SCHEME_REDIS => (false, false),
-            SCHEME_REDIS_TLS => (true, false),
-            SCHEME_SENTINEL => (false, true),
-            SCHEME_SENTINEL_TLS => (true, true),
+            .ok_or_else(|| invalid("missing scheme (expected redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://)".into()))?;
+        let (tls, sentinel, cluster) = match scheme.to_ascii_lowercase().as_str() {
+            SCHEME_REDIS => (false, false, false),
+            SCHEME_REDIS_TLS => (true, false, false),
+            SCHEME_SENTINEL => (false, true, false),
+            SCHEME_SENTINEL_TLS => (true, true, false),
+            SCHEME_CLUSTER => (false, false, true),
+            SCHEME_CLUSTER_TLS => (true, false, true),
             other => {
                 return Err(invalid(format!(
-                    "unknown scheme {other:?} (expected redis, rediss, redis+sentinel or rediss+sentinel)"
+                    "unknown scheme {other:?} (expected redis, rediss, redis+sentinel, rediss+sentinel, redis+cluster or rediss+cluster)"
                 )));
             }
         };
@@ -287,9 +297,19 @@ impl ConnectionSpec {
                 },
                 db,
             )
+        } else if cluster {
+            if !segments.is_empty() {
+                return Err(invalid(
+                    "a cluster URL has no path: a Redis Cluster has only database 0".into(),
+                ));
+            }
+            (Endpoint::Cluster { nodes: host_list }, 0)
         } else {
             let [host] = <[HostPort; 1]>::try_from(host_list).map_err(|_| {
-                invalid("several hosts are only allowed with redis+sentinel://".into())
+                invalid(
+                    "several hosts are only allowed with redis+sentinel:// or redis+cluster://"
+                        .into(),
+                )
             })?;
             let db = match segments.as_slice() {
                 [] => 0,
@@ -350,7 +370,7 @@ impl ConnectionSpec {
         }
         if spec_tls_ca.is_some() && !tls {
             return Err(invalid(
-                "ca_file is given but the scheme is not TLS (use rediss:// or rediss+sentinel://)"
+                "ca_file is given but the scheme is not TLS (use rediss://, rediss+sentinel:// or rediss+cluster://)"
                     .into(),
             ));
         }
@@ -486,7 +506,12 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
             | ServerErrorKind::MasterDown
             | ServerErrorKind::BusyLoading
             | ServerErrorKind::TryAgain
-            | ServerErrorKind::NoScript,
+            | ServerErrorKind::NoScript
+            // Cluster mode: the node did not run it (another serves the slot, or the cluster
+            // is failing over).
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask
+            | ServerErrorKind::ClusterDown,
         ) => return Failure::NotApplied,
         ErrorKind::Io => return Failure::Unknown,
         _ => {}
@@ -561,6 +586,8 @@ pub struct Connection {
     spec: Arc<ConnectionSpec>,
     tls: Option<TlsCertificates>,
     current: Arc<Mutex<Current>>,
+    /// Cluster mode: the slot map and the links to the nodes.
+    pub(crate) router: Option<Arc<crate::cluster::Router>>,
 }
 
 impl fmt::Debug for Connection {
@@ -584,6 +611,10 @@ impl Connection {
             // Binaries install it at start; programs embedding the library may not have.
             crate::crypto::install_default_provider();
         }
+        let router = match &spec.endpoint {
+            Endpoint::Cluster { nodes } => Some(Arc::new(crate::cluster::Router::new(nodes))),
+            _ => None,
+        };
         let conn = Self {
             spec: Arc::new(spec),
             tls,
@@ -592,9 +623,39 @@ impl Connection {
                 server: None,
                 preferred_sentinel: 0,
             })),
+            router,
         };
-        conn.link().await?;
+        match &conn.router {
+            // The slot map, read now: a wrong URL or password fails here, not at the first write.
+            Some(router) => {
+                let deadline = Instant::now() + conn.spec.connect_timeout;
+                conn.cluster_primaries(router, deadline)
+                    .await
+                    .map_err(|failure| Error::Redis {
+                        server: failure.server.to_string(),
+                        context: "read the cluster's slot map",
+                        source: failure.error,
+                    })?;
+            }
+            None => {
+                conn.link().await?;
+            }
+        }
         Ok(conn)
+    }
+
+    /// Whether this is a Redis Cluster connection (`redis+cluster://`): keys must then use the
+    /// cluster layout ([`crate::keys`]) so that each request stays in one slot.
+    pub fn is_cluster(&self) -> bool {
+        self.router.is_some()
+    }
+
+    /// A new link to one node, with the data credentials.
+    pub(crate) async fn node_link(
+        &self,
+        hp: &HostPort,
+    ) -> std::result::Result<MultiplexedConnection, RedisError> {
+        self.open_link(hp, &self.spec.credentials, 0).await
     }
 
     /// The parsed connection settings.
@@ -620,6 +681,11 @@ impl Connection {
         context: &'static str,
     ) -> Result<T> {
         let deadline = Instant::now() + self.spec.failover_timeout;
+        if let Some(router) = &self.router {
+            return self
+                .cluster_exec(router, pipe, retry, context, deadline)
+                .await;
+        }
         loop {
             let (generation, server, mut conn) = self.link_until(deadline).await?;
             match pipe.query_async::<T>(&mut conn).await {
@@ -668,6 +734,9 @@ impl Connection {
         pipe: &mut Pipeline,
         deadline: Instant,
     ) -> std::result::Result<(HostPort, Vec<Value>), ExecFailure> {
+        if let Some(router) = &self.router {
+            return self.cluster_exec_each(router, pipe, deadline).await;
+        }
         let (generation, server, mut conn) = match self.link_until(deadline).await {
             Ok(v) => v,
             Err(e) => {
@@ -768,6 +837,16 @@ impl Connection {
                 self.resolve_primary(sentinels, master, current.preferred_sentinel)
                     .await?
             }
+            Endpoint::Cluster { .. } => {
+                // Cluster requests are routed per slot (crate::cluster), never through here.
+                return Err(Error::InvalidArgument {
+                    field: "url",
+                    reason: format!(
+                        "{} is a cluster URL: there is no single primary to link to",
+                        self.spec.redacted_url
+                    ),
+                });
+            }
         };
         current.generation += 1;
         current.preferred_sentinel = preferred;
@@ -800,6 +879,7 @@ impl Connection {
                 server: None,
                 preferred_sentinel: 0,
             })),
+            router: None,
         };
         let mut last_error = None;
         for sentinel in sentinels {
@@ -1096,6 +1176,30 @@ mod tests {
         );
         assert_eq!(spec.db, 1);
         assert_eq!(spec.credentials.username.as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn cluster_urls_list_seed_nodes_and_allow_no_database() {
+        let spec = ConnectionSpec::parse("redis+cluster://app:pw@n1:7000,n2,[::1]:7002/").unwrap();
+        assert_eq!(
+            spec.endpoint,
+            Endpoint::Cluster {
+                nodes: vec![hp("n1", 7000), hp("n2", 6379), hp("::1", 7002)]
+            }
+        );
+        assert!(!spec.tls);
+        let tls = ConnectionSpec::parse("rediss+cluster://n1:7000?ca_file=/etc/ca.crt").unwrap();
+        assert!(tls.tls);
+        for (url, needle) in [
+            ("redis+cluster://n1:7000/2", "only database 0"),
+            (
+                "redis+cluster://n1:7000?sentinel_username=app",
+                "redis+sentinel://",
+            ),
+        ] {
+            let msg = ConnectionSpec::parse(url).unwrap_err().to_string();
+            assert!(msg.contains(needle), "{url}: {msg}");
+        }
     }
 
     #[test]

@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 
 use redis::{Script, Value};
 
-use crate::connection::{Connection, ExecFailure, Failure, Retry, classify, classify_value};
+use crate::connection::{Connection, ExecFailure, Failure, classify, classify_value};
 use crate::error::{Error, Result};
-use crate::keys::{BucketTimestamp, CounterKey, CounterKind, Env, EventKind, Granularity, Key};
+use crate::keys::{
+    BucketTimestamp, CounterKey, CounterKind, Env, EventKind, Granularity, Key, key_slot,
+    partition_of,
+};
 
 /// Default retention of day-keyed data (Bucketeer's RFC: 31 days).
 pub const DEFAULT_RETENTION_DAYS: u32 = 31;
@@ -248,6 +251,8 @@ pub struct Recorder {
 
 /// One event turned into keys and arguments of the record script.
 struct Prepared {
+    /// Cluster mode: the hash slot of the event's keys (0 in Sentinel mode).
+    slot: u16,
     count: String,
     users: String,
     /// The dedup flag, when the event has an id and dedup is on.
@@ -334,11 +339,66 @@ impl Recorder {
             outcomes.push(outcome);
             prepared.push(p);
         }
-        let mut pending: Vec<usize> = (0..events.len())
+        let pending: Vec<usize> = (0..events.len())
             .filter(|i| prepared.get(*i).is_some_and(Option::is_some))
             .collect();
         let deadline = Instant::now() + self.conn.spec().failover_timeout;
         let mut replicas_acknowledged = None;
+        // Sentinel mode: one pipeline. Cluster mode: one per slot (an event's keys share its
+        // flag partition's slot), sent concurrently; each reaches its slot's primary.
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for i in pending {
+            let slot = prepared
+                .get(i)
+                .and_then(Option::as_ref)
+                .map_or(0, |p| p.slot);
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, list)) => list.push(i),
+                None => groups.push((slot, vec![i])),
+            }
+        }
+        let sent = futures::future::join_all(
+            groups
+                .into_iter()
+                .map(|(_, group)| self.send_pending(&prepared, group, deadline)),
+        )
+        .await;
+        for (group_outcomes, acknowledged) in sent {
+            for (i, outcome) in group_outcomes.into_iter().enumerate() {
+                if let (Some(outcome), Some(slot)) = (outcome, outcomes.get_mut(i)) {
+                    *slot = Some(outcome);
+                }
+            }
+            if let Some(n) = acknowledged {
+                replicas_acknowledged = Some(replicas_acknowledged.map_or(n, |m: u32| m.min(n)));
+            }
+        }
+        Ok(BatchResult {
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| {
+                    o.unwrap_or(Err(Error::UnexpectedReply {
+                        key: String::new(),
+                        reason: "event left without an outcome".into(),
+                    }))
+                })
+                .collect(),
+            replicas_acknowledged,
+        })
+    }
+
+    /// Sends `pending` (indices into `prepared`, one slot's events in cluster mode) until each
+    /// has an outcome or the deadline passes; returns the outcomes by index and what `WAIT`
+    /// said.
+    async fn send_pending(
+        &self,
+        prepared: &[Option<Prepared>],
+        mut pending: Vec<usize>,
+        deadline: Instant,
+    ) -> (Vec<Option<Result<Outcome>>>, Option<u32>) {
+        let mut replicas_acknowledged = None;
+        let mut outcomes: Vec<Option<Result<Outcome>>> =
+            (0..prepared.len()).map(|_| None).collect();
         let mut load_script = false;
         let mut last_sent_error = None;
         while !pending.is_empty() {
@@ -493,18 +553,7 @@ impl Recorder {
             }
             pending = resend;
         }
-        Ok(BatchResult {
-            outcomes: outcomes
-                .into_iter()
-                .map(|o| {
-                    o.unwrap_or(Err(Error::UnexpectedReply {
-                        key: String::new(),
-                        reason: "event left without an outcome".into(),
-                    }))
-                })
-                .collect(),
-            replicas_acknowledged,
-        })
+        (outcomes, replicas_acknowledged)
     }
 
     /// One script call for `call`'s events: events sharing a count key form a group, written
@@ -597,12 +646,24 @@ impl Recorder {
                 EventKind::Goal,
             ),
         };
-        let dedup = match (&event.event_id, self.config.dedup_ttl) {
-            (Some(id), Some(_)) => Some(Key::dedup(env, kind, id)?.to_string()),
+        // Cluster mode: the event's flag partition (from its user) tags its keys, so its dedup
+        // flag, count and users share a slot (docs/cluster.md).
+        let partition = self.conn.is_cluster().then(|| partition_of(&event.user));
+        let (count, users) = match partition {
+            Some(p) => (count.partitioned(p)?, users.partitioned(p)?),
+            None => (count, users),
+        };
+        let dedup = match (&event.event_id, self.config.dedup_ttl, partition) {
+            (Some(id), Some(_), None) => Some(Key::dedup(env, kind, id)?.to_string()),
+            (Some(id), Some(_), Some(p)) => {
+                Some(Key::dedup_partitioned(env, kind, id, &event.flag, p)?.to_string())
+            }
             _ => None,
         };
+        let count = count.to_string();
         Ok(Some(Prepared {
-            count: count.to_string(),
+            slot: partition.map_or(0, |_| key_slot(count.as_bytes())),
+            count,
             users: users.to_string(),
             dedup,
             expire_at,
@@ -615,11 +676,9 @@ impl Recorder {
     pub async fn load_script(&self) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("SCRIPT").arg("LOAD").arg(RECORD_SCRIPT);
-        let _: (String,) = self
-            .conn
-            .exec(&pipe, Retry::Idempotent, "load record script")
-            .await?;
-        Ok(())
+        self.conn
+            .exec_on_every_primary(&pipe, "load record script")
+            .await
     }
 }
 

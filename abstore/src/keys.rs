@@ -1046,6 +1046,33 @@ fn check_partition(partition: u16) -> Result<(), KeyErrorReason> {
     }
 }
 
+/// Hash slots of a Redis Cluster.
+pub const CLUSTER_SLOTS: u16 = 16_384;
+
+/// Redis Cluster's slot of a key: CRC16-XMODEM of the hash tag (the bytes between the first
+/// `{` and the next `}`, when not empty) or of the whole key, modulo 16 384.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = match key.iter().position(|&b| b == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    let mut crc: u16 = 0;
+    for &b in hashed {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % CLUSTER_SLOTS
+}
+
 /// The partition of a flag an event of `user` goes to in the cluster layout: the first two
 /// bytes of SHA-1(user) modulo [`PARTITIONS`]. A function of the user alone, so a duplicate
 /// lands on the same dedup flag and each partition holds disjoint users (unique users add up).
@@ -1215,37 +1242,12 @@ mod tests {
         assert_eq!(&text.parse::<Key>().unwrap(), key);
     }
 
-    /// Redis Cluster's key slot: CRC16-XMODEM of the hash tag (the text between the first
-    /// `{` and the next `}`, when not empty) or of the whole key, modulo 16 384.
-    fn key_slot(key: &str) -> u16 {
-        let bytes = key.as_bytes();
-        let hashed = match key.find('{') {
-            Some(open) => match key[open + 1..].find('}') {
-                Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
-                _ => bytes,
-            },
-            None => bytes,
-        };
-        let mut crc: u16 = 0;
-        for &b in hashed {
-            crc ^= u16::from(b) << 8;
-            for _ in 0..8 {
-                crc = if crc & 0x8000 != 0 {
-                    (crc << 1) ^ 0x1021
-                } else {
-                    crc << 1
-                };
-            }
-        }
-        crc % 16_384
-    }
-
     #[test]
     fn key_slot_matches_redis() {
         // Values `CLUSTER KEYSLOT` gives (the CRC16-XMODEM check value of "123456789" is 0x31C3).
-        assert_eq!(key_slot("123456789"), 0x31C3);
-        assert_eq!(key_slot("{foo}bar"), 12_182);
-        assert_eq!(key_slot("foo"), 12_182);
+        assert_eq!(key_slot(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"{foo}bar"), 12_182);
+        assert_eq!(key_slot(b"foo"), 12_182);
     }
 
     #[test]
@@ -1320,7 +1322,8 @@ mod tests {
                     .unwrap()
                     .to_string(),
             ];
-            let slots: std::collections::BTreeSet<u16> = keys.iter().map(|k| key_slot(k)).collect();
+            let slots: std::collections::BTreeSet<u16> =
+                keys.iter().map(|k| key_slot(k.as_bytes())).collect();
             assert_eq!(slots.len(), 1, "{keys:?}");
         }
     }
@@ -1354,7 +1357,7 @@ mod tests {
                 .partitioned(partition_of(&user))
                 .unwrap()
                 .to_string();
-                load[shard_of(key_slot(&key))] += 1;
+                load[shard_of(key_slot(key.as_bytes()))] += 1;
             }
             let total: u64 = load.iter().sum();
             let shares: Vec<f64> = load.iter().map(|l| *l as f64 / total as f64).collect();

@@ -11,7 +11,7 @@ use redis::Value;
 
 use crate::connection::{Connection, Retry};
 use crate::error::{Error, Result};
-use crate::keys::{BucketTimestamp, CounterKey, CounterKind, Env, Granularity, Key};
+use crate::keys::{BucketTimestamp, CounterKey, CounterKind, Env, Granularity, Key, PARTITIONS};
 
 /// How long a temporary merge key may live if its reader dies mid-script (it cannot, scripts are
 /// atomic, but a key without expiry is never acceptable on this keyspace).
@@ -41,6 +41,7 @@ impl Metric {
         bucket: BucketTimestamp,
         flag: &str,
         variation: &str,
+        partition: Option<u16>,
     ) -> Result<String> {
         let key = match self {
             Metric::Evaluations => {
@@ -60,7 +61,10 @@ impl Metric {
                 CounterKey::goal(env, kind, bucket, flag, goal, variation)?
             }
         };
-        Ok(key.to_string())
+        Ok(match partition {
+            Some(p) => key.partitioned(p)?.to_string(),
+            None => key.to_string(),
+        })
     }
 }
 
@@ -252,8 +256,9 @@ impl Reader {
         }
     }
 
-    /// One round trip: per point an MGET of every count key and a PFCOUNT per variation; for a
-    /// multi-point range, a merge script per variation for the range's unique users.
+    /// One round trip. Sentinel mode: one pipeline. Cluster mode: one pipeline per partition of
+    /// the flag (each in one slot), sent concurrently, the answers added up: counts sum, and so
+    /// do unique users, since a user's events all go to one partition (docs/cluster.md).
     async fn query(
         &self,
         metric: &Metric,
@@ -267,21 +272,60 @@ impl Reader {
                 reason: "no variation requested".into(),
             });
         }
+        if !self.conn.is_cluster() {
+            return self
+                .query_part(metric, flag, variations, &points, None)
+                .await;
+        }
+        let parts = futures::future::join_all(
+            (0..PARTITIONS).map(|p| self.query_part(metric, flag, variations, &points, Some(p))),
+        )
+        .await;
+        let mut sum: Option<Series> = None;
+        for part in parts {
+            let part = part?;
+            match &mut sum {
+                None => sum = Some(part),
+                Some(sum) => {
+                    for (into, from) in sum.points.iter_mut().zip(&part.points) {
+                        add(&mut into.variations, &from.variations);
+                    }
+                    add(&mut sum.total, &part.total);
+                }
+            }
+        }
+        sum.ok_or_else(|| Error::UnexpectedReply {
+            key: flag.to_owned(),
+            reason: "no partition answered".into(),
+        })
+    }
+
+    /// Per point an MGET of every count key and a PFCOUNT per variation; for a multi-point
+    /// range, the range's unique users per variation: a merge script in Sentinel mode, a
+    /// PFCOUNT of every bucket (a union, the keys sharing the partition's slot) in cluster mode.
+    async fn query_part(
+        &self,
+        metric: &Metric,
+        flag: &str,
+        variations: &[&str],
+        points: &[Vec<BucketTimestamp>],
+        partition: Option<u16>,
+    ) -> Result<Series> {
         let env = self.env.as_ref();
         let mut pipe = redis::pipe();
         let mut count_keys: Vec<Vec<String>> = Vec::with_capacity(points.len());
-        for buckets in &points {
+        for buckets in points {
             let mut keys = Vec::with_capacity(buckets.len() * variations.len());
             for v in variations {
                 for b in buckets {
-                    keys.push(metric.key(env, false, *b, flag, v)?);
+                    keys.push(metric.key(env, false, *b, flag, v, partition)?);
                 }
             }
             pipe.cmd("MGET").arg(&keys);
             for v in variations {
                 let users = buckets
                     .iter()
-                    .map(|b| metric.key(env, true, *b, flag, v))
+                    .map(|b| metric.key(env, true, *b, flag, v, partition))
                     .collect::<Result<Vec<_>>>()?;
                 pipe.cmd("PFCOUNT").arg(users);
             }
@@ -290,18 +334,23 @@ impl Reader {
         let range = points.len() > 1;
         if range {
             for v in variations {
-                let temp = Key::temp(env, &uuid::Uuid::new_v4().simple().to_string())?;
-                let mut keys = vec![temp.to_string()];
-                for buckets in &points {
+                let mut keys = Vec::new();
+                for buckets in points {
                     for b in buckets {
-                        keys.push(metric.key(env, true, *b, flag, v)?);
+                        keys.push(metric.key(env, true, *b, flag, v, partition)?);
                     }
                 }
-                pipe.cmd("EVAL")
-                    .arg(MERGE_COUNT_SCRIPT)
-                    .arg(keys.len())
-                    .arg(keys)
-                    .arg(TEMP_KEY_TTL_MS);
+                if partition.is_some() {
+                    pipe.cmd("PFCOUNT").arg(keys);
+                } else {
+                    let temp = Key::temp(env, &uuid::Uuid::new_v4().simple().to_string())?;
+                    pipe.cmd("EVAL")
+                        .arg(MERGE_COUNT_SCRIPT)
+                        .arg(keys.len() + 1)
+                        .arg(temp.to_string())
+                        .arg(keys)
+                        .arg(TEMP_KEY_TTL_MS);
+                }
             }
         }
         let replies: Vec<Value> = self
@@ -352,6 +401,15 @@ impl Reader {
             }
         }
         Ok(series)
+    }
+}
+
+/// Adds one partition's stats into the sum.
+fn add(into: &mut BTreeMap<String, VariationStats>, from: &BTreeMap<String, VariationStats>) {
+    for (v, s) in from {
+        let sum = into.entry(v.clone()).or_default();
+        sum.count = sum.count.saturating_add(s.count);
+        sum.users = sum.users.saturating_add(s.users);
     }
 }
 

@@ -81,9 +81,8 @@ impl StickyAssigner {
                     .arg(&key)
                     .arg(&chosen)
                     .arg("EX")
-                    .arg(self.ttl.as_secs())
-                    .ignore();
-                let () = self
+                    .arg(self.ttl.as_secs());
+                let _: (redis::Value,) = self
                     .conn
                     .exec(&pipe, Retry::Idempotent, "sticky reassignment")
                     .await?;

@@ -56,6 +56,16 @@ pub const DEFAULT_JOBS_IMAGE: &str =
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ABStoreSpec {
+    /// `sentinel` (default): one primary with replicas, failed over by Sentinel. `cluster`: a
+    /// Redis Cluster of `cluster.shards` primaries, each with `cluster.replicasPerShard`
+    /// replicas, failed over by the cluster itself (applications connect with a
+    /// `redis+cluster://` URL). Cluster mode runs under `abstore-operator local up` only for
+    /// now; the operator refuses it in Kubernetes (docs/cluster.md).
+    #[serde(default, skip_serializing_if = "StoreMode::is_sentinel")]
+    pub mode: StoreMode,
+    /// The shards of a `mode: cluster` store. Only read in cluster mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSpec>,
     /// The Redis data pods: a primary and its replicas in one StatefulSet.
     #[serde(default)]
     pub redis: RedisSpec,
@@ -113,6 +123,64 @@ pub struct ABStoreSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub priority_class_name: Option<String>,
+}
+
+/// How a store is laid out.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum StoreMode {
+    /// One primary with replicas, watched by Sentinel.
+    #[default]
+    Sentinel,
+    /// A Redis Cluster: the keyspace split over shards.
+    Cluster,
+}
+
+impl StoreMode {
+    pub fn is_sentinel(&self) -> bool {
+        *self == StoreMode::Sentinel
+    }
+}
+
+/// The shards of a cluster-mode store.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Primaries the 16384 hash slots are split over. The cluster fails a primary over only
+    /// when a majority of primaries agree: with fewer than 3 shards a lost primary is not
+    /// replaced automatically.
+    #[serde(default = "default_shards")]
+    #[schemars(range(min = 1, max = 64))]
+    pub shards: i32,
+    /// Replicas of each shard's primary.
+    #[serde(default = "default_replicas_per_shard")]
+    #[schemars(range(min = 0, max = 5))]
+    pub replicas_per_shard: i32,
+    /// `cluster-node-timeout`: how long a node must be unreachable before its peers count it
+    /// as failing (and a replica takes over its slots).
+    #[serde(default = "default_node_timeout")]
+    #[schemars(range(min = 500, max = 120000))]
+    pub node_timeout_milliseconds: i32,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            shards: default_shards(),
+            replicas_per_shard: default_replicas_per_shard(),
+            node_timeout_milliseconds: default_node_timeout(),
+        }
+    }
+}
+
+fn default_shards() -> i32 {
+    3
+}
+fn default_replicas_per_shard() -> i32 {
+    1
+}
+fn default_node_timeout() -> i32 {
+    5000
 }
 
 /// The Redis data pods.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
-use abstore_operator::local::{self, Layout, Supervisor};
+use abstore_operator::local::{self, ClusterSupervisor, Layout, Supervisor};
 use abstore_operator::telemetry::{self, LogFormat};
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +95,46 @@ pub fn run(command: LocalCommand) -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format).context("setting up logging")?;
+    let starting = || {
+        format!(
+            "starting {} in {}",
+            args.file.display(),
+            args.dir.dir.display()
+        )
+    };
+    let model = local::load_model(&args.file).with_context(starting)?;
+    if let Some(cluster) = model.cluster() {
+        let supervisor = ClusterSupervisor::up(&args.file, &args.dir.dir)
+            .await
+            .with_context(starting)?;
+        let layout = supervisor.layout().clone();
+        let state = supervisor.state().clone();
+        println!(
+            "ABStore {} is up: a Redis Cluster of {} shards × {} nodes, every slot served",
+            state.name,
+            cluster.shards,
+            1 + cluster.replicas_per_shard
+        );
+        println!("  connect:     {}", local::app_url(&layout, &state));
+        println!(
+            "  credentials: {} (one password file per user)",
+            layout.credentials_dir().display()
+        );
+        println!(
+            "  status:      abstore-operator local status --dir {}",
+            layout.dir.display()
+        );
+        println!(
+            "Healing until Ctrl-C (which stops every process). Edits of {} are not followed in cluster mode yet.",
+            args.file.display()
+        );
+        supervisor
+            .run_until(crate::run::wait_for_signal())
+            .await
+            .context("stopping the local store")?;
+        println!("stopped");
+        return Ok(());
+    }
     let supervisor = Supervisor::up(&args.file, &args.dir.dir)
         .await
         .with_context(|| {
@@ -178,9 +218,21 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
             if let Some(step) = &status.rollout {
                 println!("rollout:     {step}");
             }
+            if let Some(covered) = status.slots_covered {
+                println!("slots:       {covered} of 16384 served");
+            }
             for node in &status.nodes {
+                let shard = node
+                    .shard
+                    .map(|s| format!("shard {s:<3} "))
+                    .unwrap_or_default();
+                let slots = node
+                    .slots
+                    .as_ref()
+                    .map(|s| format!(" slots {s}"))
+                    .unwrap_or_default();
                 println!(
-                    "redis     {:<16} pid {:<8} {}",
+                    "redis     {:<16} pid {:<8} {shard}{}{slots}",
                     node.address,
                     node.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
                     node.role

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use crate::crd::ABStoreSpec;
+use crate::crd::{ABStoreSpec, ClusterSpec, StoreMode};
 
 /// Label every object the operator makes carries: the store's name. Together with
 /// `MANAGED_BY_LABEL` it selects the children to keep or delete.
@@ -212,9 +212,18 @@ impl Model {
         ])
     }
 
-    /// Replicas of the primary (Redis pods minus one).
+    /// Replicas of the primary (Redis pods minus one); in cluster mode, of each shard's primary.
     pub fn redis_replica_count(&self) -> i32 {
-        (self.spec.redis.replicas - 1).max(0)
+        match self.cluster() {
+            Some(cluster) => cluster.replicas_per_shard.max(0),
+            None => (self.spec.redis.replicas - 1).max(0),
+        }
+    }
+
+    /// The shape of a `mode: cluster` store, defaults filled in; `None` in Sentinel mode.
+    pub fn cluster(&self) -> Option<ClusterSpec> {
+        (self.spec.mode == StoreMode::Cluster)
+            .then(|| self.spec.cluster.clone().unwrap_or_default())
     }
 
     /// `min-replicas-to-write`, never more than the replicas that exist, so a scale-down

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Resource;
 use url::Url;
 
-use crate::crd::{ABStore, UserSpec};
+use crate::crd::{ABStore, ABStoreSpec, ClusterSpec, StoreMode, UserSpec};
 use crate::credentials::Role;
 use crate::memory;
 use crate::model::{Model, Platform, REDIS, Runtime, SENTINEL};
@@ -145,6 +145,7 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
     if let Some(image) = &s.sentinel.image {
         v.image("spec.sentinel.image", image);
     }
+    check_mode(&mut v, s, platform);
     v.range(
         "spec.durability.minReplicasToWrite",
         s.durability.min_replicas_to_write,
@@ -472,6 +473,42 @@ fn describe_list(values: &[String]) -> String {
     }
 }
 
+/// `spec.mode` and `spec.cluster`: the shard counts in range, `cluster` given only for
+/// cluster mode, and cluster mode only where it is built (`local up`; docs/cluster.md).
+fn check_mode(v: &mut Problems, s: &ABStoreSpec, platform: &Platform) {
+    match (s.mode, &s.cluster) {
+        (StoreMode::Sentinel, Some(_)) => v.push(
+            "spec.cluster",
+            "is only read with spec.mode: cluster; add `mode: cluster` or remove spec.cluster",
+        ),
+        (StoreMode::Sentinel, None) => {}
+        (StoreMode::Cluster, cluster) => {
+            let default = ClusterSpec::default();
+            let c = cluster.as_ref().unwrap_or(&default);
+            v.range("spec.cluster.shards", c.shards, 1, 64);
+            v.range("spec.cluster.replicasPerShard", c.replicas_per_shard, 0, 5);
+            v.range(
+                "spec.cluster.nodeTimeoutMilliseconds",
+                c.node_timeout_milliseconds,
+                500,
+                120_000,
+            );
+            if platform.runtime == Runtime::Kubernetes {
+                v.push(
+                    "spec.mode",
+                    "cluster mode is not built for Kubernetes yet (the operator forms and heals a cluster only under `abstore-operator local up`; docs/cluster.md); use mode: sentinel",
+                );
+            }
+            if s.tls.enabled {
+                v.push(
+                    "spec.tls.enabled",
+                    "TLS is not built for cluster mode yet (docs/cluster.md); set enabled: false or use mode: sentinel",
+                );
+            }
+        }
+    }
+}
+
 /// Checks an image reference the way the container runtime parses it (the distribution
 /// `reference` grammar): `[registry[:port]/]path[:tag][@algorithm:hex]`. A reference the runtime
 /// refuses would leave the pods in `InvalidImageName`, so it is refused here, naming the part.
@@ -700,10 +737,20 @@ pub fn parse_save_point(point: &str) -> Option<(u64, u64)> {
 
 /// Why a redis.conf directive is the operator's and may not be set in `spec.redis.config`.
 fn refused_reason(name: &str) -> Option<&'static str> {
-    const OWNED: [(&[&str], &str); 14] = [
+    const OWNED: [(&[&str], &str); 15] = [
         (
             &["replicaof", "slaveof"],
             "Sentinel and the start script decide which pod replicates which",
+        ),
+        (
+            &[
+                "cluster-enabled",
+                "cluster-config-file",
+                "cluster-node-timeout",
+                "cluster-require-full-coverage",
+                "cluster-allow-replica-migration",
+            ],
+            "use spec.mode and spec.cluster",
         ),
         (
             &[
@@ -1471,6 +1518,56 @@ mod tests {
             .replace("serviceAccountName: admin", "serviceAccountName: backup-s3");
         validate_on(&store(&good), &platform).unwrap();
         validate(&store(spec)).unwrap();
+    }
+
+    #[test]
+    fn cluster_mode_is_checked_and_refused_where_it_is_not_built() {
+        let local = |spec: &str| -> Vec<String> {
+            match validate_on(&store(spec), &Platform::local()) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.errors().iter().map(|e| e.field.clone()).collect(),
+            }
+        };
+        // Local up: defaults filled in; the replicas per shard decide min-replicas-to-write.
+        let model = validate_on(&store("mode: cluster"), &Platform::local()).unwrap();
+        let cluster = model.cluster().unwrap();
+        assert_eq!((cluster.shards, cluster.replicas_per_shard), (3, 1));
+        assert_eq!(model.min_replicas_to_write(), 1);
+        let model = validate_on(
+            &store("mode: cluster\ncluster: {shards: 2, replicasPerShard: 0}"),
+            &Platform::local(),
+        )
+        .unwrap();
+        assert_eq!(model.min_replicas_to_write(), 0);
+        assert!(validate(&store("{}")).unwrap().cluster().is_none());
+        assert_eq!(
+            local(
+                "mode: cluster\ncluster: {shards: 0, replicasPerShard: 6, nodeTimeoutMilliseconds: 100}"
+            ),
+            [
+                "spec.cluster.shards",
+                "spec.cluster.replicasPerShard",
+                "spec.cluster.nodeTimeoutMilliseconds"
+            ]
+        );
+        assert_eq!(local("cluster: {shards: 3}"), ["spec.cluster"]);
+        assert_eq!(
+            local("mode: cluster\ntls: {enabled: true, secretName: t}"),
+            ["spec.tls.enabled"]
+        );
+        assert_eq!(
+            local("mode: cluster\nredis: {config: {cluster-node-timeout: '100'}}"),
+            ["spec.redis.config.cluster-node-timeout"]
+        );
+        // Kubernetes: refused, naming the field and where it runs instead.
+        let found = errors("mode: cluster");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "spec.mode");
+        assert!(
+            found[0].message.contains("local up"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]

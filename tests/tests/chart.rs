@@ -747,9 +747,27 @@ fn the_full_example_sets_every_spec_field() {
     let example: Value = serde_yaml::from_str(&read_chart_file("examples/full.yaml")).unwrap();
     let mut missing = Vec::new();
     unset_fields(spec_schema, &example["spec"], "spec", &mut missing);
+    // spec.cluster is only read in cluster mode (refused beside mode: sentinel): the cluster
+    // example documents it.
+    missing.retain(|field| field != "spec.cluster");
     assert!(
         missing.is_empty(),
         "examples/full.yaml leaves unset: {missing:?}"
+    );
+    let cluster_example = abstore_tests::repo_root().join("docs/examples/cluster.yaml");
+    let cluster: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&cluster_example).unwrap()).unwrap();
+    assert_eq!(cluster["spec"]["mode"], "cluster");
+    let mut missing = Vec::new();
+    unset_fields(
+        &spec_schema["properties"]["cluster"],
+        &cluster["spec"]["cluster"],
+        "spec.cluster",
+        &mut missing,
+    );
+    assert!(
+        missing.is_empty(),
+        "docs/examples/cluster.yaml leaves unset: {missing:?}"
     );
 }
 

@@ -35,6 +35,7 @@ fn strangers() -> Fixture {
             shard: u16::try_from(n / 2).unwrap(),
             index: u16::try_from(n % 2).unwrap(),
             endpoint: Endpoint::new(s.host(), s.port()),
+            bus_port: None,
         })
         .collect();
     Fixture {

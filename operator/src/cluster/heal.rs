@@ -111,6 +111,15 @@ pub async fn apply(target: &ClusterHealTarget, action: &Action) -> Result<(), St
                 .ok_or_else(|| format!("{peer} resolves to no address"))?
                 .ip();
             cmd.arg("MEET").arg(ip.to_string()).arg(peer.port);
+            if let Some(bus_port) = target
+                .cluster
+                .members
+                .iter()
+                .find(|m| &m.endpoint == peer)
+                .and_then(|m| m.bus_port)
+            {
+                cmd.arg(bus_port);
+            }
         }
         Action::AddSlots { slots, .. } => {
             cmd.arg("ADDSLOTSRANGE");
@@ -152,7 +161,7 @@ pub async fn heal_once(target: &ClusterHealTarget) -> ClusterReport {
         applied.push((action, error));
     }
     if let Decision::Wait { reason } = &decision {
-        tracing::info!(%reason, "cluster heal: waiting");
+        tracing::debug!(%reason, "cluster heal: waiting");
     }
     ClusterReport {
         decision,

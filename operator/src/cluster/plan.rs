@@ -37,6 +37,9 @@ pub struct Member {
     pub shard: u16,
     pub index: u16,
     pub endpoint: Endpoint,
+    /// Its cluster bus port when not the default (port + 10000), as `local up` needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus_port: Option<u16>,
 }
 
 /// What the cluster should be.
@@ -604,6 +607,7 @@ mod tests {
                         shard,
                         index,
                         endpoint: endpoint(shard, index),
+                        bus_port: None,
                     }
                 })
                 .collect(),

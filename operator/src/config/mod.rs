@@ -371,6 +371,21 @@ pub fn redis_conf(model: &Model, paths: &ConfigPaths) -> String {
         spec.durability.min_replicas_max_lag_seconds
     );
 
+    if let Some(cluster) = model.cluster() {
+        // docs/cluster.md: the operator places replicas (no migration behind its back), and a
+        // lost shard stops only its own slots, not every write of the store.
+        line!(out, "# cluster mode");
+        line!(out, "cluster-enabled yes");
+        line!(out, "cluster-config-file {CLUSTER_CONFIG_FILE}");
+        line!(
+            out,
+            "cluster-node-timeout {}",
+            cluster.node_timeout_milliseconds
+        );
+        line!(out, "cluster-require-full-coverage no");
+        line!(out, "cluster-allow-replica-migration no");
+    }
+
     if !spec.redis.config.is_empty() {
         line!(out, "# spec.redis.config");
         for (name, value) in &spec.redis.config {
@@ -379,6 +394,10 @@ pub fn redis_conf(model: &Model, paths: &ConfigPaths) -> String {
     }
     out
 }
+
+/// The cluster state file of a cluster-mode node (node id, epochs, peers), in its data
+/// directory: losing it is losing the node's identity, as losing its data is.
+pub const CLUSTER_CONFIG_FILE: &str = "nodes.conf";
 
 /// sentinel.conf shared by every sentinel; start-sentinel.sh adds `sentinel monitor`, then
 /// `SENTINEL_MONITOR_CONF`, then the auth-pass and sentinel-pass. Clients authenticate with the
@@ -462,6 +481,9 @@ const APP_COMMANDS: &[&str] = &[
     "+unlink",
     "+wait",
 ];
+/// What the app role adds in cluster mode: the abstore library's cluster connection reads the
+/// slot map (`CLUSTER SLOTS`) and sends `ASKING` before a command an `ASK` redirect named.
+const APP_CLUSTER_COMMANDS: &[&str] = &["+cluster|slots", "+asking"];
 /// The backup role: SCAN and typed reads; keys are read-only (`%R~*`), so even a write command
 /// slipped in later could not change data.
 /// Exactly what `abstore-jobs backup` sends (jobs/src/redis.rs, backup.rs): SCAN, TYPE, the typed
@@ -678,7 +700,12 @@ pub fn acl_users(model: &Model, credentials: &Credentials) -> Vec<AclUser> {
     let mut users = Vec::new();
     for role in Role::ALL {
         let name = role.username();
-        let (keys, channels, commands) = role_rules(role);
+        let (keys, channels, mut commands) = role_rules(role);
+        if model.cluster().is_some() && role == Role::App {
+            // A cluster client reads the slot map and follows ASK redirects during a migration.
+            commands.push(' ');
+            commands.push_str(&APP_CLUSTER_COMMANDS.join(" "));
+        }
         let mut rules = split(&keys);
         rules.extend(split(&channels));
         rules.push("-@all".to_owned());
@@ -765,6 +792,48 @@ mod tests {
         conf.lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .collect()
+    }
+
+    #[test]
+    fn cluster_mode_renders_the_cluster_directives_and_the_app_users_cluster_commands() {
+        let store: ABStore = serde_yaml::from_str(
+            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata: {name: shop, namespace: ab}\nspec:\n  mode: cluster\n  cluster: {nodeTimeoutMilliseconds: 3000}\n",
+        )
+        .unwrap();
+        let clustered =
+            crate::validate::validate_on(&store, &crate::model::Platform::local()).unwrap();
+        let conf = redis_conf(&clustered, &ConfigPaths::default());
+        let lines = directives(&conf);
+        for expected in [
+            "cluster-enabled yes",
+            "cluster-config-file nodes.conf",
+            "cluster-node-timeout 3000",
+            "cluster-require-full-coverage no",
+            "cluster-allow-replica-migration no",
+            "min-replicas-to-write 1",
+        ] {
+            assert!(lines.contains(&expected), "missing {expected:?} in\n{conf}");
+        }
+        let credentials =
+            Credentials::resolve(&clustered, &BTreeMap::new(), &mut || "p".repeat(20));
+        let app = |model: &Model| {
+            acl_users(model, &credentials)
+                .into_iter()
+                .find(|u| u.name == "app")
+                .unwrap()
+                .rules
+        };
+        let rules = app(&clustered);
+        assert!(rules.contains(&"+cluster|slots".to_owned()), "{rules:?}");
+        assert!(rules.contains(&"+asking".to_owned()), "{rules:?}");
+        // Sentinel mode: neither, and no cluster directive.
+        let sentinel = model("{}");
+        assert!(
+            !app(&sentinel)
+                .iter()
+                .any(|r| r.contains("cluster") || r == "+asking")
+        );
+        assert!(!redis_conf(&sentinel, &ConfigPaths::default()).contains("cluster-"));
     }
 
     #[test]

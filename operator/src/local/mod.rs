@@ -8,6 +8,7 @@
 //! (config, data, log), `backups/`, and with `spec.tls.enabled` `tls/` (see [`tls`]). `up` on an
 //! existing directory restarts the same store with its data, ports, passwords and certificates.
 
+pub mod cluster;
 mod process;
 mod state;
 pub mod tls;
@@ -26,6 +27,7 @@ use crate::model::{Model, Platform};
 use crate::rotation::{self, PasswordState, STATE_KEY};
 use crate::validate::validate_on;
 
+pub use cluster::{ClusterSupervisor, cluster_role_url};
 pub use process::{Supervisor, SwitchoverRecord, listens_on};
 pub use state::{JobRun, LocalState, ProcessState};
 
@@ -372,6 +374,9 @@ pub fn app_url(layout: &Layout, state: &LocalState) -> String {
 /// and the CA file when the store serves TLS); the same user and password authenticate to the
 /// sentinels (`sentinel_username`).
 pub fn role_url(layout: &Layout, state: &LocalState, role: Role) -> String {
+    if state.shards.is_some() {
+        return cluster_role_url(layout, state, role);
+    }
     let hosts: Vec<String> = state
         .sentinels
         .iter()
@@ -411,6 +416,9 @@ pub struct Status {
     pub rollout: Option<String>,
     /// The certificates of a TLS store.
     pub tls: Option<TlsStatus>,
+    /// Cluster mode: hash slots some reachable primary serves (of 16384).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots_covered: Option<u32>,
 }
 
 /// The certificates `status` reports for a TLS store.
@@ -435,6 +443,12 @@ pub struct NodeStatus {
     pub offset: Option<u64>,
     pub keys: Option<u64>,
     pub error: Option<String>,
+    /// Cluster mode: the member's shard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u16>,
+    /// Cluster mode: the slots this node serves as a primary (`0-5460,…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -451,6 +465,9 @@ pub struct SentinelStatus {
 /// Reads the state and asks every process.
 pub async fn status(layout: &Layout) -> Result<Status> {
     let state = LocalState::read(&layout.state_file())?;
+    if state.shards.is_some() {
+        return cluster::status(layout, state).await;
+    }
     let mut model = load_model(Path::new(&state.spec_file))?;
     // The processes speak what `up` started them with; a TLS switch edited into the file since
     // is refused by a running `up` and only takes effect at the next one.
@@ -489,6 +506,8 @@ pub async fn status(layout: &Layout) -> Result<Status> {
                 offset,
                 keys,
                 error,
+                shard: None,
+                slots: None,
             }
         })
         .collect();
@@ -530,6 +549,7 @@ pub async fn status(layout: &Layout) -> Result<Status> {
                 error: expires.err().map(|e| e.to_string()),
             }
         }),
+        slots_covered: None,
     })
 }
 
@@ -625,7 +645,7 @@ mod tests {
             master_name: "shop".to_owned(),
             sentinels: vec![ProcessState {
                 port: 26001,
-                pid: None,
+                ..ProcessState::default()
             }],
             tls,
             ..LocalState::default()

@@ -24,7 +24,7 @@ use crate::rollout::{self, Member, RolloutInput, Step};
 /// How long a started process gets to listen on its port.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many ports a new process tries when others keep taking the one it was given.
-const START_ATTEMPTS: u32 = 5;
+pub(super) const START_ATTEMPTS: u32 = 5;
 /// What Redis logs (then exits 1) when its port is taken.
 const ADDR_IN_USE: &str = "Address already in use";
 /// Log lines quoted when a process exits or does not start.
@@ -33,9 +33,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// The redis.conf directive heal keeps right live, left out of the rollout fingerprint.
 const LIVE_DIRECTIVE: &str = "min-replicas-to-write ";
 /// How long a stopped process gets to flush its AOF and exit before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Where a data node and a sentinel log, in their directories.
-const NODE_LOG: &str = "redis.log";
+pub(super) const NODE_LOG: &str = "redis.log";
 const SENTINEL_LOG: &str = "sentinel.log";
 
 /// A running local store: its children and the state file.
@@ -1009,7 +1009,7 @@ fn jobs_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("abstore-jobs"))
 }
 
-fn count(replicas: i32) -> usize {
+pub(super) fn count(replicas: i32) -> usize {
     usize::try_from(replicas).unwrap_or(0)
 }
 
@@ -1019,14 +1019,18 @@ fn resize(processes: &mut Vec<ProcessState>, wanted: usize, others: &[ProcessSta
     processes.truncate(wanted);
     while processes.len() < wanted {
         let port = free_port(processes, others)?;
-        processes.push(ProcessState { port, pid: None });
+        processes.push(ProcessState {
+            port,
+            pid: None,
+            bus_port: None,
+        });
     }
     Ok(())
 }
 
 /// A loopback port that was free a moment ago and is none of the store's. Free only until
 /// someone binds it: [`launch`] tells when another program took it first.
-fn free_port(nodes: &[ProcessState], sentinels: &[ProcessState]) -> Result<u16> {
+pub(super) fn free_port(nodes: &[ProcessState], sentinels: &[ProcessState]) -> Result<u16> {
     let error = |e: std::io::Error| LocalError::Start {
         what: "a loopback port".to_owned(),
         reason: e.to_string(),
@@ -1081,7 +1085,7 @@ fn spawn_logged(program: &Path, args: &[String], log: &Path) -> Result<Child> {
 
 /// Why [`launch`] returned no running process.
 #[derive(Debug)]
-enum Launch {
+pub(super) enum Launch {
     /// It exited because another program listens on its port.
     PortTaken,
     Failed(LocalError),
@@ -1090,7 +1094,7 @@ enum Launch {
 /// Starts `program config` (output appended to `log`) and waits until the child itself listens
 /// on `port`. Anything else answering on the port does not count: a process whose port another
 /// program took exits at once, and a bare connect would find the other program listening.
-async fn launch(
+pub(super) async fn launch(
     program: &str,
     config: &Path,
     log: &Path,
@@ -1160,7 +1164,7 @@ fn tail(text: &str) -> String {
 }
 
 /// The last lines of a process's log file.
-fn last_lines(log: &Path) -> String {
+pub(super) fn last_lines(log: &Path) -> String {
     tail(&read_from(log, 0))
 }
 
@@ -1203,14 +1207,14 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
 }
 
 /// The exit status of a child that exited (and forgets it).
-fn exited(child: &mut Option<Child>) -> Option<std::process::ExitStatus> {
+pub(super) fn exited(child: &mut Option<Child>) -> Option<std::process::ExitStatus> {
     let status = child.as_mut()?.try_wait().ok()??;
     *child = None;
     Some(status)
 }
 
 /// Removes the directory of a process that was scaled away (or is about to be started anew).
-fn remove_dir(dir: &Path) {
+pub(super) fn remove_dir(dir: &Path) {
     if let Err(e) = std::fs::remove_dir_all(dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -1219,7 +1223,7 @@ fn remove_dir(dir: &Path) {
 }
 
 /// Whether the node directory holds a dataset (RDB or AOF).
-fn has_local_data(dir: &Path) -> bool {
+pub(super) fn has_local_data(dir: &Path) -> bool {
     let rdb: PathBuf = dir.join("dump.rdb");
     rdb.metadata().is_ok_and(|m| m.len() > 0) || dir.join("appendonlydir").is_dir()
 }

@@ -11,6 +11,10 @@ use super::{LocalError, Result, io_error};
 pub struct ProcessState {
     pub port: u16,
     pub pid: Option<u32>,
+    /// Cluster mode: the cluster bus port (`cluster-port`; the default, port + 10000, does
+    /// not exist for high loopback ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus_port: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +41,10 @@ pub struct LocalState {
     /// `rediss+sentinel://` with the CA file.
     #[serde(default)]
     pub tls: bool,
+    /// Cluster mode: the number of shards; `nodes` are shard by shard, the shard's first
+    /// member first. `None`: Sentinel mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u16>,
 }
 
 /// One finished job run.

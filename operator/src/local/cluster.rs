@@ -1,0 +1,543 @@
+//! `local up` of a `mode: cluster` store: `shards × (1 + replicasPerShard)` cluster-mode
+//! `redis-server` processes on loopback, from the same rendered redis.conf the pods get, formed
+//! and repaired by the operator's cluster heal ([`crate::cluster::heal`]): the same planner that
+//! never gives slots to an empty node while another holds data. Failover is the cluster's own.
+//!
+//! Built so far (docs/cluster.md): start, bootstrap, restart of processes that exit (a dead
+//! primary first gets the time for its replica to take over), `status` per shard, `down`. Not
+//! yet: following an edited file (shard counts, configuration), TLS, the backup and prune jobs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::process::Child;
+use tokio::time::Instant;
+
+use super::process::{
+    Launch, NODE_LOG, START_ATTEMPTS, STOP_GRACE, exited, is_running, last_lines, launch, stop,
+    stop_listener,
+};
+use super::state::{LocalState, ProcessState};
+use super::{
+    HEAL_INTERVAL, LOOPBACK, Layout, LocalError, Result, credentials, io_error, load_model,
+    node_config, write_acl_files, write_private,
+};
+use crate::cluster::heal::{ClusterHealTarget, ClusterReport, heal_once};
+use crate::cluster::nodes::SlotSet;
+use crate::cluster::plan::{ClusterTarget, Member};
+use crate::config;
+use crate::credentials::{Credentials, Role};
+use crate::heal::{Auth, Endpoint};
+use crate::model::Model;
+
+/// How long `up` waits for the cluster to form (every slot served, every member in place).
+pub const CLUSTER_BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A running cluster-mode local store.
+#[derive(Debug)]
+pub struct ClusterSupervisor {
+    layout: Layout,
+    model: Model,
+    credentials: Credentials,
+    state: LocalState,
+    target: ClusterHealTarget,
+    nodes: Vec<Option<Child>>,
+    /// When each node was found dead (until it is started again).
+    down_since: Vec<Option<Instant>>,
+    /// Each shard's primary at the last pass.
+    primaries: Vec<Option<Endpoint>>,
+    last_decision: Option<String>,
+}
+
+/// Shard and index of member `n` (members are stored shard by shard).
+pub fn member_position(n: usize, per_shard: usize) -> (u16, u16) {
+    let per_shard = per_shard.max(1);
+    (
+        u16::try_from(n / per_shard).unwrap_or(u16::MAX),
+        u16::try_from(n % per_shard).unwrap_or(u16::MAX),
+    )
+}
+
+/// What the cluster heal needs for this local store.
+pub fn cluster_heal_target(credentials: &Credentials, state: &LocalState) -> ClusterHealTarget {
+    let shards = state.shards.unwrap_or(1);
+    let per_shard = state.nodes.len() / usize::from(shards.max(1));
+    let members = state
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(n, node)| {
+            let (shard, index) = member_position(n, per_shard);
+            Member {
+                shard,
+                index,
+                endpoint: Endpoint::new(LOOPBACK, node.port),
+                bus_port: node.bus_port,
+            }
+        })
+        .collect();
+    let operator = Role::Operator.username();
+    ClusterHealTarget {
+        cluster: ClusterTarget { shards, members },
+        operator_auth: Some(Auth {
+            username: operator.to_owned(),
+            password: credentials.role_password(Role::Operator).to_owned(),
+        }),
+        operator_auth_previous: credentials
+            .previous(operator)
+            .and_then(|previous| previous.password.clone())
+            .map(|password| Auth {
+                username: operator.to_owned(),
+                password,
+            }),
+        // TLS is refused in cluster mode for now: no CA to read.
+        tls_ca: None,
+    }
+}
+
+/// redis.conf of cluster member `index`: the node lines of Sentinel mode (port, directory,
+/// ACL file, masterauth) plus its cluster bus port.
+pub fn cluster_node_config(
+    model: &Model,
+    layout: &Layout,
+    credentials: &Credentials,
+    index: usize,
+    node: &ProcessState,
+) -> String {
+    let mut conf = node_config(model, layout, credentials, index, node.port, None);
+    if let Some(bus) = node.bus_port {
+        conf.push_str(&format!("cluster-port {bus}\n"));
+    }
+    conf
+}
+
+/// A loopback port that was free a moment ago and is none of `taken`.
+fn free_port(taken: &[ProcessState]) -> Result<u16> {
+    let error = |e: std::io::Error| LocalError::Start {
+        what: "a loopback port".to_owned(),
+        reason: e.to_string(),
+    };
+    loop {
+        let listener = std::net::TcpListener::bind((LOOPBACK, 0)).map_err(error)?;
+        let port = listener.local_addr().map_err(error)?.port();
+        if taken
+            .iter()
+            .all(|p| p.port != port && p.bus_port != Some(port))
+        {
+            return Ok(port);
+        }
+    }
+}
+
+/// A new member's data and bus ports.
+fn new_member(taken: &[ProcessState]) -> Result<ProcessState> {
+    let port = free_port(taken)?;
+    let mut with_port = taken.to_vec();
+    with_port.push(ProcessState {
+        port,
+        ..ProcessState::default()
+    });
+    let bus_port = free_port(&with_port)?;
+    Ok(ProcessState {
+        port,
+        pid: None,
+        bus_port: Some(bus_port),
+    })
+}
+
+impl ClusterSupervisor {
+    /// Starts (or restarts, on an existing directory) every member of the cluster-mode store in
+    /// `spec`, and heals until the cluster serves every slot with every member in place.
+    pub async fn up(spec: &Path, dir: &Path) -> Result<ClusterSupervisor> {
+        let spec = std::path::absolute(spec).map_err(io_error(spec))?;
+        let model = load_model(&spec)?;
+        let cluster = model.cluster().ok_or_else(|| LocalError::Spec {
+            path: spec.clone(),
+            reason: "spec.mode is not cluster".to_owned(),
+        })?;
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
+        let credentials = credentials(&model, &layout)?;
+        write_acl_files(&model, &layout, &credentials)?;
+
+        let state_file = layout.state_file();
+        let mut state = if state_file.exists() {
+            LocalState::read(&state_file)?
+        } else {
+            LocalState::default()
+        };
+        if let Some(pid) = state.supervisor_pid
+            && is_running(pid)
+            && pid != std::process::id()
+        {
+            return Err(LocalError::State {
+                path: state_file,
+                reason: format!(
+                    "already running (local up, pid {pid}); `abstore-operator local down --dir {}` stops it",
+                    layout.dir.display()
+                ),
+            });
+        }
+        let shards = u16::try_from(cluster.shards).unwrap_or(1);
+        let per_shard = 1 + usize::try_from(cluster.replicas_per_shard).unwrap_or(0);
+        let members = usize::from(shards) * per_shard;
+        if !state.nodes.is_empty() {
+            if state.shards.is_none() {
+                return Err(LocalError::State {
+                    path: state_file,
+                    reason: "this directory holds a Sentinel-mode store; a cluster-mode store needs its own directory (restore a backup into it)".to_owned(),
+                });
+            }
+            if state.shards != Some(shards) || state.nodes.len() != members {
+                return Err(LocalError::State {
+                    path: state_file,
+                    reason: format!(
+                        "this store was started with {} shards and {} members; changing spec.cluster.shards or replicasPerShard of a local cluster is not built yet (docs/cluster.md)",
+                        state.shards.unwrap_or_default(),
+                        state.nodes.len()
+                    ),
+                });
+            }
+        }
+        state.name = model.name.clone();
+        state.master_name = model.master_name().to_owned();
+        state.spec_file = spec.display().to_string();
+        state.supervisor_pid = Some(std::process::id());
+        state.tls = false;
+        state.shards = Some(shards);
+        state.sentinels.clear();
+        let known = state.nodes.len();
+        while state.nodes.len() < members {
+            let member = new_member(&state.nodes)?;
+            state.nodes.push(member);
+        }
+        state.write(&state_file)?;
+
+        if model.spec.backup.enabled || model.spec.retention.enabled {
+            tracing::warn!(
+                "backup and prune jobs do not run for a cluster-mode store yet (docs/cluster.md)"
+            );
+        }
+
+        let target = cluster_heal_target(&credentials, &state);
+        let mut supervisor = ClusterSupervisor {
+            nodes: (0..members).map(|_| None).collect(),
+            down_since: vec![None; members],
+            primaries: vec![None; usize::from(shards)],
+            last_decision: None,
+            layout,
+            model,
+            credentials,
+            state,
+            target,
+        };
+        // Processes left over from a `local up` that was killed.
+        for proc in &mut supervisor.state.nodes {
+            if let Some(pid) = proc.pid.take()
+                && stop_listener(pid, proc.port, STOP_GRACE).await
+            {
+                tracing::info!(
+                    pid,
+                    port = proc.port,
+                    "stopped a process left over from an earlier local up"
+                );
+            }
+        }
+        for index in 0..members {
+            if let Err(error) = supervisor.start_node(index, index >= known).await {
+                tracing::warn!(%error, "local up failed; stopping the processes it started");
+                supervisor.stop().await?;
+                return Err(error);
+            }
+        }
+        supervisor.save()?;
+        if let Err(error) = supervisor.bootstrap().await {
+            supervisor.stop().await?;
+            return Err(error);
+        }
+        Ok(supervisor)
+    }
+
+    pub fn state(&self) -> &LocalState {
+        &self.state
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// What the heal passes work on.
+    pub fn target(&self) -> &ClusterHealTarget {
+        &self.target
+    }
+
+    /// Each shard's primary at the last pass.
+    pub fn primaries(&self) -> &[Option<Endpoint>] {
+        &self.primaries
+    }
+
+    /// Heals until a pass finds nothing to do and knows every shard's primary.
+    async fn bootstrap(&mut self) -> Result<()> {
+        let deadline = Instant::now() + CLUSTER_BOOTSTRAP_TIMEOUT;
+        loop {
+            let report = self.heal_pass().await?;
+            if report.settled() && report.primaries.iter().all(Option::is_some) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LocalError::NoPrimary {
+                    seconds: CLUSTER_BOOTSTRAP_TIMEOUT.as_secs(),
+                    reason: format!(
+                        "the cluster did not form: {:?}, warnings {:?}",
+                        report.decision, report.warnings
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// One pass: restart members that exited (a dead primary only once its replica had the
+    /// time to take over), heal, save the state.
+    pub async fn heal_pass(&mut self) -> Result<ClusterReport> {
+        let now = Instant::now();
+        for index in 0..self.nodes.len() {
+            if let Some(status) = exited(&mut self.nodes[index]) {
+                let log = self.layout.node_dir(index).join(NODE_LOG);
+                tracing::warn!(node = index, port = self.state.nodes[index].port, %status, last_log_lines = %last_lines(&log), "redis-server exited");
+                self.state.nodes[index].pid = None;
+                self.down_since[index] = Some(now);
+            }
+        }
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].is_some() {
+                continue;
+            }
+            let own = Endpoint::new(LOOPBACK, self.state.nodes[index].port);
+            if self.primaries.iter().flatten().any(|p| *p == own) {
+                // Restarted at once it would be the primary again with what its AOF kept,
+                // which can be less than its replica acknowledged: let the cluster promote the
+                // replica first; the node rejoins as its replica.
+                let waited = now.duration_since(self.down_since[index].unwrap_or(now));
+                if waited < self.failover_grace() {
+                    continue;
+                }
+            }
+            tracing::info!(
+                node = index,
+                reason = "it is not running",
+                "starting redis-server"
+            );
+            if let Err(error) = self.start_node(index, false).await {
+                tracing::warn!(node = index, %error, "redis-server not started; trying again at the next pass");
+                continue;
+            }
+            self.down_since[index] = None;
+        }
+        let report = heal_once(&self.target).await;
+        let decision = format!("{:?}", report.decision);
+        if self.last_decision.as_ref() != Some(&decision) {
+            tracing::info!(decision = %decision, primaries = ?report.primaries.iter().map(|p| p.as_ref().map(Endpoint::to_string)).collect::<Vec<_>>(), "cluster heal");
+            self.last_decision = Some(decision);
+        }
+        for warning in &report.warnings {
+            tracing::warn!(%warning, "cluster heal");
+        }
+        for (shard, primary) in report.primaries.iter().enumerate() {
+            if let (Some(slot), Some(primary)) = (self.primaries.get_mut(shard), primary) {
+                *slot = Some(primary.clone());
+            }
+        }
+        self.save()?;
+        Ok(report)
+    }
+
+    /// How long a dead primary is left down for its replica to take over: the node timeout
+    /// twice (detection and the election) plus 5 s; nothing to wait for without replicas.
+    fn failover_grace(&self) -> Duration {
+        let cluster = self.model.cluster().unwrap_or_default();
+        if cluster.replicas_per_shard == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(
+            u64::try_from(cluster.node_timeout_milliseconds)
+                .unwrap_or(5000)
+                .saturating_mul(2),
+        ) + Duration::from_secs(5)
+    }
+
+    /// Starts member `index` and waits until it listens; a new member whose port another
+    /// program took first gets other ports (nothing knows them yet).
+    async fn start_node(&mut self, index: usize, new: bool) -> Result<()> {
+        let dir = self.layout.node_dir(index);
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let conf = dir.join(config::REDIS_CONF);
+        let log = dir.join(NODE_LOG);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let node = self.state.nodes[index].clone();
+            let text =
+                cluster_node_config(&self.model, &self.layout, &self.credentials, index, &node);
+            write_private(&conf, &text)?;
+            let what = format!("redis-server {index} on port {}", node.port);
+            match launch("redis-server", &conf, &log, node.port, &what).await {
+                Ok(child) => {
+                    self.state.nodes[index].pid = child.id();
+                    self.nodes[index] = Some(child);
+                    return Ok(());
+                }
+                Err(Launch::PortTaken) if new && attempt < START_ATTEMPTS => {
+                    let others: Vec<ProcessState> = self
+                        .state
+                        .nodes
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != index)
+                        .map(|(_, n)| n.clone())
+                        .collect();
+                    let moved = new_member(&others)?;
+                    tracing::warn!(
+                        node = index,
+                        port = node.port,
+                        new_port = moved.port,
+                        "another program took the new member's port before it listened; it gets another"
+                    );
+                    self.state.nodes[index] = moved;
+                    self.target = cluster_heal_target(&self.credentials, &self.state);
+                    self.save()?;
+                }
+                Err(Launch::PortTaken) => {
+                    return Err(LocalError::PortTaken {
+                        what,
+                        port: node.port,
+                    });
+                }
+                Err(Launch::Failed(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// Heals every [`HEAL_INTERVAL`] until `shutdown`, then stops every process.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(HEAL_INTERVAL) => {}
+            }
+            if let Err(e) = self.heal_pass().await {
+                tracing::warn!(error = %e, "heal pass failed");
+            }
+        }
+        self.stop().await
+    }
+
+    /// Stops every process (SIGTERM, so Redis flushes its AOF) and clears the pids.
+    pub async fn stop(mut self) -> Result<()> {
+        for child in &mut self.nodes {
+            if let Some(child) = child.take()
+                && let Some(pid) = child.id()
+            {
+                stop(pid, "redis", STOP_GRACE).await;
+            }
+        }
+        for proc in &mut self.state.nodes {
+            proc.pid = None;
+        }
+        self.state.supervisor_pid = None;
+        self.save()
+    }
+
+    fn save(&self) -> Result<()> {
+        self.state.write(&self.layout.state_file())
+    }
+}
+
+/// The `redis+cluster://` URL of a role's user on a cluster-mode local store: every member
+/// as a seed, the password from its file.
+pub fn cluster_role_url(layout: &Layout, state: &LocalState, role: Role) -> String {
+    let hosts: Vec<String> = state
+        .nodes
+        .iter()
+        .map(|n| format!("{LOOPBACK}:{}", n.port))
+        .collect();
+    format!(
+        "redis+cluster://{user}@{}/?password_file={}",
+        hosts.join(","),
+        layout.credential_file(role.username()).display(),
+        user = role.username(),
+    )
+}
+
+/// `local status` of a cluster-mode store: every member's shard, role, slots and keys, as the
+/// members answer now.
+pub(super) async fn status(layout: &Layout, state: LocalState) -> Result<super::Status> {
+    let model = load_model(Path::new(&state.spec_file))?;
+    let credentials = credentials(&model, layout)?;
+    let target = cluster_heal_target(&credentials, &state);
+    let observation = crate::cluster::heal::observe(&target).await;
+    let mut covered = SlotSet::default();
+    let nodes = state
+        .nodes
+        .iter()
+        .zip(&observation)
+        .map(|(p, o)| {
+            let mut node = super::NodeStatus {
+                address: o.member.endpoint.to_string(),
+                pid: p.pid,
+                running: p.pid.is_some_and(|pid| super::listens_on(pid, p.port)),
+                role: None,
+                offset: None,
+                keys: None,
+                error: None,
+                shard: Some(o.member.shard),
+                slots: None,
+            };
+            match &o.state {
+                Ok(seen) => {
+                    node.keys = Some(seen.keys);
+                    match seen.nodes.myself() {
+                        Some(me) if me.is_master() => {
+                            node.role = Some("primary".to_owned());
+                            node.slots = Some(me.slots.to_string());
+                            covered.union(&me.slots);
+                        }
+                        Some(me) => {
+                            let primary = me
+                                .master
+                                .as_deref()
+                                .and_then(|id| seen.nodes.get(id))
+                                .map_or_else(|| "?".to_owned(), |n| n.addr.clone());
+                            node.role = Some(format!("replica of {primary}"));
+                        }
+                        None => node.error = Some("CLUSTER NODES names no myself".to_owned()),
+                    }
+                }
+                Err(e) => node.error = Some(e.clone()),
+            }
+            node
+        })
+        .collect();
+    Ok(super::Status {
+        name: state.name.clone(),
+        dir: layout.dir.display().to_string(),
+        url: cluster_role_url(layout, &state, Role::App),
+        credentials_dir: layout.credentials_dir().display().to_string(),
+        supervisor_pid: state.supervisor_pid,
+        primary: None,
+        nodes,
+        sentinels: Vec::new(),
+        jobs: state.jobs.clone(),
+        rollout: None,
+        tls: None,
+        slots_covered: Some(covered.len()),
+    })
+}

@@ -1,0 +1,331 @@
+//! Cluster mode end to end with the binaries a user runs (issue 20): `abstore-operator local up`
+//! on docs/examples/cluster.yaml (`mode: cluster`) starts 3 shards × 1 replica of real cluster-mode redis-servers
+//! from the rendered redis.conf and forms the cluster (the operator's planner); `local status`
+//! shows every slot served; the `abstore` library records and reads through the printed
+//! `redis+cluster://` URL (exact counts, dedup, keys on every shard); a shard primary killed
+//! with `kill -9` under continuous writes with `WAIT 1` loses no acknowledged event, the cluster
+//! fails over and `local up` brings the old primary back as a replica; Ctrl-C stops everything.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use abstore::connection::Connection;
+use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
+use abstore::keys::Granularity;
+use abstore::reads::{Metric, Reader};
+use abstore_tests::k8s::operator_binary;
+use abstore_tests::local_store::KillOnDrop;
+use serde_json::Value;
+
+/// The documented cluster example (3 shards × 1 replica, node timeout 2 s).
+fn example() -> PathBuf {
+    abstore_tests::repo_root().join("docs/examples/cluster.yaml")
+}
+
+/// `abstore-operator local up` as a child process, stopped (SIGTERM, as Ctrl-C) on drop.
+struct Up {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Up {
+    fn start(spec: &Path, dir: &Path) -> Up {
+        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        let child = std::process::Command::new(operator_binary())
+            .args(["local", "up", "-f"])
+            .arg(spec)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Up {
+            child,
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// `local status -o json` from the binary.
+    fn status(&self) -> Value {
+        let out = std::process::Command::new(operator_binary())
+            .args(["local", "status", "-o", "json", "--dir"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "local status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Polls `local status` until every slot is served by three primaries, each with one
+    /// replica attached, every member running.
+    fn wait_formed(&mut self, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("local up exited ({status}):\n{}", self.log());
+            }
+            if self.dir.join("state.json").exists() {
+                let status = self.status();
+                let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+                let primaries = nodes.iter().filter(|n| n["role"] == "primary").count();
+                let replicas = nodes
+                    .iter()
+                    .filter(|n| {
+                        n["role"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("replica of 127.0.0.1:"))
+                    })
+                    .count();
+                let running = nodes.iter().all(|n| n["running"] == true);
+                if status["slots_covered"] == 16384 && primaries == 3 && replicas == 3 && running {
+                    return status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster not formed after {within:?}: {status:#}\n{}",
+                    self.log()
+                );
+            } else {
+                assert!(
+                    Instant::now() < deadline,
+                    "no state after {within:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn events(flag: &str, users: usize, per_user: usize, id_prefix: &str, now: i64) -> Vec<Event> {
+    let mut out = Vec::new();
+    for u in 0..users {
+        for e in 0..per_user {
+            let variation = if u % 2 == 0 { "control" } else { "treatment" };
+            out.push(
+                Event::evaluation(flag, variation, &format!("user-{u}"), now)
+                    .with_event_id(format!("{id_prefix}-{u}-{e}")),
+            );
+        }
+    }
+    out
+}
+
+async fn total(reader: &Reader, flag: &str, now: i64) -> (u64, u64) {
+    let series = reader
+        .days(
+            &Metric::Evaluations,
+            flag,
+            &["control", "treatment"],
+            now,
+            now,
+        )
+        .await
+        .unwrap();
+    series
+        .total
+        .values()
+        .fold((0, 0), |(c, u), s| (c + s.count, u + s.users))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_up_runs_a_cluster_the_library_records_through_and_a_killed_primary_loses_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = example();
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let mut up = Up::start(&spec, &dir);
+    let status = up.wait_formed(Duration::from_secs(120));
+    let url = status["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("redis+cluster://app@127.0.0.1:"), "{url}");
+
+    // Record through the printed URL: 2 000 users, 3 events each, sent twice (the second
+    // delivery is all duplicates).
+    let conn = Connection::open(&url).await.unwrap();
+    assert!(conn.is_cluster());
+    let recorder = Recorder::new(conn.clone(), RecorderConfig::default()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let batch = events("checkout", 2000, 3, "a", now);
+    for (delivery, expected) in [(1, Outcome::Counted), (2, Outcome::Duplicate)] {
+        for chunk in batch.chunks(1000) {
+            let result = recorder.record_batch(chunk).await.unwrap();
+            for outcome in result.outcomes {
+                assert_eq!(outcome.unwrap(), expected, "delivery {delivery}");
+            }
+        }
+    }
+    let reader = Reader::new(conn.clone(), None, Granularity::Hour);
+    let (count, users) = total(&reader, "checkout", now).await;
+    assert_eq!(count, 6000, "every event counted once");
+    assert!(
+        (1960..=2040).contains(&users),
+        "unique users {users} not within 2 % of 2000"
+    );
+    // The flag's partitions spread over every shard.
+    let status = up.status();
+    for node in status["nodes"].as_array().unwrap() {
+        if node["role"] == "primary" {
+            assert!(
+                node["keys"].as_u64().unwrap() > 0,
+                "a primary without keys: {node}"
+            );
+        }
+    }
+
+    // kill -9 a shard primary while writers record with WAIT 1.
+    let victim = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["role"] == "primary")
+        .unwrap()
+        .clone();
+    let victim_pid = victim["pid"].as_u64().unwrap();
+    let victim_addr = victim["address"].as_str().unwrap().to_owned();
+    let durable = Recorder::new(
+        conn.clone(),
+        RecorderConfig {
+            wait_for_replicas: Some(WaitForReplicas {
+                replicas: 1,
+                timeout: Duration::from_millis(500),
+            }),
+            ..RecorderConfig::default()
+        },
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let durable = durable.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = BTreeSet::new();
+            let mut failed = BTreeSet::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<Event> = (0..20)
+                    .map(|i| {
+                        n += 1;
+                        Event::evaluation("kill", "control", &format!("u{w}-{n}-{i}"), now)
+                            .with_event_id(format!("w{w}-{n}"))
+                    })
+                    .collect();
+                let result = durable.record_batch(&batch).await.unwrap();
+                for (event, outcome) in batch.iter().zip(result.outcomes) {
+                    let id = event.event_id.clone().unwrap();
+                    match outcome {
+                        Ok(Outcome::Counted | Outcome::Duplicate) => {
+                            acknowledged.insert(id);
+                        }
+                        _ => {
+                            failed.insert(id);
+                        }
+                    }
+                }
+            }
+            (acknowledged, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-9", &victim_pid.to_string()])
+        .status()
+        .unwrap();
+    // The cluster promotes the replica; local up restarts the old primary as its replica.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = up.status();
+        let back = status["nodes"].as_array().unwrap().iter().any(|n| {
+            n["address"] == victim_addr.as_str()
+                && n["running"] == true
+                && n["role"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("replica of"))
+        });
+        if back && status["slots_covered"] == 16384 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed primary did not come back as a replica: {status:#}\n{}",
+            up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let recovered = killed_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = 0;
+    let mut failed = 0;
+    for writer in writers {
+        let (a, f) = writer.await.unwrap();
+        acknowledged += a.len();
+        failed += f.len();
+    }
+    let (count, _) = {
+        let series = reader
+            .days(&Metric::Evaluations, "kill", &["control"], now, now)
+            .await
+            .unwrap();
+        let s = series.total["control"];
+        (s.count, s.users)
+    };
+    let count = usize::try_from(count).unwrap();
+    assert!(acknowledged > 0);
+    assert!(
+        count >= acknowledged && count <= acknowledged + failed,
+        "counted {count}, acknowledged {acknowledged}, failed {failed}: an acknowledged event was lost or one counted twice"
+    );
+    eprintln!(
+        "kill -9 of {victim_addr}: back as a replica after {recovered:?}; acknowledged {acknowledged}, failed {failed}, counted {count}"
+    );
+
+    // Ctrl-C: local up stops every member.
+    std::process::Command::new("kill")
+        .args(["-INT", &up.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = up.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "local up did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit}\n{}", up.log());
+    let status = up.status();
+    assert!(
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["running"] == false),
+        "{status:#}"
+    );
+}
