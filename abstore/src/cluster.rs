@@ -249,27 +249,23 @@ impl Connection {
                 Ok((server, values)) => {
                     let errors: Vec<(Failure, RedisError)> =
                         values.iter().filter_map(classify_value).collect();
-                    let Some((_, first)) = errors.first() else {
-                        return T::from_redis_value(Value::Array(values)).map_err(|e| {
-                            Error::Redis {
-                                server: server.to_string(),
-                                context,
-                                source: e.into(),
-                            }
-                        });
-                    };
                     // Resent only when no command ran (all refused before running).
-                    let none_ran = errors.len() == values.len()
+                    let none_ran = !errors.is_empty()
+                        && errors.len() == values.len()
                         && errors.iter().all(|(f, _)| *f == Failure::NotApplied);
                     if none_ran && Instant::now() < deadline {
-                        tracing::debug!(server = %server, error = %first, "retrying after a cluster refusal");
+                        tracing::debug!(server = %server, "retrying after a cluster refusal");
                         tokio::time::sleep(RETRY_BACKOFF).await;
                         continue;
                     }
-                    return Err(Error::Redis {
+                    // As a plain pipeline answers: errors inline for a caller that asked for
+                    // `Vec<Value>` (ignore_errors), else the first server error.
+                    return T::from_redis_value(Value::Array(values)).map_err(|e| Error::Redis {
                         server: server.to_string(),
                         context,
-                        source: first.clone(),
+                        source: errors
+                            .first()
+                            .map_or_else(|| e.into(), |(_, first)| first.clone()),
                     });
                 }
                 Err(failure) => failure,
@@ -562,6 +558,14 @@ impl Router {
 /// `(first slot, last slot, primary)` of a `CLUSTER SLOTS` reply; an empty or `?` address is
 /// the node that answered.
 fn parse_slots(reply: &Value, asked: &HostPort) -> Vec<(u16, u16, HostPort)> {
+    parse_slot_ranges(reply, asked)
+        .into_iter()
+        .map(|(from, to, mut nodes)| (from, to, nodes.swap_remove(0)))
+        .collect()
+}
+
+/// `(first slot, last slot, [primary, replicas…])` of a `CLUSTER SLOTS` reply.
+fn parse_slot_ranges(reply: &Value, asked: &HostPort) -> Vec<(u16, u16, Vec<HostPort>)> {
     let Value::Array(entries) = reply else {
         return Vec::new();
     };
@@ -582,22 +586,75 @@ fn parse_slots(reply: &Value, asked: &HostPort) -> Vec<(u16, u16, HostPort)> {
             };
             let from = int(fields.first()?)?;
             let to = int(fields.get(1)?)?;
-            let Value::Array(primary) = fields.get(2)? else {
-                return None;
+            let node = |value: &Value| {
+                let Value::Array(node) = value else {
+                    return None;
+                };
+                let host = text(node.first()?)?;
+                let port = match node.get(1)? {
+                    Value::Int(p) => u16::try_from(*p).ok()?,
+                    _ => return None,
+                };
+                let host = if host.is_empty() || host == "?" {
+                    asked.host.clone()
+                } else {
+                    host
+                };
+                Some(HostPort { host, port })
             };
-            let host = text(primary.first()?)?;
-            let port = match primary.get(1)? {
-                Value::Int(p) => u16::try_from(*p).ok()?,
-                _ => return None,
-            };
-            let host = if host.is_empty() || host == "?" {
-                asked.host.clone()
-            } else {
-                host
-            };
-            Some((from, to, HostPort { host, port }))
+            let nodes: Vec<HostPort> = fields.get(2..)?.iter().filter_map(node).collect();
+            (!nodes.is_empty()).then_some((from, to, nodes))
         })
         .collect()
+}
+
+/// One shard of a cluster, as `CLUSTER SLOTS` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub primary: HostPort,
+    pub replicas: Vec<HostPort>,
+}
+
+impl Connection {
+    /// The shards of a cluster connection (each primary once, with its replicas), from one
+    /// node's `CLUSTER SLOTS`: what jobs that visit every node (backup, prune) walk. An error
+    /// for a connection that is not a cluster one.
+    pub async fn cluster_shards(&self) -> crate::Result<Vec<Shard>> {
+        if self.router.is_none() {
+            return Err(Error::InvalidArgument {
+                field: "url",
+                reason: format!(
+                    "{} is not a cluster URL (redis+cluster://)",
+                    self.spec().redacted_url
+                ),
+            });
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("CLUSTER").arg("SLOTS");
+        let (reply,): (Value,) = self.exec(&pipe, Retry::Idempotent, "CLUSTER SLOTS").await?;
+        let asked = HostPort {
+            host: String::new(),
+            port: 0,
+        };
+        let mut shards: Vec<Shard> = Vec::new();
+        for (_, _, mut nodes) in parse_slot_ranges(&reply, &asked) {
+            let primary = nodes.remove(0);
+            match shards.iter_mut().find(|s| s.primary == primary) {
+                Some(shard) => {
+                    for replica in nodes {
+                        if !shard.replicas.contains(&replica) {
+                            shard.replicas.push(replica);
+                        }
+                    }
+                }
+                None => shards.push(Shard {
+                    primary,
+                    replicas: nodes,
+                }),
+            }
+        }
+        Ok(shards)
+    }
 }
 
 #[cfg(test)]

@@ -223,6 +223,9 @@ pub struct ConnectionSpec {
     pub failover_timeout: Duration,
     /// The URL as given, with the password masked: what errors and logs show.
     pub redacted_url: String,
+    /// Send `READONLY` on every new link: a cluster replica answers reads only after it (else
+    /// it redirects them to its primary). Set by [`ConnectionSpec::cluster_replica`].
+    pub replica_reads: bool,
 }
 
 impl ConnectionSpec {
@@ -397,7 +400,28 @@ impl ConnectionSpec {
             connect_timeout,
             failover_timeout,
             redacted_url: redacted,
+            replica_reads: false,
         })
+    }
+}
+
+impl ConnectionSpec {
+    /// The same credentials, TLS and timeouts for one server (`redis://`-like): how jobs reach
+    /// each node of a cluster, or a replica Sentinel named.
+    pub fn direct(&self, server: &HostPort) -> ConnectionSpec {
+        ConnectionSpec {
+            endpoint: Endpoint::Direct(server.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// [`ConnectionSpec::direct`] to a replica of a Redis Cluster, reading from it (`READONLY`
+    /// on every link).
+    pub fn cluster_replica(&self, server: &HostPort) -> ConnectionSpec {
+        ConnectionSpec {
+            replica_reads: true,
+            ..self.direct(server)
+        }
     }
 }
 
@@ -1042,9 +1066,13 @@ impl Connection {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.spec.connect_timeout))
             .set_response_timeout(Some(self.spec.response_timeout));
-        client
+        let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
-            .await
+            .await?;
+        if self.spec.replica_reads {
+            let () = redis::cmd("READONLY").query_async(&mut conn).await?;
+        }
+        Ok(conn)
     }
 }
 

@@ -6,7 +6,7 @@
 
 pub mod assignment;
 pub mod batching;
-mod cluster;
+pub mod cluster;
 pub mod connection;
 pub mod counters;
 pub mod crypto;

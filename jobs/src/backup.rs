@@ -36,14 +36,16 @@ const UNSUPPORTED_LOGGED: u64 = 20;
 /// What to back up, from where, to where.
 #[derive(Clone, Debug)]
 pub struct BackupOptions {
-    /// `redis://`, `rediss://` or `redis+sentinel://` URL.
+    /// `redis://`, `rediss://`, `redis+sentinel://` or `redis+cluster://` URL (a cluster: every
+    /// shard is read, in parallel).
     pub redis_url: String,
     /// The destination; the backup goes into a dated folder under it.
     pub to: Location,
     pub storage: StorageOptions,
     /// Globs (SCAN MATCH syntax); empty means every key.
     pub match_patterns: Vec<String>,
-    /// Read from a replica found through Sentinel instead of the primary.
+    /// Read from a replica (found through Sentinel, or one per shard of a cluster) instead of
+    /// the primary.
     pub from_replica: bool,
     pub part_max_records: u64,
     pub part_max_bytes: u64,
@@ -95,17 +97,30 @@ pub async fn run(options: &BackupOptions) -> Result<BackupSummary> {
     let url = options.to.url_of(&folder);
 
     let storage = Arc::new(Storage::open(&options.to, &options.storage).await?);
-    let conn = redis_io::connect(&options.redis_url, options.from_replica).await?;
-    let redacted = conn.spec().redacted_url.clone();
-    let redis_version = redis_io::info_field(&conn, "server", "redis_version")
+    // One server, or every shard of a cluster (its primary, or a replica of it).
+    let conns = redis_io::connect_nodes(&options.redis_url, options.from_replica).await?;
+    let Some(first) = conns.first() else {
+        return Err(JobError::InvalidArgument {
+            field: "url",
+            reason: "the cluster names no shard".to_owned(),
+        });
+    };
+    let redacted = first.spec().redacted_url.clone();
+    let redis_version = redis_io::info_field(first, "server", "redis_version")
         .await?
         .unwrap_or_default();
-    let server = conn
-        .current_server()
-        .await
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let total = redis_io::dbsize(&conn).await.ok();
+    let mut servers = Vec::with_capacity(conns.len());
+    let mut total = Some(0u64);
+    for conn in &conns {
+        if let Some(server) = conn.current_server().await {
+            servers.push(server.to_string());
+        }
+        total = match (total, redis_io::dbsize(conn).await) {
+            (Some(sum), Ok(n)) => Some(sum + n),
+            _ => None,
+        };
+    }
+    let server = servers.join(",");
     tracing::info!(backup = %url, redis = %redacted, %server, %redis_version, "backup started");
 
     let progress = Progress::start("backup", total);
@@ -113,8 +128,18 @@ pub async fn run(options: &BackupOptions) -> Result<BackupSummary> {
     let (batches_tx, batches_rx) = mpsc::channel(CHANNEL_BATCHES);
     let (chunks_tx, chunks_rx) = mpsc::channel(CHANNEL_BATCHES * 4);
 
-    let scanner = tokio::spawn(scan(conn.clone(), options.match_patterns.clone(), keys_tx));
-    let reader = tokio::spawn(read(conn, redacted.clone(), keys_rx, batches_tx));
+    // Every server is scanned at once (a cluster's shards in parallel); pages carry the index
+    // of the server that holds their keys.
+    let scanner = {
+        let scans =
+            conns.iter().cloned().enumerate().map(|(node, conn)| {
+                scan(conn, node, options.match_patterns.clone(), keys_tx.clone())
+            });
+        let scans = futures::future::try_join_all(scans);
+        drop(keys_tx);
+        tokio::spawn(async move { scans.await.map(|_| ()) })
+    };
+    let reader = tokio::spawn(read(conns, redacted.clone(), keys_rx, batches_tx));
     let encoder = {
         let limits = (options.part_max_records, options.part_max_bytes);
         let counter = progress.counter();
@@ -191,12 +216,13 @@ pub async fn run(options: &BackupOptions) -> Result<BackupSummary> {
     })
 }
 
-/// Stage 1: one SCAN pass. A single pattern goes to the server (MATCH); several are applied
-/// here, so one pass serves them all and no key is backed up twice.
+/// Stage 1: one SCAN pass over server `node`. A single pattern goes to the server (MATCH);
+/// several are applied here, so one pass serves them all and no key is backed up twice.
 async fn scan(
     conn: Connection,
+    node: usize,
     patterns: Vec<String>,
-    tx: mpsc::Sender<Vec<Vec<u8>>>,
+    tx: mpsc::Sender<(usize, Vec<Vec<u8>>)>,
 ) -> Result<()> {
     let server_pattern = match patterns.as_slice() {
         [one] => Some(one.as_str()),
@@ -209,7 +235,7 @@ async fn scan(
         if filter {
             keys.retain(|k| patterns.iter().any(|p| glob_match(p.as_bytes(), k)));
         }
-        if !keys.is_empty() && tx.send(keys).await.is_err() {
+        if !keys.is_empty() && tx.send((node, keys)).await.is_err() {
             return Err(JobError::Cancelled { stage: "scan" });
         }
         if next == 0 {
@@ -219,20 +245,26 @@ async fn scan(
     }
 }
 
-/// Stage 2: pipelined reads, a few batches in flight.
+/// Stage 2: pipelined reads, a few batches in flight, each from the server its keys came from.
 async fn read(
-    conn: Connection,
+    conns: Vec<Connection>,
     url: String,
-    rx: mpsc::Receiver<Vec<Vec<u8>>>,
+    rx: mpsc::Receiver<(usize, Vec<Vec<u8>>)>,
     tx: mpsc::Sender<ReadBatch>,
 ) -> Result<()> {
     let keys =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|k| (k, rx)) });
     let mut batches = std::pin::pin!(
-        keys.map(|keys| {
-            let conn = conn.clone();
+        keys.map(|(node, keys)| {
+            let conn = conns.get(node).cloned();
             let url = url.clone();
-            async move { redis_io::read_batch(&conn, &url, keys).await }
+            async move {
+                let conn = conn.ok_or_else(|| JobError::Task {
+                    stage: "read",
+                    reason: format!("no connection for server {node}"),
+                })?;
+                redis_io::read_batch(&conn, &url, keys).await
+            }
         })
         .buffered(READ_CONCURRENCY)
     );

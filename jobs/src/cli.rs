@@ -85,7 +85,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// redis://, rediss:// or redis+sentinel:// URL (password_file=… etc. as query parameters).
+    /// redis://, rediss://, redis+sentinel:// or redis+cluster:// URL (password_file=… etc. as
+    /// query parameters); a cluster's shards are read in parallel.
     #[arg(long, env = "ABSTORE_REDIS_URL")]
     pub redis: String,
     /// Destination: file:///path, s3://bucket/prefix or gs://bucket/prefix.
@@ -94,7 +95,8 @@ pub struct BackupArgs {
     /// Only keys matching this glob (SCAN MATCH syntax); repeat for several.
     #[arg(long = "match", value_name = "GLOB")]
     pub match_patterns: Vec<String>,
-    /// Read from a healthy replica found through Sentinel (needs a redis+sentinel:// URL).
+    /// Read from a healthy replica found through Sentinel (a redis+sentinel:// URL), or from one
+    /// replica of each shard (a redis+cluster:// URL).
     #[arg(long, env = "ABSTORE_FROM_REPLICA")]
     pub from_replica: bool,
     /// Records per part before a new part starts.

@@ -408,9 +408,19 @@ pub async fn run(options: &PruneOptions) -> Result<PruneSummary> {
         .map(rfc3339)
         .unwrap_or_else(|| cutoff.secs().to_string());
 
-    let mut conn = redis_io::connect(&options.redis_url, false).await?;
+    // One server, or each shard's primary of a cluster (one pass each, in turn).
+    let mut nodes = redis_io::connect_nodes(&options.redis_url, false)
+        .await?
+        .into_iter();
+    let Some(mut conn) = nodes.next() else {
+        return Err(JobError::InvalidArgument {
+            field: "url",
+            reason: "the cluster names no shard".to_owned(),
+        });
+    };
     let url = conn.spec().redacted_url.clone();
     let mut server = conn.current_server().await;
+    let mut servers = Vec::new();
     let total = redis_io::dbsize(&conn).await.ok();
     tracing::info!(
         redis = %url,
@@ -436,68 +446,77 @@ pub async fn run(options: &PruneOptions) -> Result<PruneSummary> {
     let mut tally = Tally::default();
     let mut scan_restarts = 0;
     let outcome: Result<()> = async {
-        let mut cursor = Some(0u64);
-        // Keys of the last page, classified (and their expired ones deleted) while the next
-        // page is on its way: the pass is as fast as SCAN alone when nothing is deleted.
-        let mut unclassified: Vec<Vec<u8>> = Vec::new();
         loop {
-            let scan = async {
-                match cursor {
-                    Some(at) => scan(&conn, at, scan_count).await.map(Some),
-                    None => Ok(None),
-                }
-            };
-            let work = async {
-                let expired = tally.page(std::mem::take(&mut unclassified), cutoff);
-                if options.dry_run {
-                    expired.iter().for_each(|c| tally.removed(c));
-                    return Ok(());
-                }
-                let (removed, gone) =
-                    unlink(&conn, &url, &expired, limiter.as_mut(), batch_size).await?;
-                for (candidate, was_deleted) in expired.iter().zip(removed) {
-                    if was_deleted {
-                        tally.deleted += 1;
-                        tally.removed(candidate);
+            let mut cursor = Some(0u64);
+            // Keys of the last page, classified (and their expired ones deleted) while the next
+            // page is on its way: the pass is as fast as SCAN alone when nothing is deleted.
+            let mut unclassified: Vec<Vec<u8>> = Vec::new();
+            loop {
+                let scan = async {
+                    match cursor {
+                        Some(at) => scan(&conn, at, scan_count).await.map(Some),
+                        None => Ok(None),
                     }
-                }
-                tally.already_gone += gone;
-                Ok::<(), JobError>(())
-            };
-            let (page, worked) = tokio::join!(scan, work);
-            worked?;
-            let answered_by = conn.current_server().await;
-            let Some((next, keys)) = page? else {
-                // The pass is over. Sentinel may have promoted a replica while the old primary
-                // still took our deletes (it is demoted only later): ask who the primary is now.
-                // A dry run deleted nothing, so there is nothing to redo.
-                if options.dry_run {
-                    return Ok(());
-                }
-                let Some(fresh) = primary_now(&conn).await? else {
-                    return Ok(());
                 };
-                let primary = fresh.current_server().await;
-                if primary == server {
-                    return Ok(());
+                let work = async {
+                    let expired = tally.page(std::mem::take(&mut unclassified), cutoff);
+                    if options.dry_run {
+                        expired.iter().for_each(|c| tally.removed(c));
+                        return Ok(());
+                    }
+                    let (removed, gone) =
+                        unlink(&conn, &url, &expired, limiter.as_mut(), batch_size).await?;
+                    for (candidate, was_deleted) in expired.iter().zip(removed) {
+                        if was_deleted {
+                            tally.deleted += 1;
+                            tally.removed(candidate);
+                        }
+                    }
+                    tally.already_gone += gone;
+                    Ok::<(), JobError>(())
+                };
+                let (page, worked) = tokio::join!(scan, work);
+                worked?;
+                let answered_by = conn.current_server().await;
+                let Some((next, keys)) = page? else {
+                    // The pass is over. Sentinel may have promoted a replica while the old primary
+                    // still took our deletes (it is demoted only later): ask who the primary is now.
+                    // A dry run deleted nothing, so there is nothing to redo.
+                    if options.dry_run {
+                        break;
+                    }
+                    let Some(fresh) = primary_now(&conn).await? else {
+                        break;
+                    };
+                    let primary = fresh.current_server().await;
+                    if primary == server {
+                        break;
+                    }
+                    note_restart(&mut scan_restarts, &url, &server, &primary)?;
+                    (conn, server, cursor) = (fresh, primary, Some(0));
+                    continue;
+                };
+                progress.add(keys.len() as u64);
+                if let Some(limiter) = limiter.as_mut() {
+                    limiter.take(keys.len()).await;
                 }
-                note_restart(&mut scan_restarts, &url, &server, &primary)?;
-                (conn, server, cursor) = (fresh, primary, Some(0));
-                continue;
-            };
-            progress.add(keys.len() as u64);
-            if let Some(limiter) = limiter.as_mut() {
-                limiter.take(keys.len()).await;
+                cursor = if answered_by != server {
+                    // A failover mid-pass: this cursor means nothing on the new primary.
+                    note_restart(&mut scan_restarts, &url, &server, &answered_by)?;
+                    server = answered_by;
+                    Some(0)
+                } else {
+                    (next != 0).then_some(next)
+                };
+                unclassified = keys;
             }
-            cursor = if answered_by != server {
-                // A failover mid-pass: this cursor means nothing on the new primary.
-                note_restart(&mut scan_restarts, &url, &server, &answered_by)?;
-                server = answered_by;
-                Some(0)
-            } else {
-                (next != 0).then_some(next)
+            // This server's pass is over: the next shard of a cluster, if any.
+            servers.push(shown_server(&server));
+            let Some(next) = nodes.next() else {
+                return Ok(());
             };
-            unclassified = keys;
+            server = next.current_server().await;
+            conn = next;
         }
     }
     .await;
@@ -516,7 +535,11 @@ pub async fn run(options: &PruneOptions) -> Result<PruneSummary> {
     let (by_day, earlier_days) = tally.days();
     let summary = PruneSummary {
         redis: url,
-        server: shown_server(&server),
+        server: if servers.is_empty() {
+            shown_server(&server)
+        } else {
+            servers.join(",")
+        },
         dry_run: options.dry_run,
         now: rfc3339(now),
         retention_days: options.retention_days,

@@ -22,10 +22,7 @@ pub async fn connect(url: &str, from_replica: bool) -> Result<Connection> {
     let replicas = Connection::healthy_replicas(&spec).await?;
     let mut reasons = Vec::new();
     for replica in replicas {
-        let direct = ConnectionSpec {
-            endpoint: Endpoint::Direct(replica.clone()),
-            ..spec.clone()
-        };
+        let direct = spec.direct(&replica);
         match Connection::connect(direct).await {
             Ok(conn) => match info_field(&conn, "replication", "role").await {
                 // A sentinel's view can lag a failover: check the node really is a replica.
@@ -44,6 +41,59 @@ pub async fn connect(url: &str, from_replica: bool) -> Result<Connection> {
             reasons.join("; ")
         },
     })
+}
+
+/// The servers a job that visits keys (backup, prune) reads: the one [`connect`] gives, or for
+/// a cluster URL (`redis+cluster://`) one direct connection per shard: to its primary, or with
+/// `from_replica` to a replica of it that is linked to the primary. A shard without such a
+/// replica fails the job, naming the shard.
+pub async fn connect_nodes(url: &str, from_replica: bool) -> Result<Vec<Connection>> {
+    let spec = ConnectionSpec::parse(url)?;
+    if !matches!(spec.endpoint, Endpoint::Cluster { .. }) {
+        return Ok(vec![connect(url, from_replica).await?]);
+    }
+    let cluster = Connection::connect(spec.clone()).await?;
+    let mut nodes = Vec::new();
+    for shard in cluster.cluster_shards().await? {
+        if !from_replica {
+            nodes.push(Connection::connect(spec.direct(&shard.primary)).await?);
+            continue;
+        }
+        let mut reasons = Vec::new();
+        let mut found = None;
+        for replica in &shard.replicas {
+            match Connection::connect(spec.cluster_replica(replica)).await {
+                Ok(conn) => match info_field(&conn, "replication", "master_link_status").await {
+                    Ok(Some(status)) if status == "up" => {
+                        found = Some(conn);
+                        break;
+                    }
+                    Ok(status) => reasons.push(format!(
+                        "{replica}: link to the primary {}",
+                        status.unwrap_or_else(|| "absent (not a replica)".to_owned())
+                    )),
+                    Err(e) => reasons.push(format!("{replica}: {e}")),
+                },
+                Err(e) => reasons.push(format!("{replica}: {e}")),
+            }
+        }
+        let Some(conn) = found else {
+            return Err(JobError::NoReplica {
+                url: spec.redacted_url.clone(),
+                reason: format!(
+                    "the shard of primary {} has no replica linked to it{}",
+                    shard.primary,
+                    if reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", reasons.join("; "))
+                    }
+                ),
+            });
+        };
+        nodes.push(conn);
+    }
+    Ok(nodes)
 }
 
 /// One field of `INFO <section>` (e.g. `server`/`redis_version`).

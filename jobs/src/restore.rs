@@ -251,6 +251,13 @@ struct Tally {
 }
 
 impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.written += other.written;
+        self.kept += other.kept;
+        self.merged += other.merged;
+        self.expired += other.expired;
+    }
+
     fn add_to(&self, summary: &mut RestoreSummary) {
         summary.written += self.written;
         summary.kept += self.kept;
@@ -323,7 +330,32 @@ fn merge_as(record: &Record) -> MergeAs<'_> {
 }
 
 impl Writer {
+    /// Writes a batch: in one pipeline, or on a cluster one per hash slot (a pipeline, and a
+    /// MULTI/EXEC with its scratch key, must stay in one slot), sent concurrently.
     async fn write(&self, records: &[&Record], summary: &mut Tally) -> Result<()> {
+        if !self.conn.is_cluster() {
+            return self.write_slot(records, &self.scratch, summary).await;
+        }
+        let groups = by_slot(records);
+        let tallies = futures::future::try_join_all(groups.into_iter().map(|(slot, group)| {
+            let scratch = format!("{}{{{}}}", self.scratch, tag_of_slot(slot));
+            async move {
+                let mut tally = Tally::default();
+                self.write_slot(&group, &scratch, &mut tally).await?;
+                Ok::<_, JobError>(tally)
+            }
+        }))
+        .await?;
+        tallies.iter().for_each(|t| summary.add(t));
+        Ok(())
+    }
+
+    async fn write_slot(
+        &self,
+        records: &[&Record],
+        scratch: &str,
+        summary: &mut Tally,
+    ) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -331,7 +363,10 @@ impl Writer {
             pipe: redis::pipe(),
             count: 0,
         };
-        let expects: Vec<Expect> = records.iter().map(|r| self.plan(&mut batch, r)).collect();
+        let expects: Vec<Expect> = records
+            .iter()
+            .map(|r| self.plan(&mut batch, r, scratch))
+            .collect();
         let mut pipe = batch.pipe;
         pipe.ignore_errors();
         // INCRBY applied twice would double count, so merge never resends blindly.
@@ -347,7 +382,7 @@ impl Writer {
     }
 
     /// Adds a record's commands to the batch and says where its outcome will be.
-    fn plan(&self, b: &mut Batch, record: &Record) -> Expect {
+    fn plan(&self, b: &mut Batch, record: &Record, scratch: &str) -> Expect {
         let start = b.count;
         let key = &record.key.0;
         let at = record.expire_at_ms;
@@ -372,9 +407,9 @@ impl Writer {
             }
             (MergeAs::Union(value), _, _) => {
                 b.add(redis::cmd("MULTI"));
-                b.add(redis::cmd("SET").arg(&self.scratch).arg(value).to_owned());
-                b.add(redis::cmd("PFMERGE").arg(key).arg(&self.scratch).to_owned());
-                b.add(redis::cmd("DEL").arg(&self.scratch).to_owned());
+                b.add(redis::cmd("SET").arg(scratch).arg(value).to_owned());
+                b.add(redis::cmd("PFMERGE").arg(key).arg(scratch).to_owned());
+                b.add(redis::cmd("DEL").arg(scratch).to_owned());
                 if let Some(at) = at {
                     b.add(
                         redis::cmd("PEXPIREAT")
@@ -422,28 +457,18 @@ impl Writer {
                 // Build in a scratch key, then RENAMENX: atomic "create only if absent" for
                 // collections, which have no NX form of their own.
                 b.add(redis::cmd("MULTI"));
-                b.add(redis::cmd("DEL").arg(&self.scratch).to_owned());
+                b.add(redis::cmd("DEL").arg(scratch).to_owned());
                 let mut queued = 1;
-                for cmd in collection_commands(self.scratch.as_bytes(), data) {
+                for cmd in collection_commands(scratch.as_bytes(), data) {
                     b.add(cmd);
                     queued += 1;
                 }
                 if let Some(at) = at {
-                    b.add(
-                        redis::cmd("PEXPIREAT")
-                            .arg(&self.scratch)
-                            .arg(at)
-                            .to_owned(),
-                    );
+                    b.add(redis::cmd("PEXPIREAT").arg(scratch).arg(at).to_owned());
                     queued += 1;
                 }
-                b.add(
-                    redis::cmd("RENAMENX")
-                        .arg(&self.scratch)
-                        .arg(key)
-                        .to_owned(),
-                );
-                b.add(redis::cmd("DEL").arg(&self.scratch).to_owned());
+                b.add(redis::cmd("RENAMENX").arg(scratch).arg(key).to_owned());
+                b.add(redis::cmd("DEL").arg(scratch).to_owned());
                 let exec = b.add(redis::cmd("EXEC"));
                 ((exec, Some(queued)), "RENAMENX", Effect::Write)
             }
@@ -498,12 +523,29 @@ impl Writer {
         Ok(())
     }
 
-    /// Dry run: read-only EXISTS checks decide what would be written, kept or merged.
+    /// Dry run: read-only EXISTS checks decide what would be written, kept or merged (on a
+    /// cluster, one pipeline per hash slot).
     async fn classify(&self, records: &[&Record], summary: &mut Tally) -> Result<()> {
         if self.mode == RestoreMode::Overwrite {
             summary.written += records.len() as u64;
             return Ok(());
         }
+        if !self.conn.is_cluster() {
+            return self.classify_slot(records, summary).await;
+        }
+        let tallies = futures::future::try_join_all(by_slot(records).into_iter().map(
+            |(_, group)| async move {
+                let mut tally = Tally::default();
+                self.classify_slot(&group, &mut tally).await?;
+                Ok::<_, JobError>(tally)
+            },
+        ))
+        .await?;
+        tallies.iter().for_each(|t| summary.add(t));
+        Ok(())
+    }
+
+    async fn classify_slot(&self, records: &[&Record], summary: &mut Tally) -> Result<()> {
         let mut pipe = redis::pipe();
         for record in records {
             pipe.cmd("EXISTS").arg(&record.key.0);
@@ -522,6 +564,43 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Records grouped by the hash slot of their key (order kept within a slot).
+fn by_slot<'a>(records: &[&'a Record]) -> Vec<(u16, Vec<&'a Record>)> {
+    let mut groups: std::collections::BTreeMap<u16, Vec<&'a Record>> = Default::default();
+    for record in records {
+        groups
+            .entry(abstore::keys::key_slot(&record.key.0))
+            .or_default()
+            .push(record);
+    }
+    groups.into_iter().collect()
+}
+
+/// A short hash tag whose slot is `slot`: the scratch key of a MULTI/EXEC must be in the slot
+/// of the key it fills. Found once for every slot (about 180 000 CRC16s of short strings).
+fn tag_of_slot(slot: u16) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        let slots = usize::from(abstore::keys::CLUSTER_SLOTS);
+        let mut tags = vec![String::new(); slots];
+        let mut missing = slots;
+        let mut n: u64 = 0;
+        while missing > 0 {
+            let tag = format!("s{n}");
+            let at = usize::from(abstore::keys::key_slot(tag.as_bytes()));
+            if let Some(entry) = tags.get_mut(at)
+                && entry.is_empty()
+            {
+                *entry = tag;
+                missing -= 1;
+            }
+            n += 1;
+        }
+        tags
+    });
+    tags.get(usize::from(slot)).map_or("", String::as_str)
 }
 
 /// The commands that fill `key` with a collection, in chunks.
@@ -558,5 +637,22 @@ fn collection_commands(key: &[u8], data: &Data) -> Vec<redis::Cmd> {
                 .collect(),
             2,
         ),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_slot_has_a_scratch_tag_in_it() {
+        for slot in [0, 1, 5461, 12182, 16383] {
+            let tag = tag_of_slot(slot);
+            assert!(!tag.is_empty());
+            assert_eq!(abstore::keys::key_slot(tag.as_bytes()), slot);
+            let scratch = format!("{SCRATCH_KEY_PREFIX}abc{{{tag}}}");
+            assert_eq!(abstore::keys::key_slot(scratch.as_bytes()), slot);
+        }
     }
 }

@@ -481,9 +481,18 @@ const APP_COMMANDS: &[&str] = &[
     "+unlink",
     "+wait",
 ];
-/// What the app role adds in cluster mode: the abstore library's cluster connection reads the
-/// slot map (`CLUSTER SLOTS`) and sends `ASKING` before a command an `ASK` redirect named.
-const APP_CLUSTER_COMMANDS: &[&str] = &["+cluster|slots", "+asking"];
+/// What a role adds in cluster mode: the abstore library's cluster connection reads the slot
+/// map (`CLUSTER SLOTS`; backup and prune then visit each shard's node directly), and the app
+/// sends `ASKING` before a command an `ASK` redirect named.
+fn cluster_commands(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::App => &["+cluster|slots", "+asking"],
+        // Backup reads a replica of each shard with `--from-replica` (READONLY first).
+        Role::Backup => &["+cluster|slots", "+readonly"],
+        Role::Prune => &["+cluster|slots"],
+        _ => &[],
+    }
+}
 /// The backup role: SCAN and typed reads; keys are read-only (`%R~*`), so even a write command
 /// slipped in later could not change data.
 /// Exactly what `abstore-jobs backup` sends (jobs/src/redis.rs, backup.rs): SCAN, TYPE, the typed
@@ -701,10 +710,11 @@ pub fn acl_users(model: &Model, credentials: &Credentials) -> Vec<AclUser> {
     for role in Role::ALL {
         let name = role.username();
         let (keys, channels, mut commands) = role_rules(role);
-        if model.cluster().is_some() && role == Role::App {
-            // A cluster client reads the slot map and follows ASK redirects during a migration.
-            commands.push(' ');
-            commands.push_str(&APP_CLUSTER_COMMANDS.join(" "));
+        if model.cluster().is_some() {
+            for extra in cluster_commands(role) {
+                commands.push(' ');
+                commands.push_str(extra);
+            }
         }
         let mut rules = split(&keys);
         rules.extend(split(&channels));

@@ -4,8 +4,9 @@
 //! never gives slots to an empty node while another holds data. Failover is the cluster's own.
 //!
 //! Built so far (docs/cluster.md): start, bootstrap, restart of processes that exit (a dead
-//! primary first gets the time for its replica to take over), `status` per shard, `down`. Not
-//! yet: following an edited file (shard counts, configuration), TLS, the backup and prune jobs.
+//! primary first gets the time for its replica to take over), the backup and prune jobs on
+//! their schedules (every shard), `status` per shard, `down`. Not yet: following an edited file
+//! (shard counts, configuration), TLS.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,8 +15,8 @@ use tokio::process::Child;
 use tokio::time::Instant;
 
 use super::process::{
-    Launch, NODE_LOG, START_ATTEMPTS, STOP_GRACE, exited, is_running, last_lines, launch, stop,
-    stop_listener,
+    Launch, NODE_LOG, START_ATTEMPTS, STOP_GRACE, ScheduledJob, exited, is_running, last_lines,
+    launch, scheduled_jobs, stop, stop_listener,
 };
 use super::state::{LocalState, ProcessState};
 use super::{
@@ -47,6 +48,8 @@ pub struct ClusterSupervisor {
     /// Each shard's primary at the last pass.
     primaries: Vec<Option<Endpoint>>,
     last_decision: Option<String>,
+    /// The backup and prune jobs on their cron schedules.
+    jobs: Vec<ScheduledJob>,
 }
 
 /// Shard and index of member `n` (members are stored shard by shard).
@@ -213,11 +216,8 @@ impl ClusterSupervisor {
         }
         state.write(&state_file)?;
 
-        if model.spec.backup.enabled || model.spec.retention.enabled {
-            tracing::warn!(
-                "backup and prune jobs do not run for a cluster-mode store yet (docs/cluster.md)"
-            );
-        }
+        let backups = layout.backups_dir();
+        std::fs::create_dir_all(&backups).map_err(io_error(&backups))?;
 
         let target = cluster_heal_target(&credentials, &state);
         let mut supervisor = ClusterSupervisor {
@@ -225,6 +225,7 @@ impl ClusterSupervisor {
             down_since: vec![None; members],
             primaries: vec![None; usize::from(shards)],
             last_decision: None,
+            jobs: Vec::new(),
             layout,
             model,
             credentials,
@@ -255,6 +256,7 @@ impl ClusterSupervisor {
             supervisor.stop().await?;
             return Err(error);
         }
+        supervisor.jobs = scheduled_jobs(&supervisor.model, &supervisor.layout, &supervisor.state);
         Ok(supervisor)
     }
 
@@ -337,6 +339,9 @@ impl ClusterSupervisor {
                 continue;
             }
             self.down_since[index] = None;
+        }
+        for job in &mut self.jobs {
+            job.tick(&mut self.state);
         }
         let report = heal_once(&self.target).await;
         let decision = format!("{:?}", report.decision);
@@ -440,8 +445,35 @@ impl ClusterSupervisor {
         self.stop().await
     }
 
+    /// Uses `binary` for the backup and prune jobs instead of the `abstore-jobs` found next to
+    /// this program or on PATH.
+    pub fn set_jobs_binary(&mut self, binary: &Path) {
+        for job in &mut self.jobs {
+            job.binary = binary.to_owned();
+        }
+    }
+
+    /// Starts a scheduled job (`backup` or `prune`) now; its result is recorded in the state by
+    /// the following heal passes. False when no such job is enabled or it is running.
+    pub fn run_job_now(&mut self, name: &str) -> bool {
+        match self.jobs.iter_mut().find(|job| job.name == name) {
+            Some(job) if job.running.is_none() => {
+                job.start();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Stops every process (SIGTERM, so Redis flushes its AOF) and clears the pids.
     pub async fn stop(mut self) -> Result<()> {
+        for job in &mut self.jobs {
+            if let Some(child) = job.running.take()
+                && let Some(pid) = child.id()
+            {
+                stop(pid, "abstore-jobs", STOP_GRACE).await;
+            }
+        }
         for child in &mut self.nodes {
             if let Some(child) = child.take()
                 && let Some(pid) = child.id()

@@ -891,20 +891,20 @@ fn outdated(applied: &str, current: &str) -> String {
 
 /// A job `local up` runs on the store's cron schedule, like the CronJob in Kubernetes.
 #[derive(Debug)]
-struct ScheduledJob {
-    name: &'static str,
-    binary: PathBuf,
+pub(super) struct ScheduledJob {
+    pub(super) name: &'static str,
+    pub(super) binary: PathBuf,
     schedule: cron::Schedule,
     args: Vec<String>,
     next: Option<chrono::DateTime<chrono::Utc>>,
-    running: Option<Child>,
+    pub(super) running: Option<Child>,
     log: PathBuf,
 }
 
 impl ScheduledJob {
     /// Starts the job when its time has come (skipping a run while the previous one still
     /// runs, as `concurrencyPolicy: Forbid` does), and records a finished run in the state.
-    fn tick(&mut self, state: &mut LocalState) {
+    pub(super) fn tick(&mut self, state: &mut LocalState) {
         if let Some(child) = &mut self.running
             && let Ok(Some(status)) = child.try_wait()
         {
@@ -939,7 +939,7 @@ impl ScheduledJob {
         }
     }
 
-    fn start(&mut self) {
+    pub(super) fn start(&mut self) {
         match spawn_logged(&self.binary, &self.args, &self.log) {
             Ok(child) => {
                 tracing::info!(job = self.name, "job started");
@@ -951,7 +951,11 @@ impl ScheduledJob {
 }
 
 /// The backup (to `<dir>/backups`) and prune jobs the spec enables.
-fn scheduled_jobs(model: &Model, layout: &Layout, state: &LocalState) -> Vec<ScheduledJob> {
+pub(super) fn scheduled_jobs(
+    model: &Model,
+    layout: &Layout,
+    state: &LocalState,
+) -> Vec<ScheduledJob> {
     let url = |role| super::role_url(layout, state, role);
     let mut jobs = Vec::new();
     let mut add = |name: &'static str, schedule: &str, args: Vec<String>| {
