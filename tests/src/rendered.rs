@@ -12,7 +12,7 @@ use abstore_operator::config::{self, ConfigFiles, ConfigPaths, REDIS_CONF, START
 use abstore_operator::crd::ABStore;
 use abstore_operator::credentials::{Credentials, Role, generate_password};
 use abstore_operator::model::Model;
-use abstore_operator::validate::validate;
+use abstore_operator::validate::validate_on;
 use tempfile::TempDir;
 
 use crate::{LOOPBACK, SentinelServer, free_port};
@@ -30,12 +30,21 @@ pub struct Rendered {
 
 impl Rendered {
     pub fn new(spec: &str) -> Rendered {
+        Rendered::on(spec, &abstore_operator::model::Platform::default())
+    }
+
+    /// As `local up` renders it (cluster mode, `file://` backups: what only runs locally).
+    pub fn local(spec: &str) -> Rendered {
+        Rendered::on(spec, &abstore_operator::model::Platform::local())
+    }
+
+    fn on(spec: &str, platform: &abstore_operator::model::Platform) -> Rendered {
         let indented: String = spec.lines().map(|l| format!("  {l}\n")).collect();
         let yaml = format!(
             "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: shop\n  namespace: ab\nspec:\n{indented}"
         );
         let store: ABStore = serde_yaml::from_str(&yaml).unwrap();
-        let model = validate(&store).unwrap();
+        let model = validate_on(&store, platform).unwrap();
         let credentials = Credentials::resolve(&model, &BTreeMap::new(), &mut generate_password);
         let dir = tempfile::tempdir().unwrap();
         let sub = |name: &str| {

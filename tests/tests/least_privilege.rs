@@ -576,3 +576,176 @@ async fn replication_and_sentinel_roles_are_granted_exactly_what_replicas_sentin
         &[],
     );
 }
+
+/// Cluster mode (`local up` only for now): a one-shard cluster (a primary and its replica,
+/// started from the rendered redis.conf, formed by the operator's cluster heal), the library
+/// through a `redis+cluster://` URL, backup from the primary and `--from-replica`, prune.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_client_roles_are_granted_exactly_what_their_components_send() {
+    use abstore_operator::cluster::heal::{ClusterHealTarget, heal_once};
+    use abstore_operator::cluster::plan::{ClusterTarget, Member};
+    use abstore_operator::heal::{Auth, Endpoint};
+
+    let store = Rendered::local("mode: cluster\ncluster: {shards: 1, replicasPerShard: 1}");
+    let primary = RedisServer::start(&store.redis_conf()).unwrap();
+    let replica = RedisServer::start(&store.redis_conf()).unwrap();
+    let member = |server: &RedisServer, index| Member {
+        shard: 0,
+        index,
+        endpoint: Endpoint::new(LOOPBACK, server.port()),
+        bus_port: None,
+    };
+    let target = ClusterHealTarget {
+        cluster: ClusterTarget {
+            shards: 1,
+            members: vec![member(&primary, 0), member(&replica, 1)],
+        },
+        operator_auth: Some(Auth {
+            username: "operator".to_owned(),
+            password: store.password("operator").to_owned(),
+        }),
+        operator_auth_previous: None,
+        tls_ca: None,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let report = heal_once(&target).await;
+        let linked = run_as(
+            &store.url("operator", replica.port()),
+            &["INFO", "replication"],
+        )
+        .await
+        .ok()
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .is_some_and(|info| info.contains("master_link_status:up"));
+        let ok = run_as(&store.url("operator", primary.port()), &["CLUSTER", "INFO"])
+            .await
+            .ok()
+            .and_then(|v| redis::from_redis_value::<String>(v).ok())
+            .is_some_and(|info| info.contains("cluster_state:ok"));
+        // The primary learns by gossip that the other node is its replica.
+        let known = run_as(
+            &store.url("operator", primary.port()),
+            &["CLUSTER", "NODES"],
+        )
+        .await
+        .ok()
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .is_some_and(|nodes| nodes.contains(" slave "));
+        if report.settled() && linked && ok && known {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cluster not formed: {report:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let hosts = format!("redis+cluster://{}", primary.addr());
+    let url = |user: &str| store.library_url(user, &hosts);
+    let mut on_primary = Stats::open(&store, primary.port()).await;
+    // The replica's acknowledgements (REPLCONF ACK, as the replication user) are counted on the
+    // primary with everything else: not the measured component's.
+    let own = |used: BTreeSet<String>| -> BTreeSet<String> {
+        used.into_iter().filter(|c| c != "replconf").collect()
+    };
+    let mut on_replica = Stats::open(&store, replica.port()).await;
+
+    // app: the library's whole surface, plus a refused group's rollback (UNLINK of its flags):
+    // the count key of the event below is made a hash first.
+    let operator = store.url("operator", primary.port());
+    let p = abstore::keys::partition_of("u-wrong");
+    let count_key = format!("ec:{}:{{flag:{p}}}:blue", now() / 3600 * 3600);
+    run_as(&operator, &["HSET", &count_key, "not", "a counter"])
+        .await
+        .unwrap();
+    let app_url = url("app");
+    let used = measure(&mut on_primary, "app", async {
+        app_workload(app_url.clone()).await;
+        let recorder = Recorder::new(
+            Connection::open(&app_url).await.unwrap(),
+            RecorderConfig::default(),
+        )
+        .unwrap();
+        let refused = recorder
+            .record(&Event::evaluation("flag", "blue", "u-wrong", now()).with_event_id("w-1"))
+            .await;
+        assert!(refused.is_err(), "{refused:?}");
+    })
+    .await;
+    let used = own(used);
+    assert_exactly(
+        "app",
+        &granted(&store, "app"),
+        &used,
+        &[(
+            "asking",
+            "sent only after an ASK redirect, while a slot migrates (no resharding here)",
+        )],
+    );
+
+    // backup: from the primary, then from the replica (measured there).
+    for args in [
+        &["SET", "exp:flag", "{}", "EX", "3600"][..],
+        &["HSET", "exp:flag:meta", "owner", "growth"],
+        &["SADD", "exp:flags", "flag"],
+        &["ZADD", "exp:rank", "1", "flag"],
+        &["RPUSH", "exp:log", "created"],
+    ] {
+        run_as(&operator, args).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let to = Location::parse(&format!("file://{}", dir.path().display())).unwrap();
+    let options = BackupOptions::new(url("backup"), to.clone());
+    let used = measure(&mut on_primary, "backup", async {
+        let summary = backup::run(&options).await.unwrap();
+        assert!(summary.keys >= 5, "{summary:?}");
+    })
+    .await;
+    let mut pipe = redis::pipe();
+    pipe.cmd("WAIT").arg(1).arg(5000);
+    let mut waiter = redis::Client::open(operator.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: Value = pipe.query_async(&mut waiter).await.unwrap();
+    on_replica.widen("backup").await;
+    let from_replica = BackupOptions {
+        from_replica: true,
+        ..BackupOptions::new(url("backup"), to)
+    };
+    let on_replica_used = measure(&mut on_replica, "backup", async {
+        let summary = backup::run(&from_replica).await.unwrap();
+        assert!(summary.keys >= 5, "{summary:?}");
+    })
+    .await;
+    let used: BTreeSet<String> = own(used).union(&on_replica_used).cloned().collect();
+    assert_exactly("backup", &granted(&store, "backup"), &used, &[]);
+
+    // prune: a dry run and a real one.
+    let old = (now() - 40 * 86_400) / 86_400 * 86_400;
+    run_as(
+        &operator,
+        &["SET", &format!("ec:{old}:{{flag:3}}:blue"), "3"],
+    )
+    .await
+    .unwrap();
+    let prune_url = url("prune");
+    let used = measure(&mut on_primary, "prune", async {
+        let dry = prune::run(&PruneOptions {
+            dry_run: true,
+            ..PruneOptions::new(prune_url.clone())
+        })
+        .await
+        .unwrap();
+        let real = prune::run(&PruneOptions::new(prune_url.clone()))
+            .await
+            .unwrap();
+        assert_eq!(dry.expired, 1, "{dry:?}");
+        assert_eq!(real.deleted, 1, "{real:?}");
+    })
+    .await;
+    let used = own(used);
+    assert_exactly("prune", &granted(&store, "prune"), &used, &[]);
+}

@@ -481,16 +481,22 @@ const APP_COMMANDS: &[&str] = &[
     "+unlink",
     "+wait",
 ];
-/// What a role adds in cluster mode: the abstore library's cluster connection reads the slot
-/// map (`CLUSTER SLOTS`; backup and prune then visit each shard's node directly), and the app
-/// sends `ASKING` before a command an `ASK` redirect named.
-fn cluster_commands(role: Role) -> &'static [&'static str] {
+/// What a role loses and gains in cluster mode (measured by tests/tests/least_privilege.rs):
+/// the abstore library's cluster connection reads the slot map (`CLUSTER SLOTS`; backup and
+/// prune then visit each shard's node directly) and never asks a node its `ROLE` (the slot map
+/// says who is primary); the app sends `ASKING` before a command an `ASK` redirect named, and
+/// its range reads count unions with one multi-key `PFCOUNT` per partition instead of the
+/// union script (no `EVAL`, `PFMERGE`, `PEXPIRE`); backup reads a replica of each shard with
+/// `--from-replica` after `READONLY`.
+fn cluster_commands(role: Role) -> (&'static [&'static str], &'static [&'static str]) {
     match role {
-        Role::App => &["+cluster|slots", "+asking"],
-        // Backup reads a replica of each shard with `--from-replica` (READONLY first).
-        Role::Backup => &["+cluster|slots", "+readonly"],
-        Role::Prune => &["+cluster|slots"],
-        _ => &[],
+        Role::App => (
+            &["+role", "+eval", "+pfmerge", "+pexpire"],
+            &["+cluster|slots", "+asking"],
+        ),
+        Role::Backup => (&["+role"], &["+cluster|slots", "+readonly"]),
+        Role::Prune => (&["+role"], &["+cluster|slots"]),
+        _ => (&[], &[]),
     }
 }
 /// The backup role: SCAN and typed reads; keys are read-only (`%R~*`), so even a write command
@@ -711,10 +717,13 @@ pub fn acl_users(model: &Model, credentials: &Credentials) -> Vec<AclUser> {
         let name = role.username();
         let (keys, channels, mut commands) = role_rules(role);
         if model.cluster().is_some() {
-            for extra in cluster_commands(role) {
-                commands.push(' ');
-                commands.push_str(extra);
-            }
+            let (removed, added) = cluster_commands(role);
+            commands = commands
+                .split_whitespace()
+                .filter(|c| !removed.contains(c))
+                .chain(added.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" ");
         }
         let mut rules = split(&keys);
         rules.extend(split(&channels));
