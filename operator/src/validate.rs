@@ -499,12 +499,6 @@ fn check_mode(v: &mut Problems, s: &ABStoreSpec, platform: &Platform) {
                     "cluster mode is not built for Kubernetes yet (the operator forms and heals a cluster only under `abstore-operator local up`; docs/cluster.md); use mode: sentinel",
                 );
             }
-            if s.tls.enabled {
-                v.push(
-                    "spec.tls.enabled",
-                    "TLS is not built for cluster mode yet (docs/cluster.md); set enabled: false or use mode: sentinel",
-                );
-            }
         }
     }
 }
@@ -1551,10 +1545,7 @@ mod tests {
             ]
         );
         assert_eq!(local("cluster: {shards: 3}"), ["spec.cluster"]);
-        assert_eq!(
-            local("mode: cluster\ntls: {enabled: true, secretName: t}"),
-            ["spec.tls.enabled"]
-        );
+        assert!(local("mode: cluster\ntls: {enabled: true, secretName: t}").is_empty());
         assert_eq!(
             local("mode: cluster\nredis: {config: {cluster-node-timeout: '100'}}"),
             ["spec.redis.config.cluster-node-timeout"]

@@ -329,3 +329,85 @@ async fn local_up_runs_a_cluster_the_library_records_through_and_a_killed_primar
         "{status:#}"
     );
 }
+
+/// TLS only: the cluster forms over a TLS bus, clients get a `rediss+cluster://` URL with the
+/// CA, plaintext is refused, the library and a backup from the replicas work over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_cluster_forms_over_tls_and_serves_only_tls() {
+    use abstore_operator::local::{self, ClusterSupervisor};
+
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("tls.yaml");
+    let example = std::fs::read_to_string(example()).unwrap();
+    std::fs::write(&spec, format!("{example}  tls:\n    enabled: true\n")).unwrap();
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let supervisor = ClusterSupervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    assert!(state.tls);
+    let url = local::app_url(&layout, &state);
+    assert!(
+        url.starts_with("rediss+cluster://app@127.0.0.1:") && url.contains("ca_file="),
+        "{url}"
+    );
+    let status = local::status(&layout).await.unwrap();
+    assert_eq!(status.slots_covered, Some(16384), "{status:?}");
+    assert!(status.tls.is_some(), "{status:?}");
+
+    // Plaintext to a node's port is refused (it speaks TLS only).
+    let port = state.nodes[0].port;
+    let plain = async {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    let plain = tokio::time::timeout(Duration::from_secs(5), plain).await;
+    assert!(!matches!(plain, Ok(Ok(_))), "plaintext answered: {plain:?}");
+
+    let conn = Connection::open(&url).await.unwrap();
+    let recorder = Recorder::new(conn.clone(), RecorderConfig::default()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let result = recorder
+        .record_batch(&events("tls", 500, 2, "t", now))
+        .await
+        .unwrap();
+    assert!(
+        result
+            .outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(Outcome::Counted)))
+    );
+    let reader = Reader::new(conn, None, Granularity::Hour);
+    assert_eq!(total(&reader, "tls", now).await.0, 1000);
+
+    // A backup from one replica per shard over TLS (the CA from the URL).
+    let backup_url = local::role_url(&layout, &state, abstore_operator::credentials::Role::Backup);
+    let to = abstore_jobs::storage::Location::parse(&format!(
+        "file://{}",
+        work.path().join("backups").display()
+    ))
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let summary = loop {
+        // The primaries learn their replicas by gossip: retried until each shard has one.
+        let options = abstore_jobs::backup::BackupOptions {
+            from_replica: true,
+            ..abstore_jobs::backup::BackupOptions::new(backup_url.clone(), to.clone())
+        };
+        match abstore_jobs::backup::run(&options).await {
+            Ok(summary) if summary.keys > 0 => break summary,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no backup from the replicas: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert_eq!(summary.source.server.split(',').count(), 3, "{summary:?}");
+    supervisor.stop().await.unwrap();
+}

@@ -384,6 +384,9 @@ pub fn redis_conf(model: &Model, paths: &ConfigPaths) -> String {
         );
         line!(out, "cluster-require-full-coverage no");
         line!(out, "cluster-allow-replica-migration no");
+        if spec.tls.enabled {
+            line!(out, "tls-cluster yes");
+        }
     }
 
     if !spec.redis.config.is_empty() {

@@ -5,8 +5,8 @@
 //!
 //! Built so far (docs/cluster.md): start, bootstrap, restart of processes that exit (a dead
 //! primary first gets the time for its replica to take over), the backup and prune jobs on
-//! their schedules (every shard), `status` per shard, `down`. Not yet: following an edited file
-//! (shard counts, configuration), TLS.
+//! their schedules (every shard), TLS only (clients, replication and the cluster bus), `status`
+//! per shard, `down`. Not yet: following an edited file (shard counts, configuration).
 
 use std::path::Path;
 use std::time::Duration;
@@ -61,8 +61,12 @@ pub fn member_position(n: usize, per_shard: usize) -> (u16, u16) {
     )
 }
 
-/// What the cluster heal needs for this local store.
-pub fn cluster_heal_target(credentials: &Credentials, state: &LocalState) -> ClusterHealTarget {
+/// What the cluster heal needs for this local store (with TLS, the CA in `<dir>/tls/ca.crt`).
+pub fn cluster_heal_target(
+    layout: &Layout,
+    credentials: &Credentials,
+    state: &LocalState,
+) -> Result<ClusterHealTarget> {
     let shards = state.shards.unwrap_or(1);
     let per_shard = state.nodes.len() / usize::from(shards.max(1));
     let members = state
@@ -80,7 +84,12 @@ pub fn cluster_heal_target(credentials: &Credentials, state: &LocalState) -> Clu
         })
         .collect();
     let operator = Role::Operator.username();
-    ClusterHealTarget {
+    let tls_ca = if state.tls {
+        Some(super::tls::read_ca(layout)?)
+    } else {
+        None
+    };
+    Ok(ClusterHealTarget {
         cluster: ClusterTarget { shards, members },
         operator_auth: Some(Auth {
             username: operator.to_owned(),
@@ -93,9 +102,8 @@ pub fn cluster_heal_target(credentials: &Credentials, state: &LocalState) -> Clu
                 username: operator.to_owned(),
                 password,
             }),
-        // TLS is refused in cluster mode for now: no CA to read.
-        tls_ca: None,
-    }
+        tls_ca,
+    })
 }
 
 /// redis.conf of cluster member `index`: the node lines of Sentinel mode (port, directory,
@@ -162,6 +170,11 @@ impl ClusterSupervisor {
         let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
         let credentials = credentials(&model, &layout)?;
         write_acl_files(&model, &layout, &credentials)?;
+        if model.spec.tls.enabled {
+            let certificates = super::tls::ensure(&layout, chrono::Utc::now())?;
+            tracing::info!(dir = %layout.tls_dir().display(), origin = ?certificates.origin, server_certificate_ends = %certificates.not_after.to_rfc3339(), "TLS only: clients, replication and the cluster bus; the plaintext ports stay closed");
+            abstore::crypto::install_default_provider();
+        }
 
         let state_file = layout.state_file();
         let mut state = if state_file.exists() {
@@ -206,7 +219,13 @@ impl ClusterSupervisor {
         state.master_name = model.master_name().to_owned();
         state.spec_file = spec.display().to_string();
         state.supervisor_pid = Some(std::process::id());
-        state.tls = false;
+        if !state.nodes.is_empty() && state.tls != model.spec.tls.enabled {
+            return Err(LocalError::State {
+                path: state_file,
+                reason: "spec.tls.enabled differs from what this store's processes were started with; switching TLS on an existing local cluster is not built yet".to_owned(),
+            });
+        }
+        state.tls = model.spec.tls.enabled;
         state.shards = Some(shards);
         state.sentinels.clear();
         let known = state.nodes.len();
@@ -219,7 +238,7 @@ impl ClusterSupervisor {
         let backups = layout.backups_dir();
         std::fs::create_dir_all(&backups).map_err(io_error(&backups))?;
 
-        let target = cluster_heal_target(&credentials, &state);
+        let target = cluster_heal_target(&layout, &credentials, &state)?;
         let mut supervisor = ClusterSupervisor {
             nodes: (0..members).map(|_| None).collect(),
             down_since: vec![None; members],
@@ -413,7 +432,8 @@ impl ClusterSupervisor {
                         "another program took the new member's port before it listened; it gets another"
                     );
                     self.state.nodes[index] = moved;
-                    self.target = cluster_heal_target(&self.credentials, &self.state);
+                    self.target =
+                        cluster_heal_target(&self.layout, &self.credentials, &self.state)?;
                     self.save()?;
                 }
                 Err(Launch::PortTaken) => {
@@ -501,8 +521,16 @@ pub fn cluster_role_url(layout: &Layout, state: &LocalState, role: Role) -> Stri
         .iter()
         .map(|n| format!("{LOOPBACK}:{}", n.port))
         .collect();
+    let (scheme, ca) = if state.tls {
+        (
+            "rediss+cluster",
+            format!("ca_file={}&", layout.tls_ca_file().display()),
+        )
+    } else {
+        ("redis+cluster", String::new())
+    };
     format!(
-        "redis+cluster://{user}@{}/?password_file={}",
+        "{scheme}://{user}@{}/?{ca}password_file={}",
         hosts.join(","),
         layout.credential_file(role.username()).display(),
         user = role.username(),
@@ -514,7 +542,10 @@ pub fn cluster_role_url(layout: &Layout, state: &LocalState, role: Role) -> Stri
 pub(super) async fn status(layout: &Layout, state: LocalState) -> Result<super::Status> {
     let model = load_model(Path::new(&state.spec_file))?;
     let credentials = credentials(&model, layout)?;
-    let target = cluster_heal_target(&credentials, &state);
+    if state.tls {
+        abstore::crypto::install_default_provider();
+    }
+    let target = cluster_heal_target(layout, &credentials, &state)?;
     let observation = crate::cluster::heal::observe(&target).await;
     let mut covered = SlotSet::default();
     let nodes = state
@@ -569,7 +600,14 @@ pub(super) async fn status(layout: &Layout, state: LocalState) -> Result<super::
         sentinels: Vec::new(),
         jobs: state.jobs.clone(),
         rollout: None,
-        tls: None,
+        tls: state.tls.then(|| {
+            let expires = super::tls::server_not_after(layout);
+            super::TlsStatus {
+                ca_file: layout.tls_ca_file().display().to_string(),
+                server_certificate_expires: expires.as_ref().ok().map(|at| at.to_rfc3339()),
+                error: expires.err().map(|e| e.to_string()),
+            }
+        }),
         slots_covered: Some(covered.len()),
     })
 }
