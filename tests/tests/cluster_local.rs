@@ -411,3 +411,140 @@ async fn a_tls_cluster_forms_over_tls_and_serves_only_tls() {
     assert_eq!(summary.source.server.split(',').count(), 3, "{summary:?}");
     supervisor.stop().await.unwrap();
 }
+
+/// An edited configuration is rolled out under writes: every replica restarted, every primary
+/// moved away by `CLUSTER FAILOVER` first, nothing acknowledged lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edited_file_rolls_replicas_then_fails_primaries_over_without_losing_writes() {
+    use abstore_operator::cluster::rollout::RolloutStep;
+    use abstore_operator::local::{self, ClusterSupervisor};
+
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("roll.yaml");
+    let example = std::fs::read_to_string(example()).unwrap();
+    std::fs::write(&spec, &example).unwrap();
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let mut supervisor = ClusterSupervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    let conn = Connection::open(&local::app_url(&layout, &state))
+        .await
+        .unwrap();
+    let durable = Recorder::new(
+        conn.clone(),
+        RecorderConfig {
+            wait_for_replicas: Some(WaitForReplicas {
+                replicas: 1,
+                timeout: Duration::from_millis(500),
+            }),
+            ..RecorderConfig::default()
+        },
+    )
+    .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (durable, stop) = (durable.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let (mut acknowledged, mut failed, mut n) = (0usize, 0usize, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<Event> = (0..20)
+                    .map(|i| {
+                        n += 1;
+                        Event::evaluation("roll", "control", &format!("u{w}-{n}-{i}"), now)
+                            .with_event_id(format!("r{w}-{n}"))
+                    })
+                    .collect();
+                for outcome in durable.record_batch(&batch).await.unwrap().outcomes {
+                    match outcome {
+                        Ok(Outcome::Counted | Outcome::Duplicate) => acknowledged += 1,
+                        _ => failed += 1,
+                    }
+                }
+            }
+            (acknowledged, failed)
+        }));
+    }
+
+    // maxmemory 300Mi: a change of every member's redis.conf.
+    std::fs::write(&spec, format!("{example}  redis:\n    maxmemory: 300Mi\n")).unwrap();
+    let (mut restarts, mut failovers) = (BTreeSet::new(), BTreeSet::new());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        supervisor.heal_pass().await.unwrap();
+        match supervisor.last_step() {
+            Some(RolloutStep::RestartReplica { endpoint, .. }) => {
+                restarts.insert(endpoint.to_string());
+            }
+            Some(RolloutStep::Failover { primary, .. }) => {
+                failovers.insert(primary.to_string());
+            }
+            Some(RolloutStep::RestartPrimary { .. }) => panic!("a primary restarted in place"),
+            _ => {}
+        }
+        if supervisor.last_step() == Some(&RolloutStep::Done) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollout not done: {:?}",
+            supervisor.last_step()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut acknowledged, mut failed) = (0, 0);
+    for writer in writers {
+        let (a, f) = writer.await.unwrap();
+        acknowledged += a;
+        failed += f;
+    }
+    assert_eq!(
+        restarts.len(),
+        6,
+        "every member restarted once: {restarts:?}"
+    );
+    assert_eq!(
+        failovers.len(),
+        3,
+        "every primary moved away first: {failovers:?}"
+    );
+    let password = std::fs::read_to_string(layout.credential_file("operator")).unwrap();
+    for node in &supervisor.state().nodes {
+        let mut con = redis::Client::open(format!(
+            "redis://operator:{}@127.0.0.1:{}",
+            password.trim(),
+            node.port
+        ))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+        let (_, max): (String, u64) = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(max, 300 * 1024 * 1024, "node {}", node.port);
+    }
+    let reader = Reader::new(conn, None, Granularity::Hour);
+    let counted = reader
+        .days(&Metric::Evaluations, "roll", &["control"], now, now)
+        .await
+        .unwrap()
+        .total["control"]
+        .count;
+    let counted = usize::try_from(counted).unwrap();
+    assert!(acknowledged > 0);
+    assert!(
+        counted >= acknowledged && counted <= acknowledged + failed,
+        "counted {counted}, acknowledged {acknowledged}, failed {failed}"
+    );
+    eprintln!(
+        "rolled 6 members (3 failovers) under writes: acknowledged {acknowledged}, failed {failed}, counted {counted}"
+    );
+    supervisor.stop().await.unwrap();
+}

@@ -65,12 +65,14 @@ async fn observe_member(
     endpoint: &Endpoint,
 ) -> Result<NodeState, String> {
     let mut conn = node_conn(target, endpoint).await?;
-    let (nodes, keys, persistence): (String, u64, String) = redis::pipe()
+    let (nodes, keys, persistence, replication): (String, u64, String, String) = redis::pipe()
         .cmd("CLUSTER")
         .arg("NODES")
         .cmd("DBSIZE")
         .cmd("INFO")
         .arg("persistence")
+        .cmd("INFO")
+        .arg("replication")
         .query_async(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
@@ -78,10 +80,19 @@ async fn observe_member(
     let loading = info_fields(&persistence)
         .get("loading")
         .is_some_and(|v| v == "1");
+    let replication = info_fields(&replication);
+    let synced = replication.get("role").is_some_and(|r| r == "slave")
+        && replication
+            .get("master_link_status")
+            .is_some_and(|s| s == "up")
+        && replication
+            .get("master_sync_in_progress")
+            .is_none_or(|s| s == "0");
     Ok(NodeState {
         nodes,
         keys,
         loading,
+        synced,
     })
 }
 
@@ -169,4 +180,36 @@ pub async fn heal_once(target: &ClusterHealTarget) -> ClusterReport {
         warnings,
         applied,
     }
+}
+
+/// `CLUSTER FAILOVER` on `replica`: a coordinated switch (the replica waits for its primary's
+/// offset, then takes over its slots), as a rolling restart moves a primary away.
+pub async fn failover(target: &ClusterHealTarget, replica: &Endpoint) -> Result<(), String> {
+    let mut conn = node_conn(target, replica).await?;
+    redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query_async::<redis::Value>(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("CLUSTER FAILOVER on {replica}: {e}"))
+}
+
+/// `ACL LOAD` on every member: the ACL file changed (users, passwords), every node reloads it.
+pub async fn reload_acls(target: &ClusterHealTarget) -> Vec<String> {
+    let mut errors = Vec::new();
+    for member in &target.cluster.members {
+        let result = async {
+            let mut conn = node_conn(target, &member.endpoint).await?;
+            redis::cmd("ACL")
+                .arg("LOAD")
+                .query_async::<redis::Value>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = result {
+            errors.push(format!("{}: {e}", member.endpoint));
+        }
+    }
+    errors
 }

@@ -7,3 +7,4 @@
 pub mod heal;
 pub mod nodes;
 pub mod plan;
+pub mod rollout;

@@ -58,6 +58,9 @@ pub struct NodeState {
     pub keys: u64,
     /// Still loading its dataset (`INFO persistence`).
     pub loading: bool,
+    /// A replica's replication link is up and no full sync is running (`INFO replication`);
+    /// `false` for a primary.
+    pub synced: bool,
 }
 
 /// One member and what it answered, or why it did not.
@@ -627,6 +630,7 @@ mod tests {
                         nodes: parse(&text.join("\n")).unwrap(),
                         keys: me.keys,
                         loading: false,
+                        synced: false,
                     }),
                 }
             })

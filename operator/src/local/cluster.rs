@@ -5,8 +5,10 @@
 //!
 //! Built so far (docs/cluster.md): start, bootstrap, restart of processes that exit (a dead
 //! primary first gets the time for its replica to take over), the backup and prune jobs on
-//! their schedules (every shard), TLS only (clients, replication and the cluster bus), `status`
-//! per shard, `down`. Not yet: following an edited file (shard counts, configuration).
+//! their schedules (every shard), TLS only (clients, replication and the cluster bus), edits of
+//! the file followed (a changed configuration is rolled out: replicas first, each primary moved
+//! away by `CLUSTER FAILOVER` before its restart; changed users reloaded live), `local restart`,
+//! `status` per shard, `down`. Not yet: changing the number of shards or replicas per shard.
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,16 +18,17 @@ use tokio::time::Instant;
 
 use super::process::{
     Launch, NODE_LOG, START_ATTEMPTS, STOP_GRACE, ScheduledJob, exited, is_running, last_lines,
-    launch, scheduled_jobs, stop, stop_listener,
+    launch, rebuild_jobs, scheduled_jobs, stop, stop_listener,
 };
 use super::state::{LocalState, ProcessState};
 use super::{
     HEAL_INTERVAL, LOOPBACK, Layout, LocalError, Result, credentials, io_error, load_model,
     node_config, write_acl_files, write_private,
 };
-use crate::cluster::heal::{ClusterHealTarget, ClusterReport, heal_once};
+use crate::cluster::heal::{ClusterHealTarget, ClusterReport, failover, heal_once, observe};
 use crate::cluster::nodes::SlotSet;
 use crate::cluster::plan::{ClusterTarget, Member};
+use crate::cluster::rollout::{RolloutStep, next_step};
 use crate::config;
 use crate::credentials::{Credentials, Role};
 use crate::heal::{Auth, Endpoint};
@@ -50,6 +53,13 @@ pub struct ClusterSupervisor {
     last_decision: Option<String>,
     /// The backup and prune jobs on their cron schedules.
     jobs: Vec<ScheduledJob>,
+    /// The ABStore file (absolute) and its content when last read.
+    spec: std::path::PathBuf,
+    spec_text: String,
+    /// The configuration each member was started with ([`ClusterSupervisor::fingerprint`]):
+    /// one that differs from what the model renders now is rolled.
+    applied: Vec<String>,
+    last_step: Option<RolloutStep>,
 }
 
 /// Shard and index of member `n` (members are stored shard by shard).
@@ -245,6 +255,10 @@ impl ClusterSupervisor {
             primaries: vec![None; usize::from(shards)],
             last_decision: None,
             jobs: Vec::new(),
+            spec_text: std::fs::read_to_string(&spec).map_err(io_error(&spec))?,
+            spec,
+            applied: vec![String::new(); members],
+            last_step: None,
             layout,
             model,
             credentials,
@@ -325,6 +339,8 @@ impl ClusterSupervisor {
     /// One pass: restart members that exited (a dead primary only once its replica had the
     /// time to take over), heal, save the state.
     pub async fn heal_pass(&mut self) -> Result<ClusterReport> {
+        self.reload_spec().await?;
+        self.take_restart_request();
         let now = Instant::now();
         for index in 0..self.nodes.len() {
             if let Some(status) = exited(&mut self.nodes[index]) {
@@ -376,8 +392,146 @@ impl ClusterSupervisor {
                 *slot = Some(primary.clone());
             }
         }
+        if report.settled() {
+            self.roll().await?;
+        }
         self.save()?;
         Ok(report)
+    }
+
+    /// The rollout step of the last pass.
+    pub fn last_step(&self) -> Option<&RolloutStep> {
+        self.last_step.as_ref()
+    }
+
+    /// The configuration member `index` runs when started now (its rendered redis.conf
+    /// without `masterauth`, which changes with a rotation applied live).
+    fn fingerprint(&self, index: usize) -> String {
+        cluster_node_config(
+            &self.model,
+            &self.layout,
+            &self.credentials,
+            index,
+            &self.state.nodes[index],
+        )
+        .lines()
+        .filter(|line| !line.starts_with("masterauth "))
+        .flat_map(|line| [line, "\n"])
+        .collect()
+    }
+
+    /// One rollout step ([`crate::cluster::rollout`]) for members whose configuration changed.
+    async fn roll(&mut self) -> Result<()> {
+        let outdated: Vec<bool> = (0..self.nodes.len())
+            .map(|i| self.applied[i] != self.fingerprint(i))
+            .collect();
+        if !outdated.contains(&true) {
+            if self
+                .last_step
+                .as_ref()
+                .is_some_and(|s| *s != RolloutStep::Done)
+            {
+                tracing::info!("rollout done: every member runs the current configuration");
+            }
+            self.last_step = Some(RolloutStep::Done);
+            self.state.rollout = Some("done".to_owned());
+            return Ok(());
+        }
+        let observation = observe(&self.target).await;
+        let step = next_step(&self.target.cluster, &observation, &outdated);
+        if self.last_step.as_ref() != Some(&step) {
+            tracing::info!(step = ?step, "rollout");
+        }
+        self.state.rollout = Some(format!("{step:?}"));
+        match &step {
+            RolloutStep::RestartReplica { member, .. }
+            | RolloutStep::RestartPrimary { member, .. } => {
+                let member = *member;
+                if let Some(child) = self.nodes[member].take()
+                    && let Some(pid) = child.id()
+                {
+                    stop(pid, "redis", STOP_GRACE).await;
+                }
+                self.state.nodes[member].pid = None;
+                self.start_node(member, false).await?;
+            }
+            RolloutStep::Failover { endpoint, .. } => {
+                if let Err(error) = failover(&self.target, endpoint).await {
+                    tracing::warn!(%error, "rollout: failover not started; trying again at the next pass");
+                }
+            }
+            RolloutStep::Wait { .. } | RolloutStep::Done => {}
+        }
+        self.last_step = Some(step);
+        Ok(())
+    }
+
+    /// Rolls every member (replicas, then each primary after a failover), as for a
+    /// configuration change. `local restart --dir` asks a running `up` for this.
+    pub fn request_restart(&mut self) {
+        tracing::info!("rolling restart of every member requested");
+        self.applied.iter_mut().for_each(String::clear);
+    }
+
+    fn take_restart_request(&mut self) {
+        if std::fs::remove_file(self.layout.restart_request_file()).is_ok() {
+            self.request_restart();
+        }
+    }
+
+    /// Re-reads the ABStore file; a changed, valid one becomes the model (members whose
+    /// rendered configuration changed are rolled; users and passwords reloaded live). Changes
+    /// local cluster mode cannot follow are logged and ignored.
+    async fn reload_spec(&mut self) -> Result<()> {
+        let Ok(text) = std::fs::read_to_string(&self.spec) else {
+            return Ok(());
+        };
+        if text == self.spec_text {
+            return Ok(());
+        }
+        self.spec_text = text;
+        let model = match load_model(&self.spec) {
+            Ok(model) => model,
+            Err(e) => {
+                tracing::warn!(error = %e, "the ABStore file changed but is invalid; ignored, the running store keeps its configuration");
+                return Ok(());
+            }
+        };
+        let refused = if model.name != self.model.name {
+            Some("renames the store")
+        } else if model.spec.tls.enabled != self.model.spec.tls.enabled {
+            Some("switches TLS")
+        } else if model.cluster() != self.model.cluster()
+            && model.cluster().map(|c| (c.shards, c.replicas_per_shard))
+                != self
+                    .model
+                    .cluster()
+                    .map(|c| (c.shards, c.replicas_per_shard))
+        {
+            Some("changes spec.cluster.shards or replicasPerShard (resharding is not built yet)")
+        } else if model.cluster().is_none() {
+            Some("leaves cluster mode")
+        } else {
+            None
+        };
+        if let Some(what) = refused {
+            tracing::warn!(file = %self.spec.display(), "the ABStore file {what}; a running local cluster cannot follow, ignored");
+            return Ok(());
+        }
+        if model == self.model {
+            return Ok(());
+        }
+        tracing::info!(file = %self.spec.display(), "the ABStore file changed; rolling members whose configuration changed");
+        let credentials = credentials(&model, &self.layout)?;
+        write_acl_files(&model, &self.layout, &credentials)?;
+        self.credentials = credentials;
+        self.model = model;
+        self.target = cluster_heal_target(&self.layout, &self.credentials, &self.state)?;
+        for error in crate::cluster::heal::reload_acls(&self.target).await {
+            tracing::warn!(%error, "ACL LOAD failed; the member reads the file at its restart");
+        }
+        rebuild_jobs(&mut self.jobs, &self.model, &self.layout, &self.state);
+        Ok(())
     }
 
     /// How long a dead primary is left down for its replica to take over: the node timeout
@@ -413,6 +567,7 @@ impl ClusterSupervisor {
                 Ok(child) => {
                     self.state.nodes[index].pid = child.id();
                     self.nodes[index] = Some(child);
+                    self.applied[index] = self.fingerprint(index);
                     return Ok(());
                 }
                 Err(Launch::PortTaken) if new && attempt < START_ATTEMPTS => {

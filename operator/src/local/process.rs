@@ -666,14 +666,7 @@ impl Supervisor {
     /// New job definitions (schedules, and URLs that name the sentinels), keeping a run in
     /// progress and a binary set with `set_jobs_binary`.
     fn rebuild_jobs(&mut self) {
-        let mut jobs = scheduled_jobs(&self.model, &self.layout, &self.state);
-        for job in &mut jobs {
-            if let Some(old) = self.jobs.iter_mut().find(|old| old.name == job.name) {
-                job.running = old.running.take();
-                job.binary = old.binary.clone();
-            }
-        }
-        self.jobs = jobs;
+        rebuild_jobs(&mut self.jobs, &self.model, &self.layout, &self.state);
     }
 
     /// Heals every `HEAL_INTERVAL` until `shutdown` completes, then stops every process.
@@ -1001,6 +994,23 @@ pub(super) fn scheduled_jobs(
         );
     }
     jobs
+}
+
+/// The jobs of an edited spec, keeping a running job and the binary of the old ones.
+pub(super) fn rebuild_jobs(
+    jobs: &mut Vec<ScheduledJob>,
+    model: &Model,
+    layout: &Layout,
+    state: &LocalState,
+) {
+    let mut new = scheduled_jobs(model, layout, state);
+    for job in &mut new {
+        if let Some(old) = jobs.iter_mut().find(|old| old.name == job.name) {
+            job.running = old.running.take();
+            job.binary = old.binary.clone();
+        }
+    }
+    *jobs = new;
 }
 
 /// `abstore-jobs` next to this binary (a cargo build puts both in the same directory), else
