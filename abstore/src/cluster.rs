@@ -1,8 +1,9 @@
 //! Redis Cluster routing for [`Connection`](crate::connection::Connection) (`redis+cluster://`).
 //!
-//! Every pipeline the library sends in cluster mode is single-slot (the cluster key layout puts
-//! an event's keys, and a flag partition's counters, under one hash tag), so a pipeline goes to
-//! the primary of its slot whole. The slot map comes from `CLUSTER SLOTS` and is refreshed when
+//! Every command the library sends in cluster mode is single-slot (the cluster key layout puts
+//! an event's keys, and a flag partition's counters, under one hash tag). A pipeline whose
+//! commands are in one slot goes to that slot's primary whole; one spanning slots is split into
+//! one pipeline per node, sent at once (a batch or a 31-day read is one round trip per node). The slot map comes from `CLUSTER SLOTS` and is refreshed when
 //! a node redirects (`MOVED`), or a link breaks (a failover: the cluster promotes a replica, the
 //! next refresh names it).
 //!
@@ -175,16 +176,18 @@ impl Connection {
         pipe: &Pipeline,
         deadline: Instant,
     ) -> Result<(HostPort, Vec<Value>), ExecFailure> {
-        let slot = pipeline_slot(pipe).map_err(|error| ExecFailure {
-            server: unresolved(),
-            error,
-            sent: true,
-        })?;
-        let node = self.cluster_node(router, slot, deadline).await?;
-        let mut whole = pipe.clone();
-        whole.ignore_errors();
-        let mut values = self.cluster_send(router, &node, &whole).await?;
         let commands: Vec<&Cmd> = pipe.cmd_iter().collect();
+        let (node, mut values) = match pipeline_slot(pipe) {
+            Ok(slot) => {
+                let node = self.cluster_node(router, slot, deadline).await?;
+                let mut whole = pipe.clone();
+                whole.ignore_errors();
+                let values = self.cluster_send(router, &node, &whole).await?;
+                (node, values)
+            }
+            // Several slots: one pipeline per node.
+            Err(_) => self.cluster_send_split(router, &commands, deadline).await?,
+        };
         if values.len() != commands.len() {
             // Replies of `.ignore()`d commands are dropped, so replies no longer line up with
             // commands: nothing can be resent safely. The library never ignores in cluster mode.
@@ -346,6 +349,107 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Sends `commands` (keys in several slots) as one pipeline per node serving them, all at
+    /// once: each keyed command to its slot's primary, each keyless one (`WAIT`) to every node
+    /// in its place. Replies come back in command order; a keyless command's is the smallest
+    /// integer any node answered (`WAIT`: the replicas that acknowledged everywhere), else the
+    /// first node's. A broken link to any node fails the whole pipeline (`sent`).
+    async fn cluster_send_split(
+        &self,
+        router: &Router,
+        commands: &[&Cmd],
+        deadline: Instant,
+    ) -> Result<(HostPort, Vec<Value>), ExecFailure> {
+        let slots: Vec<Option<u16>> = commands
+            .iter()
+            .map(|cmd| first_key(cmd).map(key_slot))
+            .collect();
+        let mut nodes: Vec<HostPort> = Vec::new();
+        let mut node_of: Vec<Option<usize>> = Vec::with_capacity(commands.len());
+        let mut resolved: HashMap<u16, usize> = HashMap::new();
+        for slot in &slots {
+            let Some(slot) = *slot else {
+                node_of.push(None);
+                continue;
+            };
+            let index = match resolved.get(&slot) {
+                Some(&index) => index,
+                None => {
+                    let node = self.cluster_node(router, Some(slot), deadline).await?;
+                    let index = match nodes.iter().position(|n| *n == node) {
+                        Some(index) => index,
+                        None => {
+                            nodes.push(node);
+                            nodes.len() - 1
+                        }
+                    };
+                    resolved.insert(slot, index);
+                    index
+                }
+            };
+            node_of.push(Some(index));
+        }
+        // Per node: its pipeline and, per command, where its reply is (or none).
+        let mut pipes: Vec<Pipeline> = nodes
+            .iter()
+            .map(|_| {
+                let mut p = redis::pipe();
+                p.ignore_errors();
+                p
+            })
+            .collect();
+        let mut at: Vec<Vec<Option<usize>>> = vec![Vec::with_capacity(commands.len()); nodes.len()];
+        for (cmd, node) in commands.iter().zip(&node_of) {
+            for (n, pipe) in pipes.iter_mut().enumerate() {
+                if node.is_none_or(|only| only == n) {
+                    at[n].push(Some(pipe.len()));
+                    pipe.add_command((*cmd).clone());
+                } else {
+                    at[n].push(None);
+                }
+            }
+        }
+        let sent = futures::future::join_all(
+            nodes
+                .iter()
+                .zip(&pipes)
+                .map(|(node, pipe)| self.cluster_send(router, node, pipe)),
+        )
+        .await;
+        let mut replies = Vec::with_capacity(sent.len());
+        for result in sent {
+            replies.push(result?);
+        }
+        let mut values = Vec::with_capacity(commands.len());
+        for (i, node) in node_of.iter().enumerate() {
+            let reply_of = |n: usize| {
+                at[n][i]
+                    .and_then(|j| replies.get(n).and_then(|r| r.get(j)))
+                    .cloned()
+            };
+            let value = match node {
+                Some(n) => reply_of(*n),
+                None => {
+                    let all: Vec<Value> = (0..nodes.len()).filter_map(reply_of).collect();
+                    let least = all
+                        .iter()
+                        .map(|v| match v {
+                            Value::Int(n) => Some(*n),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<i64>>>()
+                        .and_then(|ints| ints.into_iter().min());
+                    match least {
+                        Some(n) => Some(Value::Int(n)),
+                        None => all.into_iter().next(),
+                    }
+                }
+            };
+            values.push(value.unwrap_or(Value::Nil));
+        }
+        Ok((nodes.into_iter().next().unwrap_or_else(unresolved), values))
     }
 
     /// Sends `pipe` to `node` as it is.

@@ -343,34 +343,10 @@ impl Recorder {
             .filter(|i| prepared.get(*i).is_some_and(Option::is_some))
             .collect();
         let deadline = Instant::now() + self.conn.spec().failover_timeout;
-        let mut replicas_acknowledged = None;
-        // Sentinel mode: one pipeline. Cluster mode: one per slot (an event's keys share its
-        // flag partition's slot), sent concurrently; each reaches its slot's primary.
-        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
-        for i in pending {
-            let slot = prepared
-                .get(i)
-                .and_then(Option::as_ref)
-                .map_or(0, |p| p.slot);
-            match groups.iter_mut().find(|(s, _)| *s == slot) {
-                Some((_, list)) => list.push(i),
-                None => groups.push((slot, vec![i])),
-            }
-        }
-        let sent = futures::future::join_all(
-            groups
-                .into_iter()
-                .map(|(_, group)| self.send_pending(&prepared, group, deadline)),
-        )
-        .await;
-        for (group_outcomes, acknowledged) in sent {
-            for (i, outcome) in group_outcomes.into_iter().enumerate() {
-                if let (Some(outcome), Some(slot)) = (outcome, outcomes.get_mut(i)) {
-                    *slot = Some(outcome);
-                }
-            }
-            if let Some(n) = acknowledged {
-                replicas_acknowledged = Some(replicas_acknowledged.map_or(n, |m: u32| m.min(n)));
+        let (sent, replicas_acknowledged) = self.send_pending(&prepared, pending, deadline).await;
+        for (i, outcome) in sent.into_iter().enumerate() {
+            if let (Some(outcome), Some(slot)) = (outcome, outcomes.get_mut(i)) {
+                *slot = Some(outcome);
             }
         }
         Ok(BatchResult {
@@ -387,9 +363,8 @@ impl Recorder {
         })
     }
 
-    /// Sends `pending` (indices into `prepared`, one slot's events in cluster mode) until each
-    /// has an outcome or the deadline passes; returns the outcomes by index and what `WAIT`
-    /// said.
+    /// Sends `pending` (indices into `prepared`) until each has an outcome or the deadline
+    /// passes; returns the outcomes by index and what `WAIT` said.
     async fn send_pending(
         &self,
         prepared: &[Option<Prepared>],
@@ -402,13 +377,30 @@ impl Recorder {
         let mut load_script = false;
         let mut last_sent_error = None;
         while !pending.is_empty() {
-            let calls: Vec<Vec<(usize, &Prepared)>> = pending
-                .chunks(MAX_EVENTS_PER_CALL)
-                .map(|chunk| {
-                    chunk
-                        .iter()
-                        .filter_map(|&i| prepared.get(i)?.as_ref().map(|p| (i, p)))
-                        .collect()
+            // A script call's keys must share a slot in cluster mode: events are grouped by the
+            // slot of their flag partition (all 0 in Sentinel mode) before chunking. The whole
+            // pipeline still goes out at once (the connection splits it per node).
+            let mut by_slot: Vec<(u16, Vec<(usize, &Prepared)>)> = Vec::new();
+            let mut slot_index: HashMap<u16, usize> = HashMap::new();
+            for &i in &pending {
+                let Some(p) = prepared.get(i).and_then(Option::as_ref) else {
+                    continue;
+                };
+                let at = *slot_index.entry(p.slot).or_insert_with(|| {
+                    by_slot.push((p.slot, Vec::new()));
+                    by_slot.len() - 1
+                });
+                if let Some((_, group)) = by_slot.get_mut(at) {
+                    group.push((i, p));
+                }
+            }
+            let calls: Vec<Vec<(usize, &Prepared)>> = by_slot
+                .into_iter()
+                .flat_map(|(_, group)| {
+                    group
+                        .chunks(MAX_EVENTS_PER_CALL)
+                        .map(<[_]>::to_vec)
+                        .collect::<Vec<_>>()
                 })
                 .collect();
             let mut pipe = redis::pipe();

@@ -272,18 +272,27 @@ impl Reader {
                 reason: "no variation requested".into(),
             });
         }
-        if !self.conn.is_cluster() {
-            return self
-                .query_part(metric, flag, variations, &points, None)
-                .await;
+        let partitions: Vec<Option<u16>> = if self.conn.is_cluster() {
+            (0..PARTITIONS).map(Some).collect()
+        } else {
+            vec![None]
+        };
+        // One pipeline for every partition: the connection splits it per node, so a read is
+        // one round trip to each shard.
+        let mut pipe = redis::pipe();
+        let mut layouts = Vec::with_capacity(partitions.len());
+        for partition in &partitions {
+            layouts
+                .push(self.build_part(&mut pipe, metric, flag, variations, &points, *partition)?);
         }
-        let parts = futures::future::join_all(
-            (0..PARTITIONS).map(|p| self.query_part(metric, flag, variations, &points, Some(p))),
-        )
-        .await;
+        let replies: Vec<Value> = self
+            .conn
+            .exec(&pipe, Retry::Idempotent, "read counters")
+            .await?;
+        let mut replies = replies.into_iter();
         let mut sum: Option<Series> = None;
-        for part in parts {
-            let part = part?;
+        for count_keys in &layouts {
+            let part = parse_part(&mut replies, flag, variations, &points, count_keys)?;
             match &mut sum {
                 None => sum = Some(part),
                 Some(sum) => {
@@ -303,16 +312,17 @@ impl Reader {
     /// Per point an MGET of every count key and a PFCOUNT per variation; for a multi-point
     /// range, the range's unique users per variation: a merge script in Sentinel mode, a
     /// PFCOUNT of every bucket (a union, the keys sharing the partition's slot) in cluster mode.
-    async fn query_part(
+    /// Adds one partition's commands to `pipe`; returns the count keys of each point.
+    fn build_part(
         &self,
+        pipe: &mut redis::Pipeline,
         metric: &Metric,
         flag: &str,
         variations: &[&str],
         points: &[Vec<BucketTimestamp>],
         partition: Option<u16>,
-    ) -> Result<Series> {
+    ) -> Result<Vec<Vec<String>>> {
         let env = self.env.as_ref();
-        let mut pipe = redis::pipe();
         let mut count_keys: Vec<Vec<String>> = Vec::with_capacity(points.len());
         for buckets in points {
             let mut keys = Vec::with_capacity(buckets.len() * variations.len());
@@ -353,55 +363,62 @@ impl Reader {
                 }
             }
         }
-        let replies: Vec<Value> = self
-            .conn
-            .exec(&pipe, Retry::Idempotent, "read counters")
-            .await?;
-        let mut replies = replies.into_iter();
-        let mut series = Series {
-            points: Vec::with_capacity(points.len()),
-            total: BTreeMap::new(),
-        };
-        for (buckets, keys) in points.iter().zip(&count_keys) {
-            let counts = match replies.next() {
-                Some(Value::Array(items)) => items,
-                other => {
-                    return Err(Error::UnexpectedReply {
-                        key: keys.first().cloned().unwrap_or_default(),
-                        reason: format!("MGET returned {other:?}"),
-                    });
-                }
-            };
-            let mut stats: BTreeMap<String, VariationStats> = BTreeMap::new();
-            let per_variation = buckets.len();
-            for (vi, v) in variations.iter().enumerate() {
-                let mut count = 0u64;
-                for bi in 0..per_variation {
-                    let idx = vi * per_variation + bi;
-                    let key = keys.get(idx).map(String::as_str).unwrap_or_default();
-                    count = count.saturating_add(parse_count(key, counts.get(idx))?);
-                }
-                let users = as_u64(flag, replies.next())?;
-                stats.insert((*v).to_owned(), VariationStats { count, users });
-            }
-            for (v, s) in &stats {
-                let total = series.total.entry(v.clone()).or_default();
-                total.count = total.count.saturating_add(s.count);
-                total.users = s.users; // replaced below for ranges
-            }
-            series.points.push(Point {
-                start: buckets.first().map(|b| b.secs()).unwrap_or_default(),
-                variations: stats,
-            });
-        }
-        if range {
-            for v in variations {
-                let users = as_u64(flag, replies.next())?;
-                series.total.entry((*v).to_owned()).or_default().users = users;
-            }
-        }
-        Ok(series)
+        Ok(count_keys)
     }
+}
+
+/// Reads one partition's replies (as [`Reader::build_part`] laid them out).
+fn parse_part(
+    replies: &mut impl Iterator<Item = Value>,
+    flag: &str,
+    variations: &[&str],
+    points: &[Vec<BucketTimestamp>],
+    count_keys: &[Vec<String>],
+) -> Result<Series> {
+    let range = points.len() > 1;
+    let mut series = Series {
+        points: Vec::with_capacity(points.len()),
+        total: BTreeMap::new(),
+    };
+    for (buckets, keys) in points.iter().zip(count_keys) {
+        let counts = match replies.next() {
+            Some(Value::Array(items)) => items,
+            other => {
+                return Err(Error::UnexpectedReply {
+                    key: keys.first().cloned().unwrap_or_default(),
+                    reason: format!("MGET returned {other:?}"),
+                });
+            }
+        };
+        let mut stats: BTreeMap<String, VariationStats> = BTreeMap::new();
+        let per_variation = buckets.len();
+        for (vi, v) in variations.iter().enumerate() {
+            let mut count = 0u64;
+            for bi in 0..per_variation {
+                let idx = vi * per_variation + bi;
+                let key = keys.get(idx).map(String::as_str).unwrap_or_default();
+                count = count.saturating_add(parse_count(key, counts.get(idx))?);
+            }
+            let users = as_u64(flag, replies.next())?;
+            stats.insert((*v).to_owned(), VariationStats { count, users });
+        }
+        for (v, s) in &stats {
+            let total = series.total.entry(v.clone()).or_default();
+            total.count = total.count.saturating_add(s.count);
+            total.users = s.users; // replaced below for ranges
+        }
+        series.points.push(Point {
+            start: buckets.first().map(|b| b.secs()).unwrap_or_default(),
+            variations: stats,
+        });
+    }
+    if range {
+        for v in variations {
+            let users = as_u64(flag, replies.next())?;
+            series.total.entry((*v).to_owned()).or_default().users = users;
+        }
+    }
+    Ok(series)
 }
 
 /// Adds one partition's stats into the sum.

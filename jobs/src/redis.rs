@@ -81,7 +81,7 @@ pub async fn connect_nodes(url: &str, from_replica: bool) -> Result<Vec<Connecti
             return Err(JobError::NoReplica {
                 url: spec.redacted_url.clone(),
                 reason: format!(
-                    "the shard of primary {} has no replica linked to it{}",
+                    "the shard of primary {} has no replica linked to it (CLUSTER SLOTS lists a replica once it has replicated data){}",
                     shard.primary,
                     if reasons.is_empty() {
                         String::new()

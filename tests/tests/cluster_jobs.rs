@@ -232,11 +232,24 @@ async fn backup_restore_and_prune_cover_every_shard_of_a_cluster() {
     let servers = summary["source"]["server"].as_str().unwrap();
     assert_eq!(servers.split(',').count(), 3, "every shard read: {summary}");
     let from_primaries = summary["backup"].as_str().unwrap().to_owned();
-    for _ in 0..3 {
-        // Replicas catch up within moments; WAIT for them on every primary.
-        let mut pipe = redis::pipe();
-        pipe.cmd("WAIT").arg(1).arg(5000);
-        app.exec_on_every_primary(&pipe, "WAIT").await.unwrap();
+    // Replicas catch up within moments (WAIT for them on every primary), and CLUSTER SLOTS
+    // lists a replica once it has gossiped a replication offset.
+    let mut pipe = redis::pipe();
+    pipe.cmd("WAIT").arg(1).arg(5000);
+    app.exec_on_every_primary(&pipe, "WAIT").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !app
+        .cluster_shards()
+        .await
+        .unwrap()
+        .iter()
+        .all(|shard| !shard.replicas.is_empty())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replicas never listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let summary = run(
         &[

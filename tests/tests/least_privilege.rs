@@ -710,6 +710,21 @@ async fn cluster_mode_client_roles_are_granted_exactly_what_their_components_sen
         .await
         .unwrap();
     let _: Value = pipe.query_async(&mut waiter).await.unwrap();
+    // CLUSTER SLOTS lists a replica once it has replicated something and said so by gossip.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let slots = run_as(&operator, &["CLUSTER", "SLOTS"]).await.unwrap();
+        let listed = matches!(&slots, Value::Array(ranges)
+            if ranges.iter().all(|r| matches!(r, Value::Array(f) if f.len() >= 4)));
+        if listed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no replica in CLUSTER SLOTS: {slots:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     on_replica.widen("backup").await;
     let from_replica = BackupOptions {
         from_replica: true,
