@@ -45,39 +45,39 @@ fn run(args: &[&str], log: &Path) -> Value {
     lines.last().cloned().unwrap()
 }
 
-/// Every key of the cluster: the union of each primary's keys (read as the operator).
-async fn cluster_snapshot(layout: &Layout, state: &LocalState) -> Keyspace {
+/// A connection as the operator to each shard's primary.
+async fn primaries(layout: &Layout, state: &LocalState) -> Vec<redis::aio::MultiplexedConnection> {
     let conn = Connection::open(&local::role_url(layout, state, Role::Operator))
         .await
         .unwrap();
     let password = std::fs::read_to_string(layout.credential_file("operator")).unwrap();
-    let mut all = Keyspace::new();
+    let mut nodes = Vec::new();
     for shard in conn.cluster_shards().await.unwrap() {
         let url = format!("redis://operator:{}@{}", password.trim(), shard.primary);
-        let mut node = redis::Client::open(url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        nodes.push(
+            redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        );
+    }
+    nodes
+}
+
+/// Every key of the cluster: the union of each primary's keys.
+async fn cluster_snapshot(layout: &Layout, state: &LocalState) -> Keyspace {
+    let mut all = Keyspace::new();
+    for mut node in primaries(layout, state).await {
         let keys = snapshot(&mut node).await;
-        assert!(!keys.is_empty(), "shard {} holds no key", shard.primary);
+        assert!(!keys.is_empty(), "a shard holds no key");
         all.extend(keys);
     }
     all
 }
 
 async fn flush_cluster(layout: &Layout, state: &LocalState) {
-    let conn = Connection::open(&local::role_url(layout, state, Role::Operator))
-        .await
-        .unwrap();
-    let password = std::fs::read_to_string(layout.credential_file("operator")).unwrap();
-    for shard in conn.cluster_shards().await.unwrap() {
-        let url = format!("redis://operator:{}@{}", password.trim(), shard.primary);
-        let mut node = redis::Client::open(url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+    for mut node in primaries(layout, state).await {
         let () = redis::cmd("FLUSHALL")
             .arg("SYNC")
             .query_async(&mut node)

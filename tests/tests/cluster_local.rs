@@ -152,6 +152,70 @@ async fn total(reader: &Reader, flag: &str, now: i64) -> (u64, u64) {
         .fold((0, 0), |(c, u), s| (c + s.count, u + s.users))
 }
 
+/// A recorder that has every batch acknowledged by a replica (`WAIT 1`, 500 ms).
+fn durable(conn: &Connection) -> Recorder {
+    Recorder::new(
+        conn.clone(),
+        RecorderConfig {
+            wait_for_replicas: Some(WaitForReplicas {
+                replicas: 1,
+                timeout: Duration::from_millis(500),
+            }),
+            ..RecorderConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Four writers recording batches of 20 `flag` events, each with its own id, until `stop`;
+/// each returns how many of its events were acknowledged (counted or duplicate) and failed.
+fn spawn_writers(
+    recorder: &Recorder,
+    flag: &'static str,
+    now: i64,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(usize, usize)>> {
+    (0..4)
+        .map(|w| {
+            let (recorder, stop) = (recorder.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut acknowledged, mut failed, mut n) = (0, 0, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let batch: Vec<Event> = (0..20)
+                        .map(|i| {
+                            n += 1;
+                            Event::evaluation(flag, "control", &format!("u{w}-{n}-{i}"), now)
+                                .with_event_id(format!("{flag}-{w}-{n}"))
+                        })
+                        .collect();
+                    for outcome in recorder.record_batch(&batch).await.unwrap().outcomes {
+                        match outcome {
+                            Ok(Outcome::Counted | Outcome::Duplicate) => acknowledged += 1,
+                            _ => failed += 1,
+                        }
+                    }
+                }
+                (acknowledged, failed)
+            })
+        })
+        .collect()
+}
+
+/// Stops the writers: acknowledged and failed events of them all.
+async fn stop_writers(
+    stop: &AtomicBool,
+    writers: Vec<tokio::task::JoinHandle<(usize, usize)>>,
+) -> (usize, usize) {
+    stop.store(true, Ordering::Relaxed);
+    let mut totals = (0, 0);
+    for writer in writers {
+        let (a, f) = writer.await.unwrap();
+        totals.0 += a;
+        totals.1 += f;
+    }
+    totals
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_up_runs_a_cluster_the_library_records_through_and_a_killed_primary_loses_nothing() {
     let work = tempfile::tempdir().unwrap();
@@ -206,50 +270,8 @@ async fn local_up_runs_a_cluster_the_library_records_through_and_a_killed_primar
         .clone();
     let victim_pid = victim["pid"].as_u64().unwrap();
     let victim_addr = victim["address"].as_str().unwrap().to_owned();
-    let durable = Recorder::new(
-        conn.clone(),
-        RecorderConfig {
-            wait_for_replicas: Some(WaitForReplicas {
-                replicas: 1,
-                timeout: Duration::from_millis(500),
-            }),
-            ..RecorderConfig::default()
-        },
-    )
-    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let durable = durable.clone();
-        let stop = stop.clone();
-        writers.push(tokio::spawn(async move {
-            let mut acknowledged = BTreeSet::new();
-            let mut failed = BTreeSet::new();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let batch: Vec<Event> = (0..20)
-                    .map(|i| {
-                        n += 1;
-                        Event::evaluation("kill", "control", &format!("u{w}-{n}-{i}"), now)
-                            .with_event_id(format!("w{w}-{n}"))
-                    })
-                    .collect();
-                let result = durable.record_batch(&batch).await.unwrap();
-                for (event, outcome) in batch.iter().zip(result.outcomes) {
-                    let id = event.event_id.clone().unwrap();
-                    match outcome {
-                        Ok(Outcome::Counted | Outcome::Duplicate) => {
-                            acknowledged.insert(id);
-                        }
-                        _ => {
-                            failed.insert(id);
-                        }
-                    }
-                }
-            }
-            (acknowledged, failed)
-        }));
-    }
+    let writers = spawn_writers(&durable(&conn), "kill", now, &stop);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed_at = Instant::now();
     std::process::Command::new("kill")
@@ -279,14 +301,7 @@ async fn local_up_runs_a_cluster_the_library_records_through_and_a_killed_primar
     }
     let recovered = killed_at.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut acknowledged = 0;
-    let mut failed = 0;
-    for writer in writers {
-        let (a, f) = writer.await.unwrap();
-        acknowledged += a.len();
-        failed += f.len();
-    }
+    let (acknowledged, failed) = stop_writers(&stop, writers).await;
     let (count, _) = {
         let series = reader
             .days(&Metric::Evaluations, "kill", &["control"], now, now)
@@ -431,42 +446,9 @@ async fn an_edited_file_rolls_replicas_then_fails_primaries_over_without_losing_
     let conn = Connection::open(&local::app_url(&layout, &state))
         .await
         .unwrap();
-    let durable = Recorder::new(
-        conn.clone(),
-        RecorderConfig {
-            wait_for_replicas: Some(WaitForReplicas {
-                replicas: 1,
-                timeout: Duration::from_millis(500),
-            }),
-            ..RecorderConfig::default()
-        },
-    )
-    .unwrap();
     let now = chrono::Utc::now().timestamp();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let (durable, stop) = (durable.clone(), stop.clone());
-        writers.push(tokio::spawn(async move {
-            let (mut acknowledged, mut failed, mut n) = (0usize, 0usize, 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                let batch: Vec<Event> = (0..20)
-                    .map(|i| {
-                        n += 1;
-                        Event::evaluation("roll", "control", &format!("u{w}-{n}-{i}"), now)
-                            .with_event_id(format!("r{w}-{n}"))
-                    })
-                    .collect();
-                for outcome in durable.record_batch(&batch).await.unwrap().outcomes {
-                    match outcome {
-                        Ok(Outcome::Counted | Outcome::Duplicate) => acknowledged += 1,
-                        _ => failed += 1,
-                    }
-                }
-            }
-            (acknowledged, failed)
-        }));
-    }
+    let writers = spawn_writers(&durable(&conn), "roll", now, &stop);
 
     // maxmemory 300Mi: a change of every member's redis.conf.
     std::fs::write(&spec, format!("{example}  redis:\n    maxmemory: 300Mi\n")).unwrap();
@@ -494,13 +476,7 @@ async fn an_edited_file_rolls_replicas_then_fails_primaries_over_without_losing_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let (mut acknowledged, mut failed) = (0, 0);
-    for writer in writers {
-        let (a, f) = writer.await.unwrap();
-        acknowledged += a;
-        failed += f;
-    }
+    let (acknowledged, failed) = stop_writers(&stop, writers).await;
     assert_eq!(
         restarts.len(),
         6,

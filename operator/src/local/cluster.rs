@@ -17,8 +17,8 @@ use tokio::process::Child;
 use tokio::time::Instant;
 
 use super::process::{
-    Launch, NODE_LOG, START_ATTEMPTS, STOP_GRACE, ScheduledJob, exited, is_running, last_lines,
-    launch, rebuild_jobs, scheduled_jobs, stop, stop_listener,
+    Launch, NODE_LOG, Prepared, START_ATTEMPTS, STOP_GRACE, ScheduledJob, exited, last_lines,
+    launch, prepare, rebuild_jobs, scheduled_jobs, stop, stop_leftovers,
 };
 use super::state::{LocalState, ProcessState};
 use super::{
@@ -170,40 +170,19 @@ impl ClusterSupervisor {
     /// Starts (or restarts, on an existing directory) every member of the cluster-mode store in
     /// `spec`, and heals until the cluster serves every slot with every member in place.
     pub async fn up(spec: &Path, dir: &Path) -> Result<ClusterSupervisor> {
-        let spec = std::path::absolute(spec).map_err(io_error(spec))?;
-        let model = load_model(&spec)?;
+        let Prepared {
+            spec,
+            spec_text,
+            model,
+            layout,
+            credentials,
+            mut state,
+        } = prepare(spec, dir)?;
+        let state_file = layout.state_file();
         let cluster = model.cluster().ok_or_else(|| LocalError::Spec {
             path: spec.clone(),
             reason: "spec.mode is not cluster".to_owned(),
         })?;
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
-        let credentials = credentials(&model, &layout)?;
-        write_acl_files(&model, &layout, &credentials)?;
-        if model.spec.tls.enabled {
-            let certificates = super::tls::ensure(&layout, chrono::Utc::now())?;
-            tracing::info!(dir = %layout.tls_dir().display(), origin = ?certificates.origin, server_certificate_ends = %certificates.not_after.to_rfc3339(), "TLS only: clients, replication and the cluster bus; the plaintext ports stay closed");
-            abstore::crypto::install_default_provider();
-        }
-
-        let state_file = layout.state_file();
-        let mut state = if state_file.exists() {
-            LocalState::read(&state_file)?
-        } else {
-            LocalState::default()
-        };
-        if let Some(pid) = state.supervisor_pid
-            && is_running(pid)
-            && pid != std::process::id()
-        {
-            return Err(LocalError::State {
-                path: state_file,
-                reason: format!(
-                    "already running (local up, pid {pid}); `abstore-operator local down --dir {}` stops it",
-                    layout.dir.display()
-                ),
-            });
-        }
         let shards = u16::try_from(cluster.shards).unwrap_or(1);
         let per_shard = 1 + usize::try_from(cluster.replicas_per_shard).unwrap_or(0);
         let members = usize::from(shards) * per_shard;
@@ -245,9 +224,6 @@ impl ClusterSupervisor {
         }
         state.write(&state_file)?;
 
-        let backups = layout.backups_dir();
-        std::fs::create_dir_all(&backups).map_err(io_error(&backups))?;
-
         let target = cluster_heal_target(&layout, &credentials, &state)?;
         let mut supervisor = ClusterSupervisor {
             nodes: (0..members).map(|_| None).collect(),
@@ -255,7 +231,7 @@ impl ClusterSupervisor {
             primaries: vec![None; usize::from(shards)],
             last_decision: None,
             jobs: Vec::new(),
-            spec_text: std::fs::read_to_string(&spec).map_err(io_error(&spec))?,
+            spec_text,
             spec,
             applied: vec![String::new(); members],
             last_step: None,
@@ -265,18 +241,7 @@ impl ClusterSupervisor {
             state,
             target,
         };
-        // Processes left over from a `local up` that was killed.
-        for proc in &mut supervisor.state.nodes {
-            if let Some(pid) = proc.pid.take()
-                && stop_listener(pid, proc.port, STOP_GRACE).await
-            {
-                tracing::info!(
-                    pid,
-                    port = proc.port,
-                    "stopped a process left over from an earlier local up"
-                );
-            }
-        }
+        stop_leftovers(supervisor.state.nodes.iter_mut()).await;
         for index in 0..members {
             if let Err(error) = supervisor.start_node(index, index >= known).await {
                 tracing::warn!(%error, "local up failed; stopping the processes it started");

@@ -84,39 +84,15 @@ impl Supervisor {
     /// Starts (or restarts, on an existing directory) every process of the store in `spec`, and
     /// heals until the sentinels have elected a primary.
     pub async fn up(spec: &Path, dir: &Path) -> Result<Supervisor> {
-        let spec = std::path::absolute(spec).map_err(io_error(spec))?;
-        let spec_text = std::fs::read_to_string(&spec).map_err(io_error(&spec))?;
-        let model = load_model(&spec)?;
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
-        let credentials = credentials(&model, &layout)?;
-        write_acl_files(&model, &layout, &credentials)?;
-        if model.spec.tls.enabled {
-            let certificates = tls::ensure(&layout, chrono::Utc::now())?;
-            tracing::info!(dir = %layout.tls_dir().display(), origin = ?certificates.origin, server_certificate_ends = %certificates.not_after.to_rfc3339(), "TLS only: the plaintext ports stay closed");
-            abstore::crypto::install_default_provider();
-        }
-        let backups = layout.backups_dir();
-        std::fs::create_dir_all(&backups).map_err(io_error(&backups))?;
-
+        let Prepared {
+            spec,
+            spec_text,
+            model,
+            layout,
+            credentials,
+            mut state,
+        } = prepare(spec, dir)?;
         let state_file = layout.state_file();
-        let mut state = if state_file.exists() {
-            LocalState::read(&state_file)?
-        } else {
-            LocalState::default()
-        };
-        if let Some(pid) = state.supervisor_pid
-            && is_running(pid)
-            && pid != std::process::id()
-        {
-            return Err(LocalError::State {
-                path: state_file,
-                reason: format!(
-                    "already running (local up, pid {pid}); `abstore-operator local down --dir {}` stops it",
-                    layout.dir.display()
-                ),
-            });
-        }
         state.name = model.name.clone();
         state.master_name = model.master_name().to_owned();
         state.spec_file = spec.display().to_string();
@@ -159,24 +135,14 @@ impl Supervisor {
         supervisor.sentinels = (0..supervisor.state.sentinels.len())
             .map(|_| None)
             .collect();
-        // Processes left over from a `local up` that was killed: stop them before starting ours.
-        // Only a pid that still listens on its member's port is one of them: pids are reused.
-        for proc in supervisor
-            .state
-            .nodes
-            .iter_mut()
-            .chain(supervisor.state.sentinels.iter_mut())
-        {
-            if let Some(pid) = proc.pid.take()
-                && stop_listener(pid, proc.port, STOP_GRACE).await
-            {
-                tracing::info!(
-                    pid,
-                    port = proc.port,
-                    "stopped a process left over from an earlier local up"
-                );
-            }
-        }
+        stop_leftovers(
+            supervisor
+                .state
+                .nodes
+                .iter_mut()
+                .chain(supervisor.state.sentinels.iter_mut()),
+        )
+        .await;
         if let Err(error) = supervisor.start_all().await {
             // Nothing is left running by an `up` that failed.
             tracing::warn!(%error, "local up failed; stopping the processes it started");
@@ -880,6 +846,80 @@ fn outdated(applied: &str, current: &str) -> String {
         "its configuration changed: {:?} became {:?}",
         removed, added
     )
+}
+
+/// What both supervisors start from.
+pub(super) struct Prepared {
+    /// The ABStore file (absolute) and its content.
+    pub spec: PathBuf,
+    pub spec_text: String,
+    pub model: Model,
+    pub layout: Layout,
+    pub credentials: Credentials,
+    /// The state file's content (empty for a new directory).
+    pub state: LocalState,
+}
+
+/// The first steps of `local up` in either mode: the validated model, the directory with its
+/// passwords, ACL files, certificates (TLS) and backups folder, and the state, refused while
+/// another `up` runs on the directory.
+pub(super) fn prepare(spec: &Path, dir: &Path) -> Result<Prepared> {
+    let spec = std::path::absolute(spec).map_err(io_error(spec))?;
+    let spec_text = std::fs::read_to_string(&spec).map_err(io_error(&spec))?;
+    let model = load_model(&spec)?;
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let layout = Layout::new(std::path::absolute(dir).map_err(io_error(dir))?);
+    let credentials = credentials(&model, &layout)?;
+    write_acl_files(&model, &layout, &credentials)?;
+    if model.spec.tls.enabled {
+        let certificates = tls::ensure(&layout, chrono::Utc::now())?;
+        tracing::info!(dir = %layout.tls_dir().display(), origin = ?certificates.origin, server_certificate_ends = %certificates.not_after.to_rfc3339(), "TLS only: the plaintext ports stay closed");
+        abstore::crypto::install_default_provider();
+    }
+    let backups = layout.backups_dir();
+    std::fs::create_dir_all(&backups).map_err(io_error(&backups))?;
+    let state_file = layout.state_file();
+    let state = if state_file.exists() {
+        LocalState::read(&state_file)?
+    } else {
+        LocalState::default()
+    };
+    if let Some(pid) = state.supervisor_pid
+        && is_running(pid)
+        && pid != std::process::id()
+    {
+        return Err(LocalError::State {
+            path: state_file,
+            reason: format!(
+                "already running (local up, pid {pid}); `abstore-operator local down --dir {}` stops it",
+                layout.dir.display()
+            ),
+        });
+    }
+    Ok(Prepared {
+        spec,
+        spec_text,
+        model,
+        layout,
+        credentials,
+        state,
+    })
+}
+
+/// Stops processes left over from a `local up` that was killed, before ours start. Only a pid
+/// that still listens on its member's port is one of them: pids are reused.
+pub(super) async fn stop_leftovers(processes: impl Iterator<Item = &mut ProcessState>) {
+    for proc in processes {
+        if let Some(pid) = proc.pid.take()
+            && stop_listener(pid, proc.port, STOP_GRACE).await
+        {
+            tracing::info!(
+                pid,
+                port = proc.port,
+                "stopped a process left over from an earlier local up"
+            );
+        }
+    }
 }
 
 /// A job `local up` runs on the store's cron schedule, like the CronJob in Kubernetes.
