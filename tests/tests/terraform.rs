@@ -331,13 +331,29 @@ fn elasticache_requires_tls_encrypts_at_rest_fails_over_with_replicas_and_never_
         attr_text(group, "multi_az_enabled"),
         "module.conventions.multi_az_enabled"
     );
+    // Cluster mode only when asked for (then shards of a primary and its replicas); disabled,
+    // one primary and its replicas.
+    let text = |key: &str| {
+        attr_text(group, key)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     assert_eq!(
-        attr_text(group, "num_cache_clusters"),
-        "module.conventions.node_count"
+        text("num_cache_clusters"),
+        "var.cluster_mode ? null : module.conventions.node_count"
     );
-    assert!(
-        attr(group, "num_node_groups").is_none(),
-        "cluster mode must stay disabled"
+    assert_eq!(
+        text("num_node_groups"),
+        "var.cluster_mode ? var.shards : null"
+    );
+    assert_eq!(
+        text("replicas_per_node_group"),
+        "var.cluster_mode ? var.replicas : null"
+    );
+    assert_eq!(
+        text("cluster_mode"),
+        "var.cluster_mode ? \"enabled\" : \"disabled\""
     );
     let conventions = m.block("module", &["conventions"]);
     assert_eq!(
@@ -345,6 +361,8 @@ fn elasticache_requires_tls_encrypts_at_rest_fails_over_with_replicas_and_never_
         "\"../abstore-conventions\""
     );
     assert_eq!(attr_text(conventions, "replicas"), "var.replicas");
+    assert_eq!(attr_text(conventions, "cluster_mode"), "var.cluster_mode");
+    assert_eq!(attr_text(conventions, "shards"), "var.shards");
     assert_eq!(
         attr_text(conventions, "automatic_failover"),
         "var.automatic_failover"
@@ -485,7 +503,15 @@ fn azure_managed_redis_is_private_tls_only_highly_available_persistent_and_never
     );
     let db = child(redis, "default_database");
     assert_eq!(attr_text(db, "client_protocol"), "\"Encrypted\"");
-    assert_eq!(attr_text(db, "clustering_policy"), "\"NoCluster\"");
+    // NoCluster, or with cluster_mode the OSS cluster protocol; never EnterpriseCluster (a
+    // proxy that hides the slots from cluster clients).
+    assert_eq!(
+        attr_text(db, "clustering_policy")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+        "var.cluster_mode ? \"OSSCluster\" : \"NoCluster\""
+    );
     assert_eq!(attr_text(db, "eviction_policy"), "local.eviction_policy");
     let eviction = m.local("eviction_policy").to_string();
     assert!(

@@ -7,15 +7,25 @@ locals {
   # A replica that is never promoted protects nothing: failover and Multi-AZ follow the replicas
   # (the variable's validation rejects an explicit value that disagrees).
   automatic_failover = local.has_replicas
-  node_count         = var.replicas + 1
-  # ElastiCache names the nodes of a cluster-mode-disabled replication group <id>-001, -002, …;
-  # known at plan time, so there is one alarm per node without reading the group first.
-  member_ids = [for i in range(local.node_count) : format("%s-%03d", var.name, i + 1)]
+  shards             = var.cluster_mode ? var.shards : 1
+  node_count         = (var.replicas + 1) * local.shards
+  # ElastiCache names the nodes of a cluster-mode-disabled replication group <id>-001, -002, …,
+  # and those of a cluster-mode one <id>-<shard 0001…>-<node 001…>; known at plan time, so
+  # there is one alarm per node without reading the group first.
+  member_ids = var.cluster_mode ? tolist(flatten([
+    for s in range(var.shards) : [
+      for i in range(var.replicas + 1) : format("%s-%04d-%03d", var.name, s + 1, i + 1)
+    ]
+  ])) : tolist([for i in range(local.node_count) : format("%s-%03d", var.name, i + 1)])
 
   # --- Redis settings ----------------------------------------------------------------------------
   # Counters and HyperLogLogs must never be evicted to make room: a full store refuses writes
   # (the client sees OOM and retries or reports) instead of silently dropping experiment data.
   maxmemory_policy = "noeviction"
+  redis_parameters = merge(
+    { "maxmemory-policy" = local.maxmemory_policy },
+    var.cluster_mode ? { "cluster-enabled" = "yes" } : {},
+  )
   # Day-keyed keys expire after this many days (abstore's RecorderConfig and abstore-jobs prune).
   data_retention_days = 31
 
@@ -49,26 +59,44 @@ locals {
     "hset", "sadd", "rpush", "zadd", "multi", "exec", "discard", "info", "dbsize",
   ]
 
+  # Cluster mode, as measured for the operator's roles (operator/src/config/mod.rs
+  # cluster_commands): every client reads the slot map (CLUSTER SLOTS) instead of asking ROLE;
+  # writers follow ASK redirects during a migration (ASKING); the app's range unions are one
+  # multi-key PFCOUNT per partition (no union script: no EVAL, PFMERGE, PEXPIRE); backup reads a
+  # replica after READONLY.
+  cluster_connect_commands = ["cluster|slots"]
+  app_cluster_commands = concat(
+    local.cluster_connect_commands,
+    ["asking"],
+    [for c in local.app_commands : c if !contains(["eval", "pfmerge", "pexpire"], c)],
+  )
+
   roles = {
     app = {
       enabled  = true
       keys     = local.app_key_patterns
-      commands = concat(local.connect_commands, local.app_commands)
+      commands = var.cluster_mode ? local.app_cluster_commands : concat(local.connect_commands, local.app_commands)
     }
     backup = {
-      enabled  = true
-      keys     = ["*"]
-      commands = concat(local.connect_commands, local.backup_commands)
+      enabled = true
+      keys    = ["*"]
+      commands = concat(
+        var.cluster_mode ? concat(local.cluster_connect_commands, ["readonly"]) : local.connect_commands,
+        local.backup_commands,
+      )
     }
     prune = {
       enabled  = true
       keys     = local.prune_key_patterns
-      commands = concat(local.connect_commands, local.prune_commands)
+      commands = concat(var.cluster_mode ? local.cluster_connect_commands : local.connect_commands, local.prune_commands)
     }
     restore = {
-      enabled  = var.restore_user_enabled
-      keys     = ["*"]
-      commands = concat(local.connect_commands, local.restore_commands)
+      enabled = var.restore_user_enabled
+      keys    = ["*"]
+      commands = concat(
+        var.cluster_mode ? concat(local.cluster_connect_commands, ["asking"]) : local.connect_commands,
+        local.restore_commands,
+      )
     }
   }
 
@@ -90,12 +118,14 @@ locals {
   # the same paths the operator uses (operator/src/build/cronjobs.rs).
   password_file = "/var/run/abstore/credentials/password"
   ca_file       = "/var/run/abstore/tls/ca.crt"
-  # format(url_formats[role], host, port); TLS is always on, so always rediss://.
+  # format(url_formats[role], host, port); TLS is always on, so always rediss:// (a cluster:
+  # rediss+cluster:// to the configuration endpoint, which the client asks for the slot map).
+  scheme = var.cluster_mode ? "rediss+cluster" : "rediss"
   url_formats = {
     for role in keys(local.roles) : role => (
       var.auth_mode == "rbac"
-      ? "rediss://${role}@%s:%d?password_file=${local.password_file}"
-      : "rediss://%s:%d?password_file=${local.password_file}"
+      ? "${local.scheme}://${role}@%s:%d?password_file=${local.password_file}"
+      : "${local.scheme}://%s:%d?password_file=${local.password_file}"
     )
   }
 

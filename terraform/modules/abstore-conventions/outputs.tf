@@ -9,12 +9,12 @@ output "multi_az_enabled" {
 }
 
 output "node_count" {
-  description = "Nodes of the store: the primary plus its replicas."
+  description = "Nodes of the store: each shard's primary plus its replicas."
   value       = local.node_count
 }
 
 output "member_ids" {
-  description = "ElastiCache member cluster ids of a cluster-mode-disabled replication group named after the store (<name>-001, …), for per-node alarms."
+  description = "ElastiCache member cluster ids of a replication group named after the store (<name>-001, …; in cluster mode <name>-0001-001, …), for per-node alarms."
   value       = local.member_ids
 }
 
@@ -24,8 +24,18 @@ output "maxmemory_policy" {
 }
 
 output "redis_parameters" {
-  description = "Redis parameters every managed store gets."
-  value       = { "maxmemory-policy" = local.maxmemory_policy }
+  description = "Redis parameters every managed store gets (and cluster-enabled yes in cluster mode)."
+  value       = local.redis_parameters
+}
+
+output "cluster_mode" {
+  description = "Whether the store is sharded (cluster mode)."
+  value       = var.cluster_mode
+}
+
+output "shards" {
+  description = "Primaries the slots are split over: 1 without cluster mode."
+  value       = local.shards
 }
 
 output "data_retention_days" {

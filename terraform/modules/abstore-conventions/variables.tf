@@ -21,6 +21,28 @@ variable "replicas" {
   }
 }
 
+variable "cluster_mode" {
+  description = "Shard the store: the managed service's cluster mode, ABStore's cluster key layout and rediss+cluster:// URLs (docs/cluster.md). Off (the default): one primary with its replicas."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.cluster_mode != null
+    error_message = "cluster_mode must be true or false."
+  }
+}
+
+variable "shards" {
+  description = "Primaries a cluster-mode store splits its slots over (1-500), each with `replicas` replicas. Only read with cluster_mode."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.shards >= 1 && var.shards <= 500 && floor(var.shards) == var.shards
+    error_message = "shards must be a whole number from 1 to 500."
+  }
+}
+
 variable "automatic_failover" {
   description = "Leave null: failover follows the replicas (on with at least one replica, off without). An explicit value must agree with that; a replica that is never promoted is a second copy that does not protect the counters."
   type        = bool

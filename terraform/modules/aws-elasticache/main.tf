@@ -1,5 +1,6 @@
-# ElastiCache (Valkey or Redis OSS, cluster mode disabled) for ABStore: one replication group
-# with failover across zones when replicas exist, TLS required, encryption at rest, per-role
+# ElastiCache (Valkey or Redis OSS) for ABStore: one replication group — cluster mode disabled
+# (one primary), or with cluster_mode its shards (ABStore's cluster key layout) — with failover
+# across zones when replicas exist, TLS required, encryption at rest, per-role
 # RBAC users, noeviction, snapshots, slow log and alarms. The decisions come from
 # abstore-conventions, which is tested offline.
 
@@ -8,6 +9,8 @@ module "conventions" {
 
   name                 = var.name
   replicas             = var.replicas
+  cluster_mode         = var.cluster_mode
+  shards               = var.shards
   automatic_failover   = var.automatic_failover
   auth_mode            = var.auth_mode
   restore_user_enabled = var.restore_user_enabled
@@ -169,7 +172,12 @@ resource "aws_elasticache_replication_group" "this" {
   security_group_ids   = [aws_security_group.this.id]
 
   # Cluster mode disabled: one primary endpoint, which the abstore client and the jobs use.
-  num_cache_clusters         = module.conventions.node_count
+  # Enabled: shards of a primary and its replicas behind a configuration endpoint
+  # (rediss+cluster:// URLs; the parameter group sets cluster-enabled).
+  cluster_mode               = var.cluster_mode ? "enabled" : "disabled"
+  num_cache_clusters         = var.cluster_mode ? null : module.conventions.node_count
+  num_node_groups            = var.cluster_mode ? var.shards : null
+  replicas_per_node_group    = var.cluster_mode ? var.replicas : null
   automatic_failover_enabled = module.conventions.automatic_failover_enabled
   multi_az_enabled           = module.conventions.multi_az_enabled
 

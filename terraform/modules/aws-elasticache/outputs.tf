@@ -33,17 +33,26 @@ output "automatic_failover_enabled" {
   value       = aws_elasticache_replication_group.this.automatic_failover_enabled
 }
 
+output "configuration_endpoint_address" {
+  description = "Cluster mode: the configuration endpoint, which names every shard (null without cluster mode)."
+  value       = var.cluster_mode ? aws_elasticache_replication_group.this.configuration_endpoint_address : null
+}
+
 output "redis_urls" {
-  description = "Per role (app, backup, prune, restore), the --redis URL for abstore-jobs and the app: rediss:// to the primary endpoint, the user name in RBAC mode, the password read from the file the pod mounts. No secret."
+  description = "Per role (app, backup, prune, restore), the --redis URL for abstore-jobs and the app: rediss:// to the primary endpoint (cluster mode: rediss+cluster:// to the configuration endpoint), the user name in RBAC mode, the password read from the file the pod mounts. No secret."
   value = {
     for role, f in module.conventions.url_formats :
-    role => format(f, aws_elasticache_replication_group.this.primary_endpoint_address, var.port)
+    role => format(
+      f,
+      var.cluster_mode ? aws_elasticache_replication_group.this.configuration_endpoint_address : aws_elasticache_replication_group.this.primary_endpoint_address,
+      var.port,
+    )
   }
 }
 
 output "reader_redis_url" {
-  description = "The backup role's URL on the reader endpoint: backups that read from replicas, not the primary. The jobs' --from-replica needs Sentinel; with ElastiCache use this URL instead."
-  value       = format(module.conventions.url_formats["backup"], aws_elasticache_replication_group.this.reader_endpoint_address, var.port)
+  description = "The backup role's URL on the reader endpoint: backups that read from replicas, not the primary. The jobs' --from-replica needs Sentinel; with ElastiCache use this URL instead. Cluster mode: null (give the jobs the cluster URL with --from-replica, which reads one replica per shard)."
+  value       = var.cluster_mode ? null : format(module.conventions.url_formats["backup"], aws_elasticache_replication_group.this.reader_endpoint_address, var.port)
 }
 
 output "password_file" {

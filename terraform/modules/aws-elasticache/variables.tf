@@ -52,6 +52,28 @@ variable "replicas" {
   }
 }
 
+variable "cluster_mode" {
+  description = "Cluster mode enabled: `shards` node groups, each a primary and `replicas` replicas, behind the configuration endpoint. Applications use ABStore's cluster key layout through rediss+cluster:// (docs/cluster.md). Off: one primary with its replicas."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.cluster_mode != null
+    error_message = "cluster_mode must be true or false."
+  }
+}
+
+variable "shards" {
+  description = "Node groups (shards) of a cluster-mode replication group (1-500). Only read with cluster_mode."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.shards >= 1 && var.shards <= 500 && floor(var.shards) == var.shards
+    error_message = "shards must be a whole number from 1 to 500."
+  }
+}
+
 variable "automatic_failover" {
   description = "Leave null: automatic failover and Multi-AZ follow replicas. An explicit value must agree (checked by the abstore-conventions module)."
   type        = bool

@@ -7,7 +7,8 @@ module "conventions" {
 
   name = var.name
   # High availability keeps one replica per shard and fails over by itself.
-  replicas = 1
+  replicas     = 1
+  cluster_mode = var.cluster_mode
   # The database has access keys (or Entra tokens), no per-role users.
   auth_mode = "auth_token"
 }
@@ -46,9 +47,12 @@ resource "azurerm_managed_redis" "this" {
   default_database {
     client_protocol                    = "Encrypted"
     access_keys_authentication_enabled = var.access_keys_enabled
-    # One shard: the abstore library's scripts use several keys per event, which must not be
-    # split across shards, and the jobs' SCAN must see every key through one endpoint.
-    clustering_policy = "NoCluster"
+    # NoCluster: one shard, ABStore's Bucketeer-compatible layout through one endpoint.
+    # OSSCluster (cluster_mode): the Redis Cluster protocol, so clients (the abstore library's
+    # rediss+cluster://, the jobs) reach every shard; ABStore's cluster key layout keeps an
+    # event's keys in one slot. Never EnterpriseCluster: its proxy refuses multi-key scripts
+    # across slots without telling a cluster client where keys live.
+    clustering_policy = var.cluster_mode ? "OSSCluster" : "NoCluster"
     eviction_policy   = local.eviction_policy
 
     persistence_redis_database_backup_frequency   = var.persistence == "rdb" ? var.rdb_frequency : null

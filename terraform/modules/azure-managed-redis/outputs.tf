@@ -14,7 +14,7 @@ output "port" {
 }
 
 output "redis_url" {
-  description = "The --redis URL of abstore-jobs and the app: rediss:// (the server certificate is publicly trusted), the access key from the mounted password file. No secret. Every role uses the same key: Managed Redis has no per-role users."
+  description = "The --redis URL of abstore-jobs and the app: rediss:// (rediss+cluster:// with cluster_mode; the server certificate is publicly trusted), the access key from the mounted password file. No secret. Every role uses the same key: Managed Redis has no per-role users."
   value       = format(module.conventions.url_formats["backup"], azurerm_managed_redis.this.hostname, azurerm_managed_redis.this.default_database[0].port)
 }
 

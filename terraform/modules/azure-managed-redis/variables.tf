@@ -39,6 +39,17 @@ variable "sku_name" {
   }
 }
 
+variable "cluster_mode" {
+  description = "OSSCluster clustering policy: the database's shards (as many as the SKU has) spoken to with the Redis Cluster protocol through rediss+cluster:// and ABStore's cluster key layout (docs/cluster.md). Off: NoCluster, one shard."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.cluster_mode != null
+    error_message = "cluster_mode must be true or false."
+  }
+}
+
 variable "persistence" {
   description = "Persistence of the database: \"rdb\" (snapshots every rdb_frequency) or \"aof\" (append-only file, written every second)."
   type        = string

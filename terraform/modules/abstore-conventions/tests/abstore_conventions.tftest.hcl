@@ -16,7 +16,7 @@ run "failover_and_multi_az_follow_replicas" {
     error_message = "2 replicas and a primary are 3 nodes"
   }
   assert {
-    condition     = output.member_ids == ["abstore-prod-001", "abstore-prod-002", "abstore-prod-003"]
+    condition     = output.member_ids == tolist(["abstore-prod-001", "abstore-prod-002", "abstore-prod-003"])
     error_message = "member ids must follow ElastiCache's <group>-NNN naming: ${jsonencode(output.member_ids)}"
   }
 }
@@ -284,4 +284,59 @@ run "names_elasticache_would_refuse_are_rejected" {
     name = "Abstore--prod-"
   }
   expect_failures = [var.name]
+}
+
+run "cluster_mode_multiplies_nodes_names_them_per_shard_and_switches_urls_and_grants" {
+  command = plan
+  variables {
+    cluster_mode = true
+    shards       = 3
+    replicas     = 1
+  }
+
+  assert {
+    condition     = output.node_count == 6 && output.shards == 3
+    error_message = "3 shards of a primary and a replica are 6 nodes"
+  }
+  assert {
+    condition     = output.member_ids == tolist(["abstore-prod-0001-001", "abstore-prod-0001-002", "abstore-prod-0002-001", "abstore-prod-0002-002", "abstore-prod-0003-001", "abstore-prod-0003-002"])
+    error_message = "cluster-mode member ids follow ElastiCache's <group>-NNNN-NNN naming: ${jsonencode(output.member_ids)}"
+  }
+  assert {
+    condition     = output.redis_parameters["cluster-enabled"] == "yes" && output.redis_parameters["maxmemory-policy"] == "noeviction"
+    error_message = "cluster mode needs cluster-enabled and keeps noeviction"
+  }
+  assert {
+    condition     = startswith(output.url_formats["app"], "rediss+cluster://app@")
+    error_message = "a cluster's URLs are rediss+cluster://: ${output.url_formats["app"]}"
+  }
+  assert {
+    condition     = contains(output.acl_roles["app"].commands, "cluster|slots") && contains(output.acl_roles["app"].commands, "asking") && !contains(output.acl_roles["app"].commands, "role") && !contains(output.acl_roles["app"].commands, "eval")
+    error_message = "the app's cluster grants are the measured ones: ${jsonencode(output.acl_roles["app"].commands)}"
+  }
+  assert {
+    condition     = contains(output.acl_roles["backup"].commands, "readonly") && contains(output.acl_roles["prune"].commands, "cluster|slots")
+    error_message = "backup reads replicas after READONLY; every client reads the slot map"
+  }
+}
+
+run "without_cluster_mode_shards_are_not_read" {
+  command = plan
+  variables {
+    shards = 5
+  }
+
+  assert {
+    condition     = output.node_count == 3 && output.shards == 1 && !contains(keys(output.redis_parameters), "cluster-enabled") && startswith(output.url_formats["app"], "rediss://")
+    error_message = "shards only count in cluster mode"
+  }
+}
+
+run "zero_shards_are_rejected" {
+  command = plan
+  variables {
+    cluster_mode = true
+    shards       = 0
+  }
+  expect_failures = [var.shards]
 }
