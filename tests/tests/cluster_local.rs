@@ -18,6 +18,7 @@ use abstore::connection::Connection;
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
 use abstore::keys::Granularity;
 use abstore::reads::{Metric, Reader};
+use abstore_operator::local::Layout;
 use abstore_tests::k8s::operator_binary;
 use abstore_tests::local_store::KillOnDrop;
 use serde_json::Value;
@@ -167,13 +168,15 @@ fn durable(conn: &Connection) -> Recorder {
     .unwrap()
 }
 
-/// Four writers recording batches of 20 `flag` events, each with its own id, until `stop`;
-/// each returns how many of its events were acknowledged (counted or duplicate) and failed.
+/// Four writers recording batches of 20 `flag` events, each with its own id, until `stop`,
+/// pausing `pace` between batches; each returns how many of its events were acknowledged
+/// (counted or duplicate) and failed.
 fn spawn_writers(
     recorder: &Recorder,
     flag: &'static str,
     now: i64,
     stop: &Arc<AtomicBool>,
+    pace: Duration,
 ) -> Vec<tokio::task::JoinHandle<(usize, usize)>> {
     (0..4)
         .map(|w| {
@@ -194,6 +197,7 @@ fn spawn_writers(
                             _ => failed += 1,
                         }
                     }
+                    tokio::time::sleep(pace).await;
                 }
                 (acknowledged, failed)
             })
@@ -271,7 +275,7 @@ async fn local_up_runs_a_cluster_the_library_records_through_and_a_killed_primar
     let victim_pid = victim["pid"].as_u64().unwrap();
     let victim_addr = victim["address"].as_str().unwrap().to_owned();
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(&durable(&conn), "kill", now, &stop);
+    let writers = spawn_writers(&durable(&conn), "kill", now, &stop, Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed_at = Instant::now();
     std::process::Command::new("kill")
@@ -448,7 +452,7 @@ async fn an_edited_file_rolls_replicas_then_fails_primaries_over_without_losing_
         .unwrap();
     let now = chrono::Utc::now().timestamp();
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(&durable(&conn), "roll", now, &stop);
+    let writers = spawn_writers(&durable(&conn), "roll", now, &stop, Duration::ZERO);
 
     // maxmemory 300Mi: a change of every member's redis.conf.
     std::fs::write(&spec, format!("{example}  redis:\n    maxmemory: 300Mi\n")).unwrap();
@@ -521,6 +525,117 @@ async fn an_edited_file_rolls_replicas_then_fails_primaries_over_without_losing_
     );
     eprintln!(
         "rolled 6 members (3 failovers) under writes: acknowledged {acknowledged}, failed {failed}, counted {counted}"
+    );
+    supervisor.stop().await.unwrap();
+}
+
+/// Resharding 3 → 4 → 3 under writes: new shards are started and given a quarter of the slots,
+/// then emptied and stopped; every event recorded before and during counts exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resharding_three_to_four_to_three_under_writes_loses_and_doubles_nothing() {
+    use abstore_operator::local::{self, ClusterSupervisor};
+
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("reshard.yaml");
+    let example = std::fs::read_to_string(example()).unwrap();
+    std::fs::write(&spec, &example).unwrap();
+    let dir = work.path().join("store");
+    let _cleanup = KillOnDrop(dir.clone());
+    let mut supervisor = ClusterSupervisor::up(&spec, &dir).await.unwrap();
+    let layout = supervisor.layout().clone();
+    let state = supervisor.state().clone();
+    let conn = Connection::open(&local::app_url(&layout, &state))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    // Data from before: 6 000 events (3 per user), read back exactly at the end.
+    let recorder = Recorder::new(conn.clone(), RecorderConfig::default()).unwrap();
+    for chunk in events("before", 2000, 3, "b", now).chunks(1000) {
+        let result = recorder.record_batch(chunk).await.unwrap();
+        assert!(
+            result
+                .outcomes
+                .iter()
+                .all(|o| matches!(o, Ok(Outcome::Counted)))
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    // Paced (about 1 600 events/s in all): every event leaves a dedup flag to migrate.
+    let writers = spawn_writers(
+        &durable(&conn),
+        "reshard",
+        now,
+        &stop,
+        Duration::from_millis(50),
+    );
+    let started = Instant::now();
+
+    let status_of = |layout: Layout| async move { local::status(&layout).await.unwrap() };
+    for (shards, edit) in [(4usize, "    shards: 4\n"), (3, "    shards: 3\n")] {
+        std::fs::write(&spec, example.replace("    shards: 3\n", edit)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            supervisor.heal_pass().await.unwrap();
+            let status = status_of(layout.clone()).await;
+            let primaries: Vec<u32> = status
+                .nodes
+                .iter()
+                .filter(|n| n.role.as_deref() == Some("primary"))
+                .map(|n| {
+                    n.slots
+                        .as_deref()
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|r| !r.is_empty())
+                        .map(|r| match r.split_once('-') {
+                            Some((a, b)) => {
+                                b.parse::<u32>().unwrap() - a.parse::<u32>().unwrap() + 1
+                            }
+                            None => 1,
+                        })
+                        .sum()
+                })
+                .collect();
+            let even = primaries.len() == shards
+                && primaries
+                    .iter()
+                    .all(|&n| n.abs_diff(16_384 / shards as u32) <= 1);
+            if even
+                && status.slots_covered == Some(16_384)
+                && status.nodes.len() == shards * 2
+                && status.nodes.iter().all(|n| n.running)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not resharded to {shards}: {primaries:?} {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (acknowledged, failed) = stop_writers(&stop, writers).await;
+    let reader = Reader::new(conn.clone(), None, Granularity::Hour);
+    assert_eq!(
+        total(&reader, "before", now).await.0,
+        6000,
+        "data from before"
+    );
+    let counted = reader
+        .days(&Metric::Evaluations, "reshard", &["control"], now, now)
+        .await
+        .unwrap()
+        .total["control"]
+        .count;
+    let counted = usize::try_from(counted).unwrap();
+    assert!(acknowledged > 0);
+    assert!(
+        counted >= acknowledged && counted <= acknowledged + failed,
+        "counted {counted}, acknowledged {acknowledged}, failed {failed}: lost or double counted"
+    );
+    eprintln!(
+        "resharded 3 -> 4 -> 3 under writes in {:?}: acknowledged {acknowledged}, failed {failed}, counted {counted}",
+        started.elapsed()
     );
     supervisor.stop().await.unwrap();
 }

@@ -213,3 +213,80 @@ pub async fn reload_acls(target: &ClusterHealTarget) -> Vec<String> {
     }
     errors
 }
+
+/// Moves one slot between two primaries, keys and all: the target `IMPORTING`, the source
+/// `MIGRATING`, its keys `MIGRATE`d in batches (the operator user authenticating on the target),
+/// then both told the new owner (`SETSLOT NODE`; the others learn it by gossip). While it runs,
+/// clients are redirected with `ASK` (or told `TRYAGAIN` for a command whose keys are split) and
+/// nothing is lost: `MIGRATE` moves each key atomically. Idempotent: a move left half-way by a
+/// crash is finished by calling it again. Returns the keys moved.
+pub async fn migrate_slot(
+    target: &ClusterHealTarget,
+    from: &Endpoint,
+    from_id: &str,
+    to: &Endpoint,
+    to_id: &str,
+    slot: u16,
+) -> Result<u64, String> {
+    const KEYS_PER_MIGRATE: usize = 100;
+    const MIGRATE_TIMEOUT_MS: u64 = 10_000;
+    let mut source = node_conn(target, from).await?;
+    let mut dest = node_conn(target, to).await?;
+    let setslot = |args: Vec<String>| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SETSLOT").arg(slot).arg(args);
+        cmd
+    };
+    setslot(vec!["IMPORTING".into(), from_id.into()])
+        .query_async::<redis::Value>(&mut dest)
+        .await
+        .map_err(|e| format!("SETSLOT {slot} IMPORTING on {to}: {e}"))?;
+    setslot(vec!["MIGRATING".into(), to_id.into()])
+        .query_async::<redis::Value>(&mut source)
+        .await
+        .map_err(|e| format!("SETSLOT {slot} MIGRATING on {from}: {e}"))?;
+    let ip = tokio::net::lookup_host((to.host.as_str(), to.port))
+        .await
+        .map_err(|e| format!("resolving {to}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{to} resolves to no address"))?
+        .ip();
+    let mut moved = 0u64;
+    loop {
+        let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(KEYS_PER_MIGRATE)
+            .query_async(&mut source)
+            .await
+            .map_err(|e| format!("GETKEYSINSLOT {slot} on {from}: {e}"))?;
+        if keys.is_empty() {
+            break;
+        }
+        let mut migrate = redis::cmd("MIGRATE");
+        migrate
+            .arg(ip.to_string())
+            .arg(to.port)
+            .arg("")
+            .arg(0)
+            .arg(MIGRATE_TIMEOUT_MS);
+        if let Some(auth) = &target.operator_auth {
+            migrate.arg("AUTH2").arg(&auth.username).arg(&auth.password);
+        }
+        migrate.arg("KEYS").arg(&keys);
+        migrate
+            .query_async::<redis::Value>(&mut source)
+            .await
+            .map_err(|e| format!("MIGRATE of slot {slot} from {from} to {to}: {e}"))?;
+        moved += keys.len() as u64;
+    }
+    setslot(vec!["NODE".into(), to_id.into()])
+        .query_async::<redis::Value>(&mut dest)
+        .await
+        .map_err(|e| format!("SETSLOT {slot} NODE on {to}: {e}"))?;
+    setslot(vec!["NODE".into(), to_id.into()])
+        .query_async::<redis::Value>(&mut source)
+        .await
+        .map_err(|e| format!("SETSLOT {slot} NODE on {from}: {e}"))?;
+    Ok(moved)
+}

@@ -7,4 +7,5 @@
 pub mod heal;
 pub mod nodes;
 pub mod plan;
+pub mod reshard;
 pub mod rollout;

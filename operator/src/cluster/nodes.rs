@@ -28,6 +28,18 @@ pub struct ClusterNode {
     pub slots: SlotSet,
     /// Slots being moved (`[slot->-id]` / `[slot-<-id]`): a migration is in progress.
     pub migrating: bool,
+    /// Those moves, as the node itself reports them (only on its `myself` line): slot, the
+    /// peer's id, and whether the slot is coming in (`-<-`, importing) or going out (`->-`).
+    pub migrations: Vec<Migration>,
+}
+
+/// One slot a node is moving out or in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Migration {
+    pub slot: u16,
+    pub peer: String,
+    pub importing: bool,
 }
 
 impl ClusterNode {
@@ -127,6 +139,11 @@ impl SlotSet {
             .sum()
     }
 
+    /// Every slot, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ranges.iter().flat_map(|&(a, b)| a..=b)
+    }
+
     /// The slots of `0..SLOTS` not in this set.
     pub fn complement(&self) -> SlotSet {
         let mut out = SlotSet::default();
@@ -221,9 +238,23 @@ pub fn parse(reply: &str) -> Result<ClusterNodes, ParseError> {
         let addr = if addr == ":0" { "" } else { addr };
         let mut slots = SlotSet::default();
         let mut migrating = false;
+        let mut migrations = Vec::new();
         for slot in &fields[8..] {
-            if slot.starts_with('[') {
+            if let Some(inner) = slot.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
                 migrating = true;
+                let parsed = inner
+                    .split_once("->-")
+                    .map(|(s, p)| (s, p, false))
+                    .or_else(|| inner.split_once("-<-").map(|(s, p)| (s, p, true)));
+                if let Some((slot, peer, importing)) = parsed
+                    && let Ok(slot) = slot.parse::<u16>()
+                {
+                    migrations.push(Migration {
+                        slot,
+                        peer: peer.to_owned(),
+                        importing,
+                    });
+                }
                 continue;
             }
             let (a, b) = slot.split_once('-').unwrap_or((slot, slot));
@@ -247,6 +278,7 @@ pub fn parse(reply: &str) -> Result<ClusterNodes, ParseError> {
             master: (master != "-").then(|| master.to_owned()),
             slots,
             migrating,
+            migrations,
         });
     }
     Ok(ClusterNodes { nodes })
@@ -272,6 +304,14 @@ mod tests {
         assert_eq!(me.addr, "10.0.0.1:6379");
         assert_eq!(me.hostname.as_deref(), Some("s-shard-0-0.s.ns.svc"));
         assert!(me.is_master() && me.migrating);
+        assert_eq!(
+            me.migrations,
+            vec![Migration {
+                slot: 7001,
+                peer: B.to_owned(),
+                importing: false
+            }]
+        );
         assert_eq!(me.slots.to_string(), "0-5460,7000");
         assert_eq!(me.slots.len(), 5462);
         let b = nodes.get(B).unwrap();

@@ -28,6 +28,7 @@ use super::{
 use crate::cluster::heal::{ClusterHealTarget, ClusterReport, failover, heal_once, observe};
 use crate::cluster::nodes::SlotSet;
 use crate::cluster::plan::{ClusterTarget, Member};
+use crate::cluster::reshard::{ReshardStep, next_moves};
 use crate::cluster::rollout::{RolloutStep, next_step};
 use crate::config;
 use crate::credentials::{Credentials, Role};
@@ -183,8 +184,13 @@ impl ClusterSupervisor {
             path: spec.clone(),
             reason: "spec.mode is not cluster".to_owned(),
         })?;
-        let shards = u16::try_from(cluster.shards).unwrap_or(1);
         let per_shard = 1 + usize::try_from(cluster.replicas_per_shard).unwrap_or(0);
+        // An existing store restarts with the shards it has; a different spec.cluster.shards
+        // is reached by the heal passes (new shards started, slots moved).
+        let shards = match state.shards {
+            Some(existing) if !state.nodes.is_empty() => existing,
+            _ => u16::try_from(cluster.shards).unwrap_or(1),
+        };
         let members = usize::from(shards) * per_shard;
         if !state.nodes.is_empty() {
             if state.shards.is_none() {
@@ -193,12 +199,11 @@ impl ClusterSupervisor {
                     reason: "this directory holds a Sentinel-mode store; a cluster-mode store needs its own directory (restore a backup into it)".to_owned(),
                 });
             }
-            if state.shards != Some(shards) || state.nodes.len() != members {
+            if state.nodes.len() != members {
                 return Err(LocalError::State {
                     path: state_file,
                     reason: format!(
-                        "this store was started with {} shards and {} members; changing spec.cluster.shards or replicasPerShard of a local cluster is not built yet (docs/cluster.md)",
-                        state.shards.unwrap_or_default(),
+                        "this store has {} members in {shards} shards, not {per_shard} per shard; changing spec.cluster.replicasPerShard of a local cluster is not built yet (docs/cluster.md)",
                         state.nodes.len()
                     ),
                 });
@@ -306,6 +311,7 @@ impl ClusterSupervisor {
     pub async fn heal_pass(&mut self) -> Result<ClusterReport> {
         self.reload_spec().await?;
         self.take_restart_request();
+        self.grow().await?;
         let now = Instant::now();
         for index in 0..self.nodes.len() {
             if let Some(status) = exited(&mut self.nodes[index]) {
@@ -359,9 +365,136 @@ impl ClusterSupervisor {
         }
         if report.settled() {
             self.roll().await?;
+            if self.last_step == Some(RolloutStep::Done) {
+                self.reshard().await?;
+            }
         }
         self.save()?;
         Ok(report)
+    }
+
+    /// Shards the file asks for.
+    fn wanted_shards(&self) -> u16 {
+        self.model
+            .cluster()
+            .and_then(|c| u16::try_from(c.shards).ok())
+            .unwrap_or(1)
+    }
+
+    /// Members per shard: a primary and its replicas.
+    fn per_shard(&self) -> usize {
+        1 + self
+            .model
+            .cluster()
+            .and_then(|c| usize::try_from(c.replicas_per_shard).ok())
+            .unwrap_or(0)
+    }
+
+    /// Starts the members of shards the file added: the heal introduces them and attaches their
+    /// replicas; [`ClusterSupervisor::reshard`] then gives them their share of the slots.
+    async fn grow(&mut self) -> Result<()> {
+        let wanted = self.wanted_shards();
+        let current = self.state.shards.unwrap_or(1);
+        if wanted <= current {
+            return Ok(());
+        }
+        let first = self.state.nodes.len();
+        let members = usize::from(wanted) * self.per_shard();
+        tracing::info!(from = current, to = wanted, "adding shards");
+        while self.state.nodes.len() < members {
+            let member = new_member(&self.state.nodes)?;
+            self.state.nodes.push(member);
+        }
+        self.nodes.resize_with(members, || None);
+        self.down_since.resize(members, None);
+        self.applied.resize(members, String::new());
+        self.primaries.resize(usize::from(wanted), None);
+        self.state.shards = Some(wanted);
+        self.target = cluster_heal_target(&self.layout, &self.credentials, &self.state)?;
+        self.save()?;
+        for index in first..members {
+            self.start_node(index, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves slots towards the file's number of shards ([`crate::cluster::reshard`]) for about
+    /// half a second per pass, one slot at a time; once every shard being removed holds none,
+    /// stops its members (the heal then has the others forget them).
+    async fn reshard(&mut self) -> Result<()> {
+        const BUDGET: Duration = Duration::from_millis(500);
+        const BATCH: usize = 256;
+        let wanted = self.wanted_shards();
+        let started = Instant::now();
+        loop {
+            let observation = observe(&self.target).await;
+            match next_moves(&self.target.cluster, wanted, &observation, BATCH) {
+                ReshardStep::Done => break,
+                ReshardStep::Wait { reason } => {
+                    tracing::debug!(%reason, "reshard waits");
+                    return Ok(());
+                }
+                ReshardStep::Move { moves } => {
+                    let mut keys = 0;
+                    let mut slots = 0;
+                    for m in &moves {
+                        let members = &self.target.cluster.members;
+                        let (Some(from), Some(to)) = (members.get(m.from), members.get(m.to))
+                        else {
+                            continue;
+                        };
+                        match crate::cluster::heal::migrate_slot(
+                            &self.target,
+                            &from.endpoint,
+                            &m.from_id,
+                            &to.endpoint,
+                            &m.to_id,
+                            m.slot,
+                        )
+                        .await
+                        {
+                            Ok(moved) => {
+                                keys += moved;
+                                slots += 1;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "slot move failed; trying again at the next pass");
+                                return Ok(());
+                            }
+                        }
+                        if started.elapsed() >= BUDGET {
+                            break;
+                        }
+                    }
+                    tracing::info!(slots, keys, "moved slots");
+                    if started.elapsed() >= BUDGET {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // Every slot is where it belongs: shards beyond the wanted ones are empty.
+        let current = self.state.shards.unwrap_or(1);
+        if wanted < current {
+            let keep = usize::from(wanted) * self.per_shard();
+            tracing::info!(from = current, to = wanted, "removing emptied shards");
+            for index in keep..self.nodes.len() {
+                if let Some(child) = self.nodes[index].take()
+                    && let Some(pid) = child.id()
+                {
+                    stop(pid, "redis", STOP_GRACE).await;
+                }
+            }
+            self.state.nodes.truncate(keep);
+            self.nodes.truncate(keep);
+            self.down_since.truncate(keep);
+            self.applied.truncate(keep);
+            self.primaries.truncate(usize::from(wanted));
+            self.state.shards = Some(wanted);
+            self.target = cluster_heal_target(&self.layout, &self.credentials, &self.state)?;
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// The rollout step of the last pass.
@@ -466,14 +599,10 @@ impl ClusterSupervisor {
             Some("renames the store")
         } else if model.spec.tls.enabled != self.model.spec.tls.enabled {
             Some("switches TLS")
-        } else if model.cluster() != self.model.cluster()
-            && model.cluster().map(|c| (c.shards, c.replicas_per_shard))
-                != self
-                    .model
-                    .cluster()
-                    .map(|c| (c.shards, c.replicas_per_shard))
+        } else if model.cluster().map(|c| c.replicas_per_shard)
+            != self.model.cluster().map(|c| c.replicas_per_shard)
         {
-            Some("changes spec.cluster.shards or replicasPerShard (resharding is not built yet)")
+            Some("changes spec.cluster.replicasPerShard (not built yet; shards can change)")
         } else if model.cluster().is_none() {
             Some("leaves cluster mode")
         } else {
