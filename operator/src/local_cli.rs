@@ -192,10 +192,12 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
         Output::Text => {
             println!("ABStore {} in {}", status.name, status.dir);
-            println!(
-                "primary:     {}",
-                status.primary.as_deref().unwrap_or("none")
-            );
+            if status.slots_covered.is_none() {
+                println!(
+                    "primary:     {}",
+                    status.primary.as_deref().unwrap_or("none")
+                );
+            }
             println!("connect:     {}", status.url);
             println!("credentials: {}", status.credentials_dir);
             if let Some(tls) = &status.tls {
