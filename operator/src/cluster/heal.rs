@@ -214,59 +214,72 @@ pub async fn reload_acls(target: &ClusterHealTarget) -> Vec<String> {
     errors
 }
 
-/// Moves one slot between two primaries, keys and all: the target `IMPORTING`, the source
-/// `MIGRATING`, its keys `MIGRATE`d in batches (the operator user authenticating on the target),
-/// then both told the new owner (`SETSLOT NODE`; the others learn it by gossip). While it runs,
-/// clients are redirected with `ASK` (or told `TRYAGAIN` for a command whose keys are split) and
-/// nothing is lost: `MIGRATE` moves each key atomically. Idempotent: a move left half-way by a
-/// crash is finished by calling it again. Returns the keys moved.
-pub async fn migrate_slot(
+/// A connection to a member as the operator, and the address MIGRATE reaches it at, for a
+/// series of slot moves.
+pub async fn member_conn(
     target: &ClusterHealTarget,
-    from: &Endpoint,
-    from_id: &str,
-    to: &Endpoint,
-    to_id: &str,
-    slot: u16,
-) -> Result<u64, String> {
-    const KEYS_PER_MIGRATE: usize = 100;
+    member: &Endpoint,
+) -> Result<(MultiplexedConnection, (std::net::IpAddr, u16)), String> {
+    let ip = tokio::net::lookup_host((member.host.as_str(), member.port))
+        .await
+        .map_err(|e| format!("resolving {member}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{member} resolves to no address"))?
+        .ip();
+    Ok((node_conn(target, member).await?, (ip, member.port)))
+}
+
+/// One slot move: the primaries' connections, their ids, and the target's address for MIGRATE.
+#[allow(missing_debug_implementations)] // holds connections
+pub struct SlotMigration<'a> {
+    pub slot: u16,
+    pub source: &'a mut MultiplexedConnection,
+    pub source_id: &'a str,
+    pub dest: &'a mut MultiplexedConnection,
+    pub dest_id: &'a str,
+    /// The target's IP address and port, as MIGRATE connects to it.
+    pub dest_addr: (std::net::IpAddr, u16),
+}
+
+/// Moves one slot between two primaries, keys and all: the target `IMPORTING`, the source
+/// `MIGRATING`, its keys `MIGRATE`d in batches of 1 000 (the operator user authenticating on the
+/// target), then both told the new owner (`SETSLOT NODE`; the others learn it by gossip). While it
+/// runs, clients are redirected with `ASK` (or told `TRYAGAIN` for a command whose keys are
+/// split) and nothing is lost: `MIGRATE` moves each key atomically. Idempotent: a move left
+/// half-way by a crash is finished by calling it again. Returns the keys moved.
+pub async fn migrate_slot(target: &ClusterHealTarget, m: SlotMigration<'_>) -> Result<u64, String> {
+    const KEYS_PER_MIGRATE: usize = 1000;
     const MIGRATE_TIMEOUT_MS: u64 = 10_000;
-    let mut source = node_conn(target, from).await?;
-    let mut dest = node_conn(target, to).await?;
-    let setslot = |args: Vec<String>| {
+    let slot = m.slot;
+    let setslot = |state: &str, id: &str| {
         let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("SETSLOT").arg(slot).arg(args);
+        cmd.arg("SETSLOT").arg(slot).arg(state).arg(id);
         cmd
     };
-    setslot(vec!["IMPORTING".into(), from_id.into()])
-        .query_async::<redis::Value>(&mut dest)
+    setslot("IMPORTING", m.source_id)
+        .query_async::<redis::Value>(m.dest)
         .await
-        .map_err(|e| format!("SETSLOT {slot} IMPORTING on {to}: {e}"))?;
-    setslot(vec!["MIGRATING".into(), to_id.into()])
-        .query_async::<redis::Value>(&mut source)
+        .map_err(|e| format!("SETSLOT {slot} IMPORTING: {e}"))?;
+    setslot("MIGRATING", m.dest_id)
+        .query_async::<redis::Value>(m.source)
         .await
-        .map_err(|e| format!("SETSLOT {slot} MIGRATING on {from}: {e}"))?;
-    let ip = tokio::net::lookup_host((to.host.as_str(), to.port))
-        .await
-        .map_err(|e| format!("resolving {to}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{to} resolves to no address"))?
-        .ip();
+        .map_err(|e| format!("SETSLOT {slot} MIGRATING: {e}"))?;
     let mut moved = 0u64;
     loop {
         let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
             .arg("GETKEYSINSLOT")
             .arg(slot)
             .arg(KEYS_PER_MIGRATE)
-            .query_async(&mut source)
+            .query_async(m.source)
             .await
-            .map_err(|e| format!("GETKEYSINSLOT {slot} on {from}: {e}"))?;
+            .map_err(|e| format!("GETKEYSINSLOT {slot}: {e}"))?;
         if keys.is_empty() {
             break;
         }
         let mut migrate = redis::cmd("MIGRATE");
         migrate
-            .arg(ip.to_string())
-            .arg(to.port)
+            .arg(m.dest_addr.0.to_string())
+            .arg(m.dest_addr.1)
             .arg("")
             .arg(0)
             .arg(MIGRATE_TIMEOUT_MS);
@@ -275,18 +288,18 @@ pub async fn migrate_slot(
         }
         migrate.arg("KEYS").arg(&keys);
         migrate
-            .query_async::<redis::Value>(&mut source)
+            .query_async::<redis::Value>(m.source)
             .await
-            .map_err(|e| format!("MIGRATE of slot {slot} from {from} to {to}: {e}"))?;
+            .map_err(|e| format!("MIGRATE of slot {slot}: {e}"))?;
         moved += keys.len() as u64;
     }
-    setslot(vec!["NODE".into(), to_id.into()])
-        .query_async::<redis::Value>(&mut dest)
+    setslot("NODE", m.dest_id)
+        .query_async::<redis::Value>(m.dest)
         .await
-        .map_err(|e| format!("SETSLOT {slot} NODE on {to}: {e}"))?;
-    setslot(vec!["NODE".into(), to_id.into()])
-        .query_async::<redis::Value>(&mut source)
+        .map_err(|e| format!("SETSLOT {slot} NODE on the target: {e}"))?;
+    setslot("NODE", m.dest_id)
+        .query_async::<redis::Value>(m.source)
         .await
-        .map_err(|e| format!("SETSLOT {slot} NODE on {from}: {e}"))?;
+        .map_err(|e| format!("SETSLOT {slot} NODE on the source: {e}"))?;
     Ok(moved)
 }

@@ -418,11 +418,11 @@ impl ClusterSupervisor {
         Ok(())
     }
 
-    /// Moves slots towards the file's number of shards ([`crate::cluster::reshard`]) for about
-    /// half a second per pass, one slot at a time; once every shard being removed holds none,
+    /// Moves slots towards the file's number of shards ([`crate::cluster::reshard`]) for up to
+    /// 0.8 s per pass, one slot at a time; once every shard being removed holds none,
     /// stops its members (the heal then has the others forget them).
     async fn reshard(&mut self) -> Result<()> {
-        const BUDGET: Duration = Duration::from_millis(500);
+        const BUDGET: Duration = Duration::from_millis(800);
         const BATCH: usize = 256;
         let wanted = self.wanted_shards();
         let started = Instant::now();
@@ -437,22 +437,47 @@ impl ClusterSupervisor {
                 ReshardStep::Move { moves } => {
                     let mut keys = 0;
                     let mut slots = 0;
+                    // One connection per primary for the whole batch.
+                    let mut conns: std::collections::HashMap<
+                        usize,
+                        (redis::aio::MultiplexedConnection, (std::net::IpAddr, u16)),
+                    > = std::collections::HashMap::new();
                     for m in &moves {
-                        let members = &self.target.cluster.members;
-                        let (Some(from), Some(to)) = (members.get(m.from), members.get(m.to))
+                        for index in [m.from, m.to] {
+                            if conns.contains_key(&index) {
+                                continue;
+                            }
+                            let Some(member) = self.target.cluster.members.get(index) else {
+                                continue;
+                            };
+                            match crate::cluster::heal::member_conn(&self.target, &member.endpoint)
+                                .await
+                            {
+                                Ok(conn) => {
+                                    conns.insert(index, conn);
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, "slot move: a primary cannot be reached; trying again at the next pass");
+                                    return Ok(());
+                                }
+                            }
+                        }
+                    }
+                    for m in &moves {
+                        let (Some((mut source, _)), Some((mut dest, dest_addr))) =
+                            (conns.get(&m.from).cloned(), conns.get(&m.to).cloned())
                         else {
                             continue;
                         };
-                        match crate::cluster::heal::migrate_slot(
-                            &self.target,
-                            &from.endpoint,
-                            &m.from_id,
-                            &to.endpoint,
-                            &m.to_id,
-                            m.slot,
-                        )
-                        .await
-                        {
+                        let migration = crate::cluster::heal::SlotMigration {
+                            slot: m.slot,
+                            source: &mut source,
+                            source_id: &m.from_id,
+                            dest: &mut dest,
+                            dest_id: &m.to_id,
+                            dest_addr,
+                        };
+                        match crate::cluster::heal::migrate_slot(&self.target, migration).await {
                             Ok(moved) => {
                                 keys += moved;
                                 slots += 1;
