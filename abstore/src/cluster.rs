@@ -137,6 +137,13 @@ fn first_key(cmd: &Cmd) -> Option<&[u8]> {
     }
 }
 
+/// Whether `cmd` is a `WAIT`.
+fn is_wait(cmd: &Cmd) -> bool {
+    cmd.args_iter()
+        .next()
+        .is_some_and(|a| matches!(a, Arg::Simple(name) if name.eq_ignore_ascii_case(b"WAIT")))
+}
+
 /// `(slot, address)` of a `MOVED` or `ASK` reply, and whether it is an `ASK`.
 fn redirect(value: &Value) -> Option<(u16, HostPort, bool)> {
     let Value::ServerError(e) = value else {
@@ -193,6 +200,15 @@ impl Connection {
             // commands: nothing can be resent safely. The library never ignores in cluster mode.
             return Ok((node, values));
         }
+        // A WAIT in the pipeline counted the replicas of the writes that ran where it ran: a
+        // redirected write is followed by the same WAIT on its new node, and the least count
+        // stands (never more acknowledgement than every write got).
+        let waits: Vec<usize> = commands
+            .iter()
+            .enumerate()
+            .filter(|(_, cmd)| is_wait(cmd))
+            .map(|(i, _)| i)
+            .collect();
         for _ in 0..MAX_REDIRECTS {
             let redirected: Vec<(usize, u16, HostPort, bool)> = values
                 .iter()
@@ -223,6 +239,11 @@ impl Connection {
                         again.add_command((*cmd).clone());
                     }
                 }
+                for &w in &waits {
+                    if let Some(cmd) = commands.get(w) {
+                        again.add_command((*cmd).clone());
+                    }
+                }
                 tracing::debug!(node = %to, commands = list.len(), "following cluster redirects");
                 let mut replies = self.cluster_send(router, &to, &again).await?.into_iter();
                 for (i, ask) in list {
@@ -231,6 +252,13 @@ impl Connection {
                     }
                     if let (Some(reply), Some(slot)) = (replies.next(), values.get_mut(i)) {
                         *slot = reply;
+                    }
+                }
+                for &w in &waits {
+                    if let (Some(Value::Int(here)), Some(Value::Int(before))) =
+                        (replies.next(), values.get_mut(w))
+                    {
+                        *before = (*before).min(here);
                     }
                 }
             }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::process::{
     Launch, NODE_LOG, Prepared, START_ATTEMPTS, STOP_GRACE, ScheduledJob, exited, last_lines,
-    launch, prepare, rebuild_jobs, scheduled_jobs, stop, stop_leftovers,
+    launch, prepare, rebuild_jobs, remove_dir, scheduled_jobs, stop, stop_leftovers,
 };
 use super::state::{LocalState, ProcessState};
 use super::{
@@ -509,6 +509,9 @@ impl ClusterSupervisor {
                 {
                     stop(pid, "redis", STOP_GRACE).await;
                 }
+                // Its slots and keys live elsewhere now; a shard added later at this index
+                // starts empty, with a new identity.
+                remove_dir(&self.layout.node_dir(index));
             }
             self.state.nodes.truncate(keep);
             self.nodes.truncate(keep);
