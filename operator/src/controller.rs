@@ -353,7 +353,16 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     // The pods as they are before anything changes: who is labelled primary (a scale-down
     // waits until the primary is not among the pods to remove) and what runs where.
     let pods = StorePods::list(client, &model).await?;
-    if let Some(hold) = pods.scale_down_hold(&model) {
+    let hold = if model.cluster().is_some() {
+        let tls_ca = tls
+            .as_ref()
+            .ok()
+            .and_then(|m| m.as_ref().map(|m| m.ca.clone()));
+        cluster_scale_in_hold(&model, &credentials, &pods, tls_ca, ctx).await
+    } else {
+        pods.scale_down_hold(&model)
+    };
+    if let Some(hold) = hold {
         hold_replicas(&mut children, &model.child_name(REDIS), hold);
     }
 
@@ -375,63 +384,33 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         .await;
     }
 
-    // Heal and roll out: they talk to Redis and Sentinel, whatever the apply did.
-    let mut topology = topology_step(store, &model, &credentials, &pods, tls, ctx).await;
-    // Also on an unsettled topology: next_step waits whenever heal would, except to replace an
-    // outdated pod that cannot start (which heal may well be waiting on).
-    let rollout = match &mut topology {
-        Ok((target, outcome)) => {
-            Some(rollout_step(store, &model, target, outcome, &pods, &stateful_sets, ctx).await)
-        }
-        Err(_) => None,
+    // Heal and roll out: they talk to Redis (and Sentinel), whatever the apply did.
+    let heal = if model.cluster().is_some() {
+        cluster_phase(store, &model, &credentials, &pods, tls, &stateful_sets, ctx).await
+    } else {
+        sentinel_phase(
+            store,
+            &model,
+            &credentials,
+            &pods,
+            tls,
+            &stateful_sets,
+            previous,
+            ctx,
+        )
+        .await?
     };
-    let topology = topology.map(|(_, outcome)| outcome);
 
     // Status.
-    let primary = match topology.as_ref().ok().and_then(|outcome| outcome.primary) {
-        Some(ordinal) => Some(pods::redis_pod_name(&model, ordinal)),
-        None => status::primary_pod(client, &model.namespace, &model.name).await?,
-    };
     let mut observed = observe(
         &model,
         store.metadata.generation,
         &stateful_sets,
         &pods,
-        primary,
+        heal.primary.clone(),
     );
-    let switched_over = rollout.as_ref().is_some_and(|r| r.switched_over);
-    observed.topology = Some(match &topology {
-        Ok(outcome) => TopologyObserved {
-            summary: match &rollout {
-                // While heal waits, the rollout waits for the same reason: say it once.
-                Some(RolloutOutcome {
-                    step: Step::Wait { .. },
-                    ..
-                }) if !outcome.settled => outcome.summary.clone(),
-                Some(RolloutOutcome { step, .. }) if *step != Step::Done => {
-                    format!("{}; rollout: {step}", outcome.summary)
-                }
-                _ => outcome.summary.clone(),
-            },
-            pods: outcome.pods.clone(),
-            primary_known: outcome.primary.is_some(),
-            switchover: switched_over,
-            failover: outcome.failover.clone(),
-        },
-        Err(error) => TopologyObserved {
-            summary: format!("heal did not run: {error}"),
-            pods: previous
-                .map(|status| status.pods.clone())
-                .unwrap_or_default(),
-            primary_known: false,
-            switchover: false,
-            failover: status::FailoverReadiness {
-                ready: false,
-                reason: "NoPrimary".into(),
-                message: format!("heal did not run: {error}"),
-            },
-        },
-    });
+    observed.topology = Some(heal.topology.clone());
+    observed.cluster = heal.cluster.clone();
     (observed.backup, observed.prune) = job_runs(client, &model).await;
     observed.apply = status::ApplyObserved {
         applied: applied.count(),
@@ -447,7 +426,12 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
             redis_ready: i64::from(observed.redis.ready),
             redis_desired: i64::from(observed.redis.desired),
             sentinels_ready: i64::from(observed.sentinel.ready),
-            sentinel_quorum: i64::from(model.spec.sentinel.quorum),
+            // Cluster mode has no sentinels (and no quorum to fall below).
+            sentinel_quorum: if model.cluster().is_some() {
+                0
+            } else {
+                i64::from(model.spec.sentinel.quorum)
+            },
             primary_available: observed
                 .topology
                 .as_ref()
@@ -458,24 +442,6 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     );
 
     // Events: what changed, and each failing phase.
-    match &topology {
-        Ok(outcome) => {
-            for event in &outcome.events {
-                ctx.publish(
-                    store,
-                    event.event_type(),
-                    event.reason,
-                    ACTION_HEAL,
-                    event.note.clone(),
-                )
-                .await;
-            }
-        }
-        Err(error) => {
-            ctx.publish_failure(store, error.category(), ACTION_HEAL, error)
-                .await;
-        }
-    }
     if let Some(change) = &new_status.last_failover
         && previous.and_then(|status| status.last_failover.as_ref()) != Some(change)
     {
@@ -552,14 +518,21 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
             .await;
     }
 
-    let settled = topology.as_ref().is_ok_and(|outcome| outcome.settled);
-    let rolling = rollout.as_ref().is_some_and(|r| r.step != Step::Done);
-    tracing::info!(applied = applied.count(), refused = failures.len(), deleted = deleted.len(), phase = ?new_status.phase, primary = ?new_status.primary, settled, rollout = ?rollout.as_ref().map(|r| r.step.to_string()), "reconciled");
+    let HealPhase {
+        settled,
+        rolling,
+        rollout,
+        requeue: heal_requeue,
+        ..
+    } = heal;
+    tracing::info!(applied = applied.count(), refused = failures.len(), deleted = deleted.len(), phase = ?new_status.phase, primary = ?new_status.primary, settled, rollout = ?rollout, "reconciled");
     if let Some(first) = failures.into_iter().next() {
         // Reported above; the error only drives the retry backoff.
         return Err(Error::Incomplete(Box::new(first)));
     }
-    let requeue = if !settled {
+    let requeue = if let Some(soon) = heal_requeue {
+        soon
+    } else if !settled {
         TOPOLOGY_REQUEUE_AFTER
     } else if rolling {
         ROLLOUT_REQUEUE_AFTER
@@ -575,6 +548,445 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     Ok(Action::requeue(
         rotation_due.map_or(requeue, |due| due.min(requeue)),
     ))
+}
+
+/// What the heal-and-rollout phase reports for the status, the log and the requeue.
+struct HealPhase {
+    topology: TopologyObserved,
+    /// The primary pod (Sentinel mode).
+    primary: Option<String>,
+    cluster: Option<status::ClusterObserved>,
+    /// Nothing left to repair or wait for.
+    settled: bool,
+    /// A rollout (or scale change) is under way.
+    rolling: bool,
+    /// The rollout or resharding step, for the log.
+    rollout: Option<String>,
+    /// Come back this soon (a resharding moving slots), whatever else says.
+    requeue: Option<Duration>,
+}
+
+/// Sentinel mode: the heal pass (and its Events), then one rollout step.
+#[allow(clippy::too_many_arguments)]
+async fn sentinel_phase(
+    store: &ABStore,
+    model: &Model,
+    credentials: &Credentials,
+    pods: &StorePods,
+    tls: Result<Option<topology::TlsMaterial>, TopologyError>,
+    stateful_sets: &[StatefulSet],
+    previous: Option<&crate::crd::ABStoreStatus>,
+    ctx: &Context,
+) -> Result<HealPhase, Error> {
+    let mut topology = topology_step(store, model, credentials, pods, tls, ctx).await;
+    // Also on an unsettled topology: next_step waits whenever heal would, except to replace an
+    // outdated pod that cannot start (which heal may well be waiting on).
+    let rollout = match &mut topology {
+        Ok((target, outcome)) => {
+            Some(rollout_step(store, model, target, outcome, pods, stateful_sets, ctx).await)
+        }
+        Err(_) => None,
+    };
+    let topology = topology.map(|(_, outcome)| outcome);
+    let primary = match topology.as_ref().ok().and_then(|outcome| outcome.primary) {
+        Some(ordinal) => Some(pods::redis_pod_name(model, ordinal)),
+        None => status::primary_pod(&ctx.client, &model.namespace, &model.name).await?,
+    };
+    let switched_over = rollout.as_ref().is_some_and(|r| r.switched_over);
+    let observed = match &topology {
+        Ok(outcome) => TopologyObserved {
+            summary: match &rollout {
+                // While heal waits, the rollout waits for the same reason: say it once.
+                Some(RolloutOutcome {
+                    step: Step::Wait { .. },
+                    ..
+                }) if !outcome.settled => outcome.summary.clone(),
+                Some(RolloutOutcome { step, .. }) if *step != Step::Done => {
+                    format!("{}; rollout: {step}", outcome.summary)
+                }
+                _ => outcome.summary.clone(),
+            },
+            pods: outcome.pods.clone(),
+            primary_known: outcome.primary.is_some(),
+            switchover: switched_over,
+            failover: outcome.failover.clone(),
+        },
+        Err(error) => TopologyObserved {
+            summary: format!("heal did not run: {error}"),
+            pods: previous
+                .map(|status| status.pods.clone())
+                .unwrap_or_default(),
+            primary_known: false,
+            switchover: false,
+            failover: status::FailoverReadiness {
+                ready: false,
+                reason: "NoPrimary".into(),
+                message: format!("heal did not run: {error}"),
+            },
+        },
+    };
+    match &topology {
+        Ok(outcome) => {
+            for event in &outcome.events {
+                ctx.publish(
+                    store,
+                    event.event_type(),
+                    event.reason,
+                    ACTION_HEAL,
+                    event.note.clone(),
+                )
+                .await;
+            }
+        }
+        Err(error) => {
+            ctx.publish_failure(store, error.category(), ACTION_HEAL, error)
+                .await;
+        }
+    }
+    Ok(HealPhase {
+        topology: observed,
+        primary,
+        cluster: None,
+        settled: topology.as_ref().is_ok_and(|outcome| outcome.settled),
+        rolling: rollout.as_ref().is_some_and(|r| r.step != Step::Done),
+        rollout: rollout.as_ref().map(|r| r.step.to_string()),
+        requeue: None,
+    })
+}
+
+/// Event reasons of cluster mode.
+pub const REASON_CLUSTER_HEALED: &str = "ClusterHealed";
+pub const REASON_RESHARDED: &str = "Resharded";
+/// How long one reconcile may move slots before it writes the status and comes back.
+const RESHARD_BUDGET: Duration = Duration::from_secs(3);
+/// Requeue while slots are moving.
+const RESHARD_REQUEUE_AFTER: Duration = Duration::from_millis(500);
+
+/// The heal target of a cluster-mode store: every pod the spec asks for, plus pods beyond it
+/// that still exist (a scale-in in progress).
+fn cluster_target(
+    model: &Model,
+    credentials: &Credentials,
+    pods: &StorePods,
+    tls_ca: Option<Vec<u8>>,
+    ctx: &Context,
+) -> crate::cluster::heal::ClusterHealTarget {
+    let (nodes, _) = pods.counts(model);
+    let (endpoints, _) = (ctx.endpoints)(model, nodes, 0);
+    crate::cluster::kubernetes::target(model, credentials, endpoints, tls_ca)
+}
+
+/// Cluster mode, before the apply: the StatefulSet's replicas while a scale-in must wait for
+/// the resharding to empty the shards whose pods go.
+async fn cluster_scale_in_hold(
+    model: &Model,
+    credentials: &Credentials,
+    pods: &StorePods,
+    tls_ca: Option<Vec<u8>>,
+    ctx: &Context,
+) -> Option<i32> {
+    let keep = usize::try_from(model.redis_pods()).unwrap_or(0);
+    let existing = pods::span(&pods.redis, &model.child_name(REDIS));
+    if existing <= keep {
+        return None;
+    }
+    let target = cluster_target(model, credentials, pods, tls_ca, ctx);
+    let observation = crate::cluster::heal::observe(&target).await;
+    if crate::cluster::kubernetes::may_remove_beyond(keep, &observation) {
+        tracing::info!(
+            from = existing,
+            to = keep,
+            "scale-in: the removed shards are empty"
+        );
+        None
+    } else {
+        Some(i32::try_from(existing).unwrap_or(i32::MAX))
+    }
+}
+
+/// Cluster mode: ACLs, one cluster heal pass (form, repair), then — on a settled cluster — one
+/// rollout step (replicas first; a primary moved away with `CLUSTER FAILOVER` before its pod is
+/// deleted), then — with nothing to roll — the resharding towards `spec.cluster.shards`.
+async fn cluster_phase(
+    store: &ABStore,
+    model: &Model,
+    credentials: &Credentials,
+    pods: &StorePods,
+    tls: Result<Option<topology::TlsMaterial>, TopologyError>,
+    stateful_sets: &[StatefulSet],
+    ctx: &Context,
+) -> HealPhase {
+    use crate::cluster::heal::{ReshardOutcome, failover, heal_once, observe, reshard_pass};
+    use crate::cluster::kubernetes::{view, wanted_shards};
+    use crate::cluster::rollout::{RolloutStep, next_step};
+
+    let tls_ca = match tls {
+        Ok(material) => material.map(|m| m.ca),
+        Err(error) => {
+            ctx.publish_failure(store, error.category(), ACTION_HEAL, &error)
+                .await;
+            let summary = format!("heal did not run: {error}");
+            return HealPhase {
+                topology: TopologyObserved {
+                    summary: summary.clone(),
+                    failover: status::FailoverReadiness {
+                        ready: false,
+                        reason: "NoPrimary".into(),
+                        message: summary,
+                    },
+                    ..TopologyObserved::default()
+                },
+                primary: None,
+                cluster: None,
+                settled: false,
+                rolling: false,
+                rollout: None,
+                requeue: None,
+            };
+        }
+    };
+    let target = cluster_target(model, credentials, pods, tls_ca, ctx);
+    // ACLs first (users and passwords set live, as in Sentinel mode: the mounted ACL file
+    // changes only when the kubelet syncs the Secret).
+    let acl_target = topology::target(
+        model,
+        credentials,
+        (
+            target
+                .cluster
+                .members
+                .iter()
+                .map(|m| m.endpoint.clone())
+                .collect(),
+            Vec::new(),
+        ),
+        target.tls_ca.clone(),
+    );
+    let acls = heal::acl::heal_acls(&acl_target, &topology::acl_desired(model, credentials)).await;
+    if let Some(note) = acls.change_note() {
+        ctx.publish(
+            store,
+            EventType::Normal,
+            REASON_ACL_HEALED,
+            ACTION_HEAL,
+            note,
+        )
+        .await;
+    }
+
+    let report = heal_once(&target).await;
+    let applied: Vec<String> = report
+        .applied
+        .iter()
+        .map(|(action, error)| match error {
+            None => action.to_string(),
+            Some(error) => format!("{action} failed: {error}"),
+        })
+        .collect();
+    if !applied.is_empty() {
+        let failed = report.applied.iter().any(|(_, error)| error.is_some());
+        ctx.publish(
+            store,
+            if failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            REASON_CLUSTER_HEALED,
+            ACTION_HEAL,
+            applied.join("; "),
+        )
+        .await;
+    }
+    for warning in &report.warnings {
+        tracing::warn!(%warning, "cluster heal");
+    }
+
+    let mut summary = match &report.decision {
+        crate::cluster::plan::Decision::Wait { reason } => format!("cluster heal waits: {reason}"),
+        crate::cluster::plan::Decision::Bootstrap => "cluster bootstrapped".to_owned(),
+        crate::cluster::plan::Decision::Steady if report.applied.is_empty() => {
+            "cluster healthy".to_owned()
+        }
+        crate::cluster::plan::Decision::Steady => {
+            format!("cluster repaired: {}", applied.join("; "))
+        }
+    };
+    let mut rolling = false;
+    let mut rollout = None;
+    let mut requeue = None;
+    if report.settled() {
+        // Rollout: outdated pods, by the StatefulSet's update revision (OnDelete: only the
+        // operator deletes pods).
+        let stale = stateful_sets.iter().any(|set| {
+            set.status.as_ref().and_then(|s| s.observed_generation) < set.metadata.generation
+        });
+        let revision = stateful_sets
+            .iter()
+            .find(|set| set.metadata.name.as_deref() == Some(model.child_name(REDIS).as_str()))
+            .and_then(|set| set.status.as_ref())
+            .and_then(|status| status.update_revision.clone());
+        let members = pods::members(
+            &pods.redis,
+            &model.child_name(REDIS),
+            target.cluster.members.len(),
+            revision.as_deref(),
+            Timestamp::now(),
+        );
+        let outdated: Vec<bool> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| pods::exists(&pods.redis, &model.child_name(REDIS), i) && !m.up_to_date)
+            .collect();
+        let observation = observe(&target).await;
+        // An outdated pod that cannot start (a bad image, unschedulable) is replaced at once,
+        // as in Sentinel mode: the step below would wait for it to answer forever.
+        let broken = members.iter().enumerate().find_map(|(i, m)| {
+            let loading = observation
+                .get(i)
+                .and_then(|o| o.state.as_ref().ok())
+                .is_some_and(|s| s.loading);
+            m.broken(loading).map(|reason| (i, reason))
+        });
+        let step = if stale {
+            RolloutStep::Wait {
+                reason: "the StatefulSet controller has not yet seen the latest spec".into(),
+            }
+        } else if let Some((member, reason)) = broken {
+            tracing::warn!(member, %reason, "replacing an outdated pod that cannot start");
+            RolloutStep::RestartReplica {
+                member,
+                endpoint: target.cluster.members[member].endpoint.clone(),
+            }
+        } else {
+            next_step(&target.cluster, &observation, &outdated)
+        };
+        let delete = |member: usize, what: &'static str| {
+            let pod = pods::redis_pod_name(model, member);
+            async move {
+                match pods::restart(&ctx.client, &model.namespace, &pod).await {
+                    Ok(()) => {
+                        ctx.publish_about_pod(
+                            store,
+                            EventType::Normal,
+                            REASON_ROLLING_RESTART,
+                            ACTION_ROLLOUT,
+                            format!("restarting {pod} ({what}) to run the current revision"),
+                            &pod,
+                        )
+                        .await;
+                    }
+                    Err(error) => {
+                        ctx.publish(
+                            store,
+                            EventType::Warning,
+                            REASON_ROLLOUT_FAILED,
+                            ACTION_ROLLOUT,
+                            error.to_string(),
+                        )
+                        .await;
+                    }
+                }
+            }
+        };
+        match &step {
+            RolloutStep::RestartReplica { member, .. } => {
+                delete(*member, "an in-sync replica").await
+            }
+            RolloutStep::RestartPrimary { member, .. } => {
+                delete(*member, "a primary without replicas").await;
+            }
+            RolloutStep::Failover {
+                endpoint, primary, ..
+            } => {
+                if let Err(error) = failover(&target, endpoint).await {
+                    ctx.publish(
+                        store,
+                        EventType::Warning,
+                        REASON_ROLLOUT_FAILED,
+                        ACTION_ROLLOUT,
+                        format!("CLUSTER FAILOVER away from {primary}: {error}"),
+                    )
+                    .await;
+                } else {
+                    tracing::info!(to = %endpoint, from = %primary, "rollout: shard primary moved");
+                }
+            }
+            RolloutStep::Wait { .. } | RolloutStep::Done => {}
+        }
+        if step != RolloutStep::Done {
+            rolling = true;
+            summary = format!("{summary}; rollout: {step:?}");
+            rollout = Some(format!("{step:?}"));
+        } else {
+            // Resharding towards spec.cluster.shards (new shards' pods must have joined; the
+            // heal introduced them).
+            match reshard_pass(&target, wanted_shards(model), RESHARD_BUDGET).await {
+                ReshardOutcome::Done => {}
+                ReshardOutcome::Waiting { reason } => {
+                    rolling = true;
+                    summary = format!("{summary}; resharding waits: {reason}");
+                    rollout = Some(format!("reshard waits: {reason}"));
+                }
+                ReshardOutcome::Moved { slots, keys } => {
+                    rolling = true;
+                    requeue = Some(RESHARD_REQUEUE_AFTER);
+                    let note = format!(
+                        "moved {slots} slots ({keys} keys) towards {} shards",
+                        wanted_shards(model)
+                    );
+                    tracing::info!(slots, keys, "resharding");
+                    ctx.publish(
+                        store,
+                        EventType::Normal,
+                        REASON_RESHARDED,
+                        ACTION_HEAL,
+                        note.clone(),
+                    )
+                    .await;
+                    summary = format!("{summary}; resharding: {note}");
+                    rollout = Some(note);
+                }
+                ReshardOutcome::Failed { slots, error } => {
+                    rolling = true;
+                    ctx.publish(
+                        store,
+                        EventType::Warning,
+                        REASON_RESHARDED,
+                        ACTION_HEAL,
+                        format!("slot move failed after {slots} slots (retried): {error}"),
+                    )
+                    .await;
+                    summary = format!("{summary}; resharding: a slot move failed: {error}");
+                    rollout = Some(format!("reshard failed: {error}"));
+                }
+            }
+        }
+    }
+    // A scale-in whose shards are empty now: the next reconcile releases the hold.
+    let keep = usize::try_from(model.redis_pods()).unwrap_or(0);
+    if target.cluster.members.len() > keep {
+        rolling = true;
+        requeue.get_or_insert(ROLLOUT_REQUEUE_AFTER);
+    }
+    let observation = observe(&target).await;
+    let cluster_view = view(model, &observation, |i| pods::redis_pod_name(model, i));
+    let settled = report.settled() && !rolling;
+    HealPhase {
+        topology: TopologyObserved {
+            summary,
+            pods: cluster_view.pods,
+            primary_known: cluster_view.observed.serving == cluster_view.observed.desired,
+            switchover: false,
+            failover: cluster_view.failover,
+        },
+        primary: None,
+        cluster: Some(cluster_view.observed),
+        settled,
+        rolling,
+        rollout,
+        requeue,
+    }
 }
 
 /// A spec `validate` refused: nothing in the cluster changes, only the status and an Event.
@@ -700,8 +1112,7 @@ impl StorePods {
     fn counts(&self, model: &Model) -> (usize, usize) {
         let desired = |replicas: i32| usize::try_from(replicas).unwrap_or(0);
         (
-            desired(model.spec.redis.replicas)
-                .max(pods::span(&self.redis, &model.child_name(REDIS))),
+            desired(model.redis_pods()).max(pods::span(&self.redis, &model.child_name(REDIS))),
             desired(model.spec.sentinel.replicas)
                 .max(pods::span(&self.sentinels, &model.child_name(SENTINEL))),
         )
@@ -969,12 +1380,17 @@ fn observe(
     Observed {
         generation,
         redis: Workload::from_stateful_set_and_pods(
-            model.spec.redis.replicas,
+            model.redis_pods(),
             named(model.child_name(REDIS)),
             &pods.redis,
         ),
+        // Cluster mode runs no sentinels.
         sentinel: Workload::from_stateful_set_and_pods(
-            model.spec.sentinel.replicas,
+            if model.cluster().is_some() {
+                0
+            } else {
+                model.spec.sentinel.replicas
+            },
             named(model.child_name(SENTINEL)),
             &pods.sentinels,
         ),
@@ -984,6 +1400,7 @@ fn observe(
         prune: None,
         apply: status::ApplyObserved::default(),
         monitoring: apply::Monitoring::NotRequested,
+        cluster: None,
     }
 }
 

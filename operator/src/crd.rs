@@ -51,6 +51,8 @@ pub const DEFAULT_JOBS_IMAGE: &str =
     printcolumn = r#"{"name":"Primary","type":"string","jsonPath":".status.primary","description":"Pod that Sentinel reports as the primary"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.ready","description":"Ready Redis pods / desired"}"#,
     printcolumn = r#"{"name":"Sentinels","type":"string","jsonPath":".status.sentinels","description":"Ready sentinels / desired"}"#,
+    printcolumn = r#"{"name":"Shards","type":"string","jsonPath":".status.shards","description":"Cluster mode: shards whose primary answers / desired"}"#,
+    printcolumn = r#"{"name":"Slots","type":"integer","jsonPath":".status.slotsCovered","description":"Cluster mode: hash slots (of 16384) a reachable primary serves"}"#,
     printcolumn = r#"{"name":"Last Backup","type":"date","jsonPath":".status.lastBackup","description":"When the last backup finished"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -852,9 +854,15 @@ pub struct ABStoreStatus {
     /// `ready/desired` Redis pods, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
-    /// `ready/desired` sentinels, for `kubectl get`.
+    /// `ready/desired` sentinels, for `kubectl get` (Sentinel mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sentinels: Option<String>,
+    /// Cluster mode: `serving/desired` shards, a shard serving when its primary answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<String>,
+    /// Cluster mode: hash slots (of 16384) owned by a primary that answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots_covered: Option<i32>,
     /// The last time the primary changed: when the operator saw it, from which pod to which,
     /// and whether Sentinel failed over (`Failover`) or the operator switched over for a
     /// rollout or scale-down (`Switchover`).
@@ -907,6 +915,12 @@ pub struct RedisPodStatus {
     /// Why the pod could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Cluster mode: the shard the pod belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<i32>,
+    /// Cluster mode, primaries: the hash slots it owns, as ranges (`0-5460`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<String>,
 }
 
 /// Summary of a store's state.

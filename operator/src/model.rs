@@ -34,6 +34,8 @@ pub const CONFIG_HASH_ANNOTATION: &str = "abstore.dev/config-hash";
 
 /// Redis port (plaintext, or TLS when TLS is enabled).
 pub const REDIS_PORT: u16 = 6379;
+/// The cluster bus port of a cluster-mode pod (Redis's default: the data port + 10 000).
+pub const CLUSTER_BUS_PORT: u16 = REDIS_PORT + 10_000;
 /// Sentinel port.
 pub const SENTINEL_PORT: u16 = 26379;
 /// redis_exporter's metrics port.
@@ -217,6 +219,16 @@ impl Model {
         match self.cluster() {
             Some(cluster) => cluster.replicas_per_shard.max(0),
             None => (self.spec.redis.replicas - 1).max(0),
+        }
+    }
+
+    /// Redis pods the store runs: `spec.redis.replicas`, or in cluster mode every shard's
+    /// primary and replicas (`shards × (1 + replicasPerShard)`, pod `i` in shard
+    /// `i / (1 + replicasPerShard)`).
+    pub fn redis_pods(&self) -> i32 {
+        match self.cluster() {
+            Some(cluster) => cluster.shards.max(1) * (1 + cluster.replicas_per_shard.max(0)),
+            None => self.spec.redis.replicas,
         }
     }
 

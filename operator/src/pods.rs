@@ -96,6 +96,12 @@ pub fn span(pods: &[Pod], set: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Whether pod `ordinal` of StatefulSet `set` is among `pods`.
+pub fn exists(pods: &[Pod], set: &str, ordinal: usize) -> bool {
+    pods.iter()
+        .any(|pod| ordinal_of(&pod.name_any(), set) == Some(ordinal))
+}
+
 /// The ordinal of the pod labelled primary, when exactly one is.
 pub fn labelled_primary(pods: &[Pod], set: &str) -> Option<usize> {
     let mut primaries = pods

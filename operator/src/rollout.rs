@@ -64,7 +64,7 @@ impl Member {
     /// without `loading` its dataset. A pod of the update revision is never replaced this way,
     /// whatever its state: a slow start on the current revision is left alone, and a
     /// replacement can never be replaced again, so this cannot loop.
-    fn broken(&self, loading: bool) -> Option<String> {
+    pub(crate) fn broken(&self, loading: bool) -> Option<String> {
         if self.up_to_date || self.ready {
             return None;
         }

@@ -67,9 +67,11 @@ pub const RULES: [Rule; 3] = [
     },
 ];
 
-/// Fields Kubernetes cannot change on a StatefulSet's volume claim template: refused at
-/// `kubectl apply` with how to change them, instead of an apply error from the StatefulSet.
-pub const TRANSITION_RULES: [Rule; 2] = [
+/// Fields that cannot change on an existing store, refused at `kubectl apply` with what to do
+/// instead: what a StatefulSet's volume claim template cannot change (instead of an apply error
+/// from the StatefulSet), the mode (Sentinel and cluster stores keep their data differently),
+/// and a cluster's replicas per shard (pod `i` is in shard `i / (1 + replicasPerShard)`).
+pub const TRANSITION_RULES: [Rule; 4] = [
     Rule {
         at: &["redis", "storage"],
         cel: "self.size == oldSelf.size",
@@ -82,6 +84,20 @@ pub const TRANSITION_RULES: [Rule; 2] = [
         cel: "(has(self.storageClassName) ? self.storageClassName : '') == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",
         field: ".storageClassName",
         message: "cannot be changed on an existing store (a StatefulSet's volume claim template is immutable): create a new store with the new class and restore a backup into it",
+        holds: None,
+    },
+    Rule {
+        at: &[],
+        cel: "(has(self.mode) ? self.mode : 'sentinel') == (has(oldSelf.mode) ? oldSelf.mode : 'sentinel')",
+        field: ".mode",
+        message: "cannot be changed on an existing store (Sentinel and cluster stores lay out their pods and keys differently): create a new store in the other mode and restore a backup into it (abstore-jobs restore routes keys by slot)",
+        holds: None,
+    },
+    Rule {
+        at: &[],
+        cel: "(has(self.cluster) && has(self.cluster.replicasPerShard) ? self.cluster.replicasPerShard : 1) == (has(oldSelf.cluster) && has(oldSelf.cluster.replicasPerShard) ? oldSelf.cluster.replicasPerShard : 1)",
+        field: ".cluster.replicasPerShard",
+        message: "cannot be changed on an existing store yet (each pod's shard follows from it; docs/cluster.md): create a new store and restore a backup into it",
         holds: None,
     },
 ];

@@ -136,6 +136,19 @@ pub struct Observed {
     pub apply: ApplyObserved,
     /// What became of the monitoring objects.
     pub monitoring: crate::apply::Monitoring,
+    /// Cluster mode: the shards as the last pass saw them.
+    pub cluster: Option<ClusterObserved>,
+}
+
+/// A cluster-mode store's shards, for `status.shards` and `status.slotsCovered`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterObserved {
+    /// Shards whose primary answered.
+    pub serving: usize,
+    /// Shards the spec asks for.
+    pub desired: usize,
+    /// Slots owned by a primary that answered.
+    pub slots_covered: u32,
 }
 
 /// The apply phase, for the `Applied` condition.
@@ -223,7 +236,12 @@ pub fn applied(
     previous: Option<&ABStoreStatus>,
     now: Timestamp,
 ) -> ABStoreStatus {
-    let all_ready = observed.redis.all_ready() && observed.sentinel.all_ready();
+    // Cluster mode: also every shard with a primary and every slot served.
+    let all_ready = observed.redis.all_ready()
+        && observed.sentinel.all_ready()
+        && observed.cluster.as_ref().is_none_or(|c| {
+            c.serving == c.desired && c.slots_covered == u32::from(crate::cluster::nodes::SLOTS)
+        });
     let rolling_out = observed.redis.rolling_out || observed.sentinel.rolling_out;
     let was_up = matches!(
         previous.and_then(|status| status.phase),
@@ -236,11 +254,20 @@ pub fn applied(
     } else {
         Phase::Pending
     };
-    let readiness = format!(
-        "{} Redis pods and {} sentinels ready",
-        observed.redis.ratio(),
-        observed.sentinel.ratio()
-    );
+    let readiness = match &observed.cluster {
+        Some(cluster) => format!(
+            "{} Redis pods ready; {}/{} shards serving {} of 16384 slots",
+            observed.redis.ratio(),
+            cluster.serving,
+            cluster.desired,
+            cluster.slots_covered
+        ),
+        None => format!(
+            "{} Redis pods and {} sentinels ready",
+            observed.redis.ratio(),
+            observed.sentinel.ratio()
+        ),
+    };
     let previous_conditions = previous
         .map(|status| status.conditions.as_slice())
         .unwrap_or_default();
@@ -415,7 +442,18 @@ pub fn applied(
         replicas: observed.redis.desired,
         ready_sentinels: observed.sentinel.ready,
         ready: Some(observed.redis.ratio()),
-        sentinels: Some(observed.sentinel.ratio()),
+        sentinels: observed
+            .cluster
+            .is_none()
+            .then(|| observed.sentinel.ratio()),
+        shards: observed
+            .cluster
+            .as_ref()
+            .map(|c| format!("{}/{}", c.serving, c.desired)),
+        slots_covered: observed
+            .cluster
+            .as_ref()
+            .map(|c| i32::try_from(c.slots_covered).unwrap_or(i32::MAX)),
         // A success the Jobs still show; otherwise what was recorded before (the Job controller
         // keeps only the last few Jobs).
         last_backup: last_success(observed.backup).or(kept.last_backup.clone()),
@@ -650,6 +688,7 @@ mod tests {
                 failures: Vec::new(),
             },
             monitoring: crate::apply::Monitoring::NotRequested,
+            cluster: None,
         }
     }
 

@@ -445,6 +445,8 @@ pub fn pod_statuses(model: &Model, report: &Report) -> Vec<RedisPodStatus> {
                         lag_bytes: lag,
                         offset: Some(info.offset),
                         message: None,
+                        shard: None,
+                        slots: None,
                     }
                 }
             }

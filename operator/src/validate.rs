@@ -145,7 +145,7 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
     if let Some(image) = &s.sentinel.image {
         v.image("spec.sentinel.image", image);
     }
-    check_mode(&mut v, s, platform);
+    check_mode(&mut v, s);
     v.range(
         "spec.durability.minReplicasToWrite",
         s.durability.min_replicas_to_write,
@@ -474,8 +474,8 @@ fn describe_list(values: &[String]) -> String {
 }
 
 /// `spec.mode` and `spec.cluster`: the shard counts in range, `cluster` given only for
-/// cluster mode, and cluster mode only where it is built (`local up`; docs/cluster.md).
-fn check_mode(v: &mut Problems, s: &ABStoreSpec, platform: &Platform) {
+/// cluster mode. (That neither changes on an existing store is a CRD transition rule.)
+fn check_mode(v: &mut Problems, s: &ABStoreSpec) {
     match (s.mode, &s.cluster) {
         (StoreMode::Sentinel, Some(_)) => v.push(
             "spec.cluster",
@@ -493,12 +493,6 @@ fn check_mode(v: &mut Problems, s: &ABStoreSpec, platform: &Platform) {
                 500,
                 120_000,
             );
-            if platform.runtime == Runtime::Kubernetes {
-                v.push(
-                    "spec.mode",
-                    "cluster mode is not built for Kubernetes yet (the operator forms and heals a cluster only under `abstore-operator local up`; docs/cluster.md); use mode: sentinel",
-                );
-            }
         }
     }
 }
@@ -1515,7 +1509,7 @@ mod tests {
     }
 
     #[test]
-    fn cluster_mode_is_checked_and_refused_where_it_is_not_built() {
+    fn cluster_mode_is_checked_and_its_pods_follow_the_shards() {
         let local = |spec: &str| -> Vec<String> {
             match validate_on(&store(spec), &Platform::local()) {
                 Ok(_) => Vec::new(),
@@ -1550,15 +1544,13 @@ mod tests {
             local("mode: cluster\nredis: {config: {cluster-node-timeout: '100'}}"),
             ["spec.redis.config.cluster-node-timeout"]
         );
-        // Kubernetes: refused, naming the field and where it runs instead.
-        let found = errors("mode: cluster");
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].field, "spec.mode");
-        assert!(
-            found[0].message.contains("local up"),
-            "{}",
-            found[0].message
-        );
+        // Kubernetes builds it too: the pods are every shard's primary and replicas.
+        let model = validate(&store(
+            "mode: cluster\ncluster: {shards: 4, replicasPerShard: 2}",
+        ))
+        .unwrap();
+        assert_eq!(model.redis_pods(), 12);
+        assert!(errors("mode: cluster").is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::pod::{
     secret_volume, writable_mount,
 };
 use super::volumes::tls_secret;
-use super::{BACKUP_COMPONENT, PRUNE_COMPONENT, sentinel_url};
+use super::{BACKUP_COMPONENT, PRUNE_COMPONENT, cluster_url, sentinel_url};
 use crate::config::TLS_CA_FILE;
 use crate::credentials::{PASSWORD_KEY, Role, credentials_secret_name};
 use crate::model::Model;
@@ -108,10 +108,19 @@ pub(crate) fn cron_jobs(model: &Model) -> Vec<CronJob> {
 /// The Sentinel URL a job connects with: its user (on the sentinels too), the password from the
 /// mounted file, and the CA when TLS is on.
 pub(crate) fn job_url(model: &Model, user: &str) -> String {
-    let mut url = format!(
-        "{}&password_file={JOBS_CREDENTIALS_DIR}/{PASSWORD_KEY}",
-        sentinel_url(model, user)
-    );
+    // In cluster mode the cluster URL (every shard's primary, or a replica of each with
+    // `--from-replica`).
+    let mut url = if model.cluster().is_some() {
+        format!(
+            "{}?password_file={JOBS_CREDENTIALS_DIR}/{PASSWORD_KEY}",
+            cluster_url(model, user)
+        )
+    } else {
+        format!(
+            "{}&password_file={JOBS_CREDENTIALS_DIR}/{PASSWORD_KEY}",
+            sentinel_url(model, user)
+        )
+    };
     if model.spec.tls.enabled {
         url.push_str(&format!("&ca_file={JOBS_TLS_DIR}/{TLS_CA_FILE}"));
     }

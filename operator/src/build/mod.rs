@@ -53,6 +53,9 @@ pub const PRIMARY_SUFFIX: &str = "primary";
 pub const REPLICAS_SUFFIX: &str = "replicas";
 /// Suffix of the exporter's Service.
 pub const METRICS_SUFFIX: &str = "metrics";
+/// Suffix of the cluster-mode client Service over every Redis pod: a cluster client's seed
+/// (it learns every node from the slot map).
+pub const CLUSTER_SUFFIX: &str = "cluster";
 /// Suffix of the ConfigMap.
 pub const CONFIG_SUFFIX: &str = "config";
 
@@ -81,6 +84,9 @@ pub const SENTINEL_URL_KEY: &str = "sentinel-url";
 /// Key of the `<n>-primary` Service URL in a credentials Secret (for clients without
 /// Sentinel support; the operator moves the Service to the new primary after a failover).
 pub const PRIMARY_URL_KEY: &str = "primary-url";
+/// Key of the cluster URL in a credentials Secret of a cluster-mode store (instead of the
+/// Sentinel and primary URLs).
+pub const CLUSTER_URL_KEY: &str = "cluster-url";
 
 /// Every object of one store, by kind, in the order they are applied. `apply` destructures
 /// this without `..`, so a kind that is built but never applied fails to compile.
@@ -154,7 +160,9 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
     } else {
         String::new()
     };
-    let (redis_hash, sentinel_hash) = secrets::config_hashes(&files.files, &exporter_password);
+    let cluster = model.cluster().is_some();
+    let (redis_hash, sentinel_hash) =
+        secrets::config_hashes(&files.files, &exporter_password, cluster);
 
     let mut all_secrets = vec![secrets::acl_secret(
         model,
@@ -182,10 +190,15 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
         services: services::services(model),
         pod_disruption_budgets: policy::pod_disruption_budgets(model),
         network_policies: policy::network_policies(model),
-        stateful_sets: vec![
-            redis::stateful_set(model, &redis_hash),
-            sentinel::stateful_set(model, &sentinel_hash),
-        ],
+        // Cluster mode has no sentinels: failover is the cluster's own.
+        stateful_sets: if cluster {
+            vec![redis::stateful_set(model, &redis_hash)]
+        } else {
+            vec![
+                redis::stateful_set(model, &redis_hash),
+                sentinel::stateful_set(model, &sentinel_hash),
+            ]
+        },
         cron_jobs: cronjobs::cron_jobs(model),
         monitoring: monitoring::monitoring(model),
     })
@@ -229,6 +242,21 @@ pub fn sentinel_url(model: &Model, user: &str) -> String {
         "{scheme}://{user}@{}:{SENTINEL_PORT}/{}?{SENTINEL_USERNAME_PARAM}={user}",
         model.service_fqdn(SENTINEL),
         model.master_name()
+    )
+}
+
+/// The cluster URL of `user` through the `<n>-cluster` Service, without a password: what
+/// clients and the jobs of a cluster-mode store connect with (the Service is only the seed; the
+/// slot map names every node by its pod DNS name).
+pub fn cluster_url(model: &Model, user: &str) -> String {
+    let scheme = if model.spec.tls.enabled {
+        "rediss+cluster"
+    } else {
+        "redis+cluster"
+    };
+    format!(
+        "{scheme}://{user}@{}:{REDIS_PORT}",
+        model.service_fqdn(CLUSTER_SUFFIX)
     )
 }
 

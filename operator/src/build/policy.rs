@@ -13,7 +13,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::meta::{object_meta, selector};
 use super::{BACKUP_COMPONENT, OPERATOR_POD_NAME, PRUNE_COMPONENT};
 use crate::model::{
-    CLIENT_LABEL, EXPORTER_PORT, Model, NAME_LABEL, REDIS, REDIS_PORT, SENTINEL, SENTINEL_PORT,
+    CLIENT_LABEL, CLUSTER_BUS_PORT, EXPORTER_PORT, Model, NAME_LABEL, REDIS, REDIS_PORT, SENTINEL,
+    SENTINEL_PORT,
 };
 
 /// One PodDisruptionBudget per StatefulSet, or none when disabled.
@@ -22,9 +23,14 @@ pub(crate) fn pod_disruption_budgets(model: &Model) -> Vec<PodDisruptionBudget> 
     if !spec.enabled {
         return Vec::new();
     }
-    [REDIS, SENTINEL]
-        .into_iter()
-        .map(|component| PodDisruptionBudget {
+    let components: &[&str] = if model.cluster().is_some() {
+        &[REDIS]
+    } else {
+        &[REDIS, SENTINEL]
+    };
+    components
+        .iter()
+        .map(|&component| PodDisruptionBudget {
             metadata: object_meta(model, model.child_name(component), component),
             spec: Some(PodDisruptionBudgetSpec {
                 // maxUnavailable rather than minAvailable: it keeps meaning "one at a time"
@@ -58,6 +64,11 @@ pub(crate) fn network_policies(model: &Model) -> Vec<NetworkPolicy> {
     redis_from.extend([sentinel_pods.clone(), redis_pods.clone(), operator.clone()]);
     redis_from.extend(jobs.clone());
     let mut redis_rules = vec![rule(REDIS_PORT, Some(redis_from))];
+    let cluster = model.cluster().is_some();
+    if cluster {
+        // The cluster bus: gossip, failover votes and replication between the nodes only.
+        redis_rules.push(rule(CLUSTER_BUS_PORT, Some(vec![redis_pods.clone()])));
+    }
     if model.spec.monitoring.exporter.enabled {
         let scrapers = &model.spec.network_policy.metrics_scrapers;
         // No `from` means any source: with no scrapers listed, whatever Prometheus the
@@ -73,6 +84,9 @@ pub(crate) fn network_policies(model: &Model) -> Vec<NetworkPolicy> {
     sentinel_from.extend(jobs);
     let sentinel_rules = vec![rule(SENTINEL_PORT, Some(sentinel_from))];
 
+    if cluster {
+        return vec![policy(model, REDIS, redis_rules)];
+    }
     vec![
         policy(model, REDIS, redis_rules),
         policy(model, SENTINEL, sentinel_rules),

@@ -1,7 +1,7 @@
 //! The `<n>-redis` StatefulSet: redis-server started by the config's start script, with its
 //! volume, probes, the preStop failover, and the redis_exporter sidecar.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe, SecretKeySelector,
@@ -16,10 +16,14 @@ use super::volumes::{DATA_VOLUME, pod_mounts, pod_volumes, script, tls_mounts};
 use super::{METRICS_PORT_NAME, POD_NAME_ENV, REDIS_HEADLESS_SUFFIX, REDIS_PORT_NAME};
 use crate::config::{
     ACL_FILE_NAME, LIVENESS_REDIS, PRESTOP_REDIS, PRESTOP_TIMEOUT_SECONDS, READINESS_REDIS,
-    REDIS_POD_CREDENTIALS, START_REDIS, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
+    REDIS_POD_CREDENTIALS, START_REDIS, START_REDIS_CLUSTER, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR,
+    TLS_KEY_FILE,
 };
 use crate::credentials::{PASSWORD_KEY, Role, credentials_secret_name};
-use crate::model::{EXPORTER_PORT, Model, REDIS, REDIS_PORT};
+use crate::model::{CLUSTER_BUS_PORT, EXPORTER_PORT, Model, REDIS, REDIS_PORT};
+
+/// Name of the cluster bus port (cluster mode).
+pub const CLUSTER_BUS_PORT_NAME: &str = "cluster-bus";
 
 /// Name of the redis-server container.
 pub const REDIS_CONTAINER: &str = "redis";
@@ -37,19 +41,32 @@ pub(crate) fn stateful_set(model: &Model, config_hash: &str) -> StatefulSet {
     if model.spec.monitoring.exporter.enabled {
         containers.push(exporter_container(model));
     }
-    statefulset::stateful_set(
+    let mut set = statefulset::stateful_set(
         model,
         config_hash,
         ComponentPods {
             component: REDIS,
-            replicas: model.spec.redis.replicas,
+            replicas: model.redis_pods(),
             headless_suffix: REDIS_HEADLESS_SUFFIX,
             containers,
             volumes: pod_volumes(model, &REDIS_POD_CREDENTIALS, Some(ACL_FILE_NAME)),
             termination_grace_period_seconds: PRESTOP_TIMEOUT_SECONDS + SHUTDOWN_GRACE_SECONDS,
             volume_claim_templates: Some(vec![data_claim(model)]),
         },
-    )
+    );
+    if model.cluster().is_some()
+        && let Some(spec) = set.spec.as_mut()
+    {
+        // A shard's pods go only after resharding emptied it (the operator holds the replicas
+        // until then): their claims go with them, so a shard added later starts empty instead
+        // of with a stale cluster identity. Deleting the store keeps every claim.
+        spec.persistent_volume_claim_retention_policy =
+            Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_scaled: Some("Delete".to_owned()),
+                when_deleted: Some("Retain".to_owned()),
+            });
+    }
+    set
 }
 
 /// The data volume of every pod: always a claim, never an emptyDir (a primary that restarts
@@ -84,6 +101,21 @@ fn data_claim(model: &Model) -> PersistentVolumeClaim {
 }
 
 fn redis_container(model: &Model) -> Container {
+    let cluster = model.cluster().is_some();
+    let mut ports = vec![ContainerPort {
+        name: Some(REDIS_PORT_NAME.to_owned()),
+        container_port: i32::from(REDIS_PORT),
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }];
+    if cluster {
+        ports.push(ContainerPort {
+            name: Some(CLUSTER_BUS_PORT_NAME.to_owned()),
+            container_port: i32::from(CLUSTER_BUS_PORT),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        });
+    }
     // Sized for maxmemory by the one formula (crate::memory): fragmentation, a fork copying
     // every page, the backlog and the replicas' sync buffers. Independent of the pod count:
     // scaling must not change the pod template.
@@ -95,16 +127,15 @@ fn redis_container(model: &Model) -> Container {
     Container {
         name: REDIS_CONTAINER.to_owned(),
         image: Some(model.spec.redis.image.clone()),
-        command: Some(script(START_REDIS)),
+        command: Some(script(if cluster {
+            START_REDIS_CLUSTER
+        } else {
+            START_REDIS
+        })),
         // The scripts have everything else baked in by config; the pod's own name is the
         // one thing only the pod knows.
         env: Some(vec![field_env(POD_NAME_ENV, "metadata.name")]),
-        ports: Some(vec![ContainerPort {
-            name: Some(REDIS_PORT_NAME.to_owned()),
-            container_port: i32::from(REDIS_PORT),
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(ports),
         resources: Some(resources(
             model.spec.redis.resources.as_ref(),
             "100m",
@@ -116,7 +147,9 @@ fn redis_container(model: &Model) -> Container {
         startup_probe: Some(exec_probe(script(LIVENESS_REDIS), 5, 5, 60)),
         liveness_probe: Some(exec_probe(script(LIVENESS_REDIS), 0, 10, 3)),
         readiness_probe: Some(exec_probe(script(READINESS_REDIS), 0, 5, 2)),
-        lifecycle: Some(Lifecycle {
+        // Cluster mode: no hook; the operator moves a primary away (CLUSTER FAILOVER) before
+        // it deletes its pod, and the cluster fails over on its own otherwise.
+        lifecycle: (!cluster).then(|| Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 exec: Some(ExecAction {
                     command: Some(script(PRESTOP_REDIS)),

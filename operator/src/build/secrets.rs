@@ -9,12 +9,13 @@ use sha2::{Digest, Sha256};
 
 use super::meta::object_meta;
 use super::{
-    CONFIG_COMPONENT, CONFIG_SUFFIX, CREDENTIALS_COMPONENT, PRIMARY_URL_KEY, SENTINEL_URL_KEY,
-    primary_url, sentinel_url,
+    CLUSTER_URL_KEY, CONFIG_COMPONENT, CONFIG_SUFFIX, CREDENTIALS_COMPONENT, PRIMARY_URL_KEY,
+    SENTINEL_URL_KEY, cluster_url, primary_url, sentinel_url,
 };
 use crate::config::{
     LIVENESS_REDIS, LIVENESS_SENTINEL, PRESTOP_REDIS, READINESS_REDIS, READINESS_SENTINEL,
-    REDIS_CONF, SCRIPT_LIB, SENTINEL_CONF, SENTINEL_MONITOR_CONF, START_REDIS, START_SENTINEL,
+    REDIS_CONF, SCRIPT_LIB, SENTINEL_CONF, SENTINEL_MONITOR_CONF, START_REDIS, START_REDIS_CLUSTER,
+    START_SENTINEL,
 };
 use crate::model::Model;
 
@@ -54,15 +55,20 @@ pub(crate) fn credentials_secret(
     username: &str,
     password: &str,
 ) -> Secret {
-    let data = [
+    let mut data = vec![
         (username_key, username.to_owned()),
         (password_key, password.to_owned()),
-        (SENTINEL_URL_KEY, sentinel_url(model, username)),
-        (PRIMARY_URL_KEY, primary_url(model, username)),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), ByteString(value.into_bytes())))
-    .collect();
+    ];
+    if model.cluster().is_some() {
+        data.push((CLUSTER_URL_KEY, cluster_url(model, username)));
+    } else {
+        data.push((SENTINEL_URL_KEY, sentinel_url(model, username)));
+        data.push((PRIMARY_URL_KEY, primary_url(model, username)));
+    }
+    let data = data
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), ByteString(value.into_bytes())))
+        .collect();
     Secret {
         metadata: object_meta(model, name, CREDENTIALS_COMPONENT),
         type_: Some("Opaque".to_owned()),
@@ -77,6 +83,14 @@ const REDIS_FILES: [&str; 6] = [
     SCRIPT_LIB,
     START_REDIS,
     PRESTOP_REDIS,
+    LIVENESS_REDIS,
+    READINESS_REDIS,
+];
+/// The files a Redis pod of a cluster-mode store runs from (no Sentinel, no preStop hand-over).
+const REDIS_CLUSTER_FILES: [&str; 5] = [
+    REDIS_CONF,
+    SCRIPT_LIB,
+    START_REDIS_CLUSTER,
     LIVENESS_REDIS,
     READINESS_REDIS,
 ];
@@ -108,6 +122,7 @@ fn follows_the_replica_count(file: &str, line: &str) -> bool {
 pub(crate) fn config_hashes(
     files: &BTreeMap<String, String>,
     redis_extra: &str,
+    cluster: bool,
 ) -> (String, String) {
     let hash = |names: &[&str], extras: &[&str]| {
         let mut hasher = Sha256::new();
@@ -131,7 +146,11 @@ pub(crate) fn config_hashes(
         hex::encode(hasher.finalize())
     };
     (
-        hash(&REDIS_FILES, &[redis_extra]),
+        if cluster {
+            hash(&REDIS_CLUSTER_FILES, &[redis_extra])
+        } else {
+            hash(&REDIS_FILES, &[redis_extra])
+        },
         hash(&SENTINEL_FILES, &[]),
     )
 }

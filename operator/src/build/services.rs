@@ -9,8 +9,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::object_meta;
 use super::{
-    METRICS_COMPONENT, METRICS_PORT_NAME, METRICS_SUFFIX, PRIMARY_SUFFIX, REDIS_HEADLESS_SUFFIX,
-    REDIS_PORT_NAME, REPLICAS_SUFFIX, SENTINEL_HEADLESS_SUFFIX, SENTINEL_PORT_NAME,
+    CLUSTER_SUFFIX, METRICS_COMPONENT, METRICS_PORT_NAME, METRICS_SUFFIX, PRIMARY_SUFFIX,
+    REDIS_HEADLESS_SUFFIX, REDIS_PORT_NAME, REPLICAS_SUFFIX, SENTINEL_HEADLESS_SUFFIX,
+    SENTINEL_PORT_NAME,
 };
 use crate::model::{
     EXPORTER_PORT, Model, REDIS, REDIS_PORT, ROLE_LABEL, ROLE_PRIMARY, ROLE_REPLICA, SENTINEL,
@@ -29,6 +30,23 @@ pub(crate) fn services(model: &Model) -> Vec<Service> {
         labels
     };
 
+    if model.cluster().is_some() {
+        // Cluster mode: the headless Service names every pod (what the nodes announce), and
+        // `<n>-cluster` over every Redis pod is a cluster client's seed. No Sentinel, and no
+        // single primary to follow.
+        let mut services = vec![
+            headless(
+                model,
+                REDIS_HEADLESS_SUFFIX,
+                REDIS,
+                redis_pods.clone(),
+                redis_port.clone(),
+            ),
+            client(model, CLUSTER_SUFFIX, REDIS, redis_pods.clone(), redis_port),
+        ];
+        services.extend(metrics_service(model, redis_pods));
+        return services;
+    }
     let mut services = vec![
         headless(
             model,
@@ -62,18 +80,22 @@ pub(crate) fn services(model: &Model) -> Vec<Service> {
         ),
         client(model, SENTINEL, SENTINEL, sentinel_pods, sentinel_port),
     ];
-    if model.spec.monitoring.exporter.enabled {
-        // Its own Service (and component label) so a ServiceMonitor selects exactly the
-        // exporter endpoints, one per pod, not the client ports.
-        services.push(client(
+    services.extend(metrics_service(model, redis_pods));
+    services
+}
+
+/// The exporter's Service, when the exporter runs: its own Service (and component label) so a
+/// ServiceMonitor selects exactly the exporter endpoints, one per pod, not the client ports.
+fn metrics_service(model: &Model, redis_pods: BTreeMap<String, String>) -> Option<Service> {
+    model.spec.monitoring.exporter.enabled.then(|| {
+        client(
             model,
             METRICS_SUFFIX,
             METRICS_COMPONENT,
             redis_pods,
             port(METRICS_PORT_NAME, EXPORTER_PORT),
-        ));
-    }
-    services
+        )
+    })
 }
 
 fn port(name: &str, number: u16) -> ServicePort {

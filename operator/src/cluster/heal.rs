@@ -303,3 +303,87 @@ pub async fn migrate_slot(target: &ClusterHealTarget, m: SlotMigration<'_>) -> R
         .map_err(|e| format!("SETSLOT {slot} NODE on the source: {e}"))?;
     Ok(moved)
 }
+
+/// What a [`reshard_pass`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum ReshardOutcome {
+    /// Every shard that stays has its share and every shard being removed is empty.
+    Done,
+    /// Nothing could move now (a member silent or loading, a replica syncing, …).
+    Waiting { reason: String },
+    /// Slots moved in this pass; more may be left (the budget ran out).
+    Moved { slots: u32, keys: u64 },
+    /// A move failed after `slots` moved; the next pass finishes it.
+    Failed { slots: u32, error: String },
+}
+
+/// Moves slots towards `wanted` shards ([`super::reshard::next_moves`]) for up to `budget`, one
+/// slot at a time over one connection per primary: the resharding of `local up` and of the
+/// operator alike.
+pub async fn reshard_pass(
+    target: &ClusterHealTarget,
+    wanted: u16,
+    budget: std::time::Duration,
+) -> ReshardOutcome {
+    use super::reshard::{ReshardStep, next_moves};
+    const BATCH: usize = 256;
+    let started = std::time::Instant::now();
+    let (mut slots, mut keys) = (0u32, 0u64);
+    loop {
+        let observation = observe(target).await;
+        let moves = match next_moves(&target.cluster, wanted, &observation, BATCH) {
+            ReshardStep::Done if slots == 0 => return ReshardOutcome::Done,
+            ReshardStep::Done => return ReshardOutcome::Moved { slots, keys },
+            ReshardStep::Wait { reason } if slots == 0 => {
+                return ReshardOutcome::Waiting { reason };
+            }
+            ReshardStep::Wait { .. } => return ReshardOutcome::Moved { slots, keys },
+            ReshardStep::Move { moves } => moves,
+        };
+        // One connection per primary for the whole batch.
+        let mut conns: std::collections::HashMap<
+            usize,
+            (MultiplexedConnection, (std::net::IpAddr, u16)),
+        > = std::collections::HashMap::new();
+        for index in moves.iter().flat_map(|m| [m.from, m.to]) {
+            if conns.contains_key(&index) {
+                continue;
+            }
+            let Some(member) = target.cluster.members.get(index) else {
+                continue;
+            };
+            match member_conn(target, &member.endpoint).await {
+                Ok(conn) => {
+                    conns.insert(index, conn);
+                }
+                Err(error) => return ReshardOutcome::Failed { slots, error },
+            }
+        }
+        for m in &moves {
+            let (Some((mut source, _)), Some((mut dest, dest_addr))) =
+                (conns.get(&m.from).cloned(), conns.get(&m.to).cloned())
+            else {
+                continue;
+            };
+            let migration = SlotMigration {
+                slot: m.slot,
+                source: &mut source,
+                source_id: &m.from_id,
+                dest: &mut dest,
+                dest_id: &m.to_id,
+                dest_addr,
+            };
+            match migrate_slot(target, migration).await {
+                Ok(moved) => {
+                    keys += moved;
+                    slots += 1;
+                }
+                Err(error) => return ReshardOutcome::Failed { slots, error },
+            }
+            if started.elapsed() >= budget {
+                return ReshardOutcome::Moved { slots, keys };
+            }
+        }
+    }
+}

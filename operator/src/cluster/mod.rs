@@ -5,6 +5,7 @@
 //! the cluster's own.
 
 pub mod heal;
+pub mod kubernetes;
 pub mod nodes;
 pub mod plan;
 pub mod reshard;

@@ -42,6 +42,16 @@ pub struct Member {
     pub bus_port: Option<u16>,
 }
 
+/// Shard and index of member `n`: members are numbered shard by shard (pod ordinal `n` of a
+/// cluster-mode store, node `n` of `local up`), `per_shard` each (a primary and its replicas).
+pub fn member_position(n: usize, per_shard: usize) -> (u16, u16) {
+    let per_shard = per_shard.max(1);
+    (
+        u16::try_from(n / per_shard).unwrap_or(u16::MAX),
+        u16::try_from(n % per_shard).unwrap_or(u16::MAX),
+    )
+}
+
 /// What the cluster should be.
 #[derive(Clone, Debug)]
 pub struct ClusterTarget {

@@ -44,6 +44,8 @@ pub const SCRIPT_LIB: &str = "abstore-lib.sh";
 pub const START_REDIS: &str = "start-redis.sh";
 /// Container command of the sentinel container.
 pub const START_SENTINEL: &str = "start-sentinel.sh";
+/// The start script of a cluster-mode Redis pod (only in a cluster-mode store's ConfigMap).
+pub const START_REDIS_CLUSTER: &str = "start-redis-cluster.sh";
 /// preStop hook of the redis container.
 pub const PRESTOP_REDIS: &str = "prestop-redis.sh";
 /// Liveness probe (exec) of the redis container.
@@ -190,6 +192,12 @@ pub fn config_files(model: &Model, paths: &ConfigPaths) -> ConfigFiles {
     for (name, template) in TEMPLATES {
         files.insert(name.to_owned(), fill(template, &values));
     }
+    if model.cluster().is_some() {
+        files.insert(
+            START_REDIS_CLUSTER.to_owned(),
+            fill(include_str!("start-redis-cluster.sh"), &values),
+        );
+    }
     ConfigFiles { files }
 }
 
@@ -239,6 +247,7 @@ fn template_values(model: &Model, paths: &ConfigPaths) -> Vec<(&'static str, Str
         ("REPLICATION_USER", Role::Replication.username().to_owned()),
         ("PRESTOP_USER", PRESTOP_ROLE.username().to_owned()),
         ("PRESTOP_TIMEOUT", PRESTOP_TIMEOUT_SECONDS.to_string()),
+        ("CLUSTER_CONFIG_FILE", CLUSTER_CONFIG_FILE.to_owned()),
     ]
 }
 

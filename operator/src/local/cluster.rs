@@ -25,10 +25,12 @@ use super::{
     HEAL_INTERVAL, LOOPBACK, Layout, LocalError, Result, credentials, io_error, load_model,
     node_config, write_acl_files, write_private,
 };
-use crate::cluster::heal::{ClusterHealTarget, ClusterReport, failover, heal_once, observe};
+use crate::cluster::heal::{
+    ClusterHealTarget, ClusterReport, ReshardOutcome, failover, heal_once, observe, reshard_pass,
+};
 use crate::cluster::nodes::SlotSet;
+use crate::cluster::plan::member_position;
 use crate::cluster::plan::{ClusterTarget, Member};
-use crate::cluster::reshard::{ReshardStep, next_moves};
 use crate::cluster::rollout::{RolloutStep, next_step};
 use crate::config;
 use crate::credentials::{Credentials, Role};
@@ -61,15 +63,6 @@ pub struct ClusterSupervisor {
     /// one that differs from what the model renders now is rolled.
     applied: Vec<String>,
     last_step: Option<RolloutStep>,
-}
-
-/// Shard and index of member `n` (members are stored shard by shard).
-pub fn member_position(n: usize, per_shard: usize) -> (u16, u16) {
-    let per_shard = per_shard.max(1);
-    (
-        u16::try_from(n / per_shard).unwrap_or(u16::MAX),
-        u16::try_from(n % per_shard).unwrap_or(u16::MAX),
-    )
 }
 
 /// What the cluster heal needs for this local store (with TLS, the CA in `<dir>/tls/ca.crt`).
@@ -423,79 +416,20 @@ impl ClusterSupervisor {
     /// stops its members (the heal then has the others forget them).
     async fn reshard(&mut self) -> Result<()> {
         const BUDGET: Duration = Duration::from_millis(800);
-        const BATCH: usize = 256;
         let wanted = self.wanted_shards();
-        let started = Instant::now();
-        loop {
-            let observation = observe(&self.target).await;
-            match next_moves(&self.target.cluster, wanted, &observation, BATCH) {
-                ReshardStep::Done => break,
-                ReshardStep::Wait { reason } => {
-                    tracing::debug!(%reason, "reshard waits");
-                    return Ok(());
-                }
-                ReshardStep::Move { moves } => {
-                    let mut keys = 0;
-                    let mut slots = 0;
-                    // One connection per primary for the whole batch.
-                    let mut conns: std::collections::HashMap<
-                        usize,
-                        (redis::aio::MultiplexedConnection, (std::net::IpAddr, u16)),
-                    > = std::collections::HashMap::new();
-                    for m in &moves {
-                        for index in [m.from, m.to] {
-                            if conns.contains_key(&index) {
-                                continue;
-                            }
-                            let Some(member) = self.target.cluster.members.get(index) else {
-                                continue;
-                            };
-                            match crate::cluster::heal::member_conn(&self.target, &member.endpoint)
-                                .await
-                            {
-                                Ok(conn) => {
-                                    conns.insert(index, conn);
-                                }
-                                Err(error) => {
-                                    tracing::warn!(%error, "slot move: a primary cannot be reached; trying again at the next pass");
-                                    return Ok(());
-                                }
-                            }
-                        }
-                    }
-                    for m in &moves {
-                        let (Some((mut source, _)), Some((mut dest, dest_addr))) =
-                            (conns.get(&m.from).cloned(), conns.get(&m.to).cloned())
-                        else {
-                            continue;
-                        };
-                        let migration = crate::cluster::heal::SlotMigration {
-                            slot: m.slot,
-                            source: &mut source,
-                            source_id: &m.from_id,
-                            dest: &mut dest,
-                            dest_id: &m.to_id,
-                            dest_addr,
-                        };
-                        match crate::cluster::heal::migrate_slot(&self.target, migration).await {
-                            Ok(moved) => {
-                                keys += moved;
-                                slots += 1;
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "slot move failed; trying again at the next pass");
-                                return Ok(());
-                            }
-                        }
-                        if started.elapsed() >= BUDGET {
-                            break;
-                        }
-                    }
-                    tracing::info!(slots, keys, "moved slots");
-                    if started.elapsed() >= BUDGET {
-                        return Ok(());
-                    }
-                }
+        match reshard_pass(&self.target, wanted, BUDGET).await {
+            ReshardOutcome::Done => {}
+            ReshardOutcome::Waiting { reason } => {
+                tracing::debug!(%reason, "reshard waits");
+                return Ok(());
+            }
+            ReshardOutcome::Moved { slots, keys } => {
+                tracing::info!(slots, keys, "moved slots");
+                return Ok(());
+            }
+            ReshardOutcome::Failed { slots, error } => {
+                tracing::warn!(slots, %error, "slot move failed; trying again at the next pass");
+                return Ok(());
             }
         }
         // Every slot is where it belongs: shards beyond the wanted ones are empty.
