@@ -40,21 +40,27 @@ const FAST_SENTINEL: &str =
 /// Commands every connection may send without a rule.
 const RULE_FREE: &[&str] = &["auth"];
 
-/// redis_exporter cannot be installed on this machine (no container registry, no GitHub
-/// releases), so what it sends is taken from its source at the image the operator deploys
+/// redis_exporter v1.62.0 cannot be installed on this machine (no container registry, no GitHub
+/// releases; Debian's 1.45.0 scrapes the same but without LATENCY HISTOGRAM), so what it sends is taken from its source at the image the operator deploys
 /// (oliver006/redis_exporter v1.62.0, exporter/exporter.go `scrapeRedisHost` with the default
 /// flags the operator leaves in place): CLIENT SETNAME (`--set-client-name`, default on),
-/// CONFIG GET *, INFO ALL, LATENCY LATEST and HISTOGRAM, SLOWLOG GET and LEN. The test replays
-/// exactly these as the exporter user with its real grant.
+/// CONFIG GET *, INFO ALL, LATENCY LATEST and HISTOGRAM, SLOWLOG LEN and GET 1 (slowlog.go), in
+/// this order on one connection; on a node whose INFO ALL says `cluster_enabled:1`, CLUSTER INFO
+/// right after it (exporter.go:622-623; `--is-cluster` is not set, so nothing else changes). The
+/// tests replay exactly these as the exporter user ([`replay_redis_exporter_scrape`]).
 const REDIS_EXPORTER_SCRAPE: &[&[&str]] = &[
     &["CLIENT", "SETNAME", "redis_exporter"],
     &["CONFIG", "GET", "*"],
     &["INFO", "ALL"],
     &["LATENCY", "LATEST"],
     &["LATENCY", "HISTOGRAM"],
-    &["SLOWLOG", "GET", "128"],
     &["SLOWLOG", "LEN"],
+    &["SLOWLOG", "GET", "1"],
 ];
+
+/// What redis_exporter adds to [`REDIS_EXPORTER_SCRAPE`] after an INFO ALL that says
+/// `cluster_enabled:1`.
+const REDIS_EXPORTER_CLUSTER_SCRAPE: &[&str] = &["CLUSTER", "INFO"];
 
 /// The operator's view of one node, used only for ACL SETUSER, CONFIG RESETSTAT and INFO. Each
 /// call opens its own connection (a failover's CLIENT KILL ends long-lived ones); its AUTH is
@@ -187,6 +193,38 @@ fn stderr(output: &Output) -> String {
 
 fn env<'a>(pairs: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
     pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+/// One scrape by redis_exporter as the user of `url`, on one connection like redis_exporter's:
+/// [`REDIS_EXPORTER_SCRAPE`], and CLUSTER INFO after INFO ALL when its reply says
+/// `cluster_enabled:1`. Every command must succeed; returns whether CLUSTER INFO was sent.
+async fn replay_redis_exporter_scrape(url: &str) -> bool {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut clustered = false;
+    for args in REDIS_EXPORTER_SCRAPE {
+        let reply: Value = redis::cmd(args[0])
+            .arg(&args[1..])
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("redis_exporter's {args:?} refused: {e}"));
+        if args[0] == "INFO" {
+            let info: String = redis::from_redis_value(reply).unwrap();
+            clustered = info.contains("cluster_enabled:1");
+            if clustered {
+                let args = REDIS_EXPORTER_CLUSTER_SCRAPE;
+                let _: Value = redis::cmd(args[0])
+                    .arg(&args[1..])
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("redis_exporter's {args:?} refused: {e}"));
+            }
+        }
+    }
+    clustered
 }
 
 async fn run_as(url: &str, args: &[&str]) -> redis::RedisResult<Value> {
@@ -445,14 +483,11 @@ async fn client_roles_are_granted_exactly_what_their_components_send() {
         .chain(scrape_extras.iter().map(|(c, _)| c.clone()))
         .collect();
     assert_exactly("exporter", &exporter_granted, &observed_or_scraped, &[]);
-    // Back to the rendered grants (the ACL file): the scrape must pass with exactly them.
+    // Back to the rendered grants (the ACL file): the scrape must pass with exactly them, and
+    // on a Sentinel-mode node it sends no CLUSTER INFO (not granted here).
     let exporter = bench.store.url("exporter", bench.node.port());
     run_as(&operator, &["ACL", "LOAD"]).await.unwrap();
-    for args in REDIS_EXPORTER_SCRAPE {
-        run_as(&exporter, args)
-            .await
-            .unwrap_or_else(|e| panic!("redis_exporter's {args:?} refused to the exporter: {e}"));
-    }
+    assert!(!replay_redis_exporter_scrape(&exporter).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,7 +614,8 @@ async fn replication_and_sentinel_roles_are_granted_exactly_what_replicas_sentin
 
 /// Cluster mode (`local up` only for now): a one-shard cluster (a primary and its replica,
 /// started from the rendered redis.conf, formed by the operator's cluster heal), the library
-/// through a `redis+cluster://` URL, backup from the primary and `--from-replica`, prune.
+/// through a `redis+cluster://` URL, backup from the primary and `--from-replica`, prune, and
+/// on both nodes the exporter's probes and redis_exporter's cluster-mode scrape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_client_roles_are_granted_exactly_what_their_components_send() {
     use abstore_operator::cluster::heal::{ClusterHealTarget, heal_once};
@@ -763,4 +799,48 @@ async fn cluster_mode_client_roles_are_granted_exactly_what_their_components_sen
     .await;
     let used = own(used);
     assert_exactly("prune", &granted(&store, "prune"), &used, &[]);
+
+    // exporter, in each pod: the probes (liveness PING, readiness INFO) and redis_exporter's
+    // scrape, which on a cluster node adds CLUSTER INFO. No ROLE: in cluster mode neither
+    // start-redis.sh's discovery nor the preStop hook (Sentinel's hand-over) runs.
+    // Prune's UNLINK reaches the replica first: the replica counts what it applies.
+    run_as(&operator, &["WAIT", "1", "5000"]).await.unwrap();
+    let mut exporter_used = BTreeSet::new();
+    for (node, stats) in [(&primary, &mut on_primary), (&replica, &mut on_replica)] {
+        let port = node.port().to_string();
+        let exporter = store.url("exporter", node.port());
+        let used = measure(stats, "exporter", async {
+            for script in [LIVENESS_REDIS, READINESS_REDIS] {
+                let output = store.run_script(
+                    script,
+                    &env(&[
+                        ("ABSTORE_LOCAL_HOST", LOOPBACK),
+                        ("ABSTORE_LOCAL_PORT", &port),
+                    ]),
+                );
+                assert!(output.status.success(), "{script}: {}", stderr(&output));
+            }
+            assert!(
+                replay_redis_exporter_scrape(&exporter).await,
+                "INFO ALL of a cluster node without cluster_enabled:1"
+            );
+        })
+        .await;
+        // Not the exporter's: the replica's REPLCONF ACK on the primary, and on the replica the
+        // primary's stream (its periodic PING, with a SELECT), run as the master client.
+        exporter_used.extend(own(used).into_iter().filter(|c| c != "select"));
+    }
+    assert_exactly(
+        "exporter",
+        &granted(&store, "exporter"),
+        &exporter_used,
+        &[],
+    );
+    // With the rendered grants (the ACL file) the whole scrape passes on every node.
+    for node in [&primary, &replica] {
+        run_as(&store.url("operator", node.port()), &["ACL", "LOAD"])
+            .await
+            .unwrap();
+        assert!(replay_redis_exporter_scrape(&store.url("exporter", node.port())).await);
+    }
 }

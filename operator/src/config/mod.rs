@@ -499,7 +499,11 @@ const APP_COMMANDS: &[&str] = &[
 /// says who is primary); the app sends `ASKING` before a command an `ASK` redirect named, and
 /// its range reads count unions with one multi-key `PFCOUNT` per partition instead of the
 /// union script (no `EVAL`, `PFMERGE`, `PEXPIRE`); backup reads a replica of each shard with
-/// `--from-replica` after `READONLY`.
+/// `--from-replica` after `READONLY`. redis_exporter sends `CLUSTER INFO` after an `INFO ALL`
+/// that says `cluster_enabled:1` (v1.62.0 exporter/exporter.go:622-623, `scrapeRedisHost`;
+/// nothing else changes without `--is-cluster`, which is not set); nothing asks a node its
+/// `ROLE` as the exporter in cluster mode, where neither start-redis.sh's discovery nor the
+/// preStop hook (Sentinel's hand-over) runs: the probes there send PING and INFO.
 fn cluster_commands(role: Role) -> (&'static [&'static str], &'static [&'static str]) {
     match role {
         Role::App => (
@@ -508,6 +512,7 @@ fn cluster_commands(role: Role) -> (&'static [&'static str], &'static [&'static 
         ),
         Role::Backup => (&["+role"], &["+cluster|slots", "+readonly"]),
         Role::Prune => (&["+role"], &["+cluster|slots"]),
+        Role::Exporter => (&["+role"], &["+cluster|info"]),
         _ => (&[], &[]),
     }
 }
@@ -536,7 +541,7 @@ const PRUNE_COMMANDS: &[&str] = &["+role", "+scan", "+unlink", "+dbsize"];
 /// scripts (liveness PING, readiness INFO, ROLE and INFO in preStop, ROLE in start-redis.sh) and redis_exporter's
 /// default scrape (CLIENT SETNAME, CONFIG GET *, INFO ALL, LATENCY LATEST and HISTOGRAM, SLOWLOG GET
 /// and LEN; read from its source, as it cannot run here). No key access: `--check-keys` is not
-/// used; no CLUSTER INFO: ABStore runs Sentinel, not Cluster.
+/// used. In cluster mode, CLUSTER INFO instead of ROLE ([`cluster_commands`]).
 const EXPORTER_COMMANDS: &[&str] = &[
     "+ping",
     "+role",
