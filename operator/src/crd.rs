@@ -1067,7 +1067,15 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Primary", "Ready", "Sentinels", "Last Backup", "Age"]
+            [
+                "Primary",
+                "Ready",
+                "Sentinels",
+                "Shards",
+                "Slots",
+                "Last Backup",
+                "Age"
+            ]
         );
     }
 }

@@ -1550,7 +1550,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(model.redis_pods(), 12);
-        assert!(errors("mode: cluster").is_empty());
+        assert!(validate(&store("mode: cluster")).is_ok());
     }
 
     #[test]

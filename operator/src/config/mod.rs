@@ -715,7 +715,7 @@ impl AclUser {
     }
 }
 
-/// The rules of the `default` user: off, no password, nothing allowed.
+/// The rules of the sentinels' `default` user: off, no password, nothing allowed.
 pub const DEFAULT_USER_RULES: [&str; 6] = [
     "default",
     "off",
@@ -766,10 +766,31 @@ pub fn acl_users(model: &Model, credentials: &Credentials) -> Vec<AclUser> {
     users
 }
 
-/// The ACL file of the data nodes: `default` off, then [`acl_users`] (passwords as SHA-256).
+/// The rules of the data nodes' `default` user: off and without a password, so no connection
+/// can ever be it — but allowed every command, key and channel, because it is whom Redis's AOF
+/// loader replays a transaction as. `EXEC` checks the ACL of every queued command even while
+/// the AOF loads (redis/redis#14541, Redis 7.0 and 7.2; valkey-io/valkey#3983): with a default
+/// user allowed nothing, every `MULTI`/`EXEC` in the AOF — each script's writes (the event
+/// dedup and counters), each restore batch — is dropped when a node restarts, silently, and a
+/// primary restarted before its replica took over then makes the replica drop them too. Seen in
+/// this project's cluster-mode e2e test (tests/tests/e2e_cluster_mode.rs); measured in
+/// tests/tests/failures.rs.
+pub const DATA_DEFAULT_USER_RULES: [&str; 8] = [
+    "default",
+    "off",
+    "resetpass",
+    "resetkeys",
+    "resetchannels",
+    "~*",
+    "&*",
+    "+@all",
+];
+
+/// The ACL file of the data nodes: `default` off (see [`DATA_DEFAULT_USER_RULES`]), then
+/// [`acl_users`] (passwords as SHA-256).
 pub fn acl_file(model: &Model, credentials: &Credentials) -> String {
     let mut out = String::new();
-    line!(out, "user {}", DEFAULT_USER_RULES.join(" "));
+    line!(out, "user {}", DATA_DEFAULT_USER_RULES.join(" "));
     for user in acl_users(model, credentials) {
         line!(out, "{}", user.line());
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::observe::connect;
 use super::{Endpoint, HealTarget};
-use crate::config::{AclUser, DEFAULT_USER_RULES};
+use crate::config::{AclUser, DATA_DEFAULT_USER_RULES};
 
 /// What the ACL pass should make true on every data node and sentinel.
 #[derive(Clone, Debug)]
@@ -188,7 +188,13 @@ async fn set_users(conn: &mut MultiplexedConnection, users: &[AclUser]) -> Resul
             })
         }
     };
-    setuser(DEFAULT_USER_RULES.iter().map(|r| (*r).to_owned()).collect()).await?;
+    setuser(
+        DATA_DEFAULT_USER_RULES
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect(),
+    )
+    .await?;
     for user in users {
         setuser(user.setuser_args()).await?;
     }
