@@ -862,32 +862,7 @@ async fn cluster_phase(
             next_step(&target.cluster, &observation, &outdated)
         };
         let delete = |member: usize, what: &'static str| {
-            let pod = pods::redis_pod_name(model, member);
-            async move {
-                match pods::restart(&ctx.client, &model.namespace, &pod).await {
-                    Ok(()) => {
-                        ctx.publish_about_pod(
-                            store,
-                            EventType::Normal,
-                            REASON_ROLLING_RESTART,
-                            ACTION_ROLLOUT,
-                            format!("restarting {pod} ({what}) to run the current revision"),
-                            &pod,
-                        )
-                        .await;
-                    }
-                    Err(error) => {
-                        ctx.publish(
-                            store,
-                            EventType::Warning,
-                            REASON_ROLLOUT_FAILED,
-                            ACTION_ROLLOUT,
-                            error.to_string(),
-                        )
-                        .await;
-                    }
-                }
-            }
+            restart_pod(store, model, ctx, pods::redis_pod_name(model, member), what)
         };
         match &step {
             RolloutStep::RestartReplica { member, .. } => {
@@ -916,6 +891,7 @@ async fn cluster_phase(
         }
         if step != RolloutStep::Done {
             rolling = true;
+            requeue = Some(ROLLOUT_REQUEUE_AFTER);
             summary = format!("{summary}; rollout: {step:?}");
             rollout = Some(format!("{step:?}"));
         } else {
@@ -1222,29 +1198,7 @@ async fn rollout_step(
     };
     let mut switched_over = false;
     let restart = |pod: String, what: String| async move {
-        match pods::restart(&ctx.client, &model.namespace, &pod).await {
-            Ok(()) => {
-                ctx.publish_about_pod(
-                    store,
-                    EventType::Normal,
-                    REASON_ROLLING_RESTART,
-                    ACTION_ROLLOUT,
-                    format!("restarting {pod} ({what}) to run the current revision"),
-                    &pod,
-                )
-                .await;
-            }
-            Err(error) => {
-                ctx.publish(
-                    store,
-                    EventType::Warning,
-                    REASON_ROLLOUT_FAILED,
-                    ACTION_ROLLOUT,
-                    error.to_string(),
-                )
-                .await;
-            }
-        }
+        restart_pod(store, model, ctx, pod, &what).await;
     };
     match &step {
         Step::RestartRedis { index } => {
@@ -1305,6 +1259,34 @@ async fn rollout_step(
     RolloutOutcome {
         step,
         switched_over,
+    }
+}
+
+/// Deletes a pod so that its StatefulSet recreates it from the current revision (OnDelete), with
+/// an Event saying why (`what`), or a Warning when the API server refuses.
+async fn restart_pod(store: &ABStore, model: &Model, ctx: &Context, pod: String, what: &str) {
+    match pods::restart(&ctx.client, &model.namespace, &pod).await {
+        Ok(()) => {
+            ctx.publish_about_pod(
+                store,
+                EventType::Normal,
+                REASON_ROLLING_RESTART,
+                ACTION_ROLLOUT,
+                format!("restarting {pod} ({what}) to run the current revision"),
+                &pod,
+            )
+            .await;
+        }
+        Err(error) => {
+            ctx.publish(
+                store,
+                EventType::Warning,
+                REASON_ROLLOUT_FAILED,
+                ACTION_ROLLOUT,
+                error.to_string(),
+            )
+            .await;
+        }
     }
 }
 

@@ -25,6 +25,19 @@ metadata:
 spec: {}
 ";
 
+const CLUSTER: &str = "\
+apiVersion: abstore.dev/v1alpha1
+kind: ABStore
+metadata:
+  name: shard
+  namespace: ab
+spec:
+  mode: cluster
+  cluster: {shards: 3, replicasPerShard: 1}
+  tls: {enabled: true, secretName: shard-tls}
+  backup: {destination: s3://bucket/shard}
+";
+
 const EVERYTHING: &str = "\
 apiVersion: abstore.dev/v1alpha1
 kind: ABStore
@@ -277,6 +290,7 @@ fn rendered_objects_are_valid_kubernetes_1_28_manifests() {
     let mut inputs: Vec<(String, String)> = vec![
         ("inline minimal".to_owned(), MINIMAL.to_owned()),
         ("inline everything".to_owned(), EVERYTHING.to_owned()),
+        ("inline cluster mode".to_owned(), CLUSTER.to_owned()),
     ];
     let examples = chart_examples();
     for path in &examples {
@@ -555,5 +569,88 @@ fn unknown_fields_are_refused_by_render_and_local_up_naming_the_path_and_the_nea
     assert!(
         !dir.path().join("state").exists(),
         "local up created its directory before refusing the file"
+    );
+}
+
+#[test]
+fn a_cluster_mode_store_is_one_statefulset_of_every_shard_without_sentinels() {
+    let yaml = render(CLUSTER, None).unwrap();
+    let docs = documents(&yaml);
+    let names: Vec<(String, String)> = docs.iter().map(kind_and_name).collect();
+    let of = |kind: &str| -> Vec<&str> {
+        names
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, n)| n.as_str())
+            .collect()
+    };
+    assert_eq!(of("StatefulSet"), ["shard-redis"]);
+    assert_eq!(
+        of("Service"),
+        ["shard-redis-headless", "shard-cluster", "shard-metrics"]
+    );
+    assert_eq!(of("PodDisruptionBudget"), ["shard-redis"]);
+    assert_eq!(of("NetworkPolicy"), ["shard-redis"]);
+    assert!(
+        !yaml.contains("sentinel-url"),
+        "no Sentinel URL in cluster mode"
+    );
+
+    let set = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    assert_eq!(set["spec"]["replicas"], 6);
+    assert_eq!(
+        set["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"],
+        "Delete"
+    );
+    let redis = &set["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        redis["command"][1],
+        "/etc/abstore/config/start-redis-cluster.sh"
+    );
+    assert!(
+        redis["lifecycle"].is_null(),
+        "no Sentinel preStop hand-over"
+    );
+    let ports: Vec<i64> = redis["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [6379, 16379]);
+
+    let policy = docs.iter().find(|d| d["kind"] == "NetworkPolicy").unwrap();
+    let bus = policy["spec"]["ingress"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["ports"][0]["port"] == 16379)
+        .expect("the cluster bus is admitted");
+    assert_eq!(
+        bus["from"].as_sequence().unwrap().len(),
+        1,
+        "only the store's pods"
+    );
+
+    let config = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let script = config["data"]["start-redis-cluster.sh"].as_str().unwrap();
+    assert!(!script.contains("@@"), "{script}");
+    assert!(script.contains("shard-redis-headless.ab.svc.cluster.local"));
+    let conf = config["data"]["redis.conf"].as_str().unwrap();
+    assert!(conf.contains("cluster-enabled yes") && conf.contains("tls-cluster yes"));
+
+    let backup = docs
+        .iter()
+        .find(|d| d["kind"] == "CronJob" && d["metadata"]["name"] == "shard-backup")
+        .unwrap();
+    let args = serde_yaml::to_string(
+        &backup["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"],
+    )
+    .unwrap();
+    assert!(
+        args.contains(
+            "rediss+cluster://backup@shard-cluster.ab.svc.cluster.local:6379?password_file="
+        ),
+        "{args}"
     );
 }

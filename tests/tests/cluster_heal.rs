@@ -279,3 +279,64 @@ async fn heal_forms_a_cluster_replaces_a_lost_replica_and_recovers_a_lost_shard(
     let keys: u64 = redis::cmd("DBSIZE").query_async(&mut con).await.unwrap();
     assert!(keys > 0, "shard 0 still holds its keys");
 }
+
+#[test]
+fn the_pods_start_script_refreshes_peer_addresses_from_dns_and_announces_the_pod_name() {
+    // A pod recreated elsewhere has a new IP; after every pod restarted at once nobody would
+    // reach anybody at the addresses nodes.conf remembers. start-redis-cluster.sh rewrites each
+    // peer's address to what its recorded hostname resolves to now (`localhost` here), keeps
+    // the ones that do not resolve, and writes the runtime config with the announced name.
+    use abstore_operator::config::{CLUSTER_CONFIG_FILE, START_REDIS_CLUSTER};
+    let store = abstore_tests::Rendered::new("mode: cluster");
+    let data = std::path::Path::new(&store.paths.data_dir);
+    let id = |n: u8| format!("{n:040}");
+    let nodes = [
+        format!(
+            "{} 10.9.9.9:6379@16379,localhost myself,master - 0 0 1 connected 0-5460 [93->-{}]",
+            id(0),
+            id(1)
+        ),
+        format!(
+            "{} 10.9.9.8:6379@16379,peer.invalid slave {} 0 0 1 connected",
+            id(1),
+            id(0)
+        ),
+        "vars currentEpoch 1 lastVoteEpoch 0".to_owned(),
+    ];
+    std::fs::write(
+        data.join(CLUSTER_CONFIG_FILE),
+        format!("{}\n", nodes.join("\n")),
+    )
+    .unwrap();
+    let output = store.run_script(
+        START_REDIS_CLUSTER,
+        &[
+            ("POD_NAME", "shop-redis-4".to_owned()),
+            ("ABSTORE_DRY_RUN", "yes".to_owned()),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rewritten = std::fs::read_to_string(data.join(CLUSTER_CONFIG_FILE)).unwrap();
+    let lines: Vec<&str> = rewritten.lines().collect();
+    assert_eq!(
+        lines[0],
+        nodes[0].replace("10.9.9.9:", "127.0.0.1:"),
+        "the resolvable peer moved"
+    );
+    assert_eq!(lines[1], nodes[1], "an unresolvable peer is kept as it was");
+    assert_eq!(lines[2], nodes[2]);
+    let runtime = std::fs::read_to_string(data.join("redis.conf")).unwrap();
+    assert!(runtime.contains("cluster-enabled yes"), "{runtime}");
+    assert!(
+        runtime.contains(
+            "cluster-announce-hostname shop-redis-4.shop-redis-headless.ab.svc.cluster.local\n"
+        ),
+        "{runtime}"
+    );
+    assert!(runtime.contains("cluster-preferred-endpoint-type hostname\n"));
+    assert!(runtime.contains("masterauth \""));
+}

@@ -3,7 +3,8 @@
 //! with the chart's namespaced RBAC forms a Redis Cluster of pods, the `abstore` library records
 //! through the `cluster-url` of the app user's Secret (the pods' DNS names resolve on this
 //! machine while the kit runs), a shard primary's redis-server is killed with SIGKILL under
-//! `WAIT 1` writers, and the shards go 3 → 4 → 3 under writes. Nothing acknowledged may be
+//! `WAIT 1` writers, a configuration change rolls every pod, and the shards go 3 → 4 → 3 under
+//! writes. Nothing acknowledged may be
 //! lost, nothing counted twice, and the data from before must read back exactly.
 //!
 //! Without a cluster the test prints one line saying it was skipped and why
@@ -29,14 +30,56 @@ const OPERATOR_READY: Duration = Duration::from_secs(60);
 const CLUSTER_READY: Duration = Duration::from_secs(300);
 const STORE: &str = "experiments";
 
-fn store_yaml(shards: u32) -> String {
+fn store_yaml(shards: u32, maxmemory: &str) -> String {
     format!(
-        "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: {STORE}\nspec:\n  mode: cluster\n  cluster:\n    shards: {shards}\n    replicasPerShard: 1\n    nodeTimeoutMilliseconds: 2000\n"
+        "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: {STORE}\nspec:\n  mode: cluster\n  cluster:\n    shards: {shards}\n    replicasPerShard: 1\n    nodeTimeoutMilliseconds: 2000\n  redis:\n    maxmemory: {maxmemory}\n"
     )
 }
 
 fn apply(cluster: &Cluster, ns: &str, yaml: &str) -> Result<String, String> {
     cluster.kubectl_with_input(&["apply", "-n", ns, "-f", "-"], Some(yaml))
+}
+
+/// The Redis StatefulSet's update revision.
+fn update_revision(cluster: &Cluster, ns: &str) -> String {
+    cluster
+        .kubectl(&[
+            "get",
+            "statefulset",
+            &format!("{STORE}-redis"),
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.status.updateRevision}",
+        ])
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The StatefulSet has a revision other than `before`, and every one of its `pods` runs it and
+/// is ready (OnDelete: only the operator's deletions get them there).
+async fn wait_rolled_out(cluster: &Cluster, ns: &str, before: &str, pods: usize) {
+    poll("every pod on the new revision", CLUSTER_READY, || async {
+        let out = cluster
+            .kubectl(&[
+                "get",
+                "statefulset",
+                &format!("{STORE}-redis"),
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.status.updateRevision} {.status.updatedReplicas} {.status.readyReplicas}",
+            ])
+            .map_err(|e| e.to_string())?;
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        let want = pods.to_string();
+        if fields.len() == 3 && fields[0] != before && fields[1] == want && fields[2] == want {
+            Ok(())
+        } else {
+            Err(format!("revision, updated, ready: {out} (was {before})"))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
 }
 
 /// The store Ready with `shards` shards serving all 16384 slots, every primary with an even
@@ -77,6 +120,17 @@ async fn wait_shards(cluster: &Cluster, ns: &str, shards: usize) -> Value {
     )
     .await
     .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The pods that are primaries.
+fn primaries(status: &Value) -> std::collections::BTreeSet<String> {
+    status["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["role"] == "primary")
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Slots in ranges like `0-4095,8000`.
@@ -243,8 +297,8 @@ async fn assert_exact(reader: &Reader, flag: &str, now: i64, (acked, failed): (u
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cluster_mode_store_forms_from_pods_loses_nothing_to_a_killed_primary_and_reshards_3_4_3()
-{
+async fn a_cluster_mode_store_forms_from_pods_and_loses_nothing_to_a_killed_primary_a_rollout_or_3_4_3_shards()
+ {
     let Some(cluster) = k8s::cluster_with_node("cluster mode") else {
         return;
     };
@@ -264,7 +318,7 @@ async fn a_cluster_mode_store_forms_from_pods_loses_nothing_to_a_killed_primary_
     let ns = ns.name.as_str();
 
     // Formed by the operator from six pods: three shards, an even split, a replica each.
-    apply(cluster, ns, &store_yaml(3)).unwrap_or_else(|error| panic!("{error}"));
+    apply(cluster, ns, &store_yaml(3, "128Mi")).unwrap_or_else(|error| panic!("{error}"));
     let status = wait_shards(cluster, ns, 3).await;
     let columns = cluster
         .kubectl(&["get", "abstore", STORE, "-n", ns])
@@ -381,12 +435,46 @@ async fn a_cluster_mode_store_forms_from_pods_loses_nothing_to_a_killed_primary_
     let totals = stop_writers(&stop, writers).await;
     assert_exact(&reader, "killed", now, totals).await;
 
+    // A configuration change rolls every pod under writes: replicas first, each shard's primary
+    // moved away with CLUSTER FAILOVER before its pod is deleted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let primaries_before = primaries(&wait_shards(cluster, ns, 3).await);
+    let writers = spawn_writers(&durable, "rollout", now, &stop, &progress);
+    written(&progress, 500).await;
+    let before = update_revision(cluster, ns);
+    apply(cluster, ns, &store_yaml(3, "160Mi")).unwrap_or_else(|error| panic!("{error}"));
+    wait_rolled_out(cluster, ns, &before, 6).await;
+    wait_shards(cluster, ns, 3).await;
+    written(&progress, 500).await;
+    let totals = stop_writers(&stop, writers).await;
+    assert_exact(&reader, "rollout", now, totals).await;
+    let restarts = cluster
+        .kubectl(&[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector=reason=RollingRestart",
+            "-o",
+            "name",
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        restarts.lines().count() >= 6,
+        "every pod restarted by the operator: {restarts}"
+    );
+    let after = primaries(&store_status(cluster, ns, STORE).unwrap());
+    assert!(
+        after.is_disjoint(&primaries_before),
+        "each shard's primary moves to its replica before its pod restarts: {primaries_before:?} then {after:?}"
+    );
+
     // Resharding under writes: 3 → 4 (two pods added, a quarter of the slots moved) → 3 (the
     // fourth shard emptied before its pods and claims go).
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(&durable, "reshard", now, &stop, &progress);
     for shards in [4, 3] {
-        apply(cluster, ns, &store_yaml(shards)).unwrap_or_else(|error| panic!("{error}"));
+        apply(cluster, ns, &store_yaml(shards, "160Mi")).unwrap_or_else(|error| panic!("{error}"));
         wait_shards(cluster, ns, shards as usize).await;
     }
     let totals = stop_writers(&stop, writers).await;

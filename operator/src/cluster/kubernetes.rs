@@ -50,25 +50,35 @@ pub fn target(
             }
         })
         .collect();
-    let operator = Role::Operator.username();
+    let (operator_auth, operator_auth_previous) = operator_auth(credentials);
     ClusterHealTarget {
         cluster: ClusterTarget {
             shards: u16::try_from(shards).unwrap_or(u16::MAX),
             members,
         },
-        operator_auth: Some(Auth {
+        operator_auth: Some(operator_auth),
+        operator_auth_previous,
+        tls_ca,
+    }
+}
+
+/// How the operator logs in to the members: its password, and during a rotation the previous
+/// one (a member not yet healed still has it).
+pub fn operator_auth(credentials: &Credentials) -> (Auth, Option<Auth>) {
+    let operator = Role::Operator.username();
+    (
+        Auth {
             username: operator.to_owned(),
             password: credentials.role_password(Role::Operator).to_owned(),
-        }),
-        operator_auth_previous: credentials
+        },
+        credentials
             .previous(operator)
             .and_then(|previous| previous.password.clone())
             .map(|password| Auth {
                 username: operator.to_owned(),
                 password,
             }),
-        tls_ca,
-    }
+    )
 }
 
 /// Whether the pods beyond the first `keep` may go: every one of them answered, none owns a
@@ -219,5 +229,152 @@ fn failover_readiness(
             reason: "NoReplica".into(),
             message: missing.join("; "),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::nodes::parse;
+    use super::super::plan::NodeState;
+    use super::*;
+
+    fn model(spec: &str) -> Model {
+        let yaml = format!(
+            "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata: {{name: shop, namespace: ab}}\nspec: {spec}"
+        );
+        crate::validate::validate(&serde_yaml::from_str(&yaml).unwrap()).unwrap()
+    }
+
+    /// Three members seen by themselves: `lines[i]` is member `i`'s own CLUSTER NODES line
+    /// (with `myself`), `synced` whether a replica streams.
+    fn observation(target: &ClusterTarget, lines: &[(&str, bool)]) -> Vec<MemberObservation> {
+        target
+            .members
+            .iter()
+            .zip(lines)
+            .map(|(member, (line, synced))| MemberObservation {
+                member: member.clone(),
+                state: if line.is_empty() {
+                    Err("connection refused".into())
+                } else {
+                    Ok(NodeState {
+                        nodes: parse(line).unwrap(),
+                        keys: 0,
+                        loading: false,
+                        synced: *synced,
+                    })
+                },
+            })
+            .collect()
+    }
+
+    fn id(n: u8) -> String {
+        format!("{:040}", n)
+    }
+
+    #[test]
+    fn pods_are_members_shard_by_shard_and_the_status_reads_shards_slots_and_replicas() {
+        let m = model("{mode: cluster, cluster: {shards: 2, replicasPerShard: 1}}");
+        let endpoints: Vec<Endpoint> = (0..4)
+            .map(|i| Endpoint::new(format!("shop-redis-{i}.x"), 6379))
+            .collect();
+        let creds = Credentials::resolve(&m, &Default::default(), &mut || "pw".to_owned());
+        let target = target(&m, &creds, endpoints, None);
+        let shards: Vec<(u16, u16)> = target
+            .cluster
+            .members
+            .iter()
+            .map(|m| (m.shard, m.index))
+            .collect();
+        assert_eq!(shards, [(0, 0), (0, 1), (1, 0), (1, 1)]);
+        assert_eq!(target.operator_auth.as_ref().unwrap().username, "operator");
+
+        let primary = |n: u8, slots: &str| {
+            format!(
+                "{} 10.0.0.{n}:6379@16379 myself,master - 0 0 1 connected {slots}",
+                id(n)
+            )
+        };
+        let replica = |n: u8, of: u8| {
+            format!(
+                "{} 10.0.0.{n}:6379@16379 myself,slave {} 0 0 1 connected",
+                id(n),
+                id(of)
+            )
+        };
+        // Shard 1's replica does not stream yet: no failover possible there.
+        let seen = observation(
+            &target.cluster,
+            &[
+                (&primary(0, "0-8191"), false),
+                (&replica(1, 0), true),
+                (&primary(2, "8192-16383"), false),
+                (&replica(3, 2), false),
+            ],
+        );
+        let v = view(&m, &seen, |i| format!("shop-redis-{i}"));
+        assert_eq!(v.observed.serving, 2);
+        assert_eq!(v.observed.desired, 2);
+        assert_eq!(v.observed.slots_covered, 16_384);
+        assert_eq!(v.primaries, [Some(0), Some(2)]);
+        assert_eq!(v.pods[0].slots.as_deref(), Some("0-8191"));
+        assert_eq!(v.pods[3].shard, Some(1));
+        assert_eq!(v.pods[3].role, "replica");
+        assert!(!v.failover.ready);
+        assert!(
+            v.failover.message.contains("shard 1"),
+            "{}",
+            v.failover.message
+        );
+
+        // A silent pod and half the slots: one shard serving, 8192 slots covered.
+        let seen = observation(
+            &target.cluster,
+            &[
+                (&primary(0, "0-8191"), false),
+                (&replica(1, 0), true),
+                ("", false),
+                (&replica(3, 2), true),
+            ],
+        );
+        let v = view(&m, &seen, |i| format!("shop-redis-{i}"));
+        assert_eq!((v.observed.serving, v.observed.slots_covered), (1, 8192));
+        assert_eq!(v.pods[2].role, "unreachable");
+    }
+
+    #[test]
+    fn a_scale_in_waits_until_the_removed_pods_answer_and_own_no_slot() {
+        let m = model("{mode: cluster, cluster: {shards: 1, replicasPerShard: 0}}");
+        let endpoints: Vec<Endpoint> = (0..2)
+            .map(|i| Endpoint::new(format!("shop-redis-{i}.x"), 6379))
+            .collect();
+        let creds = Credentials::resolve(&m, &Default::default(), &mut || "pw".to_owned());
+        let target = target(&m, &creds, endpoints, None);
+        assert_eq!(
+            target.cluster.shards, 2,
+            "members beyond the spec stay members"
+        );
+        let line = |n: u8, slots: &str| {
+            format!(
+                "{} 10.0.0.{n}:6379@16379 myself,master - 0 0 1 connected {slots}",
+                id(n)
+            )
+        };
+        let full = line(0, "0-16383");
+        let still_owning = observation(
+            &target.cluster,
+            &[(&line(0, "0-8191"), false), (&line(1, "8192-16383"), false)],
+        );
+        assert!(!may_remove_beyond(1, &still_owning));
+        let silent = observation(&target.cluster, &[(&full, false), ("", false)]);
+        assert!(!may_remove_beyond(1, &silent));
+        let emptied = observation(&target.cluster, &[(&full, false), (&line(1, ""), false)]);
+        assert!(may_remove_beyond(1, &emptied));
+        assert_eq!(per_shard(&m), 1);
+        assert_eq!(wanted_shards(&m), 1);
+        let v = view(&m, &emptied, |i| format!("shop-redis-{i}"));
+        assert_eq!(v.failover.reason, "NoReplica");
+        assert_eq!((v.observed.serving, v.observed.desired), (1, 1));
     }
 }

@@ -34,7 +34,7 @@ use crate::cluster::plan::{ClusterTarget, Member};
 use crate::cluster::rollout::{RolloutStep, next_step};
 use crate::config;
 use crate::credentials::{Credentials, Role};
-use crate::heal::{Auth, Endpoint};
+use crate::heal::Endpoint;
 use crate::model::Model;
 
 /// How long `up` waits for the cluster to form (every slot served, every member in place).
@@ -87,25 +87,17 @@ pub fn cluster_heal_target(
             }
         })
         .collect();
-    let operator = Role::Operator.username();
     let tls_ca = if state.tls {
         Some(super::tls::read_ca(layout)?)
     } else {
         None
     };
+    let (operator_auth, operator_auth_previous) =
+        crate::cluster::kubernetes::operator_auth(credentials);
     Ok(ClusterHealTarget {
         cluster: ClusterTarget { shards, members },
-        operator_auth: Some(Auth {
-            username: operator.to_owned(),
-            password: credentials.role_password(Role::Operator).to_owned(),
-        }),
-        operator_auth_previous: credentials
-            .previous(operator)
-            .and_then(|previous| previous.password.clone())
-            .map(|password| Auth {
-                username: operator.to_owned(),
-                password,
-            }),
+        operator_auth: Some(operator_auth),
+        operator_auth_previous,
         tls_ca,
     })
 }
