@@ -804,6 +804,9 @@ async fn cluster_phase(
 
     let mut summary = match &report.decision {
         crate::cluster::plan::Decision::Wait { reason } => format!("cluster heal waits: {reason}"),
+        crate::cluster::plan::Decision::Migrating { reason } => {
+            format!("a slot move is being finished: {reason}")
+        }
         crate::cluster::plan::Decision::Bootstrap => "cluster bootstrapped".to_owned(),
         crate::cluster::plan::Decision::Steady if report.applied.is_empty() => {
             "cluster healthy".to_owned()
@@ -815,6 +818,8 @@ async fn cluster_phase(
     let mut rolling = false;
     let mut rollout = None;
     let mut requeue = None;
+    // A move left half-way (a MIGRATE refused, a crash) is finished only by the resharding.
+    let mut reshard = report.migrating();
     if report.settled() {
         // Rollout: outdated pods, by the StatefulSet's update revision (OnDelete: only the
         // operator deletes pods).
@@ -895,47 +900,51 @@ async fn cluster_phase(
             summary = format!("{summary}; rollout: {step:?}");
             rollout = Some(format!("{step:?}"));
         } else {
-            // Resharding towards spec.cluster.shards (new shards' pods must have joined; the
-            // heal introduced them).
-            match reshard_pass(&target, wanted_shards(model), RESHARD_BUDGET).await {
-                ReshardOutcome::Done => {}
-                ReshardOutcome::Waiting { reason } => {
-                    rolling = true;
-                    summary = format!("{summary}; resharding waits: {reason}");
-                    rollout = Some(format!("reshard waits: {reason}"));
-                }
-                ReshardOutcome::Moved { slots, keys } => {
-                    rolling = true;
-                    requeue = Some(RESHARD_REQUEUE_AFTER);
-                    let note = format!(
-                        "moved {slots} slots ({keys} keys) towards {} shards",
-                        wanted_shards(model)
-                    );
-                    tracing::info!(slots, keys, "resharding");
-                    ctx.publish(
-                        store,
-                        EventType::Normal,
-                        REASON_RESHARDED,
-                        ACTION_HEAL,
-                        note.clone(),
-                    )
-                    .await;
-                    summary = format!("{summary}; resharding: {note}");
-                    rollout = Some(note);
-                }
-                ReshardOutcome::Failed { slots, error } => {
-                    rolling = true;
-                    ctx.publish(
-                        store,
-                        EventType::Warning,
-                        REASON_RESHARDED,
-                        ACTION_HEAL,
-                        format!("slot move failed after {slots} slots (retried): {error}"),
-                    )
-                    .await;
-                    summary = format!("{summary}; resharding: a slot move failed: {error}");
-                    rollout = Some(format!("reshard failed: {error}"));
-                }
+            reshard = true;
+        }
+    }
+    if reshard {
+        // Resharding towards spec.cluster.shards (new shards' pods must have joined; the
+        // heal introduced them).
+        match reshard_pass(&target, wanted_shards(model), RESHARD_BUDGET).await {
+            ReshardOutcome::Done => {}
+            ReshardOutcome::Waiting { reason } => {
+                rolling = true;
+                summary = format!("{summary}; resharding waits: {reason}");
+                rollout = Some(format!("reshard waits: {reason}"));
+            }
+            ReshardOutcome::Moved { slots, keys } => {
+                rolling = true;
+                requeue = Some(RESHARD_REQUEUE_AFTER);
+                let note = format!(
+                    "moved {slots} slots ({keys} keys) towards {} shards",
+                    wanted_shards(model)
+                );
+                tracing::info!(slots, keys, "resharding");
+                ctx.publish(
+                    store,
+                    EventType::Normal,
+                    REASON_RESHARDED,
+                    ACTION_HEAL,
+                    note.clone(),
+                )
+                .await;
+                summary = format!("{summary}; resharding: {note}");
+                rollout = Some(note);
+            }
+            ReshardOutcome::Failed { slots, error } => {
+                rolling = true;
+                ctx.publish(
+                    store,
+                    EventType::Warning,
+                    REASON_RESHARDED,
+                    ACTION_HEAL,
+                    format!("slot move failed after {slots} slots (retried): {error}"),
+                )
+                .await;
+                requeue = Some(ROLLOUT_REQUEUE_AFTER);
+                summary = format!("{summary}; resharding: a slot move failed: {error}");
+                rollout = Some(format!("reshard failed: {error}"));
             }
         }
     }

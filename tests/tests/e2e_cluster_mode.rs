@@ -20,7 +20,7 @@ use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplica
 use abstore::keys::Granularity;
 use abstore::reads::{Metric, Reader};
 use abstore_tests::k8s::{self, Cluster, OperatorInstall, TestNamespace, poll, store_status};
-use abstore_tests::k8s_store::container_pid;
+use abstore_tests::k8s_store::{PodS3, backup_and_prune_now, container_pid};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use serde_json::Value;
@@ -30,9 +30,11 @@ const OPERATOR_READY: Duration = Duration::from_secs(60);
 const CLUSTER_READY: Duration = Duration::from_secs(300);
 const STORE: &str = "experiments";
 
-fn store_yaml(shards: u32, maxmemory: &str) -> String {
+/// The store with `shards` shards and `maxmemory`; `backup` is the `backup:` YAML (column 0).
+fn store_yaml(shards: u32, maxmemory: &str, backup: &str) -> String {
+    let backup: String = backup.lines().map(|l| format!("  {l}\n")).collect();
     format!(
-        "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: {STORE}\nspec:\n  mode: cluster\n  cluster:\n    shards: {shards}\n    replicasPerShard: 1\n    nodeTimeoutMilliseconds: 2000\n  redis:\n    maxmemory: {maxmemory}\n"
+        "apiVersion: abstore.dev/v1alpha1\nkind: ABStore\nmetadata:\n  name: {STORE}\nspec:\n  mode: cluster\n  cluster:\n    shards: {shards}\n    replicasPerShard: 1\n    nodeTimeoutMilliseconds: 2000\n  redis:\n    maxmemory: {maxmemory}\n{backup}"
     )
 }
 
@@ -317,8 +319,12 @@ async fn a_cluster_mode_store_forms_from_pods_and_loses_nothing_to_a_killed_prim
         .unwrap_or_else(|error| panic!("{error}"));
     let ns = ns.name.as_str();
 
+    // Backups go to S3 on this machine (reached from the pods on the node IP).
+    let s3 = PodS3::start(cluster, "backups").await;
+    let backup = s3.backup_spec(cluster, ns, "backup-s3", "cluster");
+
     // Formed by the operator from six pods: three shards, an even split, a replica each.
-    apply(cluster, ns, &store_yaml(3, "128Mi")).unwrap_or_else(|error| panic!("{error}"));
+    apply(cluster, ns, &store_yaml(3, "128Mi", &backup)).unwrap_or_else(|error| panic!("{error}"));
     let status = wait_shards(cluster, ns, 3).await;
     let columns = cluster
         .kubectl(&["get", "abstore", STORE, "-n", ns])
@@ -442,7 +448,7 @@ async fn a_cluster_mode_store_forms_from_pods_and_loses_nothing_to_a_killed_prim
     let writers = spawn_writers(&durable, "rollout", now, &stop, &progress);
     written(&progress, 500).await;
     let before = update_revision(cluster, ns);
-    apply(cluster, ns, &store_yaml(3, "160Mi")).unwrap_or_else(|error| panic!("{error}"));
+    apply(cluster, ns, &store_yaml(3, "160Mi", &backup)).unwrap_or_else(|error| panic!("{error}"));
     wait_rolled_out(cluster, ns, &before, 6).await;
     wait_shards(cluster, ns, 3).await;
     written(&progress, 500).await;
@@ -474,7 +480,8 @@ async fn a_cluster_mode_store_forms_from_pods_and_loses_nothing_to_a_killed_prim
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(&durable, "reshard", now, &stop, &progress);
     for shards in [4, 3] {
-        apply(cluster, ns, &store_yaml(shards, "160Mi")).unwrap_or_else(|error| panic!("{error}"));
+        apply(cluster, ns, &store_yaml(shards, "160Mi", &backup))
+            .unwrap_or_else(|error| panic!("{error}"));
         wait_shards(cluster, ns, shards as usize).await;
     }
     let totals = stop_writers(&stop, writers).await;
@@ -501,5 +508,24 @@ async fn a_cluster_mode_store_forms_from_pods_and_loses_nothing_to_a_killed_prim
     )
     .await
     .unwrap_or_else(|error| panic!("{error}"));
+
+    // The CronJobs from the jobs image, through the cluster URL: a backup of every shard (read
+    // from their replicas, one manifest) that the CLI verifies from S3, and a prune.
+    k8s::import_images().unwrap_or_else(|error| panic!("{error}"));
+    let run = backup_and_prune_now(cluster, ns, STORE).await;
+    let keys = run.backup_summary["keys"].as_u64().unwrap_or_default();
+    assert!(keys >= 3000, "backup summary: {}", run.backup_summary);
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_abstore-jobs-cli"))
+        .args(["verify", "--from", "s3://backups/cluster"])
+        .envs(s3.server.env())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    println!("backup of every shard: {}", run.backup_summary);
     drop(operator);
 }

@@ -47,6 +47,11 @@ impl ClusterReport {
     pub fn settled(&self) -> bool {
         self.decision == Decision::Steady && self.applied.is_empty() && self.warnings.is_empty()
     }
+
+    /// A slot move is half-done: the resharding must run to finish it (nothing else does).
+    pub fn migrating(&self) -> bool {
+        matches!(self.decision, Decision::Migrating { .. })
+    }
 }
 
 /// Observes every member (in parallel; an unreachable one is an observation, not an error).

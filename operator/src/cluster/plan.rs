@@ -2,8 +2,10 @@
 //! count), what to change. No I/O, so every rule is tested with plain values.
 //!
 //! Rules, in order (the first that stops the pass wins):
-//! 1. a member loading its dataset, or a slot migration in progress → wait (resharding owns
-//!    migrations);
+//! 1. a member loading its dataset → wait; a slot migration in progress → `Migrating`: nothing
+//!    else changes, and the resharding finishes the move (a caller that waited for a settled
+//!    cluster before resharding would wait forever: a move a failed `MIGRATE` left half-way is
+//!    finished only by the resharding);
 //! 2. a node that owns slots and is suspected or failed → wait: the cluster's own failover
 //!    promotes its replica. Except a **lost shard**: a failed (or `noaddr`: another node now
 //!    answers at its address) node that is no longer any member — every member answered with
@@ -143,6 +145,9 @@ pub enum Decision {
     Steady,
     /// Nothing more is changed this pass.
     Wait { reason: String },
+    /// A slot move is half-done: nothing else is changed, and the resharding
+    /// ([`super::heal::reshard_pass`]) finishes it first.
+    Migrating { reason: String },
 }
 
 /// What a pass will do.
@@ -231,10 +236,12 @@ pub fn plan(target: &ClusterTarget, observation: &[MemberObservation]) -> Cluste
         .iter()
         .find(|s| s.state.nodes.nodes.iter().any(|n| n.migrating))
     {
-        return ClusterPlan::wait(
-            Vec::new(),
-            format!("{} reports a slot migration in progress", s.member.endpoint),
-        );
+        return ClusterPlan {
+            decision: Decision::Migrating {
+                reason: format!("{} reports a slot migration in progress", s.member.endpoint),
+            },
+            ..ClusterPlan::wait(Vec::new(), String::new())
+        };
     }
     let member_ids: BTreeSet<&str> = seen.iter().map(|s| s.id).collect();
 
@@ -947,7 +954,12 @@ mod tests {
         nodes[0].slots = "0-8191 [8191->-0000000000000000000000000000000000000011]";
         let (target, obs) = observe(&nodes, all);
         let plan = super::plan(&target, &obs);
-        assert!(reason(&plan).contains("migration"));
+        assert!(
+            matches!(&plan.decision, Decision::Migrating { reason } if reason.contains("migration")),
+            "{:?}",
+            plan.decision
+        );
+        assert!(plan.actions.is_empty());
     }
 
     #[test]

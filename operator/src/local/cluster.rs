@@ -353,6 +353,9 @@ impl ClusterSupervisor {
             if self.last_step == Some(RolloutStep::Done) {
                 self.reshard().await?;
             }
+        } else if report.migrating() {
+            // A move left half-way (a MIGRATE refused, a crash): only the resharding ends it.
+            self.reshard().await?;
         }
         self.save()?;
         Ok(report)
