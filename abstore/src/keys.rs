@@ -280,11 +280,13 @@ pub enum KeyKind {
     Dedup,
     Assignment,
     Experiment,
+    /// The experiments an environment has (the tracking API's index): one set.
+    ExperimentIndex,
     Temp,
 }
 
 impl KeyKind {
-    pub const ALL: [KeyKind; 8] = [
+    pub const ALL: [KeyKind; 9] = [
         KeyKind::EvaluationCount,
         KeyKind::EvaluationUsers,
         KeyKind::GoalCount,
@@ -292,6 +294,7 @@ impl KeyKind {
         KeyKind::Dedup,
         KeyKind::Assignment,
         KeyKind::Experiment,
+        KeyKind::ExperimentIndex,
         KeyKind::Temp,
     ];
 
@@ -304,6 +307,7 @@ impl KeyKind {
             KeyKind::Dedup => "dd",
             KeyKind::Assignment => "as",
             KeyKind::Experiment => "exp",
+            KeyKind::ExperimentIndex => "exps",
             KeyKind::Temp => "tmp",
         }
     }
@@ -322,6 +326,7 @@ impl KeyKind {
             KeyKind::Dedup => "dd:<40 lowercase hex sha1>",
             KeyKind::Assignment => "as:<flag>:<user> (the user may contain ':')",
             KeyKind::Experiment => "exp:<flag>",
+            KeyKind::ExperimentIndex => "exps",
             KeyKind::Temp => "tmp:<id>",
         }
     }
@@ -333,6 +338,13 @@ impl KeyKind {
     /// A Redis SCAN MATCH pattern for every key of this kind in `env` (or without an
     /// environment). Env characters are never glob metacharacters, so no escaping is needed.
     pub fn scan_pattern(self, env: Option<&Env>) -> String {
+        if self == KeyKind::ExperimentIndex {
+            // One key, no parts after the tag.
+            return match env {
+                Some(env) => format!("{env}:{}", self.tag()),
+                None => self.tag().to_owned(),
+            };
+        }
         match env {
             Some(env) => format!("{env}:{}:*", self.tag()),
             None => format!("{}:*", self.tag()),
@@ -515,6 +527,10 @@ pub enum Key {
         env: Option<Env>,
         flag: String,
     },
+    /// `exps`: the set of flags with an `exp:<flag>` key (what the tracking API lists).
+    ExperimentIndex {
+        env: Option<Env>,
+    },
     Temp {
         env: Option<Env>,
         id: String,
@@ -593,6 +609,11 @@ impl Key {
         })
     }
 
+    /// The experiment index of `env`.
+    pub fn experiment_index(env: Option<&Env>) -> Key {
+        Key::ExperimentIndex { env: env.cloned() }
+    }
+
     pub fn temp(env: Option<&Env>, id: &str) -> Result<Key, KeyError> {
         check_temp_id(id).map_err(|r| KeyError::for_parts(env, KeyKind::Temp, &[id], r))?;
         Ok(Key::Temp {
@@ -607,6 +628,7 @@ impl Key {
             Key::Dedup { .. } => KeyKind::Dedup,
             Key::Assignment { .. } => KeyKind::Assignment,
             Key::Experiment { .. } => KeyKind::Experiment,
+            Key::ExperimentIndex { .. } => KeyKind::ExperimentIndex,
             Key::Temp { .. } => KeyKind::Temp,
         }
     }
@@ -617,6 +639,7 @@ impl Key {
             Key::Dedup { env, .. }
             | Key::Assignment { env, .. }
             | Key::Experiment { env, .. }
+            | Key::ExperimentIndex { env }
             | Key::Temp { env, .. } => env.as_ref(),
         }
     }
@@ -626,7 +649,7 @@ impl Key {
         match self {
             Key::Counter(c) => Some(&c.flag),
             Key::Assignment { flag, .. } | Key::Experiment { flag, .. } => Some(flag),
-            Key::Dedup { .. } | Key::Temp { .. } => None,
+            Key::Dedup { .. } | Key::ExperimentIndex { .. } | Key::Temp { .. } => None,
         }
     }
 
@@ -664,6 +687,9 @@ impl fmt::Display for Key {
         if let Some(env) = self.env() {
             write!(f, "{env}{SEPARATOR}")?;
         }
+        if let Key::ExperimentIndex { .. } = self {
+            return f.write_str(self.kind().tag());
+        }
         write!(f, "{}{SEPARATOR}", self.kind().tag())?;
         match self {
             Key::Counter(_) => Ok(()),
@@ -675,6 +701,7 @@ impl fmt::Display for Key {
             }
             Key::Assignment { flag, user, .. } => write!(f, "{flag}{SEPARATOR}{user}"),
             Key::Experiment { flag, .. } => f.write_str(flag),
+            Key::ExperimentIndex { .. } => Ok(()),
             Key::Temp { id, .. } => f.write_str(id),
         }
     }
@@ -996,6 +1023,10 @@ fn parse_text(text: &str) -> Result<Key, KeyErrorReason> {
                 env,
                 flag: flag.to_owned(),
             })
+        }
+        KeyKind::ExperimentIndex => {
+            let [] = split_exact(kind, rest)?;
+            Ok(Key::ExperimentIndex { env })
         }
         KeyKind::Temp => {
             let [id] = split_exact(kind, rest)?;
@@ -1823,7 +1854,10 @@ mod tests {
     fn kind_tags_and_scan_patterns() {
         // Prune and backup build SCAN patterns from these.
         let tags: Vec<_> = KeyKind::ALL.iter().map(|k| k.tag()).collect();
-        assert_eq!(tags, ["ec", "uc", "gc", "gu", "dd", "as", "exp", "tmp"]);
+        assert_eq!(
+            tags,
+            ["ec", "uc", "gc", "gu", "dd", "as", "exp", "exps", "tmp"]
+        );
         for kind in KeyKind::ALL {
             assert_eq!(KeyKind::from_tag(kind.tag()), Some(kind));
         }
@@ -1839,5 +1873,29 @@ mod tests {
             "prod:gu:*"
         );
         assert_eq!(KeyKind::Temp.scan_pattern(None), "tmp:*");
+        assert_eq!(KeyKind::ExperimentIndex.scan_pattern(None), "exps");
+        assert_eq!(
+            KeyKind::ExperimentIndex.scan_pattern(Some(&env("prod"))),
+            "prod:exps"
+        );
+    }
+
+    #[test]
+    fn the_experiment_index_is_one_key_per_environment() {
+        for (text, env_name) in [("exps", None), ("prod:exps", Some("prod"))] {
+            let key = Key::parse(text.as_bytes()).unwrap();
+            assert_eq!(key.kind(), KeyKind::ExperimentIndex);
+            assert_eq!(
+                key.env().map(|e| e.to_string()),
+                env_name.map(str::to_owned)
+            );
+            assert_eq!(key.flag(), None);
+            assert_eq!(key.to_string(), text, "round trip");
+            assert_eq!(
+                Key::experiment_index(env_name.map(env).as_ref()).to_string(),
+                text
+            );
+        }
+        assert!(Key::parse(b"exps:extra").is_err());
     }
 }
