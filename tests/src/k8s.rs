@@ -466,34 +466,41 @@ async fn client_from(kubeconfig: &Path) -> kube::Client {
 /// per test process: `CARGO_BIN_EXE_*` only names a package's own binaries.
 pub fn operator_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = Command::new(cargo)
-            .current_dir(repo_root())
-            .args([
-                "build",
-                "--locked",
-                "-p",
-                "abstore-operator",
-                "--bin",
-                "abstore-operator",
-                "--message-format=json",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|error| panic!("running cargo build -p abstore-operator: {error}"));
-        assert!(
-            output.status.success(),
-            "cargo build -p abstore-operator failed"
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|message| message["reason"] == "compiler-artifact")
-            .filter(|message| message["target"]["name"] == "abstore-operator")
-            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-            .unwrap_or_else(|| panic!("cargo build printed no abstore-operator executable"))
-    })
+    BINARY.get_or_init(|| cargo_binary("abstore-operator", "abstore-operator"))
+}
+
+/// The `abstore-api` binary, built as [`operator_binary`] is.
+pub fn api_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| cargo_binary("abstore-api", "abstore-api"))
+}
+
+/// Builds binary `bin` of workspace package `package` (with the cargo running the tests, into
+/// its target directory) and returns its path: a test runs what a user runs.
+pub fn cargo_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(repo_root())
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|error| panic!("running cargo build -p {package}: {error}"));
+    assert!(output.status.success(), "cargo build -p {package} failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["target"]["name"] == bin)
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo build printed no {bin} executable"))
 }
 
 /// Polls `check` every [`POLL_INTERVAL`] until it returns `Ok`, or fails after `within` with the

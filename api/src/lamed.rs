@@ -1,0 +1,293 @@
+//! Lamed/Gimel compatibility, the pure part: the parameters of `track`, `experiment`, `all` and
+//! `delete` as Lamed reads them (lamed 0.4.3, `lamed/lamed.py`; gimel 1.5.0 is the same API with
+//! unique counts), checked against the ABStore key schema, and the JSON shapes it answers with.
+//!
+//! Mapping onto the data model: the namespace is the keys' environment prefix, the experiment
+//! the flag, the variant the variation; `participate` is an evaluation and any other event a goal,
+//! both with the uuid as the user. Lamed counts a uuid once per counter per 24 h (a flag
+//! `sha1("<counter key> <uuid>")` with a 24 h expiry); the event id here is that same digest, and
+//! the recorder's dedup window is the same 24 h, so the counts agree exactly.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use abstore::keys::{Env, Key};
+use serde::Serialize;
+use sha1::{Digest, Sha1};
+
+/// Lamed's default namespace.
+pub const DEFAULT_NAMESPACE: &str = "alephbet";
+/// The event that counts a trial; every other event name is a goal.
+pub const PARTICIPATE: &str = "participate";
+/// Longest uuid accepted (the key schema's user id limit).
+const MAX_UUID_BYTES: usize = 512;
+
+/// A request parameter that is missing or would break the key schema: a 400 naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("missing parameter {param:?}")]
+    Missing { param: &'static str },
+    #[error("parameter {param:?} is invalid: {reason}")]
+    Invalid { param: &'static str, reason: String },
+}
+
+impl ParamError {
+    /// The parameter it names.
+    pub fn param(&self) -> &'static str {
+        match self {
+            ParamError::Missing { param } | ParamError::Invalid { param, .. } => param,
+        }
+    }
+}
+
+/// Request parameters (query string or form body), as Lamed's `event` dict.
+pub type Params = BTreeMap<String, String>;
+
+fn required<'a>(params: &'a Params, param: &'static str) -> Result<&'a str, ParamError> {
+    params
+        .get(param)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or(ParamError::Missing { param })
+}
+
+/// The namespace (Lamed's default `alephbet`) as a key environment.
+pub fn namespace(params: &Params) -> Result<Env, ParamError> {
+    let ns = params
+        .get("namespace")
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE);
+    Env::new(ns).map_err(|e| ParamError::Invalid {
+        param: "namespace",
+        reason: e.to_string(),
+    })
+}
+
+/// An experiment (flag), variant (variation) or goal name: what the key schema accepts.
+fn name(params: &Params, param: &'static str) -> Result<String, ParamError> {
+    let value = required(params, param)?;
+    // The experiment key validates a flag; variants and goals follow the same rules.
+    Key::experiment(None, value).map_err(|e| ParamError::Invalid {
+        param,
+        reason: e.to_string(),
+    })?;
+    Ok(value.to_owned())
+}
+
+/// One `track` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Track {
+    pub namespace: Env,
+    pub experiment: String,
+    pub variant: String,
+    /// `participate` or a goal name.
+    pub event: String,
+    pub uuid: String,
+}
+
+impl Track {
+    pub fn parse(params: &Params) -> Result<Track, ParamError> {
+        let namespace = namespace(params)?;
+        let experiment = name(params, "experiment")?;
+        let variant = name(params, "variant")?;
+        let event = name(params, "event")?;
+        let uuid = required(params, "uuid")?;
+        if uuid.len() > MAX_UUID_BYTES || uuid.chars().any(|c| c.is_control()) {
+            return Err(ParamError::Invalid {
+                param: "uuid",
+                reason: format!("at most {MAX_UUID_BYTES} bytes and no control characters"),
+            });
+        }
+        Ok(Track {
+            namespace,
+            experiment,
+            variant,
+            event,
+            uuid: uuid.to_owned(),
+        })
+    }
+
+    /// Whether this is a trial (`participate`) rather than a goal.
+    pub fn is_participation(&self) -> bool {
+        self.event == PARTICIPATE
+    }
+
+    /// Lamed's counter key for this event: `<ns>:counters:<experiment>:<event>:<variant>`.
+    pub fn lamed_counter_key(&self) -> String {
+        format!(
+            "{}:counters:{}:{}:{}",
+            self.namespace, self.experiment, self.event, self.variant
+        )
+    }
+
+    /// The event id: Lamed's dedup digest, `sha1("<counter key> <uuid>")` in hex.
+    pub fn event_id(&self) -> String {
+        let digest = Sha1::digest(format!("{} {}", self.lamed_counter_key(), self.uuid));
+        hex::encode(digest)
+    }
+
+    /// The registry entry of this event's series (`<event>:<variant>` in the `exp:` hash).
+    pub fn series(&self) -> String {
+        format!("{}:{}", self.event, self.variant)
+    }
+}
+
+/// One variant's numbers for one goal, as Lamed answers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VariantResult {
+    pub label: String,
+    pub successes: u64,
+    pub trials: u64,
+}
+
+/// One goal of an experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GoalResults {
+    pub goal: String,
+    pub results: Vec<VariantResult>,
+}
+
+/// What an experiment has seen: its variants and goals, from the registry's series names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Series {
+    pub variants: BTreeSet<String>,
+    pub goals: BTreeSet<String>,
+}
+
+impl Series {
+    /// Reads `<event>:<variant>` entries; `participate` is not a goal.
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = &'a str>) -> Series {
+        let mut series = Series::default();
+        for entry in entries {
+            if let Some((event, variant)) = entry.split_once(':') {
+                series.variants.insert(variant.to_owned());
+                if event != PARTICIPATE {
+                    series.goals.insert(event.to_owned());
+                }
+            }
+        }
+        series
+    }
+}
+
+/// Lamed's `experiment` answer: every goal but `participate`, each with every variant's
+/// successes (that goal's count) and trials (its `participate` count); 0 where nothing was
+/// counted. Lamed iterates sets, so its order is arbitrary; here it is sorted.
+pub fn experiment_results(
+    series: &Series,
+    trials: &BTreeMap<String, u64>,
+    successes: &BTreeMap<(String, String), u64>,
+) -> Vec<GoalResults> {
+    series
+        .goals
+        .iter()
+        .map(|goal| GoalResults {
+            goal: goal.clone(),
+            results: series
+                .variants
+                .iter()
+                .map(|variant| VariantResult {
+                    label: variant.clone(),
+                    successes: successes
+                        .get(&(goal.clone(), variant.clone()))
+                        .copied()
+                        .unwrap_or(0),
+                    trials: trials.get(variant).copied().unwrap_or(0),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn track_reads_lamed_parameters_with_its_default_namespace_and_its_dedup_digest() {
+        let t = Track::parse(&params(&[
+            ("experiment", "button"),
+            ("variant", "red"),
+            ("event", "participate"),
+            ("uuid", "u-1"),
+        ]))
+        .unwrap();
+        assert_eq!(t.namespace.to_string(), "alephbet");
+        assert!(t.is_participation());
+        assert_eq!(
+            t.lamed_counter_key(),
+            "alephbet:counters:button:participate:red"
+        );
+        // hashlib.sha1("alephbet:counters:button:participate:red u-1".encode()).hexdigest()
+        let expected = hex::encode(Sha1::digest("alephbet:counters:button:participate:red u-1"));
+        assert_eq!(t.event_id(), expected);
+        assert_eq!(t.series(), "participate:red");
+    }
+
+    #[test]
+    fn bad_parameters_are_refused_naming_the_parameter() {
+        let base = [
+            ("experiment", "button"),
+            ("variant", "red"),
+            ("event", "click"),
+            ("uuid", "u"),
+        ];
+        for (param, value) in [
+            ("experiment", "a:b"),
+            ("variant", "has space"),
+            ("event", "tab\there"),
+            ("namespace", "no/slash"),
+            ("uuid", "bell\u{7}"),
+        ] {
+            let mut p = params(&base);
+            p.insert(param.to_owned(), value.to_owned());
+            let error = Track::parse(&p).unwrap_err();
+            assert_eq!(error.param(), param, "{error}");
+        }
+        for missing in ["experiment", "variant", "event", "uuid"] {
+            let mut p = params(&base);
+            p.remove(missing);
+            assert_eq!(
+                Track::parse(&p).unwrap_err(),
+                ParamError::Missing { param: missing }
+            );
+        }
+        let mut long = params(&base);
+        long.insert("experiment".into(), "x".repeat(300));
+        assert_eq!(Track::parse(&long).unwrap_err().param(), "experiment");
+    }
+
+    #[test]
+    fn experiment_results_have_lamed_shape_with_zeros_where_nothing_was_counted() {
+        let series = Series::from_entries([
+            "participate:red",
+            "participate:blue",
+            "click:red",
+            "buy:blue",
+        ]);
+        assert_eq!(series.goals.iter().collect::<Vec<_>>(), ["buy", "click"]);
+        let trials = BTreeMap::from([("red".to_owned(), 10), ("blue".to_owned(), 8)]);
+        let successes = BTreeMap::from([(("click".to_owned(), "red".to_owned()), 3)]);
+        let results = experiment_results(&series, &trials, &successes);
+        let json = serde_json::to_value(&results).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"goal": "buy", "results": [
+                    {"label": "blue", "successes": 0, "trials": 8},
+                    {"label": "red", "successes": 0, "trials": 10}]},
+                {"goal": "click", "results": [
+                    {"label": "blue", "successes": 0, "trials": 8},
+                    {"label": "red", "successes": 3, "trials": 10}]}
+            ])
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! abstore-api: the tracking API (issue 21). A Lamed/Gimel-compatible HTTP endpoint — `track`,
+//! `experiment`, `all` — on the ABStore data model, so an Alephbet client switches by changing a
+//! URL. Work in progress: see docs/api.md.
+
+pub mod lamed;
+pub mod server;
+pub mod store;

@@ -1,0 +1,63 @@
+//! `abstore-api`: serves the tracking API on one Redis (Sentinel or cluster URL).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use abstore_api::server::{AppState, router};
+use abstore_api::store::TrackingStore;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "ABStore's Lamed-compatible tracking API")]
+struct Args {
+    /// The store's URL (redis://, redis+sentinel://, redis+cluster://; password_file=… in it).
+    #[arg(long, env = "ABSTORE_API_REDIS_URL")]
+    redis_url: String,
+    /// Where to listen.
+    #[arg(long, env = "ABSTORE_API_LISTEN", default_value = "127.0.0.1:8088")]
+    listen: SocketAddr,
+    /// A file holding the API key that `experiment` and `all` require (x-api-key).
+    #[arg(long, env = "ABSTORE_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    abstore::crypto::install_default_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let api_key = match &args.api_key_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading --api-key-file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let conn = abstore::connection::Connection::open(&args.redis_url)
+        .await
+        .with_context(|| "connecting to --redis-url")?;
+    let state = Arc::new(AppState {
+        store: TrackingStore::new(conn),
+        api_key,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on --listen {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "abstore-api listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The HTTP routes: Lamed's `track`, `experiment` and `all` (same parameters, same JSON), plus
+//! `/healthz` and `/readyz`. Reads need the API key (`x-api-key`, as Lamed's API Gateway keys);
+//! `track` is public.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, RawForm, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::lamed::{ParamError, Params, Track, namespace};
+use crate::store::{StoreError, TrackingStore};
+
+/// Header carrying the API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+/// Seconds a client is told to wait when Redis cannot be reached.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: TrackingStore,
+    /// The key reads require; `None` refuses every read (never open by accident).
+    pub api_key: Option<String>,
+}
+
+/// The router over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/track", get(track_get).post(track_post))
+        .route("/experiment", get(experiment))
+        .route("/all", get(all))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+fn bad_request(error: &ParamError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": error.to_string(), "parameter": error.param()})),
+    )
+        .into_response()
+}
+
+/// A store failure: 503 with `Retry-After` when Redis (or a primary) cannot be reached — the
+/// event was not recorded, and the client may send it again (the uuid dedups it) — else 500.
+fn store_error(error: &StoreError) -> Response {
+    tracing::warn!(%error, "request failed");
+    let unavailable = matches!(
+        error,
+        StoreError::Abstore(abstore::Error::NoPrimary { .. } | abstore::Error::Redis { .. })
+    );
+    if unavailable {
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": error.to_string()})),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+        response
+    } else {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": error.to_string()})),
+        )
+            .into_response()
+    }
+}
+
+/// `None` when the request carries the API key, else the 403 to answer.
+fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let given = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
+    match (&state.api_key, given) {
+        (Some(key), Some(given)) if constant_time_eq(key.as_bytes(), given.as_bytes()) => None,
+        _ => Some(
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": format!("a valid {API_KEY_HEADER} header is required")})),
+            )
+                .into_response(),
+        ),
+    }
+}
+
+/// Compares without returning early on the first difference (a timing side channel).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn track_get(State(state): State<Arc<AppState>>, Query(params): Query<Params>) -> Response {
+    record(&state, &params).await
+}
+
+/// POST takes the parameters from the query string and/or a form body.
+async fn track_post(
+    State(state): State<Arc<AppState>>,
+    Query(mut params): Query<Params>,
+    RawForm(body): RawForm,
+) -> Response {
+    if let Ok(form) = serde_urlencoded_pairs(&body) {
+        params.extend(form);
+    }
+    record(&state, &params).await
+}
+
+fn serde_urlencoded_pairs(body: &[u8]) -> Result<Params, ()> {
+    let text = std::str::from_utf8(body).map_err(|_| ())?;
+    axum::extract::Query::<Params>::try_from_uri(&format!("/?{text}").parse().map_err(|_| ())?)
+        .map(|q| q.0)
+        .map_err(|_| ())
+}
+
+async fn record(state: &AppState, params: &Params) -> Response {
+    let track = match Track::parse(params) {
+        Ok(track) => track,
+        Err(error) => return bad_request(&error),
+    };
+    match state
+        .store
+        .track(&track, chrono::Utc::now().timestamp())
+        .await
+    {
+        // Lamed's track returns nothing: `null`.
+        Ok(_) => Json(Value::Null).into_response(),
+        Err(error) => store_error(&error),
+    }
+}
+
+async fn experiment(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let ns = match namespace(&params) {
+        Ok(ns) => ns,
+        Err(error) => return bad_request(&error),
+    };
+    let Some(name) = params.get("experiment").filter(|e| !e.is_empty()) else {
+        return bad_request(&ParamError::Missing {
+            param: "experiment",
+        });
+    };
+    match state
+        .store
+        .experiment(&ns, name, chrono::Utc::now().timestamp())
+        .await
+    {
+        Ok(goals) => Json(goals).into_response(),
+        Err(StoreError::Key(error)) => bad_request(&ParamError::Invalid {
+            param: "experiment",
+            reason: error.to_string(),
+        }),
+        Err(error) => store_error(&error),
+    }
+}
+
+/// Lamed's `all`: `[{"meta": {"scope": <scope or null>}}, {"experiment", "goals"}…]`.
+async fn all(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let ns = match namespace(&params) {
+        Ok(ns) => ns,
+        Err(error) => return bad_request(&error),
+    };
+    let scope = params.get("scope").filter(|s| !s.is_empty());
+    let experiments = match scope {
+        Some(scope) => scope.split(',').map(str::to_owned).collect(),
+        None => match state.store.experiments(&ns).await {
+            Ok(experiments) => experiments,
+            Err(error) => return store_error(&error),
+        },
+    };
+    let now = chrono::Utc::now().timestamp();
+    let mut out = vec![json!({"meta": {"scope": scope}})];
+    for name in experiments {
+        match state.store.experiment(&ns, &name, now).await {
+            Ok(goals) => out.push(json!({"experiment": name, "goals": goals})),
+            Err(StoreError::Key(error)) => {
+                return bad_request(&ParamError::Invalid {
+                    param: "scope",
+                    reason: error.to_string(),
+                });
+            }
+            Err(error) => return store_error(&error),
+        }
+    }
+    Json(out).into_response()
+}
+
+/// Ready when Redis answers.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let mut pipe = redis::pipe();
+    pipe.cmd("PING");
+    match state
+        .store
+        .connection()
+        .exec::<(String,)>(&pipe, abstore::connection::Retry::Idempotent, "readiness")
+        .await
+    {
+        Ok(_) => "ready".into_response(),
+        Err(error) => store_error(&StoreError::from(error)),
+    }
+}

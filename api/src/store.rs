@@ -1,0 +1,197 @@
+//! The tracking API on the ABStore data model: events recorded through the `abstore` recorder
+//! (dedup, hourly counters and unique users, expiry), an experiment registry beside them, and
+//! reads through the `abstore` reader.
+//!
+//! Registry (what Lamed keeps in its `<ns>:experiments` and `<ns>:<exp>:counter_keys` sets):
+//! `exps` — the set of experiments of the namespace — and `exp:<experiment>` — a hash whose
+//! fields are the series seen (`participate:<variant>`, `<goal>:<variant>`) and whose values are
+//! when each was first tracked (unix seconds). Both are written idempotently (SADD, HSETNX) and
+//! only the first time a process sees a series.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use abstore::connection::{Connection, Retry};
+use abstore::counters::{Event, Outcome, Recorder, RecorderConfig};
+use abstore::keys::{Env, Granularity, Key};
+use abstore::reads::{Metric, Reader};
+
+use crate::lamed::{GoalResults, Series, Track, experiment_results};
+
+/// Reads cover at most this many days back: what prune keeps (counters older than 31 days go).
+pub const READ_DAYS: i64 = 31;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Abstore(#[from] abstore::Error),
+    #[error(transparent)]
+    Key(#[from] abstore::keys::KeyError),
+    #[error("the recorder refused the event: {0}")]
+    Refused(String),
+}
+
+/// The store behind the API: one connection, a recorder per namespace.
+#[derive(Debug)]
+pub struct TrackingStore {
+    conn: Connection,
+    recorders: Mutex<HashMap<String, Recorder>>,
+    /// Registry entries this process wrote already (`<ns>\0<experiment>\0<series>`).
+    registered: Mutex<HashSet<String>>,
+}
+
+impl TrackingStore {
+    pub fn new(conn: Connection) -> TrackingStore {
+        TrackingStore {
+            conn,
+            recorders: Mutex::new(HashMap::new()),
+            registered: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn recorder(&self, namespace: &Env) -> Result<Recorder, StoreError> {
+        let mut recorders = self
+            .recorders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(recorder) = recorders.get(namespace.as_str()) {
+            return Ok(recorder.clone());
+        }
+        let recorder = Recorder::new(
+            self.conn.clone(),
+            RecorderConfig {
+                env: Some(namespace.clone()),
+                ..RecorderConfig::default()
+            },
+        )?;
+        recorders.insert(namespace.as_str().to_owned(), recorder.clone());
+        Ok(recorder)
+    }
+
+    /// Records one `track` call: the registry entry (first time only), then the event with
+    /// Lamed's dedup digest as its id. `Duplicate` is Lamed's "already counted".
+    pub async fn track(&self, track: &Track, now: i64) -> Result<Outcome, StoreError> {
+        let entry = format!(
+            "{}\0{}\0{}",
+            track.namespace,
+            track.experiment,
+            track.series()
+        );
+        let known = self
+            .registered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&entry);
+        if !known {
+            let env = Some(&track.namespace);
+            let mut pipe = redis::pipe();
+            pipe.cmd("SADD")
+                .arg(Key::experiment_index(env).to_string())
+                .arg(&track.experiment)
+                .ignore();
+            pipe.cmd("HSETNX")
+                .arg(Key::experiment(env, &track.experiment)?.to_string())
+                .arg(track.series())
+                .arg(now)
+                .ignore();
+            self.conn
+                .exec::<()>(&pipe, Retry::Idempotent, "register the experiment")
+                .await?;
+            self.registered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(entry);
+        }
+        let event = if track.is_participation() {
+            Event::evaluation(&track.experiment, &track.variant, &track.uuid, now)
+        } else {
+            Event::goal(
+                &track.experiment,
+                &track.event,
+                &track.variant,
+                &track.uuid,
+                now,
+            )
+        }
+        .with_event_id(track.event_id());
+        self.recorder(&track.namespace)?
+            .record(&event)
+            .await
+            .map_err(StoreError::from)
+    }
+
+    /// The experiments of a namespace (`exps`).
+    pub async fn experiments(&self, namespace: &Env) -> Result<Vec<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SMEMBERS")
+            .arg(Key::experiment_index(Some(namespace)).to_string());
+        let (mut members,): (Vec<String>,) = self
+            .conn
+            .exec(&pipe, Retry::Idempotent, "list the experiments")
+            .await?;
+        members.sort();
+        Ok(members)
+    }
+
+    /// Lamed's `experiment` answer over the last [`READ_DAYS`] days (since the experiment was
+    /// first tracked, when later).
+    pub async fn experiment(
+        &self,
+        namespace: &Env,
+        experiment: &str,
+        now: i64,
+    ) -> Result<Vec<GoalResults>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL")
+            .arg(Key::experiment(Some(namespace), experiment)?.to_string());
+        let (entries,): (BTreeMap<String, i64>,) = self
+            .conn
+            .exec(&pipe, Retry::Idempotent, "read the experiment's registry")
+            .await?;
+        let series = Series::from_entries(entries.keys().map(String::as_str));
+        if series.variants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let from = entries
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(now)
+            .max(now - READ_DAYS * 86_400)
+            .min(now);
+        let reader = Reader::new(
+            self.conn.clone(),
+            Some(namespace.clone()),
+            Granularity::Hour,
+        );
+        let variants: Vec<&str> = series.variants.iter().map(String::as_str).collect();
+        let trials: BTreeMap<String, u64> = reader
+            .days(&Metric::Evaluations, experiment, &variants, from, now)
+            .await?
+            .total
+            .into_iter()
+            .map(|(variant, stats)| (variant, stats.count))
+            .collect();
+        let mut successes = BTreeMap::new();
+        for goal in &series.goals {
+            let totals = reader
+                .days(
+                    &Metric::Goal(goal.clone()),
+                    experiment,
+                    &variants,
+                    from,
+                    now,
+                )
+                .await?
+                .total;
+            for (variant, stats) in totals {
+                successes.insert((goal.clone(), variant), stats.count);
+            }
+        }
+        Ok(experiment_results(&series, &trials, &successes))
+    }
+}

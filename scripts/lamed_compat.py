@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Replays an event stream into the real Lamed (PyPI lamed==0.4.3) and prints what its own
+`experiment` and `all` answer, for tests/tests/api_lamed.rs: the tracking API must answer the same.
+
+usage: lamed_compat.py LAMED_DIR HOST PORT EVENTS_JSON NAMESPACE
+  EVENTS_JSON: a file with a JSON list of Lamed `track` events
+  ({"experiment", "variant", "event", "uuid", "namespace"}).
+  prints {"experiments": {<name>: experiment()}, "all": all(), "all_scoped": all(scope=first two)}
+
+Lamed reads `config.json` from the working directory and puts `./vendor` first on sys.path (the
+redis-py it ships), so this runs from a scratch directory holding both, as scripts/bench/lamed_track.py.
+"""
+import atexit
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+
+
+def main():
+    lamed_dir, host, port, events_file, namespace = (
+        sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    with open(events_file) as f:
+        events = json.load(f)
+    scratch = tempfile.mkdtemp(prefix="lamed-compat-")
+    atexit.register(shutil.rmtree, scratch, True)
+    with open(os.path.join(scratch, "config.json"), "w") as f:
+        json.dump({"redis": {"host": host, "port": port}}, f)
+    os.symlink(os.path.join(lamed_dir, "lamed", "vendor"), os.path.join(scratch, "vendor"))
+    os.chdir(scratch)
+    sys.path.insert(0, lamed_dir)
+    from lamed import lamed  # noqa: E402  (reads config.json from the working directory)
+
+    lamed.logger.setLevel(logging.WARNING)
+    for event in events:
+        lamed.track(event, None)
+    names = sorted({e["experiment"] for e in events})
+    out = {
+        "experiments": {
+            name: lamed.experiment({"experiment": name, "namespace": namespace}, None)
+            for name in names
+        },
+        "all": lamed.all({"namespace": namespace}, None),
+        "all_scoped": lamed.all({"namespace": namespace, "scope": ",".join(names[:2])}, None),
+    }
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+//! The tracking API (`abstore-api`, issue 21) against the real Lamed (PyPI `lamed==0.4.3`): one
+//! generated event stream — three experiments, two or three variants, goals, duplicate uuids —
+//! is replayed into Lamed's own `track` (scripts/lamed_compat.py, against one redis-server) and
+//! through HTTP into `abstore-api` run as a process (against another); `experiment` and `all`
+//! (also with a scope) must answer the same JSON, order aside. Also: reads need the API key,
+//! and a name that would break the key schema is a 400 naming the parameter.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use abstore_tests::k8s::{api_binary, poll};
+use abstore_tests::lamed::lamed_dir;
+use abstore_tests::{LOOPBACK, RedisServer, free_port, repo_root};
+use serde_json::{Value, json};
+
+const API_KEY: &str = "test-api-key-123";
+
+struct Api {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_api(redis: &RedisServer) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, format!("{API_KEY}\n")).unwrap();
+    let port = free_port().unwrap();
+    let child = Command::new(api_binary())
+        .args([
+            "--redis-url",
+            &format!("redis://{LOOPBACK}:{}", redis.port()),
+            "--listen",
+            &format!("{LOOPBACK}:{port}"),
+            "--api-key-file",
+            &key_file.display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{LOOPBACK}:{port}");
+    let client = reqwest::Client::new();
+    poll(
+        "abstore-api to be ready",
+        Duration::from_secs(30),
+        || async {
+            let response = client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(response.status().to_string())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    Api {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+/// The stream: 240 users; each participates in every experiment with a variant of its own, some
+/// reach goals; every fifth user's events are sent twice (Lamed counts a uuid once per counter).
+fn stream() -> Vec<Value> {
+    let experiments: [(&str, &[&str], &[&str]); 3] = [
+        ("button", &["red", "blue"], &["click", "buy"]),
+        ("headline", &["a", "b", "c"], &["read"]),
+        ("price", &["low", "high"], &["buy"]),
+    ];
+    let mut events = Vec::new();
+    for user in 0..240u32 {
+        let uuid = format!("user-{user}");
+        for (e, (experiment, variants, goals)) in experiments.iter().enumerate() {
+            let variant = variants[(user as usize * 7 + e) % variants.len()];
+            let mut mine = vec![
+                json!({"experiment": experiment, "variant": variant, "event": "participate", "uuid": uuid}),
+            ];
+            for (g, goal) in goals.iter().enumerate() {
+                if (user as usize + g * 3 + e).is_multiple_of(4 + g) {
+                    mine.push(json!({"experiment": experiment, "variant": variant, "event": goal, "uuid": uuid}));
+                }
+            }
+            let copies = if user % 5 == 0 { 2 } else { 1 };
+            for _ in 0..copies {
+                events.extend(mine.iter().cloned());
+            }
+        }
+    }
+    events
+}
+
+/// Goals sorted by name, each goal's results by label; `all`'s experiments by name after meta.
+fn normalized(value: &Value) -> Value {
+    fn goals(goals: &Value) -> Value {
+        let mut goals: Vec<Value> = goals.as_array().cloned().unwrap_or_default();
+        for goal in &mut goals {
+            if let Some(results) = goal["results"].as_array_mut() {
+                results.sort_by_key(|r| r["label"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        goals.sort_by_key(|g| g["goal"].as_str().unwrap_or_default().to_owned());
+        Value::Array(goals)
+    }
+    match value.as_array() {
+        Some(items) if items.first().is_some_and(|f| f.get("meta").is_some()) => {
+            let mut rest: Vec<Value> = items[1..]
+                .iter()
+                .map(|e| json!({"experiment": e["experiment"], "goals": goals(&e["goals"])}))
+                .collect();
+            rest.sort_by_key(|e| e["experiment"].as_str().unwrap_or_default().to_owned());
+            let mut out = vec![items[0].clone()];
+            out.extend(rest);
+            Value::Array(out)
+        }
+        _ => goals(value),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_and_all_answer_what_lamed_answers_for_the_same_stream() {
+    let events = stream();
+    let work = tempfile::tempdir().unwrap();
+    let events_file = work.path().join("events.json");
+    std::fs::write(&events_file, serde_json::to_vec(&events).unwrap()).unwrap();
+
+    // Lamed, its own functions, on its own Redis.
+    let lamed_redis = RedisServer::start_default().unwrap();
+    let output = Command::new("python3")
+        .arg(repo_root().join("scripts/lamed_compat.py"))
+        .arg(lamed_dir())
+        .arg(LOOPBACK)
+        .arg(lamed_redis.port().to_string())
+        .arg(&events_file)
+        .arg("alephbet")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "lamed_compat.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lamed: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    // abstore-api, over HTTP, on another Redis: GET for even events, a POSTed form for odd ones.
+    let redis = RedisServer::start_default().unwrap();
+    let api = start_api(&redis).await;
+    let client = reqwest::Client::new();
+    for (i, event) in events.iter().enumerate() {
+        let pairs: Vec<(String, String)> = ["experiment", "variant", "event", "uuid"]
+            .iter()
+            .map(|k| ((*k).to_owned(), event[*k].as_str().unwrap().to_owned()))
+            .collect();
+        let request = if i % 2 == 0 {
+            client.get(format!("{}/track", api.base)).query(&pairs)
+        } else {
+            let body: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            client
+                .post(format!("{}/track", api.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "{event}: {:?}",
+            response.text().await
+        );
+    }
+
+    let read = |path: String| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(path)
+                .header("x-api-key", API_KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    for (name, expected) in lamed["experiments"].as_object().unwrap() {
+        let ours = read(format!("{}/experiment?experiment={name}", api.base)).await;
+        assert_eq!(normalized(&ours), normalized(expected), "experiment {name}");
+    }
+    let ours = read(format!("{}/all", api.base)).await;
+    assert_eq!(normalized(&ours), normalized(&lamed["all"]), "all");
+    let ours = read(format!("{}/all?scope=button,headline", api.base)).await;
+    assert_eq!(
+        normalized(&ours),
+        normalized(&lamed["all_scoped"]),
+        "all with a scope"
+    );
+    // The counts are not trivially equal: duplicates were sent and goals are sparse.
+    let trials: u64 = lamed["experiments"]["button"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["trials"].as_u64().unwrap())
+        .sum();
+    assert_eq!(trials, 240, "one trial per user despite the duplicates");
+
+    // Reads need the key; a name that breaks the key schema is refused naming the parameter.
+    let anonymous = client
+        .get(format!("{}/all", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 403);
+    let bad = client
+        .get(format!("{}/track", api.base))
+        .query(&[
+            ("experiment", "a:b"),
+            ("variant", "v"),
+            ("event", "participate"),
+            ("uuid", "u"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["parameter"], "experiment", "{body}");
+}
