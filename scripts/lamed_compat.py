@@ -5,7 +5,8 @@
 usage: lamed_compat.py LAMED_DIR HOST PORT EVENTS_JSON NAMESPACE
   EVENTS_JSON: a file with a JSON list of Lamed `track` events
   ({"experiment", "variant", "event", "uuid", "namespace"}).
-  prints {"experiments": {<name>: experiment()}, "all": all(), "all_scoped": all(scope=first two)}
+  prints {"experiments": {<name>: experiment()}, "all": all(), "all_scoped": all(scope=first two),
+          "deleted": <the last experiment>, "all_after_delete": all() after delete() of it}
 
 Lamed reads `config.json` from the working directory and puts `./vendor` first on sys.path (the
 redis-py it ships), so this runs from a scratch directory holding both, as scripts/bench/lamed_track.py.
@@ -45,6 +46,10 @@ def main():
         "all": lamed.all({"namespace": namespace}, None),
         "all_scoped": lamed.all({"namespace": namespace, "scope": ",".join(names[:2])}, None),
     }
+    # Lamed's delete of the last experiment, and what `all` says then.
+    lamed.delete({"experiment": names[-1], "namespace": namespace}, None)
+    out["deleted"] = names[-1]
+    out["all_after_delete"] = lamed.all({"namespace": namespace}, None)
     json.dump(out, sys.stdout)
 
 

@@ -54,9 +54,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on --listen {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "abstore-api listening");
+    // SIGTERM (Kubernetes) or Ctrl-C: stop accepting, finish the requests in flight, exit 0.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("shutting down: draining requests in flight");
         })
         .await?;
     Ok(())

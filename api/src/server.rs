@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, RawForm, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -33,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/track", get(track_get).post(track_post))
         .route("/experiment", get(experiment))
         .route("/all", get(all))
+        .route("/delete", axum::routing::post(delete).delete(delete))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -102,7 +103,7 @@ async fn track_get(State(state): State<Arc<AppState>>, Query(params): Query<Para
 async fn track_post(
     State(state): State<Arc<AppState>>,
     Query(mut params): Query<Params>,
-    RawForm(body): RawForm,
+    body: axum::body::Bytes,
 ) -> Response {
     if let Ok(form) = serde_urlencoded_pairs(&body) {
         params.extend(form);
@@ -200,6 +201,49 @@ async fn all(
         }
     }
     Json(out).into_response()
+}
+
+/// Lamed's `delete` (`DELETE` or `POST /delete?experiment=…&namespace=…`, or a form body):
+/// the experiment's counters and registry go. Answers `null`, as Lamed; 404 when there is no
+/// such experiment.
+async fn delete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(mut params): Query<Params>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    if let Ok(form) = serde_urlencoded_pairs(&body) {
+        params.extend(form);
+    }
+    let ns = match namespace(&params) {
+        Ok(ns) => ns,
+        Err(error) => return bad_request(&error),
+    };
+    let Some(name) = params.get("experiment").filter(|e| !e.is_empty()) else {
+        return bad_request(&ParamError::Missing {
+            param: "experiment",
+        });
+    };
+    match state
+        .store
+        .delete(&ns, name, chrono::Utc::now().timestamp())
+        .await
+    {
+        Ok(true) => Json(Value::Null).into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no experiment {name:?} in namespace {ns}")})),
+        )
+            .into_response(),
+        Err(StoreError::Key(error)) => bad_request(&ParamError::Invalid {
+            param: "experiment",
+            reason: error.to_string(),
+        }),
+        Err(error) => store_error(&error),
+    }
 }
 
 /// Ready when Redis answers.

@@ -13,13 +13,15 @@ use std::sync::Mutex;
 
 use abstore::connection::{Connection, Retry};
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig};
-use abstore::keys::{Env, Granularity, Key};
+use abstore::keys::{BucketTimestamp, CounterKey, CounterKind, Env, Granularity, Key, PARTITIONS};
 use abstore::reads::{Metric, Reader};
 
 use crate::lamed::{GoalResults, Series, Track, experiment_results};
 
 /// Reads cover at most this many days back: what prune keeps (counters older than 31 days go).
 pub const READ_DAYS: i64 = 31;
+/// Commands per pipeline when deleting an experiment's counters.
+const DELETE_BATCH: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -193,5 +195,104 @@ impl TrackingStore {
             }
         }
         Ok(experiment_results(&series, &trials, &successes))
+    }
+
+    /// Lamed's `delete`: the experiment's counters (every hour it can have counters in: since it
+    /// was first tracked, at most [`READ_DAYS`] + 1 days back; every partition on a cluster), then
+    /// its registry entries. Returns false when the namespace has no such experiment.
+    pub async fn delete(
+        &self,
+        namespace: &Env,
+        experiment: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let registry = Key::experiment(Some(namespace), experiment)?.to_string();
+        let index = Key::experiment_index(Some(namespace)).to_string();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(&registry);
+        pipe.cmd("SISMEMBER").arg(&index).arg(experiment);
+        let (entries, member): (BTreeMap<String, i64>, bool) = self
+            .conn
+            .exec(&pipe, Retry::Idempotent, "read the experiment's registry")
+            .await?;
+        if entries.is_empty() && !member {
+            return Ok(false);
+        }
+        let series = Series::from_entries(entries.keys().map(String::as_str));
+        let first = entries
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(now)
+            .max(now - (READ_DAYS + 1) * 86_400)
+            .min(now);
+        let partitions: Vec<Option<u16>> = if self.conn.is_cluster() {
+            (0..PARTITIONS).map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let mut keys = Vec::new();
+        let mut bucket = BucketTimestamp::containing(first, Granularity::Hour)?;
+        let last = BucketTimestamp::containing(now, Granularity::Hour)?;
+        loop {
+            for variant in &series.variants {
+                for kind in [CounterKind::EvaluationCount, CounterKind::EvaluationUsers] {
+                    keys.push(CounterKey::evaluation(
+                        Some(namespace),
+                        kind,
+                        bucket,
+                        experiment,
+                        variant,
+                    )?);
+                }
+                for goal in &series.goals {
+                    for kind in [CounterKind::GoalCount, CounterKind::GoalUsers] {
+                        keys.push(CounterKey::goal(
+                            Some(namespace),
+                            kind,
+                            bucket,
+                            experiment,
+                            goal,
+                            variant,
+                        )?);
+                    }
+                }
+            }
+            if bucket >= last {
+                break;
+            }
+            bucket = bucket.next(Granularity::Hour)?;
+        }
+        let mut names = Vec::with_capacity(keys.len() * partitions.len());
+        for key in keys {
+            for partition in &partitions {
+                names.push(match partition {
+                    Some(p) => key.clone().partitioned(*p)?.to_string(),
+                    None => key.to_string(),
+                });
+            }
+        }
+        // One UNLINK per key: a cluster's keys of one experiment live in many slots.
+        for chunk in names.chunks(DELETE_BATCH) {
+            let mut pipe = redis::pipe();
+            for name in chunk {
+                pipe.cmd("UNLINK").arg(name).ignore();
+            }
+            self.conn
+                .exec::<()>(&pipe, Retry::Idempotent, "delete the experiment's counters")
+                .await?;
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("UNLINK").arg(&registry).ignore();
+        pipe.cmd("SREM").arg(&index).arg(experiment).ignore();
+        self.conn
+            .exec::<()>(&pipe, Retry::Idempotent, "delete the experiment's registry")
+            .await?;
+        let prefix = format!("{namespace}\0{experiment}\0");
+        self.registered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|entry| !entry.starts_with(&prefix));
+        Ok(true)
     }
 }

@@ -209,6 +209,66 @@ async fn experiment_and_all_answer_what_lamed_answers_for_the_same_stream() {
         normalized(&lamed["all_scoped"]),
         "all with a scope"
     );
+    // Lamed's delete: the experiment's counters and registry go; `all` no longer lists it.
+    let deleted = lamed["deleted"].as_str().unwrap();
+    let delete = |method: reqwest::Method| {
+        client
+            .request(method, format!("{}/delete?experiment={deleted}", api.base))
+            .header("x-api-key", API_KEY)
+    };
+    assert_eq!(
+        delete(reqwest::Method::DELETE)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ours = read(format!("{}/all", api.base)).await;
+    assert_eq!(
+        normalized(&ours),
+        normalized(&lamed["all_after_delete"]),
+        "all after deleting {deleted}"
+    );
+    let gone = read(format!("{}/experiment?experiment={deleted}", api.base)).await;
+    assert_eq!(gone, json!([]), "{deleted} after its delete");
+    assert_eq!(
+        delete(reqwest::Method::POST).send().await.unwrap().status(),
+        404
+    );
+    let mut counters = redis::Client::open(format!("redis://{LOOPBACK}:{}", redis.port()))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("alephbet:*:{deleted}:*"))
+        .query_async(&mut counters)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "counters of {deleted} left: {left:?}");
+    // Tracked again, it starts from nothing.
+    let again = client
+        .get(format!("{}/track", api.base))
+        .query(&[
+            ("experiment", deleted),
+            ("variant", "low"),
+            ("event", "participate"),
+            ("uuid", "user-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let all = read(format!("{}/all", api.base)).await;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["experiment"] == deleted),
+        "{all}"
+    );
+
     // The counts are not trivially equal: duplicates were sent and goals are sparse.
     let trials: u64 = lamed["experiments"]["button"][0]["results"]
         .as_array()
@@ -239,4 +299,22 @@ async fn experiment_and_all_answer_what_lamed_answers_for_the_same_stream() {
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
     assert_eq!(body["parameter"], "experiment", "{body}");
+
+    // SIGTERM, as Kubernetes stops a pod: it drains and exits 0.
+    let mut api = api;
+    let pid = api.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = poll("abstore-api to exit", Duration::from_secs(10), || {
+        let exited = api.child.try_wait().map_err(|e| e.to_string());
+        async move { exited?.ok_or_else(|| "still running".to_owned()) }
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
 }
