@@ -797,9 +797,18 @@ pub fn acl_file(model: &Model, credentials: &Credentials) -> String {
     out
 }
 
-/// ACL `~pattern`s for the given key kinds, with and without an environment prefix.
-fn key_patterns(tags: impl Iterator<Item = &'static str>, access: &str) -> Vec<String> {
-    tags.flat_map(|tag| [format!("{access}~{tag}:*"), format!("{access}~*:{tag}:*")])
+/// ACL `~pattern`s for the given key kinds, with and without an environment prefix (the
+/// experiment index is one key, `exps`, with nothing after its tag).
+fn key_patterns(kinds: impl Iterator<Item = KeyKind>, access: &str) -> Vec<String> {
+    kinds
+        .flat_map(|kind| {
+            let tag = kind.tag();
+            if kind == KeyKind::ExperimentIndex {
+                [format!("{access}~{tag}"), format!("{access}~*:{tag}")]
+            } else {
+                [format!("{access}~{tag}:*"), format!("{access}~*:{tag}:*")]
+            }
+        })
         .collect()
 }
 
@@ -808,13 +817,13 @@ fn role_rules(role: Role) -> (String, String, String) {
     let join = |lists: &[&[&str]]| lists.concat().join(" ");
     match role {
         Role::App => (
-            key_patterns(KeyKind::ALL.into_iter().map(KeyKind::tag), "").join(" "),
+            key_patterns(KeyKind::ALL.into_iter(), "").join(" "),
             String::new(),
             join(&[APP_COMMANDS]),
         ),
         Role::Backup => ("%R~*".to_owned(), String::new(), join(&[BACKUP_COMMANDS])),
         Role::Prune => (
-            key_patterns(CounterKind::ALL.into_iter().map(|c| c.key_kind().tag()), "").join(" "),
+            key_patterns(CounterKind::ALL.into_iter().map(CounterKind::key_kind), "").join(" "),
             String::new(),
             join(&[PRUNE_COMMANDS]),
         ),
