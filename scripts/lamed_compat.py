@@ -2,7 +2,9 @@
 """Replays an event stream into the real Lamed (PyPI lamed==0.4.3) and prints what its own
 `experiment` and `all` answer, for tests/tests/api_lamed.rs: the tracking API must answer the same.
 
-usage: lamed_compat.py LAMED_DIR HOST PORT EVENTS_JSON NAMESPACE
+usage: lamed_compat.py LAMED_DIR HOST PORT EVENTS_JSON NAMESPACE [MODULE]
+  MODULE: lamed (default) or gimel (then LAMED_DIR is where gimel is installed: the same API,
+  with unique HyperLogLog counts)
   EVENTS_JSON: a file with a JSON list of Lamed `track` events
   ({"experiment", "variant", "event", "uuid", "namespace"}).
   prints {"experiments": {<name>: experiment()}, "all": all(), "all_scoped": all(scope=first two),
@@ -23,18 +25,22 @@ import tempfile
 def main():
     lamed_dir, host, port, events_file, namespace = (
         sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    module = sys.argv[6] if len(sys.argv) > 6 else "lamed"
     with open(events_file) as f:
         events = json.load(f)
     scratch = tempfile.mkdtemp(prefix="lamed-compat-")
     atexit.register(shutil.rmtree, scratch, True)
     with open(os.path.join(scratch, "config.json"), "w") as f:
         json.dump({"redis": {"host": host, "port": port}}, f)
-    os.symlink(os.path.join(lamed_dir, "lamed", "vendor"), os.path.join(scratch, "vendor"))
+    os.symlink(os.path.join(lamed_dir, module, "vendor"), os.path.join(scratch, "vendor"))
     os.chdir(scratch)
     sys.path.insert(0, lamed_dir)
-    from lamed import lamed  # noqa: E402  (reads config.json from the working directory)
+    import importlib  # noqa: E402
+    # Reads config.json from the working directory.
+    lamed = importlib.import_module("{0}.{0}".format(module))
 
-    lamed.logger.setLevel(logging.WARNING)
+    if hasattr(lamed, "logger"):
+        lamed.logger.setLevel(logging.WARNING)
     for event in events:
         lamed.track(event, None)
     names = sorted({e["experiment"] for e in events})

@@ -153,7 +153,7 @@ async fn experiment(
     };
     match state
         .store
-        .experiment(&ns, name, chrono::Utc::now().timestamp())
+        .experiment(&ns, name, chrono::Utc::now().timestamp(), unique(&params))
         .await
     {
         Ok(goals) => Json(goals).into_response(),
@@ -163,6 +163,13 @@ async fn experiment(
         }),
         Err(error) => store_error(&error),
     }
+}
+
+/// `unique=true` (or `1`): Gimel's numbers, unique uuids, instead of Lamed's counts.
+fn unique(params: &Params) -> bool {
+    params
+        .get("unique")
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
 /// Lamed's `all`: `[{"meta": {"scope": <scope or null>}}, {"experiment", "goals"}…]`.
@@ -189,7 +196,11 @@ async fn all(
     let now = chrono::Utc::now().timestamp();
     let mut out = vec![json!({"meta": {"scope": scope}})];
     for name in experiments {
-        match state.store.experiment(&ns, &name, now).await {
+        match state
+            .store
+            .experiment(&ns, &name, now, unique(&params))
+            .await
+        {
             Ok(goals) => out.push(json!({"experiment": name, "goals": goals})),
             Err(StoreError::Key(error)) => {
                 return bad_request(&ParamError::Invalid {

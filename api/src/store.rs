@@ -140,13 +140,18 @@ impl TrackingStore {
     }
 
     /// Lamed's `experiment` answer over the last [`READ_DAYS`] days (since the experiment was
-    /// first tracked, when later).
+    /// first tracked, when later); with `unique`, Gimel's: unique uuids (HyperLogLog) instead of
+    /// deduplicated counts.
     pub async fn experiment(
         &self,
         namespace: &Env,
         experiment: &str,
         now: i64,
+        unique: bool,
     ) -> Result<Vec<GoalResults>, StoreError> {
+        let number = |stats: abstore::reads::VariationStats| {
+            if unique { stats.users } else { stats.count }
+        };
         let mut pipe = redis::pipe();
         pipe.cmd("HGETALL")
             .arg(Key::experiment(Some(namespace), experiment)?.to_string());
@@ -176,7 +181,7 @@ impl TrackingStore {
             .await?
             .total
             .into_iter()
-            .map(|(variant, stats)| (variant, stats.count))
+            .map(|(variant, stats)| (variant, number(stats)))
             .collect();
         let mut successes = BTreeMap::new();
         for goal in &series.goals {
@@ -191,7 +196,7 @@ impl TrackingStore {
                 .await?
                 .total;
             for (variant, stats) in totals {
-                successes.insert((goal.clone(), variant), stats.count);
+                successes.insert((goal.clone(), variant), number(stats));
             }
         }
         Ok(experiment_results(&series, &trials, &successes))

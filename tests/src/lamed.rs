@@ -21,6 +21,18 @@ pub fn lamed_dir() -> PathBuf {
     home.join(format!(".cache/abstore/tools/lamed-{LAMED_VERSION}"))
 }
 
+/// The Gimel release the tracking API's unique counts are compared with.
+pub const GIMEL_VERSION: &str = "1.5.0";
+
+/// Where install-test-deps puts Gimel, or `$ABSTORE_GIMEL_DIR`.
+pub fn gimel_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ABSTORE_GIMEL_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(format!(".cache/abstore/tools/gimel-{GIMEL_VERSION}"))
+}
+
 /// What one run of the peer reports.
 #[derive(Debug, serde::Deserialize)]
 pub struct LamedRun {

@@ -2,15 +2,17 @@
 //! generated event stream — three experiments, two or three variants, goals, duplicate uuids —
 //! is replayed into Lamed's own `track` (scripts/lamed_compat.py, against one redis-server) and
 //! through HTTP into `abstore-api` run as a process (against another); `experiment` and `all`
-//! (also with a scope) must answer the same JSON, order aside. Also: reads need the API key,
-//! and a name that would break the key schema is a 400 naming the parameter.
+//! (also with a scope) must answer the same JSON, order aside; the same stream into the real
+//! Gimel (`gimel==1.5.0`, unique uuids) must match `unique=true` within HyperLogLog's error.
+//! Also: reads need the API key, and a name that would break the key schema is a 400 naming the
+//! parameter.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use abstore_tests::k8s::{api_binary, poll};
-use abstore_tests::lamed::lamed_dir;
+use abstore_tests::lamed::{gimel_dir, lamed_dir};
 use abstore_tests::{LOOPBACK, RedisServer, free_port, repo_root};
 use serde_json::{Value, json};
 
@@ -130,6 +132,36 @@ fn normalized(value: &Value) -> Value {
     }
 }
 
+/// The same JSON, numbers within 3 % (at least 2) of each other.
+fn assert_close(ours: &Value, theirs: &Value, what: &str) {
+    match (ours, theirs) {
+        (Value::Number(a), Value::Number(b)) => {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= (b * 0.03).max(2.0),
+                "{what}: {a} against {b}"
+            );
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{what}: {ours} against {theirs}");
+            for (x, y) in a.iter().zip(b) {
+                assert_close(x, y, what);
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            assert_eq!(
+                a.keys().collect::<Vec<_>>(),
+                b.keys().collect::<Vec<_>>(),
+                "{what}"
+            );
+            for (key, x) in a {
+                assert_close(x, &b[key], what);
+            }
+        }
+        _ => assert_eq!(ours, theirs, "{what}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn experiment_and_all_answer_what_lamed_answers_for_the_same_stream() {
     let events = stream();
@@ -209,6 +241,40 @@ async fn experiment_and_all_answer_what_lamed_answers_for_the_same_stream() {
         normalized(&lamed["all_scoped"]),
         "all with a scope"
     );
+    // Gimel, its own functions on its own Redis: unique uuids (PFADD/PFCOUNT). `unique=true`
+    // answers the same within HyperLogLog's error (0.81 % standard error; 3 % allowed).
+    let gimel_redis = RedisServer::start_default().unwrap();
+    let output = Command::new("python3")
+        .arg(repo_root().join("scripts/lamed_compat.py"))
+        .arg(gimel_dir())
+        .arg(LOOPBACK)
+        .arg(gimel_redis.port().to_string())
+        .arg(&events_file)
+        .arg("alephbet")
+        .arg("gimel")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "lamed_compat.py gimel: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let gimel: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (name, expected) in gimel["experiments"].as_object().unwrap() {
+        let ours = read(format!(
+            "{}/experiment?experiment={name}&unique=true",
+            api.base
+        ))
+        .await;
+        assert_close(
+            &normalized(&ours),
+            &normalized(expected),
+            &format!("unique counts of {name}"),
+        );
+    }
+    let ours = read(format!("{}/all?unique=1", api.base)).await;
+    assert_close(&normalized(&ours), &normalized(&gimel["all"]), "unique all");
+
     // Lamed's delete: the experiment's counters and registry go; `all` no longer lists it.
     let deleted = lamed["deleted"].as_str().unwrap();
     let delete = |method: reqwest::Method| {
