@@ -3,5 +3,6 @@
 //! URL. Work in progress: see docs/api.md.
 
 pub mod lamed;
+pub mod metrics;
 pub mod server;
 pub mod store;

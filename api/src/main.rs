@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         store: TrackingStore::new(conn),
         api_key,
+        metrics: abstore_api::metrics::Metrics::new(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

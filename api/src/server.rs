@@ -25,6 +25,7 @@ pub struct AppState {
     pub store: TrackingStore,
     /// The key reads require; `None` refuses every read (never open by accident).
     pub api_key: Option<String>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The router over `state`.
@@ -36,7 +37,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/delete", axum::routing::post(delete).delete(delete))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), measure))
         .with_state(state)
+}
+
+/// Counts every request by route (the matched path, never the raw URL) and status, and times it.
+async fn measure(
+    State(state): State<Arc<AppState>>,
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.metrics.observe(
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match state.metrics.render() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 fn bad_request(error: &ParamError) -> Response {
@@ -129,8 +164,18 @@ async fn record(state: &AppState, params: &Params) -> Response {
         .await
     {
         // Lamed's track returns nothing: `null`.
-        Ok(_) => Json(Value::Null).into_response(),
-        Err(error) => store_error(&error),
+        Ok(outcome) => {
+            state.metrics.event(match outcome {
+                abstore::counters::Outcome::Counted => "counted",
+                abstore::counters::Outcome::Duplicate => "duplicate",
+                abstore::counters::Outcome::Expired => "expired",
+            });
+            Json(Value::Null).into_response()
+        }
+        Err(error) => {
+            state.metrics.event("failed");
+            store_error(&error)
+        }
     }
 }
 

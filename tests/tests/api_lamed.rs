@@ -241,6 +241,38 @@ async fn experiment_and_all_answer_what_lamed_answers_for_the_same_stream() {
         normalized(&lamed["all_scoped"]),
         "all with a scope"
     );
+    // /metrics: every distinct event counted once, every copy a duplicate, requests by route.
+    let distinct: std::collections::BTreeSet<String> =
+        events.iter().map(Value::to_string).collect();
+    let metrics = client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (line, value) in [
+        (
+            r#"abstore_api_events_total{outcome="counted"}"#,
+            distinct.len(),
+        ),
+        (
+            r#"abstore_api_events_total{outcome="duplicate"}"#,
+            events.len() - distinct.len(),
+        ),
+        (
+            r#"abstore_api_requests_total{route="/track",status="200"}"#,
+            events.len(),
+        ),
+    ] {
+        assert!(
+            metrics.contains(&format!("{line} {value}\n")),
+            "{line} {value} not in:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("abstore_api_request_duration_seconds_bucket{"));
+
     // Gimel, its own functions on its own Redis: unique uuids (PFADD/PFCOUNT). `unique=true`
     // answers the same within HyperLogLog's error (0.81 % standard error; 3 % allowed).
     let gimel_redis = RedisServer::start_default().unwrap();
