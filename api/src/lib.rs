@@ -3,6 +3,7 @@
 //! URL. Work in progress: see docs/api.md.
 
 pub mod lamed;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod store;

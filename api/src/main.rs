@@ -22,6 +22,13 @@ struct Args {
     /// A file holding the API key that `experiment` and `all` require (x-api-key).
     #[arg(long, env = "ABSTORE_API_KEY_FILE")]
     api_key_file: Option<PathBuf>,
+    /// Browser origins allowed to call `track` (CORS), comma-separated, like
+    /// `https://shop.example`; none: no cross-origin calls.
+    #[arg(long, env = "ABSTORE_API_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// `track` requests per second per client address (bursts of twice that).
+    #[arg(long, env = "ABSTORE_API_RATE_LIMIT", default_value_t = 200)]
+    rate_limit: u32,
 }
 
 #[tokio::main]
@@ -50,6 +57,8 @@ async fn main() -> anyhow::Result<()> {
         store: TrackingStore::new(conn),
         api_key,
         metrics: abstore_api::metrics::Metrics::new(),
+        limiter: abstore_api::limits::RateLimiter::new(args.rate_limit),
+        allowed_origins: args.allowed_origins.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -58,14 +67,17 @@ async fn main() -> anyhow::Result<()> {
     // SIGTERM (Kubernetes) or Ctrl-C: stop accepting, finish the requests in flight, exit 0.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            tracing::info!("shutting down: draining requests in flight");
-        })
-        .await?;
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: draining requests in flight");
+    })
+    .await?;
     Ok(())
 }

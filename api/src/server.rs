@@ -26,12 +26,35 @@ pub struct AppState {
     /// The key reads require; `None` refuses every read (never open by accident).
     pub api_key: Option<String>,
     pub metrics: crate::metrics::Metrics,
+    /// Per-client limit of `track`.
+    pub limiter: crate::limits::RateLimiter,
+    /// Browser origins allowed to call `track` (CORS); none: no cross-origin calls.
+    pub allowed_origins: Vec<String>,
 }
+
+/// Largest request body accepted (a `track` form is a few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The router over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let origins: Vec<HeaderValue> = state
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::CONTENT_TYPE]);
+    let track = Router::new()
         .route("/track", get(track_get).post(track_post))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit,
+        ))
+        .layer(cors);
+    Router::new()
+        .merge(track)
         .route("/experiment", get(experiment))
         .route("/all", get(all))
         .route("/delete", axum::routing::post(delete).delete(delete))
@@ -39,7 +62,33 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), measure))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// 429 with `Retry-After` for a client past its rate (by its address; behind a proxy, the
+/// proxy's: rate-limit there, or run one API per ingress path).
+async fn rate_limit(
+    State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.limiter.check(client.ip(), std::time::Instant::now()) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": "too many requests from this client"})),
+            )
+                .into_response();
+            let seconds = wait.as_secs().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
 }
 
 /// Counts every request by route (the matched path, never the raw URL) and status, and times it.

@@ -2,6 +2,7 @@
 //! in its own temporary directory and killed on drop, plus polling waits for replication and
 //! failover states. Configs are given as text, so operator-rendered configs run unchanged.
 
+pub mod api;
 mod error;
 mod gcs;
 pub mod k8s;

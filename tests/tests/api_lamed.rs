@@ -8,72 +8,14 @@
 //! parameter.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use abstore_tests::k8s::{api_binary, poll};
+use abstore_tests::api::{API_KEY, ApiProcess};
+use abstore_tests::k8s::poll;
 use abstore_tests::lamed::{gimel_dir, lamed_dir};
-use abstore_tests::{LOOPBACK, RedisServer, free_port, repo_root};
+use abstore_tests::{LOOPBACK, RedisServer, repo_root};
 use serde_json::{Value, json};
-
-const API_KEY: &str = "test-api-key-123";
-
-struct Api {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_api(redis: &RedisServer) -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("api-key");
-    std::fs::write(&key_file, format!("{API_KEY}\n")).unwrap();
-    let port = free_port().unwrap();
-    let child = Command::new(api_binary())
-        .args([
-            "--redis-url",
-            &format!("redis://{LOOPBACK}:{}", redis.port()),
-            "--listen",
-            &format!("{LOOPBACK}:{port}"),
-            "--api-key-file",
-            &key_file.display().to_string(),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://{LOOPBACK}:{port}");
-    let client = reqwest::Client::new();
-    poll(
-        "abstore-api to be ready",
-        Duration::from_secs(30),
-        || async {
-            let response = client
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(response.status().to_string())
-            }
-        },
-    )
-    .await
-    .unwrap();
-    Api {
-        child,
-        base,
-        _dir: dir,
-    }
-}
 
 /// The stream: 240 users; each participates in every experiment with a variant of its own, some
 /// reach goals; every fifth user's events are sent twice (Lamed counts a uuid once per counter).
@@ -189,7 +131,8 @@ async fn experiment_and_all_answer_what_lamed_answers_for_the_same_stream() {
 
     // abstore-api, over HTTP, on another Redis: GET for even events, a POSTed form for odd ones.
     let redis = RedisServer::start_default().unwrap();
-    let api = start_api(&redis).await;
+    // One client replays everything: no per-client limit in the way.
+    let api = ApiProcess::start(&redis, &["--rate-limit", "1000000"]).await;
     let client = reqwest::Client::new();
     for (i, event) in events.iter().enumerate() {
         let pairs: Vec<(String, String)> = ["experiment", "variant", "event", "uuid"]

@@ -1,0 +1,77 @@
+//! What guards the tracking API's public route, against the `abstore-api` binary: CORS only for
+//! the configured origins, a per-client rate limit answered with 429 and `Retry-After`, and a
+//! cap on request bodies (413).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use abstore_tests::RedisServer;
+use abstore_tests::api::ApiProcess;
+
+const ORIGIN: &str = "https://shop.example";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn track_allows_only_configured_origins_limits_each_client_and_caps_bodies() {
+    let redis = RedisServer::start_default().unwrap();
+    let api = ApiProcess::start(&redis, &["--allowed-origins", ORIGIN, "--rate-limit", "1"]).await;
+    let client = reqwest::Client::new();
+    let track = format!(
+        "{}/track?experiment=button&variant=red&event=participate&uuid=u-1",
+        api.base
+    );
+
+    // CORS: a preflight from the configured origin is allowed, from another it is not.
+    for (origin, allowed) in [(ORIGIN, true), ("https://evil.example", false)] {
+        let preflight = client
+            .request(reqwest::Method::OPTIONS, &track)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        let allow = preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            allow.as_deref(),
+            allowed.then_some(origin),
+            "preflight from {origin}"
+        );
+    }
+
+    // Rate: 1 per second, bursts of 2: of ten immediate calls the first two pass, then 429.
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..10 {
+        let response = client
+            .get(&track)
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..2], [200, 200], "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+
+    // A body over the cap is refused before it is read (an API with the default rate limit).
+    let api = ApiProcess::start(&redis, &[]).await;
+    let big = format!(
+        "experiment=button&variant=red&event=participate&uuid={}",
+        "x".repeat(20_000)
+    );
+    let response = client
+        .post(format!("{}/track", api.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
