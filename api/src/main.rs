@@ -26,6 +26,14 @@ struct Args {
     /// `https://shop.example`; none: no cross-origin calls.
     #[arg(long, env = "ABSTORE_API_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
+    /// Replicas that must have each event before `track` answers 200 (`WAIT`); 0: the primary's
+    /// acknowledgement is enough.
+    #[arg(long, env = "ABSTORE_API_WAIT_REPLICAS", default_value_t = 0)]
+    wait_replicas: u32,
+    /// How long `track` waits for them before answering 503 (the event is then resent by the
+    /// client and deduplicated).
+    #[arg(long, env = "ABSTORE_API_WAIT_TIMEOUT_MS", default_value_t = 500)]
+    wait_timeout_ms: u64,
     /// `track` requests per second per client address (bursts of twice that).
     #[arg(long, env = "ABSTORE_API_RATE_LIMIT", default_value_t = 200)]
     rate_limit: u32,
@@ -54,7 +62,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| "connecting to --redis-url")?;
     let state = Arc::new(AppState {
-        store: TrackingStore::new(conn),
+        store: TrackingStore::new(
+            conn,
+            (args.wait_replicas > 0).then(|| abstore::counters::WaitForReplicas {
+                replicas: args.wait_replicas,
+                timeout: std::time::Duration::from_millis(args.wait_timeout_ms),
+            }),
+        ),
         api_key,
         metrics: abstore_api::metrics::Metrics::new(),
         limiter: abstore_api::limits::RateLimiter::new(args.rate_limit),

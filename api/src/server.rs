@@ -135,9 +135,16 @@ fn bad_request(error: &ParamError) -> Response {
 /// event was not recorded, and the client may send it again (the uuid dedups it) — else 500.
 fn store_error(error: &StoreError) -> Response {
     tracing::warn!(%error, "request failed");
+    // Not recorded, or not known to be (nor replicated as asked): the client sends it again and
+    // the uuid's dedup makes that safe. Never a 200 for an event that may be lost.
     let unavailable = matches!(
         error,
-        StoreError::Abstore(abstore::Error::NoPrimary { .. } | abstore::Error::Redis { .. })
+        StoreError::Abstore(
+            abstore::Error::NoPrimary { .. }
+                | abstore::Error::Redis { .. }
+                | abstore::Error::OutcomeUnknown { .. }
+                | abstore::Error::NotReplicated { .. }
+        )
     );
     if unavailable {
         let mut response = (

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use abstore::connection::{Connection, Retry};
-use abstore::counters::{Event, Outcome, Recorder, RecorderConfig};
+use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
 use abstore::keys::{BucketTimestamp, CounterKey, CounterKind, Env, Granularity, Key, PARTITIONS};
 use abstore::reads::{Metric, Reader};
 
@@ -37,15 +37,18 @@ pub enum StoreError {
 #[derive(Debug)]
 pub struct TrackingStore {
     conn: Connection,
+    /// `WAIT` after each event: a 200 then means a replica has it too.
+    wait: Option<WaitForReplicas>,
     recorders: Mutex<HashMap<String, Recorder>>,
     /// Registry entries this process wrote already (`<ns>\0<experiment>\0<series>`).
     registered: Mutex<HashSet<String>>,
 }
 
 impl TrackingStore {
-    pub fn new(conn: Connection) -> TrackingStore {
+    pub fn new(conn: Connection, wait: Option<WaitForReplicas>) -> TrackingStore {
         TrackingStore {
             conn,
+            wait,
             recorders: Mutex::new(HashMap::new()),
             registered: Mutex::new(HashSet::new()),
         }
@@ -67,6 +70,7 @@ impl TrackingStore {
             self.conn.clone(),
             RecorderConfig {
                 env: Some(namespace.clone()),
+                wait_for_replicas: self.wait,
                 ..RecorderConfig::default()
             },
         )?;

@@ -28,6 +28,11 @@ impl Drop for ApiProcess {
 impl ApiProcess {
     /// Starts it on `redis` with [`API_KEY`] and `extra` flags, and waits for `/readyz`.
     pub async fn start(redis: &RedisServer, extra: &[&str]) -> ApiProcess {
+        ApiProcess::start_url(&format!("redis://{LOOPBACK}:{}", redis.port()), extra).await
+    }
+
+    /// Starts it on the store at `url` (any URL the library takes).
+    pub async fn start_url(url: &str, extra: &[&str]) -> ApiProcess {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let key_file = dir.path().join("api-key");
         std::fs::write(&key_file, format!("{API_KEY}\n")).unwrap_or_else(|e| panic!("{e}"));
@@ -35,7 +40,7 @@ impl ApiProcess {
         let child = Command::new(api_binary())
             .args([
                 "--redis-url",
-                &format!("redis://{LOOPBACK}:{}", redis.port()),
+                url,
                 "--listen",
                 &format!("{LOOPBACK}:{port}"),
                 "--api-key-file",
