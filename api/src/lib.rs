@@ -6,4 +6,5 @@ pub mod lamed;
 pub mod limits;
 pub mod metrics;
 pub mod server;
+pub mod stats;
 pub mod store;

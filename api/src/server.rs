@@ -56,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(track)
         .route("/experiment", get(experiment))
+        .route("/v1/experiments/{experiment}", get(v1_experiment))
         .route("/all", get(all))
         .route("/delete", axum::routing::post(delete).delete(delete))
         .route("/healthz", get(|| async { "ok" }))
@@ -354,6 +355,67 @@ async fn delete(
             param: "experiment",
             reason: error.to_string(),
         }),
+        Err(error) => store_error(&error),
+    }
+}
+
+/// `GET /v1/experiments/{experiment}?namespace=…&from=…&to=…&control=…`: participations per
+/// variant (events and unique users) in total and per day, and per goal each variant's
+/// conversion (unique users), its 95 % Wilson interval and the z-test against the control.
+async fn v1_experiment(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(params): Query<Params>,
+) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let ns = match namespace(&params) {
+        Ok(ns) => ns,
+        Err(error) => return bad_request(&error),
+    };
+    let time = |param: &'static str| -> Result<Option<i64>, ParamError> {
+        params
+            .get(param)
+            .map(|v| {
+                v.parse::<i64>().map_err(|e| ParamError::Invalid {
+                    param,
+                    reason: format!("unix seconds expected: {e}"),
+                })
+            })
+            .transpose()
+    };
+    let (from, to) = match (time("from"), time("to")) {
+        (Ok(from), Ok(to)) => (from, to.unwrap_or_else(|| chrono::Utc::now().timestamp())),
+        (Err(error), _) | (_, Err(error)) => return bad_request(&error),
+    };
+    match state
+        .store
+        .results(
+            &ns,
+            &name,
+            (from, to),
+            params.get("control").map(String::as_str),
+        )
+        .await
+    {
+        Ok(Some(results)) => Json(results).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no experiment {name:?} in namespace {ns}")})),
+        )
+            .into_response(),
+        Err(StoreError::Key(error)) => bad_request(&ParamError::Invalid {
+            param: "experiment",
+            reason: error.to_string(),
+        }),
+        Err(StoreError::Abstore(abstore::Error::InvalidArgument { field, reason })) => {
+            bad_request(&ParamError::Invalid {
+                param: if field == "to" { "to" } else { "from" },
+                reason,
+            })
+        }
         Err(error) => store_error(&error),
     }
 }

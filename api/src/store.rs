@@ -305,3 +305,162 @@ impl TrackingStore {
         Ok(true)
     }
 }
+
+/// Participations (evaluations) of one variant: events and unique uuids.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Participation {
+    pub events: u64,
+    pub users: u64,
+}
+
+/// One day of an experiment: each variant's participations.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Day {
+    /// Start of the UTC day, unix seconds.
+    pub start: i64,
+    pub variants: BTreeMap<String, Participation>,
+}
+
+/// One variant's conversion to one goal: unique converting users out of unique participants,
+/// the rate's 95 % Wilson interval, and the z-test against the control.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GoalStats {
+    pub conversions: u64,
+    pub events: u64,
+    pub participants: u64,
+    pub rate: Option<f64>,
+    pub interval: Option<[f64; 2]>,
+    /// Against the control (none for the control itself).
+    pub z: Option<f64>,
+    pub p_value: Option<f64>,
+}
+
+/// `GET /v1/experiments/{experiment}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Results {
+    pub experiment: String,
+    pub namespace: String,
+    pub from: i64,
+    pub to: i64,
+    pub control: Option<String>,
+    pub variants: BTreeMap<String, Participation>,
+    pub days: Vec<Day>,
+    pub goals: BTreeMap<String, BTreeMap<String, GoalStats>>,
+}
+
+impl TrackingStore {
+    /// The `/v1` results of an experiment from `from` to `to` (daily buckets, unix seconds);
+    /// `from` defaults to when the experiment was first tracked (at most [`READ_DAYS`] back).
+    /// `control` defaults to the first variant by name. `None`: no such experiment.
+    pub async fn results(
+        &self,
+        namespace: &Env,
+        experiment: &str,
+        range: (Option<i64>, i64),
+        control: Option<&str>,
+    ) -> Result<Option<Results>, StoreError> {
+        let (from, to) = range;
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL")
+            .arg(Key::experiment(Some(namespace), experiment)?.to_string());
+        let (entries,): (BTreeMap<String, i64>,) = self
+            .conn
+            .exec(&pipe, Retry::Idempotent, "read the experiment's registry")
+            .await?;
+        let series = Series::from_entries(entries.keys().map(String::as_str));
+        if series.variants.is_empty() {
+            return Ok(None);
+        }
+        let first_seen = entries.values().copied().min().unwrap_or(to);
+        let from = from
+            .unwrap_or(first_seen)
+            .max(to - READ_DAYS * 86_400)
+            .min(to);
+        let reader = Reader::new(
+            self.conn.clone(),
+            Some(namespace.clone()),
+            Granularity::Hour,
+        );
+        let variants: Vec<&str> = series.variants.iter().map(String::as_str).collect();
+        let evaluations = reader
+            .days(&Metric::Evaluations, experiment, &variants, from, to)
+            .await?;
+        let participation = |stats: &abstore::reads::VariationStats| Participation {
+            events: stats.count,
+            users: stats.users,
+        };
+        let control = control
+            .map(str::to_owned)
+            .filter(|c| series.variants.contains(c))
+            .or_else(|| series.variants.iter().next().cloned());
+        let mut goals = BTreeMap::new();
+        for goal in &series.goals {
+            let conversion = reader
+                .conversion(experiment, goal, &variants, from, to)
+                .await?;
+            let control_numbers = control
+                .as_ref()
+                .and_then(|c| conversion.get(c))
+                .map(|c| (c.goal_users, c.evaluation_users));
+            let per_variant = conversion
+                .iter()
+                .map(|(variant, c)| {
+                    let test = match control_numbers {
+                        Some((s2, n2)) if Some(variant) != control.as_ref() => {
+                            crate::stats::two_proportion_z_test(
+                                c.goal_users,
+                                c.evaluation_users,
+                                s2,
+                                n2,
+                            )
+                        }
+                        _ => None,
+                    };
+                    (
+                        variant.clone(),
+                        GoalStats {
+                            conversions: c.goal_users,
+                            events: c.goal_count,
+                            participants: c.evaluation_users,
+                            rate: c.rate,
+                            interval: crate::stats::wilson(
+                                c.goal_users,
+                                c.evaluation_users,
+                                crate::stats::Z_95,
+                            )
+                            .map(|(lo, hi)| [lo, hi]),
+                            z: test.map(|t| t.0),
+                            p_value: test.map(|t| t.1),
+                        },
+                    )
+                })
+                .collect();
+            goals.insert(goal.clone(), per_variant);
+        }
+        Ok(Some(Results {
+            experiment: experiment.to_owned(),
+            namespace: namespace.to_string(),
+            from,
+            to,
+            control,
+            variants: evaluations
+                .total
+                .iter()
+                .map(|(v, s)| (v.clone(), participation(s)))
+                .collect(),
+            days: evaluations
+                .points
+                .iter()
+                .map(|p| Day {
+                    start: p.start,
+                    variants: p
+                        .variations
+                        .iter()
+                        .map(|(v, s)| (v.clone(), participation(s)))
+                        .collect(),
+                })
+                .collect(),
+            goals,
+        }))
+    }
+}
