@@ -2,6 +2,8 @@
 //! `experiment`, `all` — on the ABStore data model, so an Alephbet client switches by changing a
 //! URL. Work in progress: see docs/api.md.
 
+pub mod dashboard;
+pub mod hourly;
 pub mod lamed;
 pub mod limits;
 pub mod metrics;

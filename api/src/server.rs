@@ -1,6 +1,7 @@
 //! The HTTP routes: Lamed's `track`, `experiment` and `all` (same parameters, same JSON), plus
-//! `/healthz` and `/readyz`. Reads need the API key (`x-api-key`, as Lamed's API Gateway keys);
-//! `track` is public.
+//! `/v1` results, the `/dashboard` page, `/healthz` and `/readyz`. Reads need the API key
+//! (`x-api-key`, as Lamed's API Gateway keys) or the dashboard's session cookie; `delete` the key
+//! itself; `track` is public.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::dashboard;
 use crate::lamed::{ParamError, Params, Track, namespace};
 use crate::store::{StoreError, TrackingStore};
 
@@ -53,10 +55,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             rate_limit,
         ))
         .layer(cors);
+    // Sign-in attempts are limited per client like `track` (guessing the key is slow).
+    let login = Router::new()
+        .route(dashboard::LOGIN_PATH, axum::routing::post(dashboard::login))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit,
+        ));
     Router::new()
         .merge(track)
+        .merge(login)
         .route("/experiment", get(experiment))
+        .route("/v1/experiments", get(v1_experiments))
         .route("/v1/experiments/{experiment}", get(v1_experiment))
+        .route(dashboard::DASHBOARD_PATH, get(dashboard::dashboard))
+        .route(
+            dashboard::LOGOUT_PATH,
+            axum::routing::post(dashboard::logout),
+        )
         .route("/all", get(all))
         .route("/delete", axum::routing::post(delete).delete(delete))
         .route("/healthz", get(|| async { "ok" }))
@@ -167,8 +183,18 @@ fn store_error(error: &StoreError) -> Response {
     }
 }
 
-/// `None` when the request carries the API key, else the 403 to answer.
+/// `None` when a read carries the API key or the dashboard's session cookie, else the 403 to
+/// answer.
 fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if dashboard::has_session(state, headers) {
+        return None;
+    }
+    refused_without_key(state, headers)
+}
+
+/// `None` when the request carries the API key itself (what changes data needs: a cookie rides
+/// along with requests the user did not mean to send), else the 403 to answer.
+fn refused_without_key(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let given = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
     match (&state.api_key, given) {
         (Some(key), Some(given)) if constant_time_eq(key.as_bytes(), given.as_bytes()) => None,
@@ -183,7 +209,7 @@ fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
 }
 
 /// Compares without returning early on the first difference (a timing side channel).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -197,13 +223,13 @@ async fn track_post(
     Query(mut params): Query<Params>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Ok(form) = serde_urlencoded_pairs(&body) {
+    if let Ok(form) = form_pairs(&body) {
         params.extend(form);
     }
     record(&state, &params).await
 }
 
-fn serde_urlencoded_pairs(body: &[u8]) -> Result<Params, ()> {
+pub(crate) fn form_pairs(body: &[u8]) -> Result<Params, ()> {
     let text = std::str::from_utf8(body).map_err(|_| ())?;
     axum::extract::Query::<Params>::try_from_uri(&format!("/?{text}").parse().map_err(|_| ())?)
         .map(|q| q.0)
@@ -325,10 +351,10 @@ async fn delete(
     Query(mut params): Query<Params>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(refusal) = refused(&state, &headers) {
+    if let Some(refusal) = refused_without_key(&state, &headers) {
         return refusal;
     }
-    if let Ok(form) = serde_urlencoded_pairs(&body) {
+    if let Ok(form) = form_pairs(&body) {
         params.extend(form);
     }
     let ns = match namespace(&params) {
@@ -359,8 +385,32 @@ async fn delete(
     }
 }
 
+/// `GET /v1/experiments?namespace=…`: the namespace's experiments, sorted.
+async fn v1_experiments(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let ns = match namespace(&params) {
+        Ok(ns) => ns,
+        Err(error) => return bad_request(&error),
+    };
+    match state.store.experiments(&ns).await {
+        Ok(experiments) => Json(crate::store::ExperimentList {
+            namespace: ns.to_string(),
+            experiments,
+        })
+        .into_response(),
+        Err(error) => store_error(&error),
+    }
+}
+
 /// `GET /v1/experiments/{experiment}?namespace=…&from=…&to=…&control=…`: participations per
-/// variant (events and unique users) in total and per day, and per goal each variant's
+/// variant (events and unique users) in total, per day and per hour, per goal each variant's
+/// conversions per day and per hour, and over the range each variant's
 /// conversion (unique users), its 95 % Wilson interval and the z-test against the control.
 async fn v1_experiment(
     State(state): State<Arc<AppState>>,

@@ -313,12 +313,22 @@ pub struct Participation {
     pub users: u64,
 }
 
-/// One day of an experiment: each variant's participations.
+/// One goal's numbers of one variant in one period: converting users and goal events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GoalCount {
+    /// Unique users who reached the goal (HyperLogLog).
+    pub conversions: u64,
+    pub events: u64,
+}
+
+/// One UTC day or hour of an experiment: each variant's participations, and per goal each
+/// variant's conversions.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Day {
-    /// Start of the UTC day, unix seconds.
+pub struct Period {
+    /// Start of the UTC day or hour, unix seconds.
     pub start: i64,
     pub variants: BTreeMap<String, Participation>,
+    pub goals: BTreeMap<String, BTreeMap<String, GoalCount>>,
 }
 
 /// One variant's conversion to one goal: unique converting users out of unique participants,
@@ -335,7 +345,8 @@ pub struct GoalStats {
     pub p_value: Option<f64>,
 }
 
-/// `GET /v1/experiments/{experiment}`.
+/// `GET /v1/experiments/{experiment}`. `from`/`to` are read in whole UTC days: the totals, the
+/// `days` and the `hours` (every hour of those days) cover the same buckets, so they add up.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Results {
     pub experiment: String,
@@ -344,14 +355,24 @@ pub struct Results {
     pub to: i64,
     pub control: Option<String>,
     pub variants: BTreeMap<String, Participation>,
-    pub days: Vec<Day>,
+    pub days: Vec<Period>,
+    pub hours: Vec<Period>,
     pub goals: BTreeMap<String, BTreeMap<String, GoalStats>>,
 }
 
+/// `GET /v1/experiments`: the experiments of a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExperimentList {
+    pub namespace: String,
+    pub experiments: Vec<String>,
+}
+
+const DAY_SECONDS: i64 = 86_400;
+
 impl TrackingStore {
-    /// The `/v1` results of an experiment from `from` to `to` (daily buckets, unix seconds);
-    /// `from` defaults to when the experiment was first tracked (at most [`READ_DAYS`] back).
-    /// `control` defaults to the first variant by name. `None`: no such experiment.
+    /// The `/v1` results of an experiment from `from` to `to` (unix seconds, read in whole UTC
+    /// days); `from` defaults to when the experiment was first tracked (at most [`READ_DAYS`]
+    /// back). `control` defaults to the first variant by name. `None`: no such experiment.
     pub async fn results(
         &self,
         namespace: &Env,
@@ -374,7 +395,7 @@ impl TrackingStore {
         let first_seen = entries.values().copied().min().unwrap_or(to);
         let from = from
             .unwrap_or(first_seen)
-            .max(to - READ_DAYS * 86_400)
+            .max(to - READ_DAYS * DAY_SECONDS)
             .min(to);
         let reader = Reader::new(
             self.conn.clone(),
@@ -385,6 +406,27 @@ impl TrackingStore {
         let evaluations = reader
             .days(&Metric::Evaluations, experiment, &variants, from, to)
             .await?;
+        let mut goal_days = BTreeMap::new();
+        for goal in &series.goals {
+            let days = reader
+                .days(&Metric::Goal(goal.clone()), experiment, &variants, from, to)
+                .await?;
+            goal_days.insert(goal.clone(), days);
+        }
+        // The hours of the same whole days as the reader's totals.
+        let day_start = from - from.rem_euclid(DAY_SECONDS);
+        let day_end = to - to.rem_euclid(DAY_SECONDS) + DAY_SECONDS - 1;
+        let mut counters = vec![crate::hourly::Counter::Participations];
+        counters.extend(series.goals.iter().map(|g| crate::hourly::Counter::Goal(g)));
+        let hours = crate::hourly::read(
+            &self.conn,
+            namespace,
+            experiment,
+            &variants,
+            &counters,
+            (day_start, day_end),
+        )
+        .await?;
         let participation = |stats: &abstore::reads::VariationStats| Participation {
             events: stats.count,
             users: stats.users,
@@ -394,38 +436,37 @@ impl TrackingStore {
             .filter(|c| series.variants.contains(c))
             .or_else(|| series.variants.iter().next().cloned());
         let mut goals = BTreeMap::new();
-        for goal in &series.goals {
-            let conversion = reader
-                .conversion(experiment, goal, &variants, from, to)
-                .await?;
-            let control_numbers = control
-                .as_ref()
-                .and_then(|c| conversion.get(c))
-                .map(|c| (c.goal_users, c.evaluation_users));
-            let per_variant = conversion
+        for (goal, days) in &goal_days {
+            let numbers = |variant: &str| {
+                let participants = evaluations.total.get(variant).map_or(0, |s| s.users);
+                let reached = days.total.get(variant).copied().unwrap_or_default();
+                (reached.users, reached.count, participants)
+            };
+            let control_numbers = control.as_deref().map(|c| {
+                let (s, _, n) = numbers(c);
+                (s, n)
+            });
+            let per_variant = variants
                 .iter()
-                .map(|(variant, c)| {
+                .map(|variant| {
+                    let (conversions, events, participants) = numbers(variant);
                     let test = match control_numbers {
-                        Some((s2, n2)) if Some(variant) != control.as_ref() => {
-                            crate::stats::two_proportion_z_test(
-                                c.goal_users,
-                                c.evaluation_users,
-                                s2,
-                                n2,
-                            )
+                        Some((s2, n2)) if Some(*variant) != control.as_deref() => {
+                            crate::stats::two_proportion_z_test(conversions, participants, s2, n2)
                         }
                         _ => None,
                     };
                     (
-                        variant.clone(),
+                        (*variant).to_owned(),
                         GoalStats {
-                            conversions: c.goal_users,
-                            events: c.goal_count,
-                            participants: c.evaluation_users,
-                            rate: c.rate,
+                            conversions,
+                            events,
+                            participants,
+                            rate: (participants > 0)
+                                .then(|| conversions as f64 / participants as f64),
                             interval: crate::stats::wilson(
-                                c.goal_users,
-                                c.evaluation_users,
+                                conversions,
+                                participants,
                                 crate::stats::Z_95,
                             )
                             .map(|(lo, hi)| [lo, hi]),
@@ -437,6 +478,89 @@ impl TrackingStore {
                 .collect();
             goals.insert(goal.clone(), per_variant);
         }
+        let days = evaluations
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Period {
+                start: p.start,
+                variants: p
+                    .variations
+                    .iter()
+                    .map(|(v, s)| (v.clone(), participation(s)))
+                    .collect(),
+                goals: goal_days
+                    .iter()
+                    .map(|(goal, days)| {
+                        let per_variant = days
+                            .points
+                            .get(i)
+                            .map(|point| {
+                                point
+                                    .variations
+                                    .iter()
+                                    .map(|(v, s)| {
+                                        (
+                                            v.clone(),
+                                            GoalCount {
+                                                conversions: s.users,
+                                                events: s.count,
+                                            },
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (goal.clone(), per_variant)
+                    })
+                    .collect(),
+            })
+            .collect();
+        let hours = hours
+            .into_iter()
+            .map(|(start, mut per_counter)| {
+                let goal_numbers = per_counter.split_off(1);
+                Period {
+                    start,
+                    variants: per_counter
+                        .pop()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(v, n)| {
+                            (
+                                v,
+                                Participation {
+                                    events: n.events,
+                                    users: n.users,
+                                },
+                            )
+                        })
+                        .collect(),
+                    goals: series
+                        .goals
+                        .iter()
+                        .zip(goal_numbers)
+                        .map(|(goal, numbers)| {
+                            (
+                                goal.clone(),
+                                numbers
+                                    .into_iter()
+                                    .map(|(v, n)| {
+                                        (
+                                            v,
+                                            GoalCount {
+                                                conversions: n.users,
+                                                events: n.events,
+                                            },
+                                        )
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
         Ok(Some(Results {
             experiment: experiment.to_owned(),
             namespace: namespace.to_string(),
@@ -448,18 +572,8 @@ impl TrackingStore {
                 .iter()
                 .map(|(v, s)| (v.clone(), participation(s)))
                 .collect(),
-            days: evaluations
-                .points
-                .iter()
-                .map(|p| Day {
-                    start: p.start,
-                    variants: p
-                        .variations
-                        .iter()
-                        .map(|(v, s)| (v.clone(), participation(s)))
-                        .collect(),
-                })
-                .collect(),
+            days,
+            hours,
             goals,
         }))
     }
