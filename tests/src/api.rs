@@ -1,7 +1,10 @@
 //! The `abstore-api` binary as a process on loopback, for the tracking API's tests.
 
+use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::k8s::{api_binary, poll};
 use crate::{LOOPBACK, RedisServer, free_port};
@@ -74,6 +77,116 @@ impl ApiProcess {
             child,
             base,
             _dir: dir,
+        }
+    }
+}
+
+/// Lamed's participation event (every other event is a goal).
+pub const PARTICIPATE: &str = "participate";
+const HOUR: i64 = 3600;
+
+/// Where tracked events fell in time. The API stamps an event with its own clock, so a test
+/// reads the clock before and after each request: when both are in one UTC hour the event is
+/// known to be in it; else it straddled an hour's end and may be in either.
+#[derive(Debug, Default, Clone)]
+pub struct HourTally {
+    /// Per (event, variant): events known to be in each hour (start, unix seconds).
+    pub known: BTreeMap<(String, String), BTreeMap<i64, u64>>,
+    /// Per (event, variant): events sent while an hour ended.
+    pub straddling: BTreeMap<(String, String), u64>,
+}
+
+impl HourTally {
+    /// Counts `n` events of (`event`, `variant`) known to be in the hour containing `at`.
+    pub fn add_known(&mut self, event: &str, variant: &str, at: i64, n: u64) {
+        *self
+            .known
+            .entry((event.to_owned(), variant.to_owned()))
+            .or_default()
+            .entry(at - at.rem_euclid(HOUR))
+            .or_default() += n;
+    }
+
+    /// Every event of (`event`, `variant`).
+    pub fn total(&self, event: &str, variant: &str) -> u64 {
+        let key = (event.to_owned(), variant.to_owned());
+        self.known.get(&key).map_or(0, |h| h.values().sum::<u64>())
+            + self.straddling.get(&key).copied().unwrap_or_default()
+    }
+
+    /// Asserts that the `hours` of a `/v1/experiments/{experiment}` answer hold these events:
+    /// each hour at least the events known to be in it and at most those plus the straddling
+    /// ones, and all of them in total (participations' and goals' event counts).
+    pub fn assert_hours(&self, results: &Value) {
+        let hours = results["hours"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no hours in {results}"));
+        for ((event, variant), known) in &self.known {
+            let key = (event.clone(), variant.clone());
+            let straddling = self.straddling.get(&key).copied().unwrap_or_default();
+            let mut sum = 0;
+            for hour in hours {
+                let start = hour["start"].as_i64().unwrap_or_else(|| panic!("{hour}"));
+                let number = if event == PARTICIPATE {
+                    &hour["variants"][variant]["events"]
+                } else {
+                    &hour["goals"][event][variant]["events"]
+                };
+                let n = number
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{event}/{variant} at {start}: {hour}"));
+                let expected = known.get(&start).copied().unwrap_or_default();
+                assert!(
+                    expected <= n && n <= expected + straddling,
+                    "{event}/{variant} in the hour from {start}: {n}, expected {expected} \
+                     (+ up to {straddling} sent as an hour ended)"
+                );
+                sum += n;
+            }
+            assert_eq!(
+                sum,
+                self.total(event, variant),
+                "{event}/{variant} over all hours"
+            );
+        }
+    }
+}
+
+impl ApiProcess {
+    /// Tracks one event with `GET /track` (asserting a 200) and tallies its hour.
+    pub async fn track(
+        &self,
+        client: &reqwest::Client,
+        tally: &mut HourTally,
+        (namespace, experiment): (&str, &str),
+        (variant, event, uuid): (&str, &str, &str),
+    ) {
+        let before = chrono::Utc::now().timestamp();
+        let response = client
+            .get(format!("{}/track", self.base))
+            .query(&[
+                ("namespace", namespace),
+                ("experiment", experiment),
+                ("variant", variant),
+                ("event", event),
+                ("uuid", uuid),
+            ])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("track: {e}"));
+        assert_eq!(
+            response.status(),
+            200,
+            "track {experiment}/{variant}/{event}"
+        );
+        let after = chrono::Utc::now().timestamp();
+        if before.div_euclid(HOUR) == after.div_euclid(HOUR) {
+            tally.add_known(event, variant, before, 1);
+        } else {
+            *tally
+                .straddling
+                .entry((event.to_owned(), variant.to_owned()))
+                .or_default() += 1;
         }
     }
 }
