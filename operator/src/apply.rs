@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -277,6 +278,8 @@ pub async fn apply_children(
         pod_disruption_budgets,
         network_policies,
         stateful_sets,
+        deployments,
+        horizontal_pod_autoscalers,
         cron_jobs,
         monitoring,
     } = children;
@@ -288,6 +291,8 @@ pub async fn apply_children(
     apply_kind(client, namespace, network_policies, &mut applied).await;
     let stateful_sets = keep_claim_template_labels(client, namespace, stateful_sets).await;
     applied.stateful_sets = apply_kind(client, namespace, stateful_sets, &mut applied).await;
+    apply_kind(client, namespace, deployments, &mut applied).await;
+    apply_kind(client, namespace, horizontal_pod_autoscalers, &mut applied).await;
     apply_kind(client, namespace, cron_jobs, &mut applied).await;
     apply_monitoring(
         client,
@@ -504,6 +509,11 @@ pub async fn delete_orphans(
         record(delete_unapplied(&api, kind, &selector, applied, &mut deleted, Optional::Yes).await);
     }
     record(delete_kind::<CronJob>(client, namespace, &selector, applied, &mut deleted).await);
+    record(
+        delete_kind::<HorizontalPodAutoscaler>(client, namespace, &selector, applied, &mut deleted)
+            .await,
+    );
+    record(delete_kind::<Deployment>(client, namespace, &selector, applied, &mut deleted).await);
     record(delete_kind::<StatefulSet>(client, namespace, &selector, applied, &mut deleted).await);
     record(delete_kind::<NetworkPolicy>(client, namespace, &selector, applied, &mut deleted).await);
     record(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -349,6 +349,25 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     let tls = topology::tls_material(client, &model).await;
     if let Ok(Some(material)) = &tls {
         crate::build::stamp_tls_fingerprint(&mut children, &material.fingerprint);
+    }
+    // The API key's Secret, read the same way: its fingerprint rolls the API pods on a new key.
+    // Missing, the API pods cannot start (their volume waits for it): say so.
+    match topology::api_key_fingerprint(client, &model).await {
+        Ok(Some(fingerprint)) => {
+            crate::build::stamp_api_key_fingerprint(&mut children, &fingerprint);
+        }
+        Ok(None) => {}
+        Err(reason) => {
+            tracing::warn!(store = %model.name, %reason, "the tracking API's key is not readable");
+            ctx.publish(
+                store,
+                EventType::Warning,
+                "ApiKeyUnreadable",
+                ACTION_RECONCILE,
+                reason,
+            )
+            .await;
+        }
     }
     // The pods as they are before anything changes: who is labelled primary (a scale-down
     // waits until the primary is not among the pods to remove) and what runs where.
@@ -1646,6 +1665,7 @@ async fn run_controller(
             children.clone(),
         )
         .owns(api::<NetworkPolicy>(&client, namespace), children.clone())
+        .owns(api::<Deployment>(&client, namespace), children.clone())
         // Pods belong to the StatefulSets and Jobs to the CronJobs, not to the store: map them
         // back by their instance label, so readiness and role-label changes, and a finished
         // backup or prune (lastBackup, lastPrune), reach the status at once.

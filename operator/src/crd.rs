@@ -35,6 +35,10 @@ pub const DEFAULT_EXPORTER_IMAGE: &str = "docker.io/oliver006/redis_exporter:v1.
 pub const DEFAULT_JOBS_IMAGE: &str =
     concat!("ghcr.io/abstore/abstore-jobs:", env!("CARGO_PKG_VERSION"));
 
+/// Default image of `abstore-api` for the tracking API: the same release as the operator.
+pub const DEFAULT_API_IMAGE: &str =
+    concat!("ghcr.io/abstore/abstore-api:", env!("CARGO_PKG_VERSION"));
+
 /// A Redis primary with replicas, watched by Sentinel, persisted to volumes, with ACL users,
 /// optional TLS, metrics, and backup and prune CronJobs for A/B-testing data.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -61,8 +65,7 @@ pub struct ABStoreSpec {
     /// `sentinel` (default): one primary with replicas, failed over by Sentinel. `cluster`: a
     /// Redis Cluster of `cluster.shards` primaries, each with `cluster.replicasPerShard`
     /// replicas, failed over by the cluster itself (applications connect with a
-    /// `redis+cluster://` URL). Cluster mode runs under `abstore-operator local up` only for
-    /// now; the operator refuses it in Kubernetes (docs/cluster.md).
+    /// `redis+cluster://` URL; docs/cluster.md). Neither can be changed on an existing store.
     #[serde(default, skip_serializing_if = "StoreMode::is_sentinel")]
     pub mode: StoreMode,
     /// The shards of a `mode: cluster` store. Only read in cluster mode.
@@ -80,7 +83,7 @@ pub struct ABStoreSpec {
     /// The Sentinel processes that watch the primary and fail over when it is down.
     #[serde(default)]
     pub sentinel: SentinelSpec,
-    /// ACL users. The built-in roles (app, backup, prune, exporter, replication, sentinel,
+    /// ACL users. The built-in roles (app, api, backup, prune, exporter, replication, sentinel,
     /// operator) are always generated; `users` adds your own.
     #[serde(default)]
     pub auth: AuthSpec,
@@ -97,6 +100,10 @@ pub struct ABStoreSpec {
     /// Image and resources of the backup and prune jobs.
     #[serde(default)]
     pub jobs: JobsSpec,
+    /// The tracking API (`abstore-api`): a Lamed/Gimel-compatible HTTP endpoint that browser
+    /// A/B clients call to track events, with reports and a results page behind an API key.
+    #[serde(default)]
+    pub api: ApiSpec,
     /// Metrics: the redis_exporter sidecar, and optional Prometheus Operator objects.
     #[serde(default)]
     pub monitoring: MonitoringSpec,
@@ -635,6 +642,115 @@ impl Default for JobsSpec {
     }
 }
 
+/// The tracking API: a Deployment of `abstore-api` behind the `<name>-api` Service, logging in
+/// to Redis as the built-in `api` user.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSpec {
+    /// Run the API.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Pods of the Deployment (the HorizontalPodAutoscaler's minimum when `autoscaling` is on).
+    #[serde(default = "default_api_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub replicas: i32,
+    /// Container image of `abstore-api`.
+    #[serde(default = "default_api_image")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// CPU and memory of each API pod. When unset: 100m CPU, 64Mi memory requested, 256Mi
+    /// memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The Secret (in the store's namespace) holding the API key that reports, delete and the
+    /// results page require (`x-api-key`). Required when the API is enabled; a change of the
+    /// key restarts the API pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret: Option<SecretKeyRef>,
+    /// Browser origins allowed to call `track` cross-origin (CORS), like
+    /// `https://shop.example`. None: no cross-origin calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// `track` requests per second per client address (bursts of twice that). Behind an
+    /// Ingress every browser has the Ingress controller's address: size it for all of them.
+    #[serde(default = "default_api_rate_limit")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub rate_limit: u32,
+    /// Replicas that must have each event before `track` answers 200 (`WAIT`); otherwise it
+    /// answers 503 and the client resends. When unset: 1 if the store has replicas, else 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 16))]
+    pub wait_replicas: Option<u32>,
+    /// Who may connect to the API (NetworkPolicy), besides pods in the store's namespace: the
+    /// namespaces of your Ingress controller or Gateway and of the services that call it.
+    /// Empty: only the store's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_clients: Vec<NetworkPolicyPeer>,
+    /// A HorizontalPodAutoscaler on CPU.
+    #[serde(default)]
+    pub autoscaling: ApiAutoscalingSpec,
+}
+
+impl Default for ApiSpec {
+    fn default() -> Self {
+        ApiSpec {
+            enabled: false,
+            replicas: default_api_replicas(),
+            image: default_api_image(),
+            resources: None,
+            api_key_secret: None,
+            allowed_origins: Vec::new(),
+            rate_limit: default_api_rate_limit(),
+            wait_replicas: None,
+            allowed_clients: Vec::new(),
+            autoscaling: ApiAutoscalingSpec::default(),
+        }
+    }
+}
+
+/// A key of a Secret in the store's namespace.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key in it.
+    #[serde(default = "default_api_key_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// The API's HorizontalPodAutoscaler.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiAutoscalingSpec {
+    /// Create it (between `api.replicas` and `maxReplicas` pods).
+    #[serde(default)]
+    pub enabled: bool,
+    /// The most pods.
+    #[serde(default = "default_api_max_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+    /// Average CPU use, as a percentage of the pods' CPU request, that the autoscaler keeps.
+    #[serde(
+        default = "default_api_target_cpu",
+        rename = "targetCPUUtilizationPercentage"
+    )]
+    #[schemars(range(min = 10, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+impl Default for ApiAutoscalingSpec {
+    fn default() -> Self {
+        ApiAutoscalingSpec {
+            enabled: false,
+            max_replicas: default_api_max_replicas(),
+            target_cpu_utilization_percentage: default_api_target_cpu(),
+        }
+    }
+}
+
 /// Metrics.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -989,6 +1105,24 @@ fn default_retention_days() -> i32 {
 }
 fn default_prune_deadline() -> i64 {
     3600
+}
+fn default_api_image() -> String {
+    DEFAULT_API_IMAGE.to_owned()
+}
+fn default_api_replicas() -> i32 {
+    2
+}
+fn default_api_rate_limit() -> u32 {
+    200
+}
+fn default_api_key_key() -> String {
+    "api-key".to_owned()
+}
+fn default_api_max_replicas() -> i32 {
+    10
+}
+fn default_api_target_cpu() -> i32 {
+    70
 }
 fn default_jobs_image() -> String {
     DEFAULT_JOBS_IMAGE.to_owned()

@@ -31,6 +31,8 @@ const PASSWORD_ALPHABET: &[u8; 64] =
 pub enum Role {
     /// Applications: the data commands of the abstore library on the schema's keys.
     App,
+    /// The tracking API (`abstore-api`): the app's commands plus its experiment registry.
+    Api,
     /// The backup job: read-only SCAN and typed reads of every key.
     Backup,
     /// The prune job: SCAN and UNLINK of day-keyed counters.
@@ -47,8 +49,9 @@ pub enum Role {
 
 impl Role {
     /// Every role, in the order they appear in the ACL file and in `Credentials::users`.
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::App,
+        Role::Api,
         Role::Backup,
         Role::Prune,
         Role::Exporter,
@@ -61,6 +64,7 @@ impl Role {
     pub fn username(self) -> &'static str {
         match self {
             Role::App => "app",
+            Role::Api => "api",
             Role::Backup => "backup",
             Role::Prune => "prune",
             Role::Exporter => "exporter",
@@ -256,10 +260,11 @@ mod tests {
         let existing = BTreeMap::from([("app".to_owned(), "kept-app-password-1234".to_owned())]);
         let creds = Credentials::resolve(&model_with_users(&[]), &existing, &mut counter());
         assert_eq!(creds.password("app"), Some("kept-app-password-1234"));
-        assert_eq!(creds.password("backup"), Some("generated-password-0001"));
+        assert_eq!(creds.password("api"), Some("generated-password-0001"));
+        assert_eq!(creds.password("backup"), Some("generated-password-0002"));
         assert_eq!(
             creds.role_password(Role::Operator),
-            "generated-password-0006"
+            "generated-password-0007"
         );
     }
 
@@ -277,6 +282,7 @@ mod tests {
             names,
             [
                 "app",
+                "api",
                 "backup",
                 "prune",
                 "exporter",

@@ -193,6 +193,8 @@ fn write_children(out: &mut String, children: Children) -> Result<(), RenderErro
         pod_disruption_budgets,
         network_policies,
         stateful_sets,
+        deployments,
+        horizontal_pod_autoscalers,
         cron_jobs,
         monitoring,
     } = children;
@@ -202,6 +204,8 @@ fn write_children(out: &mut String, children: Children) -> Result<(), RenderErro
     write_all(out, "PodDisruptionBudget", &pod_disruption_budgets)?;
     write_all(out, "NetworkPolicy", &network_policies)?;
     write_all(out, "StatefulSet", &stateful_sets)?;
+    write_all(out, "Deployment", &deployments)?;
+    write_all(out, "HorizontalPodAutoscaler", &horizontal_pod_autoscalers)?;
     write_all(out, "CronJob", &cron_jobs)?;
     write_all(out, "monitoring object", &monitoring)?;
     Ok(())

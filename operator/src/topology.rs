@@ -155,6 +155,37 @@ impl TlsMaterial {
     }
 }
 
+/// The fingerprint (sha256, hex) of the tracking API's key, read from `spec.api.apiKeySecret`
+/// when the API is enabled; `None` when it is off. Stamped on the API's pod template so a new
+/// key rolls the pods. Unreadable, it says which Secret and key.
+pub async fn api_key_fingerprint(client: &Client, model: &Model) -> Result<Option<String>, String> {
+    let api = &model.spec.api;
+    let Some(reference) = api.api_key_secret.as_ref().filter(|_| api.enabled) else {
+        return Ok(None);
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &model.namespace);
+    let where_ = format!(
+        "spec.api.apiKeySecret: Secret {}/{} key {}",
+        model.namespace, reference.name, reference.key
+    );
+    let secret = secrets
+        .get_opt(&reference.name)
+        .await
+        .map_err(|e| format!("{where_}: {e}"))?
+        .ok_or_else(|| format!("{where_}: the Secret does not exist"))?;
+    let value = secret
+        .data
+        .unwrap_or_default()
+        .remove(&reference.key)
+        .ok_or_else(|| format!("{where_}: the Secret has no such key"))?;
+    if String::from_utf8_lossy(&value.0).trim().is_empty() {
+        return Err(format!("{where_}: the key is empty"));
+    }
+    Ok(Some(crate::rotation::password_hash(
+        &String::from_utf8_lossy(&value.0),
+    )))
+}
+
 /// The store's TLS Secret (`ca.crt` and `tls.crt`) when TLS is on; `None` when it is off. Read
 /// once per reconcile: the pod templates' fingerprint and the heal connections' CA come from the
 /// same read.

@@ -288,6 +288,9 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
         if let Some(image) = &s.sentinel.image {
             images.push(("spec.sentinel.image", image));
         }
+        if s.api.enabled {
+            images.push(("spec.api.image", s.api.image.as_str()));
+        }
         for (field, image) in images {
             if !platform.policy.allows_image(image) {
                 v.push(
@@ -341,6 +344,7 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
     if let Some(class) = &s.priority_class_name {
         v.subdomain("spec.priorityClassName", class);
     }
+    check_api(&mut v, s);
 
     if !v.errors.is_empty() {
         return Err(ValidationError { errors: v.errors });
@@ -441,6 +445,102 @@ impl Problems {
             );
         }
     }
+}
+
+/// `spec.api`: only read when enabled (a disabled API's leftovers refuse nothing).
+fn check_api(v: &mut Problems, s: &ABStoreSpec) {
+    let api = &s.api;
+    if !api.enabled {
+        return;
+    }
+    v.range("spec.api.replicas", api.replicas, 1, 100);
+    v.image("spec.api.image", &api.image);
+    v.range("spec.api.rateLimit", api.rate_limit, 1, 1_000_000);
+    match &api.api_key_secret {
+        None => v.push(
+            "spec.api.apiKeySecret",
+            "is required when spec.api.enabled is true: name a Secret with the API key that reports and the results page require, like {name: experiments-api-key, key: api-key}",
+        ),
+        Some(secret) => {
+            v.subdomain("spec.api.apiKeySecret.name", &secret.name);
+            if secret.key.is_empty()
+                || !secret
+                    .key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                v.push(
+                    "spec.api.apiKeySecret.key",
+                    format!(
+                        "{:?} is not a Secret key; use letters, digits, '-', '_' and '.'",
+                        secret.key
+                    ),
+                );
+            }
+        }
+    }
+    for (i, origin) in api.allowed_origins.iter().enumerate() {
+        if let Err(why) = check_origin(origin) {
+            v.push(format!("spec.api.allowedOrigins[{i}]"), why);
+        }
+    }
+    if let Some(wait) = api.wait_replicas {
+        // Replicas of each primary: the StatefulSet's others in Sentinel mode, the shard's in
+        // cluster mode. More could never answer WAIT: every event would be refused.
+        let (replicas, field) = match s.mode {
+            StoreMode::Sentinel => (s.redis.replicas - 1, "spec.redis.replicas - 1"),
+            StoreMode::Cluster => (
+                s.cluster.as_ref().map_or(1, |c| c.replicas_per_shard),
+                "spec.cluster.replicasPerShard",
+            ),
+        };
+        if i64::from(wait) > i64::from(replicas.max(0)) {
+            v.push(
+                "spec.api.waitReplicas",
+                format!(
+                    "{wait} is more than the replicas each primary has ({field} = {replicas}): every event would wait in vain and be answered 503"
+                ),
+            );
+        }
+    }
+    let scaling = &api.autoscaling;
+    if scaling.enabled {
+        v.range(
+            "spec.api.autoscaling.targetCPUUtilizationPercentage",
+            scaling.target_cpu_utilization_percentage,
+            10,
+            100,
+        );
+        if scaling.max_replicas < api.replicas {
+            v.push(
+                "spec.api.autoscaling.maxReplicas",
+                format!(
+                    "{} is below spec.api.replicas ({}), the autoscaler's minimum",
+                    scaling.max_replicas, api.replicas
+                ),
+            );
+        }
+    }
+}
+
+/// A browser origin as CORS compares it: `scheme://host[:port]`, nothing after.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let url = Url::parse(origin)
+        .map_err(|e| format!("{origin:?} is not an origin ({e}); write scheme://host[:port], like \"https://shop.example\""))?;
+    let bare = url.path() == "/"
+        && !origin.ends_with('/')
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || !bare
+        || !url.username().is_empty()
+    {
+        return Err(format!(
+            "{origin:?} is not an origin; write scheme://host[:port] with http or https and nothing after, like \"https://shop.example\""
+        ));
+    }
+    Ok(())
 }
 
 fn check_store_name(v: &mut Problems, name: &str) {

@@ -183,6 +183,7 @@ fn a_default_store_builds_every_object_with_the_documented_names() {
         [
             "shop-acl",
             "shop-user-app",
+            "shop-user-api",
             "shop-user-backup",
             "shop-user-prune",
             "shop-user-exporter",
@@ -1128,4 +1129,198 @@ fn building_twice_gives_identical_objects() {
     let a = format!("{:?}", built(spec));
     let b = format!("{:?}", built(spec));
     assert_eq!(a, b);
+}
+
+#[test]
+fn the_tracking_api_is_a_locked_down_deployment_with_its_service_budget_autoscaler_and_policy() {
+    use abstore_operator::build::{
+        API_COMPONENT, API_CONTAINER_PORT, API_CREDENTIALS_ANNOTATION, API_KEY_DIR, API_KEY_FILE,
+        stamp_api_key_fingerprint,
+    };
+    // Off by default: nothing of it.
+    let off = built("");
+    assert!(off.deployments.is_empty() && off.horizontal_pod_autoscalers.is_empty());
+    assert!(
+        !off.services
+            .iter()
+            .any(|s| s.metadata.name.as_deref() == Some("shop-api"))
+    );
+
+    let spec = "redis: {replicas: 3}\napi:\n  enabled: true\n  apiKeySecret: {name: shop-key, key: token}\n  allowedOrigins: ['https://shop.example', 'http://localhost:3000']\n  rateLimit: 700\n  allowedClients: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress}}}]\n  autoscaling: {enabled: true, maxReplicas: 5}";
+    let model = model(spec);
+    let creds = credentials(&model, &BTreeMap::new());
+    let children = build(&model, &creds).unwrap();
+    let deployment = &children.deployments[0];
+    assert_eq!(deployment.metadata.name.as_deref(), Some("shop-api"));
+    let dspec = deployment.spec.as_ref().unwrap();
+    // The autoscaler owns the replica count.
+    assert_eq!(dspec.replicas, None);
+    let pod = dspec.template.spec.as_ref().unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some(abstore_operator::crd::DEFAULT_API_IMAGE)
+    );
+    let env: BTreeMap<&str, &str> = container
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        env["ABSTORE_API_REDIS_URL"],
+        "redis+sentinel://api@shop-sentinel.ab.svc.cluster.local:26379/shop?sentinel_username=api&password_file=/var/run/abstore/credentials/password"
+    );
+    assert_eq!(
+        env["ABSTORE_API_LISTEN"],
+        format!("0.0.0.0:{API_CONTAINER_PORT}")
+    );
+    assert_eq!(
+        env["ABSTORE_API_KEY_FILE"],
+        format!("{API_KEY_DIR}/{API_KEY_FILE}")
+    );
+    assert_eq!(
+        env["ABSTORE_API_ALLOWED_ORIGINS"],
+        "https://shop.example,http://localhost:3000"
+    );
+    assert_eq!(env["ABSTORE_API_RATE_LIMIT"], "700");
+    // Two replicas per primary: every event waits for one of them by default.
+    assert_eq!(env["ABSTORE_API_WAIT_REPLICAS"], "1");
+    // Only the api user's password and the key, read-only root, no service account token.
+    let secrets: Vec<String> = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.secret.as_ref())
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s.secret_name.as_deref().unwrap(),
+                s.items.as_ref().unwrap()[0].key
+            )
+        })
+        .collect();
+    assert_eq!(secrets, ["shop-user-api:password", "shop-key:token"]);
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some());
+    // A rotated api password and a new key both roll the pods.
+    let annotations = dspec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap();
+    assert!(annotations.contains_key(API_CREDENTIALS_ANNOTATION));
+    let mut stamped = children.clone();
+    stamp_api_key_fingerprint(&mut stamped, "f1");
+    let stamped = stamped.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .clone();
+    assert_eq!(
+        stamped.unwrap().annotations.unwrap()["abstore.dev/api-key-fingerprint"],
+        "f1"
+    );
+
+    // The Service selects the Deployment's pods.
+    let service = children
+        .services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("shop-api"))
+        .unwrap();
+    let pod_labels = dspec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    for (key, value) in service.spec.as_ref().unwrap().selector.as_ref().unwrap() {
+        assert_eq!(pod_labels.get(key), Some(value), "{key}");
+    }
+    assert!(
+        children
+            .pod_disruption_budgets
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some("shop-api"))
+    );
+    let hpa = children.horizontal_pod_autoscalers[0]
+        .spec
+        .as_ref()
+        .unwrap();
+    assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 5));
+    assert_eq!(hpa.scale_target_ref.name, "shop-api");
+
+    // Its policy: its port from the namespace and the declared clients; and Redis and Sentinel
+    // admit the API's pods.
+    let policy = children
+        .network_policies
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("shop-api"))
+        .unwrap();
+    let from = peers_of(policy, i32::from(API_CONTAINER_PORT)).unwrap();
+    assert_eq!(from.len(), 2, "{from:?}");
+    for policy in &children.network_policies[..2] {
+        let port = if policy.metadata.name.as_deref() == Some("shop-redis") {
+            6379
+        } else {
+            26379
+        };
+        assert!(
+            pod_peer(
+                &peers_of(policy, port).unwrap(),
+                "app.kubernetes.io/component",
+                API_COMPONENT
+            ),
+            "{:?} does not admit the API",
+            policy.metadata.name
+        );
+    }
+
+    // Without autoscaling the Deployment says how many; one Redis pod: no WAIT.
+    let fixed = built("redis: {replicas: 1}\napi: {enabled: true, replicas: 3, apiKeySecret: {name: k}}");
+    let dspec = fixed.deployments[0].spec.as_ref().unwrap();
+    assert_eq!(dspec.replicas, Some(3));
+    let wait = dspec.template.spec.as_ref().unwrap().containers[0]
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "ABSTORE_API_WAIT_REPLICAS")
+        .and_then(|e| e.value.clone());
+    assert_eq!(wait.as_deref(), Some("0"));
+    assert!(fixed.horizontal_pod_autoscalers.is_empty());
+}
+
+#[test]
+fn a_bad_api_spec_is_refused_naming_each_field() {
+    let error = validate(&store(
+        "redis: {replicas: 2}\napi:\n  enabled: true\n  allowedOrigins: ['https://shop.example/path', 'shop.example']\n  waitReplicas: 2\n  autoscaling: {enabled: true, maxReplicas: 1}",
+    ))
+    .unwrap_err();
+    let fields: Vec<&str> = error.errors().iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.api.apiKeySecret",
+            "spec.api.allowedOrigins[0]",
+            "spec.api.allowedOrigins[1]",
+            "spec.api.waitReplicas",
+            "spec.api.autoscaling.maxReplicas"
+        ],
+        "{error}"
+    );
+    // Disabled, its fields are not looked at.
+    validate(&store("api: {enabled: false, waitReplicas: 5}")).unwrap();
 }

@@ -275,6 +275,8 @@ async fn a_default_store_is_applied_in_dependency_order() {
             "GET /apis/monitoring.coreos.com/v1/namespaces/shop/prometheusrules",
             "GET /apis/monitoring.coreos.com/v1/namespaces/shop/servicemonitors",
             "GET /apis/batch/v1/namespaces/shop/cronjobs",
+            "GET /apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers",
+            "GET /apis/apps/v1/namespaces/shop/deployments",
             "GET /apis/apps/v1/namespaces/shop/statefulsets",
             "GET /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies",
             "GET /apis/policy/v1/namespaces/shop/poddisruptionbudgets",

@@ -147,7 +147,12 @@ fn expected_operator_permissions(prometheus_operator: bool) -> BTreeSet<String> 
         &["services", "configmaps", "secrets"],
         &CHILD_VERBS,
     ));
-    set.extend(grant("apps", &["statefulsets"], &CHILD_VERBS));
+    set.extend(grant("apps", &["statefulsets", "deployments"], &CHILD_VERBS));
+    set.extend(grant(
+        "autoscaling",
+        &["horizontalpodautoscalers"],
+        &CHILD_VERBS,
+    ));
     set.extend(grant("policy", &["poddisruptionbudgets"], &CHILD_VERBS));
     set.extend(grant(
         "networking.k8s.io",

@@ -1,6 +1,7 @@
 //! build: from the validated model (and the store's credentials) to the typed Kubernetes
 //! objects the controller applies. Pure: no client, no clock, no randomness.
 
+mod api;
 mod cronjobs;
 mod meta;
 mod monitoring;
@@ -13,7 +14,8 @@ mod services;
 mod statefulset;
 mod volumes;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -29,6 +31,11 @@ use crate::credentials::{
 use crate::model::{Model, REDIS_PORT, SENTINEL, SENTINEL_PORT};
 use crate::rotation::{PasswordState, STATE_KEY};
 
+pub use api::{
+    API_BINARY, API_COMPONENT, API_CONTAINER_PORT, API_CREDENTIALS_ANNOTATION, API_KEY_DIR,
+    API_KEY_FILE, API_KEY_FINGERPRINT_ANNOTATION, API_PORT_NAME, API_SERVICE_PORT, api_redis_url,
+    wait_replicas as api_wait_replicas,
+};
 pub use cronjobs::{
     BACKOFF_LIMIT, JOBS_BINARY, JOBS_CREDENTIALS_DIR, JOBS_HISTORY_LIMIT, JOBS_TLS_DIR,
     SCHEDULE_TIME_ZONE, STARTING_DEADLINE_SECONDS,
@@ -104,6 +111,10 @@ pub struct Children {
     pub network_policies: Vec<NetworkPolicy>,
     /// `<n>-redis` and `<n>-sentinel`.
     pub stateful_sets: Vec<StatefulSet>,
+    /// The tracking API's `<n>-api` (when `spec.api` is enabled).
+    pub deployments: Vec<Deployment>,
+    /// The tracking API's autoscaler (when enabled).
+    pub horizontal_pod_autoscalers: Vec<HorizontalPodAutoscaler>,
     /// Backup and prune CronJobs (those enabled).
     pub cron_jobs: Vec<CronJob>,
     /// ServiceMonitor and PrometheusRule (Prometheus Operator kinds), when enabled.
@@ -184,12 +195,20 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
         )
     }));
 
+    let api = api::api_objects(model, credentials);
+    let mut services = services::services(model);
+    services.extend(api.service);
+    let mut pod_disruption_budgets = policy::pod_disruption_budgets(model);
+    pod_disruption_budgets.extend(api.pod_disruption_budget);
+    let mut network_policies = policy::network_policies(model);
+    network_policies.extend(api.network_policy);
+
     Ok(Children {
         secrets: all_secrets,
         config_maps: vec![secrets::config_map(model, &files.files)],
-        services: services::services(model),
-        pod_disruption_budgets: policy::pod_disruption_budgets(model),
-        network_policies: policy::network_policies(model),
+        services,
+        pod_disruption_budgets,
+        network_policies,
         // Cluster mode has no sentinels: failover is the cluster's own.
         stateful_sets: if cluster {
             vec![redis::stateful_set(model, &redis_hash)]
@@ -199,6 +218,8 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
                 sentinel::stateful_set(model, &sentinel_hash),
             ]
         },
+        deployments: api.deployment.into_iter().collect(),
+        horizontal_pod_autoscalers: api.horizontal_pod_autoscaler.into_iter().collect(),
         cron_jobs: cronjobs::cron_jobs(model),
         monitoring: monitoring::monitoring(model),
     })
@@ -207,24 +228,47 @@ pub fn build(model: &Model, credentials: &Credentials) -> Result<Children, Build
 /// Pod-template annotation with the TLS Secret's fingerprint ([`crate::topology::TlsMaterial`]).
 pub const TLS_FINGERPRINT_ANNOTATION: &str = "abstore.dev/tls-fingerprint";
 
-/// Stamps the TLS certificate's fingerprint on both StatefulSets' pod templates: a renewed
-/// certificate (cert-manager rewrites the Secret) changes the template, and the rollout planner
-/// restarts the pods in its failover-aware order (Redis and Sentinel read their certificate
-/// files only when they start). The controller reads the Secret; build stays pure.
+/// Stamps the TLS certificate's fingerprint on both StatefulSets' pod templates (and the API's):
+/// a renewed certificate (cert-manager rewrites the Secret) changes the template, and the
+/// rollout planner restarts the pods in its failover-aware order (Redis and Sentinel read their
+/// certificate files only when they start). The controller reads the Secret; build stays pure.
 pub fn stamp_tls_fingerprint(children: &mut Children, fingerprint: &str) {
-    for stateful_set in &mut children.stateful_sets {
-        if let Some(spec) = stateful_set.spec.as_mut() {
-            spec.template
-                .metadata
-                .get_or_insert_with(Default::default)
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(
-                    TLS_FINGERPRINT_ANNOTATION.to_owned(),
-                    fingerprint.to_owned(),
-                );
+    let templates = children
+        .stateful_sets
+        .iter_mut()
+        .filter_map(|s| s.spec.as_mut().map(|spec| &mut spec.template))
+        .chain(
+            children
+                .deployments
+                .iter_mut()
+                .filter_map(|d| d.spec.as_mut().map(|spec| &mut spec.template)),
+        );
+    for template in templates {
+        annotate(template, TLS_FINGERPRINT_ANNOTATION, fingerprint);
+    }
+}
+
+/// Stamps the API key's fingerprint on the API's pod template: a new key rolls the API pods,
+/// which read it when they start. The controller reads the key's Secret; build stays pure.
+pub fn stamp_api_key_fingerprint(children: &mut Children, fingerprint: &str) {
+    for deployment in &mut children.deployments {
+        if let Some(spec) = deployment.spec.as_mut() {
+            annotate(
+                &mut spec.template,
+                API_KEY_FINGERPRINT_ANNOTATION,
+                fingerprint,
+            );
         }
     }
+}
+
+fn annotate(template: &mut k8s_openapi::api::core::v1::PodTemplateSpec, key: &str, value: &str) {
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.to_owned(), value.to_owned());
 }
 
 /// The Sentinel URL of `user` through the `<n>-sentinel` Service, without a password: what

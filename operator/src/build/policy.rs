@@ -11,7 +11,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::{object_meta, selector};
-use super::{BACKUP_COMPONENT, OPERATOR_POD_NAME, PRUNE_COMPONENT};
+use super::{API_COMPONENT, BACKUP_COMPONENT, OPERATOR_POD_NAME, PRUNE_COMPONENT};
 use crate::model::{
     CLIENT_LABEL, CLUSTER_BUS_PORT, EXPORTER_PORT, Model, NAME_LABEL, REDIS, REDIS_PORT, SENTINEL,
     SENTINEL_PORT,
@@ -55,7 +55,13 @@ pub(crate) fn network_policies(model: &Model) -> Vec<NetworkPolicy> {
     let clients = client_peers(model);
     let redis_pods = pods(model.selector_labels(REDIS));
     let sentinel_pods = pods(model.selector_labels(SENTINEL));
-    let jobs = [BACKUP_COMPONENT, PRUNE_COMPONENT].map(|c| pods(model.selector_labels(c)));
+    // The jobs, and the tracking API's pods when it runs: clients of their own.
+    let mut jobs: Vec<NetworkPolicyPeer> = [BACKUP_COMPONENT, PRUNE_COMPONENT]
+        .map(|c| pods(model.selector_labels(c)))
+        .into();
+    if model.spec.api.enabled {
+        jobs.push(pods(model.selector_labels(API_COMPONENT)));
+    }
     let operator = operator_peer(model);
 
     // Redis: clients and jobs for data; sentinels monitor; other Redis pods replicate; the

@@ -493,6 +493,19 @@ const APP_COMMANDS: &[&str] = &[
     "+unlink",
     "+wait",
 ];
+/// What the tracking API (`abstore-api`) sends besides [`APP_COMMANDS`] (measured by
+/// tests/tests/least_privilege.rs through the binary's every route): PING for `/readyz`, its
+/// experiment registry (SADD and SMEMBERS of the namespace's `exps` set, HSETNX and HGETALL of
+/// each `exp:<experiment>` hash, SISMEMBER when reading one, SREM and UNLINK on delete).
+const API_COMMANDS: &[&str] = &[
+    "+ping",
+    "+sadd",
+    "+smembers",
+    "+sismember",
+    "+srem",
+    "+hsetnx",
+    "+hgetall",
+];
 /// What a role loses and gains in cluster mode (measured by tests/tests/least_privilege.rs):
 /// the abstore library's cluster connection reads the slot map (`CLUSTER SLOTS`; backup and
 /// prune then visit each shard's node directly) and never asks a node its `ROLE` (the slot map
@@ -506,7 +519,7 @@ const APP_COMMANDS: &[&str] = &[
 /// preStop hook (Sentinel's hand-over) runs: the probes there send PING and INFO.
 fn cluster_commands(role: Role) -> (&'static [&'static str], &'static [&'static str]) {
     match role {
-        Role::App => (
+        Role::App | Role::Api => (
             &["+role", "+eval", "+pfmerge", "+pexpire"],
             &["+cluster|slots", "+asking"],
         ),
@@ -642,7 +655,7 @@ pub fn sentinel_acl_users(model: &Model, credentials: &Credentials) -> Vec<AclUs
     };
     let client = rules(Some(SWITCH_MASTER_CHANNEL), SENTINEL_CLIENT_COMMANDS);
     let role_rules = |role: Role| match role {
-        Role::App | Role::Backup | Role::Prune | Role::Exporter => client.clone(),
+        Role::App | Role::Api | Role::Backup | Role::Prune | Role::Exporter => client.clone(),
         Role::Replication => rules(None, SENTINEL_REDIS_POD_COMMANDS),
         Role::Sentinel => rules(Some(SENTINEL_HELLO_CHANNEL), SENTINEL_PEER_COMMANDS),
         Role::Operator => vec!["~*".to_owned(), "&*".to_owned(), "+@all".to_owned()],
@@ -820,6 +833,11 @@ fn role_rules(role: Role) -> (String, String, String) {
             key_patterns(KeyKind::ALL.into_iter(), "").join(" "),
             String::new(),
             join(&[APP_COMMANDS]),
+        ),
+        Role::Api => (
+            key_patterns(KeyKind::ALL.into_iter(), "").join(" "),
+            String::new(),
+            join(&[APP_COMMANDS, API_COMMANDS]),
         ),
         Role::Backup => ("%R~*".to_owned(), String::new(), join(&[BACKUP_COMMANDS])),
         Role::Prune => (
