@@ -24,6 +24,7 @@ command -v npm            >/dev/null 2>&1 || need_apt+=(npm)
 # An OCI registry (CNCF distribution) for the e2e Helm test: the chart is pushed to it and
 # installed from oci:// as users install a release (tests/src/registry.rs).
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+command -v chromedriver   >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)  # the dashboard in a real browser (tests/tests/api_dashboard.rs)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
   need_apt+=(python3-pip)
