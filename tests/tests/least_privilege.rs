@@ -375,6 +375,97 @@ async fn app_workload(url: String) {
     assert_eq!(moved.variation, "green", "{moved:?}");
 }
 
+/// Every route of the `abstore-api` binary that reaches Redis, as a browser client and a report
+/// reader would call them: readiness, `track` (GET and form POST, participations and goals, a
+/// duplicate), `experiment`, `all` (scoped, `unique=true`), the `/v1` list and results, the
+/// dashboard's sign-in and reads, `delete`. A second process with `--wait-replicas 1` tracks
+/// one event (WAIT; no replica here, so it answers 503 as documented).
+async fn api_workload(url: String) {
+    use abstore_tests::api::{API_KEY, ApiProcess};
+    let api = ApiProcess::start_url(&url, &[]).await;
+    let client = reqwest::Client::new();
+    let base = &api.base;
+    let ok = |response: reqwest::Response| async move {
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(status.is_success(), "{status}: {body}");
+        body
+    };
+    let track = |variant: &'static str, event: &'static str, uuid: &'static str| {
+        client.get(format!("{base}/track")).query(&[
+            ("experiment", "button"),
+            ("variant", variant),
+            ("event", event),
+            ("uuid", uuid),
+        ])
+    };
+    ok(client.get(format!("{base}/readyz")).send().await.unwrap()).await;
+    for (variant, event, uuid) in [
+        ("red", "participate", "u1"),
+        ("red", "participate", "u1"),
+        ("blue", "participate", "u2"),
+        ("red", "buy", "u1"),
+    ] {
+        ok(track(variant, event, uuid).send().await.unwrap()).await;
+    }
+    ok(client
+        .post(format!("{base}/track"))
+        .form(&[
+            ("experiment", "button"),
+            ("variant", "blue"),
+            ("event", "buy"),
+            ("uuid", "u2"),
+        ])
+        .send()
+        .await
+        .unwrap())
+    .await;
+    let read = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .header("x-api-key", API_KEY)
+    };
+    for path in [
+        "/experiment?experiment=button",
+        "/experiment?experiment=button&unique=true",
+        "/all",
+        "/all?scope=button",
+        "/v1/experiments",
+        "/v1/experiments/button",
+        "/v1/experiments/button?granularity=hour",
+    ] {
+        ok(read(path).send().await.unwrap()).await;
+    }
+    let deleted = client
+        .delete(format!("{base}/delete"))
+        .query(&[("experiment", "button")])
+        .header("x-api-key", API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    drop(api);
+
+    let waiting =
+        ApiProcess::start_url(&url, &["--wait-replicas", "1", "--wait-timeout-ms", "50"]).await;
+    let answer = client
+        .get(format!("{}/track", waiting.base))
+        .query(&[
+            ("experiment", "button"),
+            ("variant", "red"),
+            ("event", "participate"),
+            ("uuid", "u9"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        503,
+        "WAIT for a replica that does not exist"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_roles_are_granted_exactly_what_their_components_send() {
     let mut bench = ClientBench::start().await;
@@ -384,8 +475,15 @@ async fn client_roles_are_granted_exactly_what_their_components_send() {
     let used = measure(&mut bench.stats, "app", app_workload(url)).await;
     assert_exactly("app", &granted(&bench.store, "app"), &used, &[]);
 
-    // backup: every kind of key the job reads, with expiries.
+    // api: the tracking API binary's every route, from an empty script cache (as after a
+    // restart of Redis: the recorder then loads its script).
     let operator = bench.store.url("operator", bench.node.port());
+    run_as(&operator, &["SCRIPT", "FLUSH"]).await.unwrap();
+    let url = bench.url("api");
+    let used = measure(&mut bench.stats, "api", api_workload(url)).await;
+    assert_exactly("api", &granted(&bench.store, "api"), &used, &[]);
+
+    // backup: every kind of key the job reads, with expiries.
     for args in [
         &["SET", "exp:flag", "{}", "EX", "3600"][..],
         &["HSET", "exp:flag:meta", "owner", "growth"],

@@ -493,11 +493,25 @@ const APP_COMMANDS: &[&str] = &[
     "+unlink",
     "+wait",
 ];
-/// What the tracking API (`abstore-api`) sends besides [`APP_COMMANDS`] (measured by
-/// tests/tests/least_privilege.rs through the binary's every route): PING for `/readyz`, its
-/// experiment registry (SADD and SMEMBERS of the namespace's `exps` set, HSETNX and HGETALL of
-/// each `exp:<experiment>` hash, SISMEMBER when reading one, SREM and UNLINK on delete).
+/// Exactly what the tracking API (`abstore-api`) sends (measured by
+/// tests/tests/least_privilege.rs through the binary's every route): the recorder's script
+/// (SCRIPT LOAD, EVALSHA, and inside it SET NX EX, INCRBY, PFADD, EXPIREAT), ROLE on connect,
+/// WAIT with `--wait-replicas`, the reads (MGET, PFCOUNT; its unique counts need no union
+/// script), PING for `/readyz`, its experiment registry (SADD and SMEMBERS of the namespace's
+/// `exps` set, HSETNX and HGETALL of each `exp:<experiment>` hash, SISMEMBER when reading one)
+/// and delete (UNLINK, SREM). Less than the app role: no sticky assignments, no union script.
 const API_COMMANDS: &[&str] = &[
+    "+role",
+    "+evalsha",
+    "+script|load",
+    "+set",
+    "+incrby",
+    "+pfadd",
+    "+expireat",
+    "+wait",
+    "+mget",
+    "+pfcount",
+    "+unlink",
     "+ping",
     "+sadd",
     "+smembers",
@@ -837,7 +851,7 @@ fn role_rules(role: Role) -> (String, String, String) {
         Role::Api => (
             key_patterns(KeyKind::ALL.into_iter(), "").join(" "),
             String::new(),
-            join(&[APP_COMMANDS, API_COMMANDS]),
+            join(&[API_COMMANDS]),
         ),
         Role::Backup => ("%R~*".to_owned(), String::new(), join(&[BACKUP_COMMANDS])),
         Role::Prune => (
