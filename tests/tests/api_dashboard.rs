@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -54,7 +55,8 @@ fn browser(test: &str) -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-/// A chromedriver process on loopback (killed when dropped).
+/// A chromedriver process on loopback, in a process group of its own with the browsers it
+/// starts: dropped (a failed test too), the group is killed, so no browser outlives the test.
 struct Driver {
     child: Child,
     base: String,
@@ -62,6 +64,9 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -71,6 +76,7 @@ impl Driver {
     async fn start(binary: &PathBuf, client: &reqwest::Client) -> Driver {
         let port = free_port().unwrap();
         let child = Command::new(binary)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
@@ -116,7 +122,8 @@ impl Session {
                 "binary": chromium,
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--no-first-run", "--window-size=1280,2100", "--lang=en-US",
+                    "--no-first-run", "--disable-crash-reporter", "--disable-breakpad",
+                    "--window-size=1280,2100", "--lang=en-US",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             },
