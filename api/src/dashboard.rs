@@ -162,6 +162,12 @@ pub async fn login(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if state.api_key.is_none() {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            Some("This API has no key configured (--api-key-file): the page is off."),
+        );
+    }
     let form = crate::server::form_pairs(&body).unwrap_or_default();
     let given = form.get(KEY_FIELD).map(String::as_str).unwrap_or_default();
     let Some(api_key) = state

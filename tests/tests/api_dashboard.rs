@@ -192,13 +192,25 @@ impl Session {
             .ok_or_else(|| format!("no element reference in {found}"))
     }
 
-    /// The element matching `css`, polled for until the deadline.
+    /// The element matching `css`, polled for until the deadline (then the page's text).
     async fn wait_for(&self, css: &str) -> String {
-        poll(&format!("the page to show {css}"), PAGE_DEADLINE, || {
+        let found = poll(&format!("the page to show {css}"), PAGE_DEADLINE, || {
             self.find(css)
         })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .await;
+        match found {
+            Ok(element) => element,
+            Err(error) => {
+                let text = self
+                    .command(
+                        reqwest::Method::POST,
+                        "/execute/sync",
+                        Some(json!({"script": "return document.body.innerText;", "args": []})),
+                    )
+                    .await;
+                panic!("{error}\nthe page says: {text:?}")
+            }
+        }
     }
 
     async fn exists(&self, css: &str) -> bool {
@@ -662,6 +674,60 @@ async fn the_dashboard_shows_the_numbers_of_the_api_behind_a_sign_in() {
         );
     }
 
+    let png = session.screenshot().await;
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "the screenshot is a PNG"
+    );
+    if std::env::var(UPDATE_SCREENSHOT_ENV).is_ok_and(|v| v == "1") {
+        let path = repo_root().join(SCREENSHOT);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(&path, &png).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+
+    // The last 7 UTC days: the page asks from 6 days back, and draws those days' hours.
+    let picked_at = chrono::Utc::now().timestamp();
+    session
+        .click(
+            &session
+                .find(r#"[data-testid=range] option[value="7"]"#)
+                .await
+                .unwrap(),
+        )
+        .await;
+    session
+        .wait_for(r#"[data-testid=results][data-state=ready][data-days="7"]"#)
+        .await;
+    let numbers = session.numbers().await;
+    let first_day: i64 = shown(&numbers, "range-first-day").0.parse().unwrap();
+    let day_of = |t: i64| t - t.rem_euclid(86_400);
+    let six_back = [
+        day_of(picked_at - 6 * 86_400),
+        day_of(chrono::Utc::now().timestamp() - 6 * 86_400),
+    ];
+    assert!(
+        six_back.contains(&first_day),
+        "first day {first_day}, expected one of {six_back:?}"
+    );
+    assert_eq!(
+        shown(
+            &numbers,
+            &format!("hourly-participations-control-{first_day}")
+        )
+        .0,
+        "0"
+    );
+    for (variant, totals) in results["variants"].as_object().unwrap() {
+        assert_count(
+            &numbers,
+            &format!("participations-{variant}"),
+            totals["events"].as_u64().unwrap(),
+        );
+    }
+
     // The cookie: HttpOnly, SameSite=Strict; it authorizes the JSON reads, a forged one does not.
     let cookies = session.cookies().await;
     let cookie = cookies
@@ -716,20 +782,6 @@ async fn the_dashboard_shows_the_numbers_of_the_api_behind_a_sign_in() {
         .await
         .unwrap();
     assert_eq!(delete.status(), 403);
-
-    let png = session.screenshot().await;
-    assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "the screenshot is a PNG"
-    );
-    if std::env::var(UPDATE_SCREENSHOT_ENV).is_ok_and(|v| v == "1") {
-        let path = repo_root().join(SCREENSHOT);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).unwrap();
-        }
-        std::fs::write(&path, &png).unwrap();
-        eprintln!("wrote {}", path.display());
-    }
 
     // Signing out: the form again.
     session
