@@ -151,7 +151,9 @@ pub async fn read(
                 }
                 for v in variants {
                     let users = match replies.next() {
-                        Some(Value::Int(n)) => u64::try_from(n).unwrap_or_default(),
+                        Some(Value::Int(n)) => u64::try_from(n).map_err(|_| {
+                            unexpected(experiment, format!("negative cardinality {n}"))
+                        })?,
                         other => {
                             return Err(unexpected(
                                 experiment,
