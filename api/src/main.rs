@@ -39,6 +39,30 @@ struct Args {
     rate_limit: u32,
 }
 
+/// Connects to the store, waiting while it is not there yet (a store and its API are created
+/// together; in Kubernetes the API's startup probe allows for it). A URL or file that can
+/// never work fails at once, naming the problem.
+async fn connect(url: &str) -> anyhow::Result<abstore::connection::Connection> {
+    use abstore::error::Error;
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        match abstore::connection::Connection::open(url).await {
+            Ok(conn) => return Ok(conn),
+            Err(
+                error @ (Error::InvalidUrl { .. }
+                | Error::File { .. }
+                | Error::MissingEnv { .. }
+                | Error::InvalidArgument { .. }),
+            ) => return Err(error).context("connecting to --redis-url"),
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = wait.as_millis(), "the store is not reachable yet");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     abstore::crypto::install_default_provider();
@@ -58,9 +82,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let conn = abstore::connection::Connection::open(&args.redis_url)
-        .await
-        .with_context(|| "connecting to --redis-url")?;
+    let conn = connect(&args.redis_url).await?;
     let state = Arc::new(AppState {
         store: TrackingStore::new(
             conn,

@@ -120,6 +120,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "  credentials: {} (one password file per user)",
             layout.credentials_dir().display()
         );
+        if let Some(url) = local::api::api_url(&state) {
+            println!(
+                "  api:         {url} (tracking API; key in {}; results page {url}/dashboard)",
+                local::api::api_key_file(&layout).display()
+            );
+        }
         println!(
             "  status:      abstore-operator local status --dir {}",
             layout.dir.display()
@@ -158,6 +164,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "  credentials: {} (one password file per user)",
         layout.credentials_dir().display()
     );
+    if let Some(url) = local::api::api_url(&state) {
+        println!(
+            "  api:         {url} (tracking API; key in {}; results page {url}/dashboard)",
+            local::api::api_key_file(&layout).display()
+        );
+    }
     if state.tls {
         println!(
             "  tls:         TLS only; clients trust {} (certificates in {})",
@@ -199,6 +211,9 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 );
             }
             println!("connect:     {}", status.url);
+            if let Some(api) = &status.api {
+                println!("api:         {api}");
+            }
             println!("credentials: {}", status.credentials_dir);
             if let Some(tls) = &status.tls {
                 match (&tls.server_certificate_expires, &tls.error) {

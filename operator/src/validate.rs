@@ -344,7 +344,7 @@ pub fn validate_on(store: &ABStore, platform: &Platform) -> Result<Model, Valida
     if let Some(class) = &s.priority_class_name {
         v.subdomain("spec.priorityClassName", class);
     }
-    check_api(&mut v, s);
+    check_api(&mut v, s, platform);
 
     if !v.errors.is_empty() {
         return Err(ValidationError { errors: v.errors });
@@ -448,7 +448,7 @@ impl Problems {
 }
 
 /// `spec.api`: only read when enabled (a disabled API's leftovers refuse nothing).
-fn check_api(v: &mut Problems, s: &ABStoreSpec) {
+fn check_api(v: &mut Problems, s: &ABStoreSpec, platform: &Platform) {
     let api = &s.api;
     if !api.enabled {
         return;
@@ -457,6 +457,8 @@ fn check_api(v: &mut Problems, s: &ABStoreSpec) {
     v.image("spec.api.image", &api.image);
     v.range("spec.api.rateLimit", api.rate_limit, 1, 1_000_000);
     match &api.api_key_secret {
+        // `local up` generates the key into its directory.
+        None if platform.runtime == Runtime::Local => {}
         None => v.push(
             "spec.api.apiKeySecret",
             "is required when spec.api.enabled is true: name a Secret with the API key that reports and the results page require, like {name: experiments-api-key, key: api-key}",

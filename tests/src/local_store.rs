@@ -360,3 +360,62 @@ async fn plain_connection(url: &str) -> redis::RedisResult<redis::aio::Multiplex
         .get_multiplexed_async_connection_with_config(&config)
         .await
 }
+
+/// `abstore-operator local up` (the binary) as a child process on an ABStore file; killed on
+/// drop if still running (tests stop it with SIGINT, as Ctrl-C, to check the clean stop).
+#[derive(Debug)]
+pub struct LocalUp {
+    pub child: std::process::Child,
+    pub dir: PathBuf,
+}
+
+impl LocalUp {
+    /// Starts it with its output in `<dir>.log`.
+    pub fn start(spec: &Path, dir: &Path) -> LocalUp {
+        let log =
+            std::fs::File::create(dir.with_extension("log")).unwrap_or_else(|e| panic!("{e}"));
+        let child = std::process::Command::new(crate::k8s::operator_binary())
+            .args(["local", "up", "-f"])
+            .arg(spec)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
+            .stderr(log)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting local up: {e}"));
+        LocalUp {
+            child,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// What it printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// `local status -o json` from the binary.
+    pub fn status(&self) -> serde_json::Value {
+        let out = std::process::Command::new(crate::k8s::operator_binary())
+            .args(["local", "status", "-o", "json", "--dir"])
+            .arg(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("local status: {e}"));
+        assert!(
+            out.status.success(),
+            "local status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("local status JSON: {e}"))
+    }
+}
+
+impl Drop for LocalUp {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

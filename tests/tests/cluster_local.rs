@@ -28,97 +28,45 @@ fn example() -> PathBuf {
     abstore_tests::repo_root().join("docs/examples/cluster.yaml")
 }
 
-/// `abstore-operator local up` as a child process, stopped (SIGTERM, as Ctrl-C) on drop.
-struct Up {
-    child: std::process::Child,
-    dir: PathBuf,
-}
+use abstore_tests::local_store::LocalUp as Up;
 
-impl Up {
-    fn start(spec: &Path, dir: &Path) -> Up {
-        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
-        let child = std::process::Command::new(operator_binary())
-            .args(["local", "up", "-f"])
-            .arg(spec)
-            .arg("--dir")
-            .arg(dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Up {
-            child,
-            dir: dir.to_owned(),
+/// Polls `local status` until every slot is served by three primaries, each with one
+/// replica attached, every member running.
+fn wait_formed(up: &mut Up, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = up.child.try_wait().unwrap() {
+            panic!("local up exited ({status}):\n{}", up.log());
         }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
-    }
-
-    /// `local status -o json` from the binary.
-    fn status(&self) -> Value {
-        let out = std::process::Command::new(operator_binary())
-            .args(["local", "status", "-o", "json", "--dir"])
-            .arg(&self.dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "local status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Polls `local status` until every slot is served by three primaries, each with one
-    /// replica attached, every member running.
-    fn wait_formed(&mut self, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("local up exited ({status}):\n{}", self.log());
+        if up.dir.join("state.json").exists() {
+            let status = up.status();
+            let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+            let primaries = nodes.iter().filter(|n| n["role"] == "primary").count();
+            let replicas = nodes
+                .iter()
+                .filter(|n| {
+                    n["role"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("replica of 127.0.0.1:"))
+                })
+                .count();
+            let running = nodes.iter().all(|n| n["running"] == true);
+            if status["slots_covered"] == 16384 && primaries == 3 && replicas == 3 && running {
+                return status;
             }
-            if self.dir.join("state.json").exists() {
-                let status = self.status();
-                let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
-                let primaries = nodes.iter().filter(|n| n["role"] == "primary").count();
-                let replicas = nodes
-                    .iter()
-                    .filter(|n| {
-                        n["role"]
-                            .as_str()
-                            .is_some_and(|r| r.starts_with("replica of 127.0.0.1:"))
-                    })
-                    .count();
-                let running = nodes.iter().all(|n| n["running"] == true);
-                if status["slots_covered"] == 16384 && primaries == 3 && replicas == 3 && running {
-                    return status;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "cluster not formed after {within:?}: {status:#}\n{}",
-                    self.log()
-                );
-            } else {
-                assert!(
-                    Instant::now() < deadline,
-                    "no state after {within:?}:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                Instant::now() < deadline,
+                "cluster not formed after {within:?}: {status:#}\n{}",
+                up.log()
+            );
+        } else {
+            assert!(
+                Instant::now() < deadline,
+                "no state after {within:?}:\n{}",
+                up.log()
+            );
         }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -227,7 +175,7 @@ async fn local_up_runs_a_cluster_the_library_records_through_and_a_killed_primar
     let dir = work.path().join("store");
     let _cleanup = KillOnDrop(dir.clone());
     let mut up = Up::start(&spec, &dir);
-    let status = up.wait_formed(Duration::from_secs(120));
+    let status = wait_formed(&mut up, Duration::from_secs(120));
     let url = status["url"].as_str().unwrap().to_owned();
     assert!(url.starts_with("redis+cluster://app@127.0.0.1:"), "{url}");
 

@@ -190,8 +190,11 @@ fn deployment(model: &Model, credentials: &Credentials) -> Deployment {
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        // Ready while Redis answers: a pod that lost Redis leaves the Service (its `track`
-        // would only answer 503). Alive while the process serves HTTP.
+        // It listens once it reached the store, which may take a while when the store is
+        // created with it: up to 5 minutes before liveness counts. Ready while Redis answers:
+        // a pod that lost Redis leaves the Service (its `track` would only answer 503). Alive
+        // while the process serves HTTP.
+        startup_probe: Some(probe("/healthz", 5, 60)),
         readiness_probe: Some(probe("/readyz", 5, 2)),
         liveness_probe: Some(probe("/healthz", 10, 3)),
         resources: Some({

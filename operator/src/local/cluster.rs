@@ -63,6 +63,8 @@ pub struct ClusterSupervisor {
     /// one that differs from what the model renders now is rolled.
     applied: Vec<String>,
     last_step: Option<RolloutStep>,
+    /// The tracking API, when the spec enables it.
+    api: super::api::LocalApi,
 }
 
 /// What the cluster heal needs for this local store (with TLS, the CA in `<dir>/tls/ca.crt`).
@@ -225,6 +227,7 @@ impl ClusterSupervisor {
             spec,
             applied: vec![String::new(); members],
             last_step: None,
+            api: super::api::LocalApi::default(),
             layout,
             model,
             credentials,
@@ -245,6 +248,16 @@ impl ClusterSupervisor {
             return Err(error);
         }
         supervisor.jobs = scheduled_jobs(&supervisor.model, &supervisor.layout, &supervisor.state);
+        supervisor.api.arm();
+        if let Err(error) = supervisor
+            .api
+            .ensure(&supervisor.model, &supervisor.layout, &mut supervisor.state)
+            .await
+        {
+            supervisor.stop().await?;
+            return Err(error);
+        }
+        supervisor.save()?;
         Ok(supervisor)
     }
 
@@ -297,6 +310,13 @@ impl ClusterSupervisor {
         self.reload_spec().await?;
         self.take_restart_request();
         self.grow().await?;
+        if let Err(error) = self
+            .api
+            .ensure(&self.model, &self.layout, &mut self.state)
+            .await
+        {
+            tracing::warn!(%error, "abstore-api not started; trying again at the next pass");
+        }
         let now = Instant::now();
         for index in 0..self.nodes.len() {
             if let Some(status) = exited(&mut self.nodes[index]) {
@@ -693,6 +713,7 @@ impl ClusterSupervisor {
 
     /// Stops every process (SIGTERM, so Redis flushes its AOF) and clears the pids.
     pub async fn stop(mut self) -> Result<()> {
+        self.api.stop(&mut self.state).await;
         for job in &mut self.jobs {
             if let Some(child) = job.running.take()
                 && let Some(pid) = child.id()
@@ -815,5 +836,6 @@ pub(super) async fn status(layout: &Layout, state: LocalState) -> Result<super::
             }
         }),
         slots_covered: Some(covered.len()),
+        api: super::api::api_url(&state),
     })
 }

@@ -8,6 +8,7 @@
 //! (config, data, log), `backups/`, and with `spec.tls.enabled` `tls/` (see [`tls`]). `up` on an
 //! existing directory restarts the same store with its data, ports, passwords and certificates.
 
+pub mod api;
 pub mod cluster;
 mod process;
 mod state;
@@ -419,6 +420,9 @@ pub struct Status {
     /// Cluster mode: hash slots some reachable primary serves (of 16384).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots_covered: Option<u32>,
+    /// The tracking API's URL, when the store runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
 }
 
 /// The certificates `status` reports for a TLS store.
@@ -550,6 +554,7 @@ pub async fn status(layout: &Layout) -> Result<Status> {
             }
         }),
         slots_covered: None,
+        api: api::api_url(&state),
     })
 }
 
@@ -580,7 +585,12 @@ pub async fn down(layout: &Layout, grace: Duration) -> Result<Vec<u32>> {
     {
         stopped.push(pid);
     }
-    for proc in state.nodes.iter_mut().chain(state.sentinels.iter_mut()) {
+    for proc in state
+        .api
+        .iter_mut()
+        .chain(state.nodes.iter_mut())
+        .chain(state.sentinels.iter_mut())
+    {
         if let Some(pid) = proc.pid.take()
             && process::stop_listener(pid, proc.port, grace).await
         {

@@ -68,6 +68,8 @@ pub struct Supervisor {
     sentinel_port_new: Vec<bool>,
     last_step: Option<Step>,
     switchovers: Vec<SwitchoverRecord>,
+    /// The tracking API, when the spec enables it.
+    api: super::api::LocalApi,
 }
 
 /// One switchover a rollout or scale-down made, for logs and the tests' figures.
@@ -126,6 +128,7 @@ impl Supervisor {
             sentinel_port_new: (0..sentinels).map(|i| i >= known_sentinels).collect(),
             last_step: None,
             switchovers: Vec::new(),
+            api: super::api::LocalApi::default(),
             state,
         };
         supervisor.node_applied = vec![String::new(); supervisor.state.nodes.len()];
@@ -152,6 +155,17 @@ impl Supervisor {
         supervisor.save()?;
         supervisor.bootstrap().await?;
         supervisor.jobs = scheduled_jobs(&supervisor.model, &supervisor.layout, &supervisor.state);
+        // The API after the primary is elected: its readiness is Redis answering.
+        supervisor.api.arm();
+        if let Err(error) = supervisor
+            .api
+            .ensure(&supervisor.model, &supervisor.layout, &mut supervisor.state)
+            .await
+        {
+            supervisor.stop().await?;
+            return Err(error);
+        }
+        supervisor.save()?;
         Ok(supervisor)
     }
 
@@ -278,6 +292,13 @@ impl Supervisor {
         }
         for job in &mut self.jobs {
             job.tick(&mut self.state);
+        }
+        if let Err(error) = self
+            .api
+            .ensure(&self.model, &self.layout, &mut self.state)
+            .await
+        {
+            tracing::warn!(%error, "abstore-api not started; trying again at the next pass");
         }
         self.refresh_credentials().await?;
         let report = heal::heal_once(&self.target).await?;
@@ -656,6 +677,8 @@ impl Supervisor {
     /// Stops every process (SIGTERM, so Redis flushes its AOF) and clears the pids.
     pub async fn stop(mut self) -> Result<()> {
         let grace = STOP_GRACE;
+        // The API first: it drains its requests while Redis still answers.
+        self.api.stop(&mut self.state).await;
         for job in &mut self.jobs {
             if let Some(child) = job.running.take()
                 && let Some(pid) = child.id()
@@ -690,6 +713,12 @@ impl Supervisor {
         }
         Duration::from_millis(self.target.sentinel.down_after_ms.saturating_mul(2))
             + Duration::from_secs(5)
+    }
+
+    /// Uses `binary` for the tracking API instead of the `abstore-api` found next to this
+    /// program or on PATH (it takes effect at the API's next start).
+    pub fn set_api_binary(&mut self, binary: &Path) {
+        self.api.set_binary(binary);
     }
 
     /// Uses `binary` for the backup and prune jobs instead of the `abstore-jobs` found next to
@@ -1110,6 +1139,11 @@ fn spawn(program: &str, config: &Path, log: &Path) -> Result<Child> {
         }
         other => other,
     })
+}
+
+/// [`spawn_logged`] for the other programs a local store runs (the tracking API).
+pub(super) fn spawn_program(program: &Path, args: &[String], log: &Path) -> Result<Child> {
+    spawn_logged(program, args, log)
 }
 
 /// Starts `program args…` with stdout and stderr appended to `log`, in its own process group

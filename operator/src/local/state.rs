@@ -45,6 +45,9 @@ pub struct LocalState {
     /// member first. `None`: Sentinel mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<u16>,
+    /// The tracking API (`spec.api.enabled`): its port and pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ProcessState>,
 }
 
 /// One finished job run.
