@@ -1289,7 +1289,8 @@ fn the_tracking_api_is_a_locked_down_deployment_with_its_service_budget_autoscal
     }
 
     // Without autoscaling the Deployment says how many; one Redis pod: no WAIT.
-    let fixed = built("redis: {replicas: 1}\napi: {enabled: true, replicas: 3, apiKeySecret: {name: k}}");
+    let fixed =
+        built("redis: {replicas: 1}\napi: {enabled: true, replicas: 3, apiKeySecret: {name: k}}");
     let dspec = fixed.deployments[0].spec.as_ref().unwrap();
     assert_eq!(dspec.replicas, Some(3));
     let wait = dspec.template.spec.as_ref().unwrap().containers[0]

@@ -147,7 +147,11 @@ fn expected_operator_permissions(prometheus_operator: bool) -> BTreeSet<String> 
         &["services", "configmaps", "secrets"],
         &CHILD_VERBS,
     ));
-    set.extend(grant("apps", &["statefulsets", "deployments"], &CHILD_VERBS));
+    set.extend(grant(
+        "apps",
+        &["statefulsets", "deployments"],
+        &CHILD_VERBS,
+    ));
     set.extend(grant(
         "autoscaling",
         &["horizontalpodautoscalers"],
