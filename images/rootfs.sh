@@ -2,7 +2,7 @@
 # Assembles the runtime root filesystem of one image from images/runtime-files.txt: the shared
 # libraries BINARY needs, CA certificates, users, /tmp. The binary itself is not copied (it is
 # the image's second layer). Run by the Dockerfile's builder stage and by scripts/build-images.sh,
-# so both images are made of the same files.
+# so every image is made of the same files.
 # Usage: images/rootfs.sh LIST OUT-DIR BINARY     (OUT-DIR must not exist yet)
 set -euo pipefail
 

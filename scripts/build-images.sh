@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Builds the abstore-operator and abstore-jobs images as OCI archives without a container daemon
-# and without pulling anything: the release binaries, and the runtime root filesystem of
+# Builds the abstore-operator, abstore-jobs and abstore-api images as OCI archives without a
+# container daemon and without pulling anything: the release binaries, and the runtime root filesystem of
 # images/runtime-files.txt assembled by images/rootfs.sh from this Debian bookworm machine's
 # packages -- the same list and script the Dockerfile's builder stage runs, with the same
 # entrypoint, user, PATH and labels (tests/tests/images.rs checks both agree). umoci writes the
 # layers; each archive names its image in full, so `ctr images import` and
 # `../shared/k8s/k8s.sh images-import` need no --base-name.
 #
-# Prints the archive paths: <out>/abstore-operator-<version>.oci.tar and
-# <out>/abstore-jobs-<version>.oci.tar, where <out> is $ABSTORE_IMAGES_DIR, by default
-# $CARGO_TARGET_DIR/images (CARGO_TARGET_DIR defaults to ~/.cache/abstore/target, as in
-# scripts/test.sh). Needs umoci and jq (scripts/install-test-deps.sh installs them).
+# Prints the archive paths: <out>/abstore-operator-<version>.oci.tar,
+# <out>/abstore-jobs-<version>.oci.tar and <out>/abstore-api-<version>.oci.tar, where <out> is
+# $ABSTORE_IMAGES_DIR, by default $CARGO_TARGET_DIR/images (CARGO_TARGET_DIR defaults to
+# ~/.cache/abstore/target, as in scripts/test.sh). Needs umoci and jq (scripts/install-test-deps.sh installs them).
 # Usage: scripts/build-images.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,13 +18,14 @@ cd "$(dirname "$0")/.."
 umask 022
 
 registry=ghcr.io/abstore
-images=(abstore-operator abstore-jobs)
-# The image config both builds give; the Dockerfile's runtime stages say the same.
+images=(abstore-operator abstore-jobs abstore-api)
+# The image config every image gets; the Dockerfile's runtime stages say the same.
 path_env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 user=65532:65532
 declare -A descriptions=(
   [abstore-operator]="The ABStore Kubernetes operator"
   [abstore-jobs]="ABStore backup, restore, verify, list and prune"
+  [abstore-api]="The ABStore tracking API, Lamed-compatible"
 )
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/abstore/target}"
@@ -47,7 +48,7 @@ revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
 
-cargo build --release --locked -p abstore-operator -p abstore-jobs
+cargo build --release --locked -p abstore-operator -p abstore-jobs -p abstore-api
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

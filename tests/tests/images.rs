@@ -2,7 +2,7 @@
 //! them before `cargo test`) are checked for their names, config, labels and size, their root
 //! filesystems against images/runtime-files.txt, and their binaries are run from those root
 //! filesystems under runc as UID 65532 with a read-only root — `abstore-jobs backup` against a
-//! real Redis on loopback. The Dockerfile is linted with hadolint and checked to build the same
+//! real Redis on loopback, `abstore-api` serving `/track` into one. The Dockerfile is linted with hadolint and checked to build the same
 //! images from the same list. Missing archives fail these tests: they never pass vacuously.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,14 +16,14 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use abstore_jobs::format::MANIFEST_NAME;
-use abstore_tests::k8s::images_dir;
-use abstore_tests::{RedisServer, repo_root};
+use abstore_tests::k8s::{images_dir, poll};
+use abstore_tests::{LOOPBACK, RedisServer, free_port, repo_root};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 const REGISTRY: &str = "ghcr.io/abstore";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const IMAGE_NAMES: [&str; 2] = ["abstore-operator", "abstore-jobs"];
+const IMAGE_NAMES: [&str; 3] = ["abstore-operator", "abstore-jobs", "abstore-api"];
 /// The images' user and group (distroless's `nonroot`, the CronJobs' `runAsUser`).
 const NONROOT: u32 = 65532;
 const MAX_COMPRESSED_BYTES: u64 = 25 * 1024 * 1024;
@@ -203,6 +203,13 @@ impl Bundle {
     /// root filesystem, no capabilities, no new privileges; in the host's network namespace so
     /// that Redis on loopback is reachable. Fails the test if it runs longer than RUN_TIMEOUT.
     fn run(&self, options: RunOptions<'_>) -> Output {
+        let args = format!("{:?}", options.args);
+        self.start(options).wait(RUN_TIMEOUT, &args)
+    }
+
+    /// Starts the image's entrypoint as [`Bundle::run`] does, without waiting for it: for a
+    /// server, which the test talks to and then stops.
+    fn start(&self, options: RunOptions<'_>) -> Container {
         static RUNS: AtomicU32 = AtomicU32::new(0);
         let mut config: Value = serde_json::from_str(&self.config).unwrap();
         let args = config["process"]["args"].as_array_mut().unwrap();
@@ -229,12 +236,7 @@ impl Bundle {
             std::process::id(),
             RUNS.fetch_add(1, Ordering::Relaxed)
         );
-        let runc = |args: &[&str]| {
-            let mut command = Command::new("runc");
-            command.arg("--root").arg(&state).args(args);
-            command
-        };
-        let child = runc(&["run", "--bundle"])
+        let child = Container::runc(&state, &["run", "--bundle"])
             .arg(&self.path)
             .arg(&id)
             .stdin(Stdio::null())
@@ -244,27 +246,66 @@ impl Bundle {
             .unwrap_or_else(|e| {
                 panic!("cannot run runc: {e} (Debian package runc; the image tests need root)")
             });
+        Container {
+            state,
+            id,
+            child: Some(child),
+        }
+    }
+}
+
+/// A container `runc run` started; killed and deleted when dropped.
+struct Container {
+    state: PathBuf,
+    id: String,
+    child: Option<std::process::Child>,
+}
+
+impl Container {
+    fn runc(state: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new("runc");
+        command.arg("--root").arg(state).args(args);
+        command
+    }
+
+    /// Sends `signal` to the container's process (runc kill).
+    fn signal(&self, signal: &str) {
+        run(&mut Self::runc(&self.state, &["kill", &self.id, signal]));
+    }
+
+    /// Waits for the container's process to exit and returns its output; kills it and fails
+    /// the test if that takes longer than `timeout`.
+    fn wait(mut self, timeout: Duration, what: &str) -> Output {
+        let child = self.child.take().unwrap();
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || sender.send(child.wait_with_output()));
-        let result = receiver.recv_timeout(RUN_TIMEOUT);
+        let result = receiver.recv_timeout(timeout);
         let timed_out = result.is_err();
         if timed_out {
-            let _ = runc(&["kill", &id, "KILL"]).output();
+            let _ = Self::runc(&self.state, &["kill", &self.id, "KILL"]).output();
         }
         let output = match result {
             Ok(output) => output,
             Err(_) => receiver.recv().unwrap(),
         }
         .unwrap();
-        let _ = runc(&["delete", "--force", &id]).output();
         assert!(
             !timed_out,
-            "{:?} did not finish within {RUN_TIMEOUT:?}:\n{}{}",
-            options.args,
+            "{what} did not finish within {timeout:?}:\n{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Self::runc(&self.state, &["kill", &self.id, "KILL"]).output();
+            let _ = child.wait();
+        }
+        let _ = Self::runc(&self.state, &["delete", "--force", &self.id]).output();
     }
 }
 
@@ -567,7 +608,7 @@ fn the_root_filesystem_is_exactly_the_runtime_list_and_the_binary() {
 
 #[test]
 fn the_binary_is_a_layer_of_its_own_above_the_runtime_files() {
-    // As the Dockerfile's two COPY lines: the runtime layer is the same for both images, and a
+    // As the Dockerfile's two COPY lines: the runtime layer is the same for every image, and a
     // code change replaces only the binary's layer.
     let mut runtime_layers = BTreeSet::new();
     for name in IMAGE_NAMES {
@@ -591,7 +632,7 @@ fn the_binary_is_a_layer_of_its_own_above_the_runtime_files() {
     assert_eq!(
         runtime_layers.len(),
         1,
-        "both images load the same libraries, so their runtime layers should be one blob: {runtime_layers:?}"
+        "the images load the same libraries, so their runtime layers should be one blob: {runtime_layers:?}"
     );
 }
 
@@ -701,6 +742,85 @@ async fn the_jobs_image_backs_up_a_real_redis_as_nonroot_with_a_read_only_root()
         "{}",
         describe(&output)
     );
+}
+
+#[tokio::test]
+async fn the_api_image_serves_track_into_a_real_redis_as_nonroot_with_a_read_only_root() {
+    // What the API's Deployment does: abstore-api from the image, UID 65532, read-only root, the
+    // API key from a read-only mounted file (a Secret); events over HTTP land in Redis, the
+    // key-protected read sees them, and SIGTERM drains and exits 0 (a rolling update).
+    let redis = RedisServer::start_default().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let key_file = host.path().join("api-key");
+    std::fs::write(&key_file, "image-test-key\n").unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = free_port().unwrap();
+    let listen = format!("{LOOPBACK}:{port}");
+    let url = redis.url();
+
+    let bundle = Image::open("abstore-api").unpack();
+    let container = bundle.start(RunOptions {
+        args: vec![
+            "--redis-url",
+            &url,
+            "--listen",
+            &listen,
+            "--api-key-file",
+            "/run/api/key",
+        ],
+        mounts: vec![bind(&key_file, "/run/api/key", true)],
+    });
+    let base = format!("http://{listen}");
+    let client = reqwest::Client::new();
+    poll(
+        "abstore-api from its image to be ready",
+        RUN_TIMEOUT,
+        || async {
+            let response = client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(response.status().to_string())
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    for event in ["participate", "buy", "buy"] {
+        let response = client
+            .get(format!(
+                "{base}/track?experiment=button&variant=red&event={event}&uuid=user-1"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "track {event}");
+    }
+    let results: Value = client
+        .get(format!("{base}/experiment?experiment=button"))
+        .header("x-api-key", "image-test-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        results,
+        json!([{"goal": "buy", "results": [{"label": "red", "successes": 1, "trials": 1}]}]),
+        "one participation and one conversion, the resent goal deduplicated"
+    );
+
+    container.signal("TERM");
+    let output = container.wait(RUN_TIMEOUT, "abstore-api after SIGTERM");
+    assert!(output.status.success(), "{}", describe(&output));
 }
 
 // ---------------------------------------------------------------------------------- Dockerfile
@@ -959,5 +1079,6 @@ fn the_dependency_skeleton_declares_the_workspaces_targets() {
             .any(|(_, name, _)| name == "abstore-operator")
     );
     assert!(expected.iter().any(|(_, name, _)| name == "abstore-jobs"));
+    assert!(expected.iter().any(|(_, name, _)| name == "abstore-api"));
     assert_eq!(targets(&skeleton.path().join("Cargo.toml")), expected);
 }
