@@ -832,6 +832,43 @@ fn service_account_kubeconfig(
     .to_string()
 }
 
+/// How long `abstore-operator run` may take to report ready.
+pub const OPERATOR_READY: Duration = Duration::from_secs(60);
+
+/// What most e2e tests start from: the CRD installed, a fresh namespace, the chart's RBAC for an
+/// operator that watches only that namespace (plus `extra_values`), and `abstore-operator run`
+/// as a process, ready. Dropped in field order: the operator stops before its RBAC and the
+/// namespace go.
+#[derive(Debug)]
+pub struct OperatorSetup {
+    pub operator: OperatorProcess,
+    pub install: OperatorInstall,
+    pub ns: TestNamespace,
+}
+
+impl OperatorSetup {
+    pub async fn start(cluster: &'static Cluster, test: &str, extra_values: &str) -> OperatorSetup {
+        cluster
+            .install_crd()
+            .unwrap_or_else(|error| panic!("{error}"));
+        let ns = TestNamespace::create(cluster, test);
+        let values = format!("watchNamespace: {}\n{extra_values}", ns.name);
+        let install = OperatorInstall::install(cluster, &ns.name, &values)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let mut operator = install.start("abstore-operator-0");
+        ns.report_log(&operator.log);
+        operator
+            .wait_ready(OPERATOR_READY)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        OperatorSetup {
+            operator,
+            install,
+            ns,
+        }
+    }
+}
+
 /// `abstore-operator run` as a child process: the chart's args (the listen address moved to a
 /// free loopback port), its env plus what the Deployment takes from the pod (POD_NAME,
 /// POD_NAMESPACE), and the ServiceAccount's kubeconfig. Killed on drop.

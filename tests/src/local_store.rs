@@ -395,6 +395,27 @@ impl LocalUp {
         std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
     }
 
+    /// Ctrl-C (SIGINT) and its exit status, which must come within `within`.
+    pub fn interrupt(&mut self, within: Duration) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -INT: {e}"));
+        assert!(sent.success(), "kill -INT {}: {sent}", self.child.id());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+                return exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "local up did not stop on SIGINT within {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `local status -o json` from the binary.
     pub fn status(&self) -> serde_json::Value {
         let out = std::process::Command::new(crate::k8s::operator_binary())

@@ -158,25 +158,7 @@ async fn local_up_runs_the_tracking_api_from_the_readme_file_and_keeps_it_runnin
 
     // Ctrl-C: the API stops with the store.
     let second = api_pid(&dir);
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &up.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(exit) = up.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "local up did not stop:\n{}",
-            up.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let exit = up.interrupt(Duration::from_secs(60));
     assert!(exit.success(), "{exit}\n{}", up.log());
     assert!(
         !alive(second),

@@ -8,8 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,16 +18,14 @@ use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplica
 use abstore::keys::Granularity;
 use abstore::reads::{Metric, Reader};
 use abstore_operator::local::Layout;
-use abstore_tests::k8s::operator_binary;
 use abstore_tests::local_store::KillOnDrop;
+use abstore_tests::local_store::LocalUp as Up;
 use serde_json::Value;
 
 /// The documented cluster example (3 shards × 1 replica, node timeout 2 s).
 fn example() -> PathBuf {
     abstore_tests::repo_root().join("docs/examples/cluster.yaml")
 }
-
-use abstore_tests::local_store::LocalUp as Up;
 
 /// Polls `local status` until every slot is served by three primaries, each with one
 /// replica attached, every member running.
@@ -273,18 +270,7 @@ async fn local_up_runs_a_cluster_the_library_records_through_and_a_killed_primar
     );
 
     // Ctrl-C: local up stops every member.
-    std::process::Command::new("kill")
-        .args(["-INT", &up.child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = up.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "local up did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let exit = up.interrupt(Duration::from_secs(30));
     assert!(exit.success(), "{exit}\n{}", up.log());
     let status = up.status();
     assert!(

@@ -10,10 +10,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use abstore_tests::k8s::{self, OperatorInstall, TestNamespace, poll, wait_store_ready};
+use abstore_tests::k8s::{self, OperatorSetup, poll, wait_store_ready};
 use serde_json::{Value, json};
 
-const OPERATOR_READY: Duration = Duration::from_secs(60);
 const API_READY: Duration = Duration::from_secs(240);
 const STORE: &str = "experiments";
 const KEY: &str = "e2e-api-key-0123456789abcdef";
@@ -103,20 +102,8 @@ async fn the_tracking_api_runs_from_its_image_and_counts_every_event_through_the
         return;
     };
     k8s::import_images().unwrap_or_else(|error| panic!("{error}"));
-    cluster
-        .install_crd()
-        .unwrap_or_else(|error| panic!("{error}"));
-    let ns = TestNamespace::create(cluster, "api");
-    let install =
-        OperatorInstall::install(cluster, &ns.name, &format!("watchNamespace: {}\n", ns.name))
-            .unwrap_or_else(|error| panic!("{error}"));
-    let mut operator = install.start("abstore-operator-0");
-    ns.report_log(&operator.log);
-    operator
-        .wait_ready(OPERATOR_READY)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    let ns = ns.name.as_str();
+    let setup = OperatorSetup::start(cluster, "api", "").await;
+    let ns = setup.ns.name.as_str();
 
     cluster
         .kubectl(&[

@@ -19,13 +19,12 @@ use abstore::connection::Connection;
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
 use abstore::keys::Granularity;
 use abstore::reads::{Metric, Reader};
-use abstore_tests::k8s::{self, Cluster, OperatorInstall, TestNamespace, poll, store_status};
+use abstore_tests::k8s::{self, Cluster, OperatorSetup, poll, store_status};
 use abstore_tests::k8s_store::{PodS3, backup_and_prune_now, container_pid};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use serde_json::Value;
 
-const OPERATOR_READY: Duration = Duration::from_secs(60);
 /// Six pods pulled, started and formed into a cluster on a loaded 2-core machine.
 const CLUSTER_READY: Duration = Duration::from_secs(300);
 const STORE: &str = "experiments";
@@ -304,20 +303,8 @@ async fn a_cluster_mode_store_forms_from_pods_and_loses_nothing_to_a_killed_prim
     let Some(cluster) = k8s::cluster_with_node("cluster mode") else {
         return;
     };
-    cluster
-        .install_crd()
-        .unwrap_or_else(|error| panic!("{error}"));
-    let ns = TestNamespace::create(cluster, "cluster-mode");
-    let install =
-        OperatorInstall::install(cluster, &ns.name, &format!("watchNamespace: {}\n", ns.name))
-            .unwrap_or_else(|error| panic!("{error}"));
-    let mut operator = install.start("abstore-operator-0");
-    ns.report_log(&operator.log);
-    operator
-        .wait_ready(OPERATOR_READY)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    let ns = ns.name.as_str();
+    let setup = OperatorSetup::start(cluster, "cluster-mode", "").await;
+    let ns = setup.ns.name.as_str();
 
     // Backups go to S3 on this machine (reached from the pods on the node IP).
     let s3 = PodS3::start(cluster, "backups").await;
@@ -527,5 +514,5 @@ async fn a_cluster_mode_store_forms_from_pods_and_loses_nothing_to_a_killed_prim
         String::from_utf8_lossy(&verify.stderr)
     );
     println!("backup of every shard: {}", run.backup_summary);
-    drop(operator);
+    drop(setup);
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use abstore_operator::crd::ABStore;
 use abstore_tests::k8s::{
-    self, Cluster, OperatorInstall, OperatorProcess, STORE_READY, TestNamespace, condition,
-    endpoint_ips, example, poll, rendered_objects, store_status, wait_failover_ready,
+    self, Cluster, OperatorInstall, OperatorProcess, OperatorSetup, STORE_READY, TestNamespace,
+    condition, endpoint_ips, example, poll, rendered_objects, store_status, wait_failover_ready,
     wait_store_ready,
 };
 use abstore_tests::k8s_store::{
@@ -36,19 +36,11 @@ struct Setup {
 }
 
 async fn setup(test: &str, cluster: &'static Cluster, extra_values: &str) -> Setup {
-    cluster
-        .install_crd()
-        .unwrap_or_else(|error| panic!("{error}"));
-    let ns = TestNamespace::create(cluster, test);
-    let values = format!("watchNamespace: {}\n{extra_values}", ns.name);
-    let install = OperatorInstall::install(cluster, &ns.name, &values)
-        .unwrap_or_else(|error| panic!("{error}"));
-    let mut operator = install.start("abstore-operator-0");
-    ns.report_log(&operator.log);
-    operator
-        .wait_ready(OPERATOR_READY)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let OperatorSetup {
+        operator,
+        install,
+        ns,
+    } = OperatorSetup::start(cluster, test, extra_values).await;
     Setup {
         cluster,
         ns,
