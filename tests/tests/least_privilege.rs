@@ -378,9 +378,9 @@ async fn app_workload(url: String) {
 /// Every route of the `abstore-api` binary that reaches Redis, as a browser client and a report
 /// reader would call them: readiness, `track` (GET and form POST, participations and goals, a
 /// duplicate), `experiment`, `all` (scoped, `unique=true`), the `/v1` list and results, the
-/// dashboard's sign-in and reads, `delete`. A second process with `--wait-replicas 1` tracks
-/// one event (WAIT; no replica here, so it answers 503 as documented).
-async fn api_workload(url: String) {
+/// `delete`. A second process with `--wait-replicas 1` tracks one event (WAIT): answered
+/// `wait_status` (503 without a replica, as documented; 200 with one).
+async fn api_workload(url: String, wait_status: u16) {
     use abstore_tests::api::{API_KEY, ApiProcess};
     let api = ApiProcess::start_url(&url, &[]).await;
     let client = reqwest::Client::new();
@@ -447,7 +447,7 @@ async fn api_workload(url: String) {
     drop(api);
 
     let waiting =
-        ApiProcess::start_url(&url, &["--wait-replicas", "1", "--wait-timeout-ms", "50"]).await;
+        ApiProcess::start_url(&url, &["--wait-replicas", "1", "--wait-timeout-ms", "1000"]).await;
     let answer = client
         .get(format!("{}/track", waiting.base))
         .query(&[
@@ -461,8 +461,8 @@ async fn api_workload(url: String) {
         .unwrap();
     assert_eq!(
         answer.status(),
-        503,
-        "WAIT for a replica that does not exist"
+        wait_status,
+        "track with WAIT for a replica"
     );
 }
 
@@ -480,7 +480,7 @@ async fn client_roles_are_granted_exactly_what_their_components_send() {
     let operator = bench.store.url("operator", bench.node.port());
     run_as(&operator, &["SCRIPT", "FLUSH"]).await.unwrap();
     let url = bench.url("api");
-    let used = measure(&mut bench.stats, "api", api_workload(url)).await;
+    let used = measure(&mut bench.stats, "api", api_workload(url, 503)).await;
     assert_exactly("api", &granted(&bench.store, "api"), &used, &[]);
 
     // backup: every kind of key the job reads, with expiries.
@@ -812,6 +812,19 @@ async fn cluster_mode_client_roles_are_granted_exactly_what_their_components_sen
         "app",
         &granted(&store, "app"),
         &used,
+        &[(
+            "asking",
+            "sent only after an ASK redirect, while a slot migrates (no resharding here)",
+        )],
+    );
+
+    // api: the tracking API binary on the cluster URL, every route, from an empty script cache.
+    run_as(&operator, &["SCRIPT", "FLUSH"]).await.unwrap();
+    let used = measure(&mut on_primary, "api", api_workload(url("api"), 200)).await;
+    assert_exactly(
+        "api",
+        &granted(&store, "api"),
+        &own(used),
         &[(
             "asking",
             "sent only after an ASK redirect, while a slot migrates (no resharding here)",
