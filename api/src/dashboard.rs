@@ -78,8 +78,8 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether the request carries a valid session cookie (never without a configured key).
 pub fn has_session(state: &AppState, headers: &HeaderMap) -> bool {
-    match (&state.api_key, session_cookie(headers)) {
-        (Some(key), Some(token)) => valid_session(key, token, chrono::Utc::now().timestamp()),
+    match (state.api_key.get(), session_cookie(headers)) {
+        (Some(key), Some(token)) => valid_session(&key, token, chrono::Utc::now().timestamp()),
         _ => false,
     }
 }
@@ -162,7 +162,7 @@ pub async fn login(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if state.api_key.is_none() {
+    if state.api_key.get().is_none() {
         return login_page(
             StatusCode::FORBIDDEN,
             Some("This API has no key configured (--api-key-file): the page is off."),
@@ -172,7 +172,7 @@ pub async fn login(
     let given = form.get(KEY_FIELD).map(String::as_str).unwrap_or_default();
     let Some(api_key) = state
         .api_key
-        .as_deref()
+        .get()
         .filter(|key| constant_time_eq(key.as_bytes(), given.as_bytes()))
     else {
         tracing::info!("dashboard sign-in refused: wrong API key");
@@ -181,7 +181,7 @@ pub async fn login(
     let expires = chrono::Utc::now().timestamp() + SESSION_SECONDS;
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; Max-Age={SESSION_SECONDS}; HttpOnly; SameSite=Strict{}",
-        session_token(api_key, expires),
+        session_token(&api_key, expires),
         secure_attribute(&headers)
     );
     with_cookie(Redirect::to(DASHBOARD_PATH).into_response(), &cookie)

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 pub mod hourly;
+pub mod key;
 pub mod lamed;
 pub mod limits;
 pub mod metrics;

@@ -19,7 +19,8 @@ struct Args {
     /// Where to listen.
     #[arg(long, env = "ABSTORE_API_LISTEN", default_value = "127.0.0.1:8088")]
     listen: SocketAddr,
-    /// A file holding the API key that `experiment` and `all` require (x-api-key).
+    /// A file holding the API key that reports, delete and the results page require
+    /// (x-api-key); read again every 2 s, so a new key needs no restart.
     #[arg(long, env = "ABSTORE_API_KEY_FILE")]
     api_key_file: Option<PathBuf>,
     /// Browser origins allowed to call `track` (CORS), comma-separated, like
@@ -75,10 +76,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let api_key = match &args.api_key_file {
         Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading --api-key-file {}", path.display()))?
-                .trim()
-                .to_owned(),
+            abstore_api::key::read_key_file(path)
+                .context("--api-key-file (ABSTORE_API_KEY_FILE)")?,
         ),
         None => None,
     };
@@ -91,11 +90,16 @@ async fn main() -> anyhow::Result<()> {
                 timeout: std::time::Duration::from_millis(args.wait_timeout_ms),
             }),
         ),
-        api_key,
+        api_key: abstore_api::key::ApiKey::new(api_key),
         metrics: abstore_api::metrics::Metrics::new(),
         limiter: abstore_api::limits::RateLimiter::new(args.rate_limit),
         allowed_origins: args.allowed_origins.clone(),
     });
+    // A new key in the file (a rotated Secret) is taken without a restart.
+    if let Some(path) = args.api_key_file.clone() {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move { state.api_key.follow(&path).await });
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on --listen {}", args.listen))?;

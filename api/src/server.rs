@@ -25,8 +25,9 @@ const RETRY_AFTER_SECONDS: &str = "1";
 #[derive(Debug)]
 pub struct AppState {
     pub store: TrackingStore,
-    /// The key reads require; `None` refuses every read (never open by accident).
-    pub api_key: Option<String>,
+    /// The key reads require, followed from its file; none refuses every read (never open by
+    /// accident).
+    pub api_key: crate::key::ApiKey,
     pub metrics: crate::metrics::Metrics,
     /// Per-client limit of `track`.
     pub limiter: crate::limits::RateLimiter,
@@ -196,7 +197,7 @@ fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
 /// along with requests the user did not mean to send), else the 403 to answer.
 fn refused_without_key(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let given = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
-    match (&state.api_key, given) {
+    match (state.api_key.get(), given) {
         (Some(key), Some(given)) if constant_time_eq(key.as_bytes(), given.as_bytes()) => None,
         _ => Some(
             (

@@ -350,13 +350,9 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
     if let Ok(Some(material)) = &tls {
         crate::build::stamp_tls_fingerprint(&mut children, &material.fingerprint);
     }
-    // The API key's Secret, read the same way: its fingerprint rolls the API pods on a new key.
-    // Missing, the API pods cannot start (their volume waits for it): say so.
-    match topology::api_key_fingerprint(client, &model).await {
-        Ok(Some(fingerprint)) => {
-            crate::build::stamp_api_key_fingerprint(&mut children, &fingerprint);
-        }
-        Ok(None) => {}
+    // The API key's Secret: missing, the API pods cannot start (their volume waits for it).
+    match topology::check_api_key(client, &model).await {
+        Ok(()) => {}
         Err(reason) => {
             tracing::warn!(store = %model.name, %reason, "the tracking API's key is not readable");
             ctx.publish(

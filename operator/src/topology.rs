@@ -155,13 +155,13 @@ impl TlsMaterial {
     }
 }
 
-/// The fingerprint (sha256, hex) of the tracking API's key, read from `spec.api.apiKeySecret`
-/// when the API is enabled; `None` when it is off. Stamped on the API's pod template so a new
-/// key rolls the pods. Unreadable, it says which Secret and key.
-pub async fn api_key_fingerprint(client: &Client, model: &Model) -> Result<Option<String>, String> {
+/// Checks that the tracking API's key (`spec.api.apiKeySecret`, when the API is enabled) can be
+/// read: without it the API pods cannot start (their volume waits for it). Says which Secret and
+/// key otherwise. The pods follow the mounted key themselves: a new key needs no rollout.
+pub async fn check_api_key(client: &Client, model: &Model) -> Result<(), String> {
     let api = &model.spec.api;
     let Some(reference) = api.api_key_secret.as_ref().filter(|_| api.enabled) else {
-        return Ok(None);
+        return Ok(());
     };
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &model.namespace);
     let where_ = format!(
@@ -181,9 +181,7 @@ pub async fn api_key_fingerprint(client: &Client, model: &Model) -> Result<Optio
     if String::from_utf8_lossy(&value.0).trim().is_empty() {
         return Err(format!("{where_}: the key is empty"));
     }
-    Ok(Some(crate::rotation::password_hash(
-        &String::from_utf8_lossy(&value.0),
-    )))
+    Ok(())
 }
 
 /// The store's TLS Secret (`ca.crt` and `tls.crt`) when TLS is on; `None` when it is off. Read

@@ -29,6 +29,11 @@ impl Drop for ApiProcess {
 }
 
 impl ApiProcess {
+    /// The key file it was started with (`--api-key-file`; it follows the file).
+    pub fn key_file(&self) -> std::path::PathBuf {
+        self._dir.path().join("api-key")
+    }
+
     /// Starts it on `redis` with [`API_KEY`] and `extra` flags, and waits for `/readyz`.
     pub async fn start(redis: &RedisServer, extra: &[&str]) -> ApiProcess {
         ApiProcess::start_url(&format!("redis://{LOOPBACK}:{}", redis.port()), extra).await

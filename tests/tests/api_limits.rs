@@ -75,3 +75,46 @@ async fn track_allows_only_configured_origins_limits_each_client_and_caps_bodies
         .unwrap();
     assert_eq!(response.status(), 413);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_in_the_key_file_replaces_the_old_one_without_a_restart() {
+    // What a rotated Kubernetes Secret looks like to the pod: the mounted file changes.
+    use abstore_tests::api::API_KEY;
+    use abstore_tests::k8s::poll;
+    let redis = RedisServer::start_default().unwrap();
+    let mut api = ApiProcess::start(&redis, &[]).await;
+    let client = reqwest::Client::new();
+    let base = api.base.clone();
+    let read = |key: &'static str| {
+        client
+            .get(format!("{base}/v1/experiments"))
+            .header("x-api-key", key)
+            .send()
+    };
+    assert_eq!(read(API_KEY).await.unwrap().status(), 200);
+    const NEW: &str = "rotated-key-456";
+    assert_eq!(read(NEW).await.unwrap().status(), 403);
+
+    // An empty file (a Secret mid-rewrite) keeps the key in use.
+    std::fs::write(api.key_file(), "\n").unwrap();
+    std::fs::write(api.key_file(), format!("{NEW}\n")).unwrap();
+    poll(
+        "the new key in use",
+        std::time::Duration::from_secs(20),
+        || async {
+            let status = read(NEW).await.map_err(|e| e.to_string())?.status();
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read(API_KEY).await.unwrap().status(), 403, "the old key");
+    assert!(
+        api.child.try_wait().unwrap().is_none(),
+        "the same process, not restarted"
+    );
+}

@@ -53,10 +53,6 @@ pub const API_KEY_FILE: &str = "api-key";
 /// password file when it connects, so a rotated password restarts the pods (within the
 /// rotation's grace period, while both passwords work).
 pub const API_CREDENTIALS_ANNOTATION: &str = "abstore.dev/credentials-hash";
-/// Pod-template annotation with the API key's fingerprint, stamped by the controller (which
-/// reads the key's Secret): a new key rolls the pods, which read it when they start.
-pub const API_KEY_FINGERPRINT_ANNOTATION: &str = "abstore.dev/api-key-fingerprint";
-
 const CREDENTIALS_VOLUME: &str = "credentials";
 const API_KEY_VOLUME: &str = "api-key";
 const TLS_VOLUME: &str = "tls";

@@ -33,7 +33,7 @@ use crate::rotation::{PasswordState, STATE_KEY};
 
 pub use api::{
     API_BINARY, API_COMPONENT, API_CONTAINER_PORT, API_CREDENTIALS_ANNOTATION, API_KEY_DIR,
-    API_KEY_FILE, API_KEY_FINGERPRINT_ANNOTATION, API_PORT_NAME, API_SERVICE_PORT, api_redis_url,
+    API_KEY_FILE, API_PORT_NAME, API_SERVICE_PORT, api_redis_url,
     wait_replicas as api_wait_replicas,
 };
 pub use cronjobs::{
@@ -245,20 +245,6 @@ pub fn stamp_tls_fingerprint(children: &mut Children, fingerprint: &str) {
         );
     for template in templates {
         annotate(template, TLS_FINGERPRINT_ANNOTATION, fingerprint);
-    }
-}
-
-/// Stamps the API key's fingerprint on the API's pod template: a new key rolls the API pods,
-/// which read it when they start. The controller reads the key's Secret; build stays pure.
-pub fn stamp_api_key_fingerprint(children: &mut Children, fingerprint: &str) {
-    for deployment in &mut children.deployments {
-        if let Some(spec) = deployment.spec.as_mut() {
-            annotate(
-                &mut spec.template,
-                API_KEY_FINGERPRINT_ANNOTATION,
-                fingerprint,
-            );
-        }
     }
 }
 
