@@ -4,7 +4,8 @@
 //! the node), logging in to Redis as the `api` ACL user with its measured grant. Events tracked
 //! through the `<n>-api` Service by its cluster DNS name — across the deletion of one API pod,
 //! resending what was not answered 200 — are read back exactly through the API key; the pods run
-//! locked down; disabling the API removes its objects.
+//! locked down; a rotated key Secret reaches the running pods without a rollout; disabling the
+//! API removes its objects.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -264,6 +265,56 @@ async fn the_tracking_api_runs_from_its_image_and_counts_every_event_through_the
 
     // The deleted pod was replaced.
     wait_deployment(cluster, ns, 2).await;
+
+    // A rotated key: the Secret rewritten, the running pods take it from their mounted volume
+    // (the kubelet refreshes it; the API reads it every 2 s): no rollout, the old key refused.
+    const ROTATED: &str = "e2e-rotated-key-fedcba9876543210";
+    let secret = cluster
+        .kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            &format!("{STORE}-api-key"),
+            "-n",
+            ns,
+            &format!("--from-literal=api-key={ROTATED}"),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+    let generation = deployment["metadata"]["generation"].clone();
+    cluster
+        .kubectl_with_input(&["apply", "-n", ns, "-f", "-"], Some(&secret))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let read = |key: &'static str| {
+        client
+            .get(format!("{base}/v1/experiments"))
+            .header("x-api-key", key)
+            .send()
+    };
+    // Both pods: a run of answers through the Service, all with the new key.
+    poll(
+        "the rotated key in use",
+        Duration::from_secs(180),
+        || async {
+            for _ in 0..10 {
+                let status = read(ROTATED).await.map_err(|e| e.to_string())?.status();
+                if status != 200 {
+                    return Err(format!("new key: {status}"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(read(KEY).await.unwrap().status(), 403, "the old key");
+    let after = wait_deployment(cluster, ns, 2).await;
+    assert_eq!(
+        after["metadata"]["generation"], generation,
+        "no rollout for a new key"
+    );
 
     // Disabled: the Deployment, Service, PDB and NetworkPolicy go; the store stays.
     cluster
