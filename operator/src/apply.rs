@@ -93,6 +93,8 @@ pub struct Applied {
     pub built: BTreeMap<String, BTreeSet<String>>,
     /// The StatefulSets as the API server returned them (with their observed status).
     pub stateful_sets: Vec<StatefulSet>,
+    /// The tracking API's Deployment as the API server returned it.
+    pub deployments: Vec<Deployment>,
     /// Objects the API server refused, in apply order.
     pub failures: Vec<ApplyError>,
     /// What became of the Prometheus Operator objects.
@@ -291,7 +293,7 @@ pub async fn apply_children(
     apply_kind(client, namespace, network_policies, &mut applied).await;
     let stateful_sets = keep_claim_template_labels(client, namespace, stateful_sets).await;
     applied.stateful_sets = apply_kind(client, namespace, stateful_sets, &mut applied).await;
-    apply_kind(client, namespace, deployments, &mut applied).await;
+    applied.deployments = apply_kind(client, namespace, deployments, &mut applied).await;
     apply_kind(client, namespace, horizontal_pod_autoscalers, &mut applied).await;
     apply_kind(client, namespace, cron_jobs, &mut applied).await;
     apply_monitoring(

@@ -432,6 +432,16 @@ async fn reconcile_store(store: &ABStore, ctx: &Context) -> Result<Action, Error
         failures: failures.iter().map(ToString::to_string).collect(),
     };
     observed.monitoring = applied.monitoring.clone();
+    let api_name = model.child_name(crate::build::API_COMPONENT);
+    observed.api = model.spec.api.enabled.then(|| {
+        status::Workload::from_deployment(
+            model.spec.api.replicas,
+            applied
+                .deployments
+                .iter()
+                .find(|d| d.metadata.name.as_deref() == Some(api_name.as_str())),
+        )
+    });
     let new_status = status::applied(&observed, previous, Timestamp::now());
     status::write(client, store, &new_status, &ctx.metrics).await?;
     ctx.metrics.observe_store(
@@ -1407,6 +1417,7 @@ fn observe(
         apply: status::ApplyObserved::default(),
         monitoring: apply::Monitoring::NotRequested,
         cluster: None,
+        api: None,
     }
 }
 

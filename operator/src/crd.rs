@@ -57,6 +57,7 @@ pub const DEFAULT_API_IMAGE: &str =
     printcolumn = r#"{"name":"Sentinels","type":"string","jsonPath":".status.sentinels","description":"Ready sentinels / desired"}"#,
     printcolumn = r#"{"name":"Shards","type":"string","jsonPath":".status.shards","description":"Cluster mode: shards whose primary answers / desired"}"#,
     printcolumn = r#"{"name":"Slots","type":"integer","jsonPath":".status.slotsCovered","description":"Cluster mode: hash slots (of 16384) a reachable primary serves"}"#,
+    printcolumn = r#"{"name":"API","type":"string","jsonPath":".status.api","description":"Tracking API pods available / wanted"}"#,
     printcolumn = r#"{"name":"Last Backup","type":"date","jsonPath":".status.lastBackup","description":"When the last backup finished"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -979,6 +980,9 @@ pub struct ABStoreStatus {
     /// Cluster mode: hash slots (of 16384) owned by a primary that answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots_covered: Option<i32>,
+    /// The tracking API (`spec.api`): available pods / wanted, like `2/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
     /// The last time the primary changed: when the operator saw it, from which pod to which,
     /// and whether Sentinel failed over (`Failover`) or the operator switched over for a
     /// rollout or scale-down (`Switchover`).
@@ -1207,6 +1211,7 @@ mod tests {
                 "Sentinels",
                 "Shards",
                 "Slots",
+                "API",
                 "Last Backup",
                 "Age"
             ]

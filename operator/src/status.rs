@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -105,6 +105,35 @@ impl Workload {
         }
     }
 
+    /// Reads a Deployment's status (as returned by the apply): the pods it wants (the
+    /// autoscaler's choice when one owns the count, else `desired`) and those available.
+    pub fn from_deployment(desired: i32, deployment: Option<&Deployment>) -> Self {
+        let Some(deployment) = deployment else {
+            return Workload {
+                desired,
+                ready: 0,
+                rolling_out: true,
+            };
+        };
+        let status = deployment.status.clone().unwrap_or_default();
+        let wanted = deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.replicas)
+            .or(status.replicas)
+            .unwrap_or(desired);
+        let generation_seen = match (deployment.metadata.generation, status.observed_generation) {
+            (Some(generation), Some(observed)) => observed >= generation,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        Workload {
+            desired: wanted,
+            ready: status.available_replicas.unwrap_or(0),
+            rolling_out: !generation_seen || status.updated_replicas.unwrap_or(0) < wanted,
+        }
+    }
+
     fn all_ready(&self) -> bool {
         self.ready >= self.desired
     }
@@ -138,6 +167,8 @@ pub struct Observed {
     pub monitoring: crate::apply::Monitoring,
     /// Cluster mode: the shards as the last pass saw them.
     pub cluster: Option<ClusterObserved>,
+    /// The tracking API's Deployment, when `spec.api` is enabled.
+    pub api: Option<Workload>,
 }
 
 /// A cluster-mode store's shards, for `status.shards` and `status.slotsCovered`.
@@ -450,6 +481,7 @@ pub fn applied(
             .cluster
             .as_ref()
             .map(|c| format!("{}/{}", c.serving, c.desired)),
+        api: observed.api.as_ref().map(Workload::ratio),
         slots_covered: observed
             .cluster
             .as_ref()
@@ -689,6 +721,7 @@ mod tests {
             },
             monitoring: crate::apply::Monitoring::NotRequested,
             cluster: None,
+            api: None,
         }
     }
 
@@ -698,6 +731,48 @@ mod tests {
             .iter()
             .find(|condition| condition.type_ == type_)
             .unwrap()
+    }
+
+    #[test]
+    fn the_api_column_counts_available_pods_of_what_the_deployment_or_its_autoscaler_wants() {
+        use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+        let deployment = |replicas: Option<i32>, status: DeploymentStatus| Deployment {
+            metadata: ObjectMeta {
+                generation: Some(3),
+                ..ObjectMeta::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas,
+                ..DeploymentSpec::default()
+            }),
+            status: Some(status),
+        };
+        let settled = DeploymentStatus {
+            observed_generation: Some(3),
+            replicas: Some(5),
+            updated_replicas: Some(5),
+            available_replicas: Some(4),
+            ..DeploymentStatus::default()
+        };
+        // An autoscaler owns the count (no spec.replicas): its 5, not the spec's minimum of 2.
+        let scaled = Workload::from_deployment(2, Some(&deployment(None, settled.clone())));
+        assert_eq!(
+            (scaled.ratio(), scaled.rolling_out),
+            ("4/5".to_owned(), false)
+        );
+        let fixed = Workload::from_deployment(2, Some(&deployment(Some(2), settled)));
+        assert_eq!(fixed.ratio(), "4/2");
+        // Not yet seen by its controller, or absent: rolling out, nothing ready.
+        let new =
+            Workload::from_deployment(2, Some(&deployment(Some(2), DeploymentStatus::default())));
+        assert_eq!((new.ratio(), new.rolling_out), ("0/2".to_owned(), true));
+        assert_eq!(Workload::from_deployment(2, None).ratio(), "0/2");
+        let mut with_api = observed(workload(3, 3, false), workload(3, 3, false));
+        with_api.api = Some(workload(2, 1, true));
+        let status = applied(&with_api, None, at(0));
+        assert_eq!(status.api.as_deref(), Some("1/2"));
+        // The API does not decide the store's phase: the data is served.
+        assert_eq!(status.phase, Some(Phase::Ready));
     }
 
     #[test]

@@ -122,6 +122,20 @@ async fn the_tracking_api_runs_from_its_image_and_counts_every_event_through_the
         .unwrap_or_else(|error| panic!("{error}"));
     wait_store_ready(cluster, ns, STORE).await;
     let deployment = wait_deployment(cluster, ns, 2).await;
+    // The store's status and `kubectl get abs` say so (the Deployment's status reaches the
+    // operator through its watch).
+    poll("status.api 2/2", Duration::from_secs(60), || async {
+        let status = k8s::store_status(cluster, ns, STORE)?;
+        if status["api"] == "2/2" {
+            Ok(())
+        } else {
+            Err(format!("status.api: {}", status["api"]))
+        }
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    let table = cluster.kubectl(&["get", "abs", STORE, "-n", ns]).unwrap();
+    assert!(table.contains("API"), "{table}");
 
     // The pods run the image as 65532 with a read-only root and no API token, and hold only the
     // api user's password and the key.
