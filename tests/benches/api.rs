@@ -1,0 +1,539 @@
+//! Events per second through `abstore-api`'s `GET /track` over HTTP keep-alive, every event a new
+//! uuid (so dedup does its full work), driven by the `oha` load generator, side by side in one
+//! run with the real Lamed backend (PyPI `lamed==0.4.3`, its own `track` called in-process from
+//! Python, 4 processes) on the same redis-server, and that server's `redis-benchmark` ceiling.
+//! Then p50/p99 latency at 50 % and 90 % of the measured maximum (`oha -q`, latency measured from
+//! each request's scheduled start), the API's RSS and the CPU per event of the API, Redis and
+//! the load generator. Every row must answer 200 to every request, and the counters the API wrote
+//! must add up to exactly the requests answered: a run that measured errors fails.
+//!
+//! Run: `cargo bench -p abstore-tests --bench api` (needs `oha`: `cargo install oha --locked`).
+//! Results and how to read them: docs/benchmarks.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use abstore::connection::Connection;
+use abstore::keys::{Env, Granularity};
+use abstore::reads::{Metric, Reader};
+use abstore_tests::k8s::poll;
+use abstore_tests::lamed::{spawn_lamed_track, wait_lamed_track};
+use abstore_tests::{LOOPBACK, RedisServer, free_port, measure, repo_root};
+use serde_json::Value;
+
+/// The load generator's release the results were measured with (`cargo install oha --locked
+/// --version …`); another release works if it has the same flags and JSON output.
+const OHA_VERSION: &str = "1.16.0";
+const OHA_ENV: &str = "ABSTORE_OHA";
+/// An `abstore-api` binary to run instead of building the release one.
+const API_BINARY_ENV: &str = "ABSTORE_API_BINARY";
+/// Lamed's default namespace, which the events use.
+const NAMESPACE: &str = "alephbet";
+/// The workload, as scripts/bench/lamed_track.py's: 20 experiments, two variants, `participate`.
+const EXPERIMENTS: usize = 20;
+const VARIANTS: [&str; 2] = ["control", "treatment"];
+/// Far above any rate here: the bench measures the API, not its per-client limiter (every
+/// request comes from 127.0.0.1).
+const NO_RATE_LIMIT: &str = "1000000000";
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `$ABSTORE_OHA`, else `oha` on PATH, else cargo's bin directory.
+fn oha() -> PathBuf {
+    if let Some(path) = std::env::var_os(OHA_ENV) {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("oha"))
+        .find(|path| path.is_file());
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    on_path
+        .or_else(|| {
+            cargo_home
+                .map(|home| home.join("bin/oha"))
+                .filter(|path| path.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the api bench needs the load generator oha: cargo install oha --locked --version {OHA_VERSION} \
+                 (or set {OHA_ENV} to its path)"
+            )
+        })
+}
+
+/// The release `abstore-api` (built by cargo, as a user runs it), or `$ABSTORE_API_BINARY`.
+fn api_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os(API_BINARY_ENV) {
+        return PathBuf::from(path);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(repo_root())
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "abstore-api",
+            "--bin",
+            "abstore-api",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running cargo build --release -p abstore-api");
+    assert!(output.status.success(), "cargo build -p abstore-api failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["target"]["name"] == "abstore-api")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .expect("cargo build printed no abstore-api executable")
+}
+
+/// A running `abstore-api` on `server`, killed when dropped.
+struct Api {
+    child: Child,
+    base: String,
+}
+
+impl Api {
+    async fn start(binary: &PathBuf, server: &RedisServer) -> Api {
+        let port = free_port().unwrap();
+        let child = Command::new(binary)
+            .args([
+                "--redis-url",
+                &server.url(),
+                "--listen",
+                &format!("{LOOPBACK}:{port}"),
+                "--rate-limit",
+                NO_RATE_LIMIT,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let base = format!("http://{LOOPBACK}:{port}");
+        let client = reqwest::Client::new();
+        poll(
+            "abstore-api to be ready",
+            Duration::from_secs(30),
+            || async {
+                let response = client
+                    .get(format!("{base}/readyz"))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if response.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(response.status().to_string())
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        Api { child, base }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `VmHWM` and `VmRSS` from /proc/<pid>/status, in KiB.
+    fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/<pid>/status"))
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `oha` run's results.
+struct Load {
+    answered: u64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// oha's own CPU seconds (user + system).
+    client_cpu: f64,
+}
+
+/// Runs oha against `/track` with `connections` keep-alive connections for `requests`
+/// requests, at `rate` per second (with latency from each request's scheduled start, so a slow
+/// answer also delays the count of those queued behind it) or closed loop. Every request is a
+/// participation in one of 20 experiments with a fresh random 128-bit uuid. Fails unless every
+/// request was answered 200.
+fn oha_track(base: &str, requests: u64, connections: u64, rate: Option<f64>) -> Load {
+    // oha's --rand-regex-url takes `.` literally (`\.` does not make a dot); `?` needs escaping.
+    let url = format!(
+        "{base}/track\\?experiment=flag-(1?[0-9])&variant=(control|treatment)&event=participate&uuid=[0-9a-f]{{32}}"
+    );
+    // The URLs it makes must be the API's: a wrong pattern once sent the load elsewhere.
+    let dumped = Command::new(oha())
+        .args(["--rand-regex-url", "--dump-urls", "5", &url])
+        .output()
+        .expect("running oha --dump-urls");
+    let dumped = String::from_utf8_lossy(&dumped.stdout);
+    assert!(
+        dumped.lines().count() == 5
+            && dumped
+                .lines()
+                .all(|line| line.starts_with(&format!("{base}/track?experiment=flag-"))),
+        "oha makes other URLs than {base}/track?…: {dumped}"
+    );
+    let mut args: Vec<String> = vec![
+        "--no-tui".into(),
+        "--output-format".into(),
+        "json".into(),
+        "--rand-regex-url".into(),
+        "-n".into(),
+        requests.to_string(),
+        "-c".into(),
+        connections.to_string(),
+    ];
+    if let Some(rate) = rate {
+        args.extend([
+            "-q".into(),
+            format!("{rate:.0}"),
+            "--latency-correction".into(),
+        ]);
+    }
+    args.push(url);
+    // bash's `times` reports oha's CPU time (its children's), on stderr, after it exits.
+    let output = Command::new("bash")
+        .args(["-c", r#""$@"; status=$?; times >&2; exit $status"#, "oha"])
+        .arg(oha())
+        .args(&args)
+        .output()
+        .expect("running bash");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "oha {args:?} failed: {stderr}{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "oha printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    let statuses = report["statusCodeDistribution"]
+        .as_object()
+        .expect("oha JSON: statusCodeDistribution");
+    let errors = report["errorDistribution"]
+        .as_object()
+        .expect("oha JSON: errorDistribution");
+    assert!(
+        errors.is_empty() && statuses.keys().all(|code| code == "200"),
+        "every request must be answered 200: statuses {statuses:?}, errors {errors:?}"
+    );
+    let answered = statuses.get("200").and_then(Value::as_u64).unwrap_or(0);
+    assert_eq!(answered, requests, "oha: {report}");
+    let seconds = |value: &Value| {
+        value
+            .as_f64()
+            .unwrap_or_else(|| panic!("oha JSON: {value}"))
+    };
+    Load {
+        answered,
+        per_second: seconds(&report["summary"]["requestsPerSec"]),
+        p50_ms: seconds(&report["latencyPercentiles"]["p50"]) * 1e3,
+        p99_ms: seconds(&report["latencyPercentiles"]["p99"]) * 1e3,
+        client_cpu: children_cpu_seconds(&stderr),
+    }
+}
+
+/// The children's user and system time from bash's `times` (its second line: `0m1.234s 0m0.5s`).
+fn children_cpu_seconds(times: &str) -> f64 {
+    let line = times
+        .lines()
+        .rev()
+        .find(|l| l.contains('m') && l.ends_with('s'))
+        .unwrap_or_else(|| panic!("no `times` output in {times}"));
+    line.split_whitespace()
+        .map(|field| {
+            let (minutes, seconds) = field.trim_end_matches('s').split_once('m').unwrap();
+            minutes.parse::<f64>().unwrap() * 60.0 + seconds.parse::<f64>().unwrap()
+        })
+        .sum()
+}
+
+/// The participations counted in Redis for the workload's experiments, through the `abstore`
+/// reader (the hourly counters of today and yesterday).
+async fn counted(server: &RedisServer) -> u64 {
+    let conn = Connection::open(&server.url()).await.unwrap();
+    let reader = Reader::new(conn, Some(Env::new(NAMESPACE).unwrap()), Granularity::Hour);
+    let now = chrono::Utc::now().timestamp();
+    let mut total = 0;
+    for experiment in 0..EXPERIMENTS {
+        let days = reader
+            .days(
+                &Metric::Evaluations,
+                &format!("flag-{experiment}"),
+                &VARIANTS,
+                now - 2 * 86_400,
+                now + 3_600,
+            )
+            .await
+            .unwrap();
+        total += days.total.values().map(|stats| stats.count).sum::<u64>();
+    }
+    total
+}
+
+async fn flush(server: &RedisServer) {
+    let mut raw = server.connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut raw).await.unwrap();
+}
+
+/// One row of the table.
+struct Row {
+    name: String,
+    per_second: f64,
+    latency_ms: Option<(f64, f64)>,
+    api_us: Option<f64>,
+    server_us: f64,
+    client_us: Option<f64>,
+    /// The API's VmHWM after the row, KiB.
+    api_peak_kib: Option<u64>,
+}
+
+/// A fresh API on an emptied server runs one oha load; its CPU, Redis's CPU and its memory are
+/// measured around it, and the counters must add up to the requests answered.
+async fn api_row(
+    name: &str,
+    binary: &PathBuf,
+    server: &RedisServer,
+    requests: u64,
+    connections: u64,
+    rate: Option<f64>,
+) -> Row {
+    flush(server).await;
+    let api = Api::start(binary, server).await;
+    let redis_pid = server.pid().unwrap();
+    let (api_before, redis_before) = (
+        measure::cpu_seconds(api.pid()).unwrap(),
+        measure::cpu_seconds(redis_pid).unwrap(),
+    );
+    let load = oha_track(&api.base, requests, connections, rate);
+    let api_cpu = measure::cpu_seconds(api.pid()).unwrap() - api_before;
+    let redis_cpu = measure::cpu_seconds(redis_pid).unwrap() - redis_before;
+    let (peak_kib, rss_kib) = api.memory_kib();
+    drop(api);
+    let in_redis = counted(server).await;
+    assert_eq!(
+        in_redis, load.answered,
+        "{name}: Redis counts {in_redis} participations for {} requests answered 200",
+        load.answered
+    );
+    println!(
+        "{name}: {} answered 200, {in_redis} counted in Redis; abstore-api VmHWM {:.1} MiB, VmRSS {:.1} MiB",
+        load.answered,
+        peak_kib as f64 / 1024.0,
+        rss_kib as f64 / 1024.0
+    );
+    let per_event = |seconds: f64| seconds * 1e6 / load.answered as f64;
+    Row {
+        name: name.to_owned(),
+        per_second: load.per_second,
+        latency_ms: Some((load.p50_ms, load.p99_ms)),
+        api_us: Some(per_event(api_cpu)),
+        server_us: per_event(redis_cpu),
+        client_us: Some(per_event(load.client_cpu)),
+        api_peak_kib: Some(peak_kib),
+    }
+}
+
+/// `redis-benchmark -P 16 -c 50 -n <requests> -t incr`: the server's ceiling for single-key
+/// increments, for reference (as in the record bench).
+fn redis_ceiling(server: &RedisServer, requests: u64) -> Row {
+    let pid = server.pid().unwrap();
+    let before = measure::cpu_seconds(pid).unwrap();
+    let out = Command::new("redis-benchmark")
+        .args(["-h", server.host(), "-p", &server.port().to_string()])
+        .args(["-P", "16", "-c", "50", "-n", &requests.to_string(), "--csv"])
+        .args(["-t", "incr"])
+        .output()
+        .expect("redis-benchmark (package redis-tools) must be installed");
+    let server_seconds = measure::cpu_seconds(pid).unwrap() - before;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let per_second = text
+        .lines()
+        .find(|l| l.starts_with("\"INCR"))
+        .and_then(|l| l.split(',').nth(1))
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"));
+    Row {
+        name: "Redis ceiling: redis-benchmark -P 16 -c 50 -t incr (INCRs)".into(),
+        per_second,
+        latency_ms: None,
+        api_us: None,
+        server_us: server_seconds * 1e6 / requests as f64,
+        client_us: None,
+        api_peak_kib: None,
+    }
+}
+
+/// The real Lamed: `processes` Python processes, each calling `lamed.lamed.track` for its share
+/// of `n` events (scripts/bench/lamed_track.py), a unique uuid each.
+fn lamed_python(server: &RedisServer, n: u64, processes: u64) -> Row {
+    let pid = server.pid().unwrap();
+    let before = measure::cpu_seconds(pid).unwrap();
+    let started = Instant::now();
+    let children: Vec<_> = (0..processes)
+        .map(|p| spawn_lamed_track(server, n / processes, &format!("api-bench-{p}")).unwrap())
+        .collect();
+    let mut client_seconds = 0.0;
+    let mut call_seconds = 0.0;
+    for child in children {
+        let run = wait_lamed_track(child).unwrap();
+        client_seconds += run.cpu_seconds;
+        call_seconds += run.seconds / run.events as f64;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let n = n / processes * processes;
+    let mean_ms = call_seconds / processes as f64 * 1e3;
+    println!("Lamed: mean time per track() call {mean_ms:.2} ms");
+    Row {
+        name: format!("Lamed 0.4.3 track() in-process from Python, {processes} processes"),
+        per_second: n as f64 / elapsed,
+        latency_ms: None,
+        api_us: None,
+        server_us: (measure::cpu_seconds(pid).unwrap() - before) * 1e6 / n as f64,
+        client_us: Some(client_seconds * 1e6 / n as f64),
+        api_peak_kib: None,
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing: run only under bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let max_requests = env_u64("ABSTORE_BENCH_API_EVENTS", 300_000);
+    let connections = env_u64("ABSTORE_BENCH_API_CONNECTIONS", 50);
+    let paced_seconds = env_u64("ABSTORE_BENCH_API_SECONDS", 10);
+    let lamed_n = env_u64("ABSTORE_BENCH_PY_LAMED_EVENTS", 20_000);
+    let oha_path = oha();
+    let oha_version = Command::new(&oha_path)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let binary = api_binary();
+    let server = RedisServer::start_default().unwrap();
+    println!("load average before: {}", load_average());
+
+    let mut rows = vec![redis_ceiling(&server, 1_000_000)];
+    let max = api_row(
+        &format!("abstore-api max: closed loop, {connections} keep-alive connections"),
+        &binary,
+        &server,
+        max_requests,
+        connections,
+        None,
+    )
+    .await;
+    let max_rate = max.per_second;
+    rows.push(max);
+    flush(&server).await;
+    let lamed = lamed_python(&server, lamed_n, 4);
+    let lamed_rate = lamed.per_second;
+    rows.push(lamed);
+    for share in [0.5, 0.9] {
+        let rate = max_rate * share;
+        let requests = (rate * paced_seconds as f64) as u64;
+        rows.push(
+            api_row(
+                &format!(
+                    "abstore-api at {:.0} % of max ({rate:.0}/s), {connections} connections",
+                    share * 100.0
+                ),
+                &binary,
+                &server,
+                requests,
+                connections,
+                Some(rate),
+            )
+            .await,
+        );
+    }
+    println!("load average after: {}", load_average());
+
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!("{cpus} CPUs shared by redis-server, abstore-api, {oha_version} and Lamed's Python");
+    println!(
+        "{:<66} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "what",
+        "per second",
+        "vs Lamed",
+        "p50 ms",
+        "p99 ms",
+        "API µs",
+        "Redis µs",
+        "client µs",
+        "API HWM"
+    );
+    let or_dash = |value: Option<f64>, precision: usize| {
+        value.map_or("-".to_owned(), |v| format!("{v:.precision$}"))
+    };
+    for row in &rows {
+        println!(
+            "{:<66} {:>10.0} {:>8.1}x {:>8} {:>8} {:>8} {:>8.2} {:>8} {:>9}",
+            row.name,
+            row.per_second,
+            row.per_second / lamed_rate,
+            or_dash(row.latency_ms.map(|l| l.0), 2),
+            or_dash(row.latency_ms.map(|l| l.1), 2),
+            or_dash(row.api_us, 2),
+            row.server_us,
+            or_dash(row.client_us, 2),
+            row.api_peak_kib
+                .map_or("-".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+        );
+    }
+    println!(
+        "(µs: CPU time per event, per INCR for the ceiling; client: oha, or Lamed's Python processes)"
+    );
+    println!(
+        "abstore-api max / Lamed 0.4.3: {:.1}x (target >= 20x); p99 at 50 % of max: {} ms (target < 5 ms)",
+        max_rate / lamed_rate,
+        or_dash(rows[3].latency_ms.map(|l| l.1), 2)
+    );
+}
