@@ -1,7 +1,7 @@
 //! The GitHub Actions workflows (.github/workflows): linted by actionlint and shellcheck through
 //! scripts/lint_workflows.py (which also enforces actions pinned by commit SHA and a top-level
 //! `permissions:`), shown to fail on bad workflows, and read for what a release must do: build
-//! both images for amd64 and arm64 from the Dockerfile's targets with SBOM and provenance, sign
+//! the three images for amd64 and arm64 from the Dockerfile's targets with SBOM and provenance, sign
 //! them and the chart keyless, push the chart to an OCI registry, attach the binaries and the CRD.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -189,7 +189,7 @@ fn a_tag_releases_signed_multi_arch_images_the_chart_and_the_binaries() {
         .iter()
         .map(|w| w["target"].as_str().unwrap())
         .collect();
-    assert_eq!(targets, ["operator", "jobs", "binaries"]);
+    assert_eq!(targets, ["operator", "jobs", "api", "binaries"]);
     let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
     for target in &targets {
         assert!(
@@ -199,7 +199,7 @@ fn a_tag_releases_signed_multi_arch_images_the_chart_and_the_binaries() {
             "release.yml builds --target {target}, which the Dockerfile must have"
         );
     }
-    for with in &builds[..2] {
+    for with in &builds[..3] {
         assert_eq!(
             with["sbom"].as_bool(),
             Some(true),
