@@ -9,10 +9,9 @@
 //! only the first time a process sees a series.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use abstore::connection::{Connection, Retry};
-use abstore::batching::{BatchingConfig, BatchingRecorder};
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
 use abstore::keys::{BucketTimestamp, CounterKey, CounterKind, Env, Granularity, Key, PARTITIONS};
 use abstore::reads::{Metric, Reader};
@@ -34,16 +33,13 @@ pub enum StoreError {
     Refused(String),
 }
 
-/// The store behind the API: one connection, a batching recorder per namespace.
+/// The store behind the API: one connection, a recorder per namespace.
 #[derive(Debug)]
 pub struct TrackingStore {
     conn: Connection,
-    /// `WAIT` after each batch: a 200 then means a replica has the event too.
+    /// `WAIT` after each event: a 200 then means a replica has it too.
     wait: Option<WaitForReplicas>,
-    /// Concurrent `track` calls share script calls (and `WAIT`s): up to 256 events a batch,
-    /// gathered while earlier batches are on the wire (and at most 1 ms more), each caller
-    /// answered with its own event's outcome.
-    recorders: Mutex<HashMap<String, Arc<BatchingRecorder>>>,
+    recorders: Mutex<HashMap<String, Recorder>>,
     /// Registry entries this process wrote already (`<ns>\0<experiment>\0<series>`).
     registered: Mutex<HashSet<String>>,
 }
@@ -62,13 +58,13 @@ impl TrackingStore {
         &self.conn
     }
 
-    fn recorder(&self, namespace: &Env) -> Result<Arc<BatchingRecorder>, StoreError> {
+    fn recorder(&self, namespace: &Env) -> Result<Recorder, StoreError> {
         let mut recorders = self
             .recorders
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(recorder) = recorders.get(namespace.as_str()) {
-            return Ok(Arc::clone(recorder));
+            return Ok(recorder.clone());
         }
         let recorder = Recorder::new(
             self.conn.clone(),
@@ -78,9 +74,8 @@ impl TrackingStore {
                 ..RecorderConfig::default()
             },
         )?;
-        let batching = Arc::new(BatchingRecorder::new(recorder, BatchingConfig::default())?);
-        recorders.insert(namespace.as_str().to_owned(), Arc::clone(&batching));
-        Ok(batching)
+        recorders.insert(namespace.as_str().to_owned(), recorder.clone());
+        Ok(recorder)
     }
 
     /// Records one `track` call: the registry entry (first time only), then the event with
@@ -130,7 +125,7 @@ impl TrackingStore {
         }
         .with_event_id(track.event_id());
         self.recorder(&track.namespace)?
-            .record(event)
+            .record(&event)
             .await
             .map_err(StoreError::from)
     }
