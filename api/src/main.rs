@@ -1,6 +1,7 @@
 //! `abstore-api`: serves the tracking API on one Redis (Sentinel or cluster URL).
 
 use std::net::SocketAddr;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,6 +10,11 @@ use clap::Parser;
 
 use abstore_api::server::{AppState, router};
 use abstore_api::store::TrackingStore;
+
+/// mimalloc instead of glibc malloc: every request allocates its parameters, keys and response
+/// (measured in docs/benchmarks.md, "The tracking API over HTTP").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "ABStore's Lamed-compatible tracking API")]
