@@ -433,10 +433,18 @@ impl LocalUp {
 }
 
 impl Drop for LocalUp {
+    /// A test that failed half-way leaves `local up` running: kill it, then `local down` stops
+    /// the servers it started (they run in their own process groups and outlive it).
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            if self.dir.join("state.json").exists() {
+                let _ = std::process::Command::new(crate::k8s::operator_binary())
+                    .args(["local", "down", "--dir"])
+                    .arg(&self.dir)
+                    .output();
+            }
         }
     }
 }
