@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use abstore_operator::crd::DEFAULT_JOBS_IMAGE;
+use abstore_operator::crd::{DEFAULT_API_IMAGE, DEFAULT_JOBS_IMAGE};
 use abstore_tests::{chart_dir, repo_root};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -49,11 +49,16 @@ fn the_chart_pulls_the_operator_image_at_app_version() {
 }
 
 #[test]
-fn the_default_jobs_image_is_this_release() {
+fn the_default_jobs_and_api_images_are_this_release() {
     // The CronJobs of every ABStore run this image unless spec.jobs.image says otherwise.
     assert_eq!(
         DEFAULT_JOBS_IMAGE,
         format!("{REGISTRY}/abstore-jobs:{VERSION}")
+    );
+    // So does every store's tracking API (spec.api.image).
+    assert_eq!(
+        DEFAULT_API_IMAGE,
+        format!("{REGISTRY}/abstore-api:{VERSION}")
     );
 }
 
