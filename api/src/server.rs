@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use abstore::keys::Env;
+
 use crate::dashboard;
 use crate::lamed::{ParamError, Params, Track, namespace};
 use crate::store::{StoreError, TrackingStore};
@@ -186,6 +188,42 @@ fn store_error(error: &StoreError) -> Response {
 
 /// `None` when a read carries the API key or the dashboard's session cookie, else the 403 to
 /// answer.
+/// What every report starts with: the key (or a dashboard session), then the namespace.
+fn read_scope(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Env, Box<Response>> {
+    if let Some(refusal) = refused(state, headers) {
+        return Err(Box::new(refusal));
+    }
+    namespace(params).map_err(|error| Box::new(bad_request(&error)))
+}
+
+/// The `experiment` parameter, present and not empty.
+fn experiment_param(params: &Params) -> Result<&str, Box<Response>> {
+    params
+        .get("experiment")
+        .map(String::as_str)
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| {
+            Box::new(bad_request(&ParamError::Missing {
+                param: "experiment",
+            }))
+        })
+}
+
+/// A store failure about one experiment: a name the key schema refuses is the parameter's 400.
+fn experiment_error(error: &StoreError) -> Response {
+    match error {
+        StoreError::Key(error) => bad_request(&ParamError::Invalid {
+            param: "experiment",
+            reason: error.to_string(),
+        }),
+        error => store_error(error),
+    }
+}
+
 fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     if dashboard::has_session(state, headers) {
         return None;
@@ -268,17 +306,13 @@ async fn experiment(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
-    if let Some(refusal) = refused(&state, &headers) {
-        return refusal;
-    }
-    let ns = match namespace(&params) {
+    let ns = match read_scope(&state, &headers, &params) {
         Ok(ns) => ns,
-        Err(error) => return bad_request(&error),
+        Err(refusal) => return *refusal,
     };
-    let Some(name) = params.get("experiment").filter(|e| !e.is_empty()) else {
-        return bad_request(&ParamError::Missing {
-            param: "experiment",
-        });
+    let name = match experiment_param(&params) {
+        Ok(name) => name,
+        Err(refusal) => return *refusal,
     };
     match state
         .store
@@ -286,11 +320,7 @@ async fn experiment(
         .await
     {
         Ok(goals) => Json(goals).into_response(),
-        Err(StoreError::Key(error)) => bad_request(&ParamError::Invalid {
-            param: "experiment",
-            reason: error.to_string(),
-        }),
-        Err(error) => store_error(&error),
+        Err(error) => experiment_error(&error),
     }
 }
 
@@ -307,12 +337,9 @@ async fn all(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
-    if let Some(refusal) = refused(&state, &headers) {
-        return refusal;
-    }
-    let ns = match namespace(&params) {
+    let ns = match read_scope(&state, &headers, &params) {
         Ok(ns) => ns,
-        Err(error) => return bad_request(&error),
+        Err(refusal) => return *refusal,
     };
     let scope = params.get("scope").filter(|s| !s.is_empty());
     let experiments = match scope {
@@ -362,10 +389,9 @@ async fn delete(
         Ok(ns) => ns,
         Err(error) => return bad_request(&error),
     };
-    let Some(name) = params.get("experiment").filter(|e| !e.is_empty()) else {
-        return bad_request(&ParamError::Missing {
-            param: "experiment",
-        });
+    let name = match experiment_param(&params) {
+        Ok(name) => name,
+        Err(refusal) => return *refusal,
     };
     match state
         .store
@@ -378,11 +404,7 @@ async fn delete(
             Json(json!({"error": format!("no experiment {name:?} in namespace {ns}")})),
         )
             .into_response(),
-        Err(StoreError::Key(error)) => bad_request(&ParamError::Invalid {
-            param: "experiment",
-            reason: error.to_string(),
-        }),
-        Err(error) => store_error(&error),
+        Err(error) => experiment_error(&error),
     }
 }
 
@@ -392,12 +414,9 @@ async fn v1_experiments(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
-    if let Some(refusal) = refused(&state, &headers) {
-        return refusal;
-    }
-    let ns = match namespace(&params) {
+    let ns = match read_scope(&state, &headers, &params) {
         Ok(ns) => ns,
-        Err(error) => return bad_request(&error),
+        Err(refusal) => return *refusal,
     };
     match state.store.experiments(&ns).await {
         Ok(experiments) => Json(crate::store::ExperimentList {
@@ -419,12 +438,9 @@ async fn v1_experiment(
     axum::extract::Path(name): axum::extract::Path<String>,
     Query(params): Query<Params>,
 ) -> Response {
-    if let Some(refusal) = refused(&state, &headers) {
-        return refusal;
-    }
-    let ns = match namespace(&params) {
+    let ns = match read_scope(&state, &headers, &params) {
         Ok(ns) => ns,
-        Err(error) => return bad_request(&error),
+        Err(refusal) => return *refusal,
     };
     let time = |param: &'static str| -> Result<Option<i64>, ParamError> {
         params
