@@ -164,6 +164,9 @@ fn store_error(error: &StoreError) -> Response {
                 | abstore::Error::Redis { .. }
                 | abstore::Error::OutcomeUnknown { .. }
                 | abstore::Error::NotReplicated { .. }
+                | abstore::Error::BatchFailed { .. }
+                | abstore::Error::Overloaded { .. }
+                | abstore::Error::Closed
         )
     );
     if unavailable {

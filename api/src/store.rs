@@ -9,9 +9,10 @@
 //! only the first time a process sees a series.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use abstore::connection::{Connection, Retry};
+use abstore::batching::{BatchingConfig, BatchingRecorder};
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
 use abstore::keys::{BucketTimestamp, CounterKey, CounterKind, Env, Granularity, Key, PARTITIONS};
 use abstore::reads::{Metric, Reader};
@@ -33,13 +34,16 @@ pub enum StoreError {
     Refused(String),
 }
 
-/// The store behind the API: one connection, a recorder per namespace.
+/// The store behind the API: one connection, a batching recorder per namespace.
 #[derive(Debug)]
 pub struct TrackingStore {
     conn: Connection,
-    /// `WAIT` after each event: a 200 then means a replica has it too.
+    /// `WAIT` after each batch: a 200 then means a replica has the event too.
     wait: Option<WaitForReplicas>,
-    recorders: Mutex<HashMap<String, Recorder>>,
+    /// Concurrent `track` calls share script calls (and `WAIT`s): up to 256 events a batch,
+    /// gathered while earlier batches are on the wire (and at most 1 ms more), each caller
+    /// answered with its own event's outcome.
+    recorders: Mutex<HashMap<String, Arc<BatchingRecorder>>>,
     /// Registry entries this process wrote already (`<ns>\0<experiment>\0<series>`).
     registered: Mutex<HashSet<String>>,
 }
@@ -58,13 +62,13 @@ impl TrackingStore {
         &self.conn
     }
 
-    fn recorder(&self, namespace: &Env) -> Result<Recorder, StoreError> {
+    fn recorder(&self, namespace: &Env) -> Result<Arc<BatchingRecorder>, StoreError> {
         let mut recorders = self
             .recorders
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(recorder) = recorders.get(namespace.as_str()) {
-            return Ok(recorder.clone());
+            return Ok(Arc::clone(recorder));
         }
         let recorder = Recorder::new(
             self.conn.clone(),
@@ -74,8 +78,9 @@ impl TrackingStore {
                 ..RecorderConfig::default()
             },
         )?;
-        recorders.insert(namespace.as_str().to_owned(), recorder.clone());
-        Ok(recorder)
+        let batching = Arc::new(BatchingRecorder::new(recorder, BatchingConfig::default())?);
+        recorders.insert(namespace.as_str().to_owned(), Arc::clone(&batching));
+        Ok(batching)
     }
 
     /// Records one `track` call: the registry entry (first time only), then the event with
@@ -125,7 +130,7 @@ impl TrackingStore {
         }
         .with_event_id(track.event_id());
         self.recorder(&track.namespace)?
-            .record(&event)
+            .record(event)
             .await
             .map_err(StoreError::from)
     }
