@@ -31,6 +31,9 @@ pub struct BatchingConfig {
     /// Most events in one batch (1 ..= 10 000). Default 256, one script call.
     pub max_batch: usize,
     /// How long the first event of a batch waits for company (at most 1 s). Default 1 ms.
+    /// Zero sets no timer: a batch takes what the tasks that were ready together queued (one
+    /// yield to the scheduler), so a lone event waits only for its round trip — for servers
+    /// whose callers each wait for their answer (an HTTP handler per request).
     pub linger: Duration,
     /// Events that may wait in the queue before callers are held back (at least 1). Default 16 384.
     pub queue: usize,
@@ -149,13 +152,20 @@ async fn gather(recorder: Recorder, config: BatchingConfig, mut events: mpsc::Re
         };
         let mut batch = Vec::with_capacity(config.max_batch.min(1024));
         batch.push(first);
+        if config.linger.is_zero() {
+            // Let the tasks that are ready now (the other requests of this turn) queue theirs:
+            // a batch then holds what arrived together, at no wait beyond that turn.
+            tokio::task::yield_now().await;
+        }
         while batch.len() < config.max_batch {
             match events.try_recv() {
                 Ok(queued) => batch.push(queued),
                 Err(_) => break,
             }
         }
-        while batch.len() < config.max_batch {
+        // No timer for a zero linger: tokio's timers round up to the next millisecond, so even
+        // an elapsed deadline would hold every batch for up to 1 ms.
+        while !config.linger.is_zero() && batch.len() < config.max_batch {
             match tokio::time::timeout_at(linger_until, events.recv()).await {
                 Ok(Some(queued)) => batch.push(queued),
                 Ok(None) | Err(_) => break,

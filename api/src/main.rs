@@ -44,6 +44,10 @@ struct Args {
     /// `track` requests per second per client address (bursts of twice that).
     #[arg(long, env = "ABSTORE_API_RATE_LIMIT", default_value_t = 200)]
     rate_limit: u32,
+    /// Threads serving requests; default: one per CPU the process may use (a container's CPU
+    /// limit counts). 1 leaves the other cores to a Redis or load generator on the same machine.
+    #[arg(long, env = "ABSTORE_API_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
 }
 
 /// Connects to the store, waiting while it is not there yet (a store and its API are created
@@ -70,8 +74,7 @@ async fn connect(url: &str) -> anyhow::Result<abstore::connection::Connection> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     abstore::crypto::install_default_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -80,6 +83,18 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    runtime
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     let api_key = match &args.api_key_file {
         Some(path) => Some(
             abstore_api::key::read_key_file(path)

@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use abstore::connection::{Connection, Retry};
 use abstore::batching::{BatchingConfig, BatchingRecorder};
+use abstore::connection::{Connection, Retry};
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
 use abstore::keys::{BucketTimestamp, CounterKey, CounterKind, Env, Granularity, Key, PARTITIONS};
 use abstore::reads::{Metric, Reader};
@@ -40,9 +40,10 @@ pub struct TrackingStore {
     conn: Connection,
     /// `WAIT` after each batch: a 200 then means a replica has the event too.
     wait: Option<WaitForReplicas>,
-    /// Concurrent `track` calls share script calls (and `WAIT`s): up to 256 events a batch,
-    /// gathered while earlier batches are on the wire (and at most 1 ms more), each caller
-    /// answered with its own event's outcome.
+    /// Concurrent `track` calls share script calls (and `WAIT`s): a batch is what the requests
+    /// served together queued (up to 256 events; no linger, so a lone event waits only for its
+    /// round trip), up to 8 batches on the wire, each caller answered with its own event's
+    /// outcome. Measured against one script call per request in docs/benchmarks.md.
     recorders: Mutex<HashMap<String, Arc<BatchingRecorder>>>,
     /// Registry entries this process wrote already (`<ns>\0<experiment>\0<series>`).
     registered: Mutex<HashSet<String>>,
@@ -78,7 +79,13 @@ impl TrackingStore {
                 ..RecorderConfig::default()
             },
         )?;
-        let batching = Arc::new(BatchingRecorder::new(recorder, BatchingConfig::default())?);
+        let batching = Arc::new(BatchingRecorder::new(
+            recorder,
+            BatchingConfig {
+                linger: std::time::Duration::ZERO,
+                ..BatchingConfig::default()
+            },
+        )?);
         recorders.insert(namespace.as_str().to_owned(), Arc::clone(&batching));
         Ok(batching)
     }

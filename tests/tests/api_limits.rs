@@ -118,3 +118,66 @@ async fn a_new_key_in_the_key_file_replaces_the_old_one_without_a_restart() {
         "the same process, not restarted"
     );
 }
+
+/// `--worker-threads 1` (the benchmark's setting, a pod with a CPU limit of 1): 300 concurrent
+/// `track` calls, a third of them repeats, are answered and each user counted once;
+/// 0 threads is refused naming the flag, before anything starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_thread_serves_concurrent_tracks_and_zero_is_refused_naming_the_flag() {
+    let redis = RedisServer::start_default().unwrap();
+    let api = ApiProcess::start(&redis, &["--worker-threads", "1"]).await;
+    let client = reqwest::Client::new();
+    // 100 users participate twice each, then each converts once.
+    let calls = (0..300).map(|i| {
+        let (client, base) = (client.clone(), api.base.clone());
+        let user = i % 100;
+        async move {
+            let response = client
+                .get(format!("{base}/track"))
+                .query(&[
+                    ("experiment", "threads"),
+                    ("variant", ["a", "b"][user % 2]),
+                    ("event", if i < 200 { "participate" } else { "buy" }),
+                    ("uuid", &format!("u-{user}")),
+                ])
+                .send()
+                .await
+                .unwrap();
+            response.status()
+        }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every track answered 200: {statuses:?}"
+    );
+    let results: serde_json::Value = client
+        .get(format!("{}/experiment?experiment=threads", api.base))
+        .header("x-api-key", abstore_tests::api::API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let variants = results[0]["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results in {results}"));
+    let sum = |field: &str| -> u64 { variants.iter().map(|r| r[field].as_u64().unwrap()).sum() };
+    assert_eq!(
+        (sum("trials"), sum("successes")),
+        (100, 100),
+        "100 users counted once each: {results}"
+    );
+
+    let refused = std::process::Command::new(abstore_tests::k8s::api_binary())
+        .args(["--redis-url", &redis.url(), "--worker-threads", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("--worker-threads"),
+        "exit {:?}: {stderr}",
+        refused.status
+    );
+}

@@ -29,13 +29,33 @@ async fn recorder(server: &RedisServer, config: RecorderConfig) -> Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_single_event_callers_each_get_their_outcome_and_duplicates_count_once() {
+    a_thousand_callers(BatchingConfig::default()).await;
+}
+
+/// abstore-api's setting: no timer, a batch is what the callers ready together queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_linger_a_thousand_callers_still_share_script_calls() {
+    a_thousand_callers(BatchingConfig {
+        linger: Duration::ZERO,
+        ..BatchingConfig::default()
+    })
+    .await;
+}
+
+/// abstore-api's runtime with `--worker-threads 1`.
+#[tokio::test(flavor = "current_thread")]
+async fn with_no_linger_on_one_thread_a_thousand_callers_still_share_script_calls() {
+    a_thousand_callers(BatchingConfig {
+        linger: Duration::ZERO,
+        ..BatchingConfig::default()
+    })
+    .await;
+}
+
+async fn a_thousand_callers(config: BatchingConfig) {
     let server = RedisServer::start_default().unwrap();
     let batching = Arc::new(
-        BatchingRecorder::new(
-            recorder(&server, RecorderConfig::default()).await,
-            BatchingConfig::default(),
-        )
-        .unwrap(),
+        BatchingRecorder::new(recorder(&server, RecorderConfig::default()).await, config).unwrap(),
     );
     let hour = this_hour();
     // 1 000 callers; caller c sends event c, then event c again, then event (c + 1) % 1000:
