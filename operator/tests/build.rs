@@ -1186,6 +1186,8 @@ fn the_tracking_api_is_a_locked_down_deployment_with_its_service_budget_autoscal
     assert_eq!(env["ABSTORE_API_RATE_LIMIT"], "700");
     // Two replicas per primary: every event waits for one of them by default.
     assert_eq!(env["ABSTORE_API_WAIT_REPLICAS"], "1");
+    // The default 100m request and no CPU limit: one thread, not one per node CPU.
+    assert_eq!(env["ABSTORE_API_WORKER_THREADS"], "1");
     // Only the api user's password and the key, read-only root, no service account token.
     let secrets: Vec<String> = pod
         .volumes

@@ -12,8 +12,8 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -164,6 +164,19 @@ fn deployment(model: &Model, credentials: &Credentials) -> Deployment {
             api.allowed_origins.join(","),
         ));
     }
+    let container_resources = {
+        let mut given = resources(api.resources.as_ref(), "100m", Quantity("64Mi".to_owned()));
+        if api.resources.is_none()
+            && let Some(limits) = given.limits.as_mut()
+        {
+            limits.insert("memory".to_owned(), Quantity("256Mi".to_owned()));
+        }
+        given
+    };
+    env_vars.push(env(
+        "ABSTORE_API_WORKER_THREADS",
+        worker_threads(&container_resources).to_string(),
+    ));
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
@@ -193,15 +206,7 @@ fn deployment(model: &Model, credentials: &Credentials) -> Deployment {
         startup_probe: Some(probe("/healthz", 5, 60)),
         readiness_probe: Some(probe("/readyz", 5, 2)),
         liveness_probe: Some(probe("/healthz", 10, 3)),
-        resources: Some({
-            let mut given = resources(api.resources.as_ref(), "100m", Quantity("64Mi".to_owned()));
-            if api.resources.is_none()
-                && let Some(limits) = given.limits.as_mut()
-            {
-                limits.insert("memory".to_owned(), Quantity("256Mi".to_owned()));
-            }
-            given
-        }),
+        resources: Some(container_resources),
         security_context: Some(container_security_context()),
         volume_mounts: Some(mounts),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
@@ -343,5 +348,57 @@ fn network_policy(model: &Model) -> NetworkPolicy {
             }]),
             egress: None,
         }),
+    }
+}
+/// Threads for the API's runtime: the container's CPU limit, else its request, rounded up to
+/// whole CPUs (at least 1, at most 64). Without it the runtime starts one per CPU of the node
+/// when no limit is set (the default: a 100m request), each contending for the pod's share.
+pub(crate) fn worker_threads(resources: &ResourceRequirements) -> u32 {
+    let cpu = |side: &Option<BTreeMap<String, Quantity>>| {
+        side.as_ref()?.get("cpu").and_then(|q| cpu_millis(&q.0))
+    };
+    let millis = cpu(&resources.limits)
+        .or_else(|| cpu(&resources.requests))
+        .unwrap_or(1_000);
+    u32::try_from(millis.div_ceil(1_000)).map_or(64, |threads| threads.clamp(1, 64))
+}
+
+/// Millicores of a CPU quantity (`100m`, `1`, `2.5`); `None` for anything else.
+fn cpu_millis(text: &str) -> Option<u64> {
+    if let Some(millis) = text.strip_suffix('m') {
+        return millis.parse().ok();
+    }
+    let cores: f64 = text.parse().ok()?;
+    (0.0..1e9)
+        .contains(&cores)
+        .then(|| (cores * 1_000.0).ceil() as u64)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cpu(limit: Option<&str>, request: Option<&str>) -> ResourceRequirements {
+        let side = |v: Option<&str>| {
+            v.map(|v| BTreeMap::from([("cpu".to_owned(), Quantity(v.to_owned()))]))
+        };
+        ResourceRequirements {
+            limits: side(limit),
+            requests: side(request),
+            ..ResourceRequirements::default()
+        }
+    }
+
+    #[test]
+    fn worker_threads_follow_the_cpu_limit_else_the_request_rounded_up() {
+        assert_eq!(worker_threads(&cpu(None, Some("100m"))), 1);
+        assert_eq!(worker_threads(&cpu(None, Some("2"))), 2);
+        assert_eq!(worker_threads(&cpu(Some("2500m"), Some("100m"))), 3);
+        assert_eq!(worker_threads(&cpu(Some("1.5"), None)), 2);
+        assert_eq!(worker_threads(&cpu(Some("0.25"), None)), 1);
+        assert_eq!(worker_threads(&cpu(Some("500"), None)), 64);
+        assert_eq!(worker_threads(&cpu(None, None)), 1);
+        assert_eq!(worker_threads(&cpu(Some("lots"), Some("3"))), 3);
     }
 }
