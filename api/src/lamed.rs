@@ -42,6 +42,12 @@ impl ParamError {
 /// Request parameters (query string or form body), as Lamed's `event` dict.
 pub type Params = BTreeMap<String, String>;
 
+/// The parameters of a query string or an `application/x-www-form-urlencoded` body
+/// (percent-escapes and `+` decoded; a repeated name keeps its last value).
+pub fn parse_params(text: &[u8]) -> Params {
+    form_urlencoded::parse(text).into_owned().collect()
+}
+
 fn required<'a>(params: &'a Params, param: &'static str) -> Result<&'a str, ParamError> {
     params
         .get(param)
@@ -203,6 +209,18 @@ pub fn experiment_results(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_are_decoded_and_a_repeated_name_keeps_its_last_value() {
+        let parsed =
+            parse_params(b"experiment=big+button&variant=r%C3%A9d&uuid=1&uuid=2&empty=&flag");
+        assert_eq!(parsed["experiment"], "big button");
+        assert_eq!(parsed["variant"], "réd");
+        assert_eq!(parsed["uuid"], "2");
+        assert_eq!(parsed["empty"], "");
+        assert_eq!(parsed["flag"], "");
+        assert!(parse_params(b"").is_empty());
+    }
 
     fn params(pairs: &[(&str, &str)]) -> Params {
         pairs

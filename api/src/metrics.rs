@@ -13,13 +13,13 @@ pub const METRIC_PREFIX: &str = "abstore_api";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub route: String,
+    pub route: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub route: String,
+    pub route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +35,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub events: Family<EventLabels, Counter>,
+    /// The route patterns seen (the router's, a fixed few), kept once for the labels.
+    routes: std::sync::RwLock<Vec<&'static str>>,
 }
 
 impl Default for Metrics {
@@ -76,21 +78,33 @@ impl Metrics {
             requests,
             latency,
             events,
+            routes: std::sync::RwLock::default(),
         }
     }
 
-    /// One answered request.
+    /// `route` as a label, without allocating per request. Only route patterns come here (the
+    /// matched path, never a raw URL), so what is kept is bounded by the router.
+    fn route(&self, route: &str) -> &'static str {
+        let known = |routes: &[&'static str]| routes.iter().copied().find(|r| *r == route);
+        if let Some(found) = known(&self.routes.read().unwrap_or_else(|e| e.into_inner())) {
+            return found;
+        }
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        known(&routes).unwrap_or_else(|| {
+            let kept: &'static str = Box::leak(route.to_owned().into_boxed_str());
+            routes.push(kept);
+            kept
+        })
+    }
+
+    /// One answered request; `route` is the matched route pattern.
     pub fn observe(&self, route: &str, status: u16, seconds: f64) {
+        let route = self.route(route);
         self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                status,
-            })
+            .get_or_create(&RequestLabels { route, status })
             .inc();
         self.latency
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
-            })
+            .get_or_create(&RouteLabels { route })
             .observe(seconds);
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use abstore::keys::Env;
 
 use crate::dashboard;
-use crate::lamed::{ParamError, Params, Track, namespace};
+use crate::lamed::{ParamError, Params, Track, namespace, parse_params};
 use crate::store::{StoreError, TrackingStore};
 
 /// Header carrying the API key.
@@ -118,11 +118,10 @@ async fn measure(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     state.metrics.observe(
-        &route,
+        matched.as_ref().map_or("unmatched", |m| m.as_str()),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
@@ -255,14 +254,17 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn track_get(State(state): State<Arc<AppState>>, Query(params): Query<Params>) -> Response {
+async fn track_get(
+    State(state): State<Arc<AppState>>,
+    QueryParams(params): QueryParams,
+) -> Response {
     record(&state, &params).await
 }
 
 /// POST takes the parameters from the query string and/or a form body.
 async fn track_post(
     State(state): State<Arc<AppState>>,
-    Query(mut params): Query<Params>,
+    QueryParams(mut params): QueryParams,
     body: axum::body::Bytes,
 ) -> Response {
     if let Ok(form) = form_pairs(&body) {
@@ -272,10 +274,25 @@ async fn track_post(
 }
 
 pub(crate) fn form_pairs(body: &[u8]) -> Result<Params, ()> {
-    let text = std::str::from_utf8(body).map_err(|_| ())?;
-    axum::extract::Query::<Params>::try_from_uri(&format!("/?{text}").parse().map_err(|_| ())?)
-        .map(|q| q.0)
-        .map_err(|_| ())
+    std::str::from_utf8(body).map_err(|_| ())?;
+    Ok(parse_params(body))
+}
+
+/// The query string's parameters (none: empty). Never refuses: the handlers name a missing or
+/// bad parameter themselves.
+pub(crate) struct QueryParams(pub Params);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(QueryParams(parse_params(
+            parts.uri.query().unwrap_or_default().as_bytes(),
+        )))
+    }
 }
 
 async fn record(state: &AppState, params: &Params) -> Response {
@@ -307,7 +324,7 @@ async fn record(state: &AppState, params: &Params) -> Response {
 async fn experiment(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Response {
     let ns = match read_scope(&state, &headers, &params) {
         Ok(ns) => ns,
@@ -338,7 +355,7 @@ fn unique(params: &Params) -> bool {
 async fn all(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Response {
     let ns = match read_scope(&state, &headers, &params) {
         Ok(ns) => ns,
@@ -379,7 +396,7 @@ async fn all(
 async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(mut params): Query<Params>,
+    QueryParams(mut params): QueryParams,
     body: axum::body::Bytes,
 ) -> Response {
     if let Some(refusal) = refused_without_key(&state, &headers) {
@@ -415,7 +432,7 @@ async fn delete(
 async fn v1_experiments(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Response {
     let ns = match read_scope(&state, &headers, &params) {
         Ok(ns) => ns,
@@ -439,7 +456,7 @@ async fn v1_experiment(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     axum::extract::Path(name): axum::extract::Path<String>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Response {
     let ns = match read_scope(&state, &headers, &params) {
         Ok(ns) => ns,
