@@ -195,3 +195,20 @@ impl ApiProcess {
         }
     }
 }
+
+/// `GET url` with `key` as `x-api-key`: asserts a 200 and returns the JSON body.
+pub async fn read_json(client: &reqwest::Client, url: &str, key: &str) -> Value {
+    let response = client
+        .get(url)
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(status, 200, "GET {url}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}"))
+}

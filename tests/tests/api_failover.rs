@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use abstore_tests::api::{API_KEY, ApiProcess};
+use abstore_tests::api::{API_KEY, ApiProcess, read_json};
 use abstore_tests::k8s::poll;
 use abstore_tests::{Topology, TopologyOptions};
-use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_track_is_lost_when_the_primary_is_killed() {
@@ -96,15 +95,7 @@ async fn no_acknowledged_track_is_lost_when_the_primary_is_killed() {
 
     let acked = acked.load(Ordering::Relaxed) as u64;
     let client = reqwest::Client::new();
-    let results: Value = client
-        .get(format!("{}/all", api.base))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let results = read_json(&client, &format!("{}/all", api.base), API_KEY).await;
     println!(
         "acknowledged {acked}, 503 answers {}, results {results}",
         unavailable.load(Ordering::Relaxed)
@@ -123,15 +114,12 @@ async fn no_acknowledged_track_is_lost_when_the_primary_is_killed() {
         .await
         .unwrap();
     assert_eq!(goal.status(), 200);
-    let experiment: Value = client
-        .get(format!("{}/experiment?experiment=failover", api.base))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let experiment = read_json(
+        &client,
+        &format!("{}/experiment?experiment=failover", api.base),
+        API_KEY,
+    )
+    .await;
     let trials = experiment[0]["results"][0]["trials"].as_u64().unwrap();
     assert!(
         unavailable.load(Ordering::Relaxed) > 0,

@@ -11,7 +11,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use abstore_tests::api::{API_KEY, ApiProcess};
+use abstore_tests::api::{API_KEY, ApiProcess, read_json};
 use abstore_tests::k8s::poll;
 use abstore_tests::lamed::{gimel_dir, lamed_dir};
 use abstore_tests::{LOOPBACK, RedisServer, repo_root};
@@ -161,16 +161,7 @@ async fn experiment_and_all_answer_what_lamed_answers_for_the_same_stream() {
 
     let read = |path: String| {
         let client = client.clone();
-        async move {
-            let response = client
-                .get(path)
-                .header("x-api-key", API_KEY)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            response.json::<Value>().await.unwrap()
-        }
+        async move { read_json(&client, &path, API_KEY).await }
     };
     for (name, expected) in lamed["experiments"].as_object().unwrap() {
         let ours = read(format!("{}/experiment?experiment={name}", api.base)).await;

@@ -151,15 +151,12 @@ async fn one_worker_thread_serves_concurrent_tracks_and_zero_is_refused_naming_t
         statuses.iter().all(|s| *s == 200),
         "every track answered 200: {statuses:?}"
     );
-    let results: serde_json::Value = client
-        .get(format!("{}/experiment?experiment=threads", api.base))
-        .header("x-api-key", abstore_tests::api::API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let results = abstore_tests::api::read_json(
+        &client,
+        &format!("{}/experiment?experiment=threads", api.base),
+        abstore_tests::api::API_KEY,
+    )
+    .await;
     let variants = results[0]["results"]
         .as_array()
         .unwrap_or_else(|| panic!("no results in {results}"));

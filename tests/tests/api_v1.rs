@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use abstore_tests::RedisServer;
-use abstore_tests::api::{API_KEY, ApiProcess, HourTally, PARTICIPATE};
+use abstore_tests::api::{API_KEY, ApiProcess, HourTally, PARTICIPATE, read_json};
 use serde_json::Value;
 
 /// Unique users may differ by HyperLogLog's error (0.81 %; three standard errors allowed).
@@ -112,15 +112,12 @@ async fn v1_results_report_conversion_intervals_and_significance() {
             }
         }
     }
-    let results: Value = client
-        .get(format!("{}/v1/experiments/checkout", api.base))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let results = read_json(
+        &client,
+        &format!("{}/v1/experiments/checkout", api.base),
+        API_KEY,
+    )
+    .await;
     assert_eq!(results["control"], "control", "{results}");
     for variant in ["control", "treatment"] {
         let p = &results["variants"][variant];
@@ -181,15 +178,7 @@ async fn v1_results_report_conversion_intervals_and_significance() {
     );
 
     // The namespace's experiments.
-    let list: Value = client
-        .get(format!("{}/v1/experiments", api.base))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = read_json(&client, &format!("{}/v1/experiments", api.base), API_KEY).await;
     assert_eq!(
         list,
         serde_json::json!({"namespace": "alephbet", "experiments": ["checkout"]})

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use abstore_tests::api::read_json;
 use abstore_tests::k8s::{self, OperatorSetup, poll, wait_store_ready};
 use serde_json::{Value, json};
 
@@ -215,16 +216,12 @@ async fn the_tracking_api_runs_from_its_image_and_counts_every_event_through_the
         .await
         .unwrap();
     assert_eq!(unauthorized.status(), 403);
-    let results: Value = client
-        .get(format!("{base}/experiment"))
-        .query(&[("experiment", "checkout")])
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let results = read_json(
+        &client,
+        &format!("{base}/experiment?experiment=checkout"),
+        KEY,
+    )
+    .await;
     let buy = results
         .as_array()
         .unwrap()

@@ -803,15 +803,12 @@ async fn the_api_image_serves_track_into_a_real_redis_as_nonroot_with_a_read_onl
             .unwrap();
         assert_eq!(response.status(), 200, "track {event}");
     }
-    let results: Value = client
-        .get(format!("{base}/experiment?experiment=button"))
-        .header("x-api-key", "image-test-key")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let results = abstore_tests::api::read_json(
+        &client,
+        &format!("{base}/experiment?experiment=button"),
+        "image-test-key",
+    )
+    .await;
     assert_eq!(
         results,
         json!([{"goal": "buy", "results": [{"label": "red", "successes": 1, "trials": 1}]}]),
