@@ -17,14 +17,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use abstore::connection::Connection;
 use abstore::keys::{Env, Granularity};
 use abstore::reads::{Metric, Reader};
 use abstore_tests::k8s::poll;
-use abstore_tests::lamed::{spawn_lamed_track, wait_lamed_track};
+use abstore_tests::lamed::run_lamed_processes;
 use abstore_tests::{LOOPBACK, RedisServer, free_port, measure, repo_root};
 use serde_json::Value;
 
@@ -236,18 +236,8 @@ fn wrk_track(base: &str, seconds: u64, connections: u64) -> Load {
         script.display().to_string(),
         base.to_owned(),
     ];
-    let output = Command::new("bash")
-        .args(["-c", r#""$@"; status=$?; times >&2; exit $status"#, "wrk"])
-        .arg(wrk())
-        .args(&args)
-        .output()
-        .expect("running bash");
+    let (output, client_cpu) = run_load_generator("wrk", &wrk(), &args);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "wrk {args:?} failed: {stderr}{stdout}"
-    );
     let result = stdout
         .lines()
         .find_map(|line| line.strip_prefix("WRK_RESULT "))
@@ -270,7 +260,7 @@ fn wrk_track(base: &str, seconds: u64, connections: u64) -> Load {
         per_second: answered as f64 / seconds as f64,
         p50_ms: field("p50_us") as f64 / 1e3,
         p99_ms: field("p99_us") as f64 / 1e3,
-        client_cpu: children_cpu_seconds(&stderr),
+        client_cpu,
     }
 }
 
@@ -315,19 +305,7 @@ fn oha_track(base: &str, requests: u64, connections: u64, rate: Option<f64>) -> 
         ]);
     }
     args.push(url);
-    // bash's `times` reports oha's CPU time (its children's), on stderr, after it exits.
-    let output = Command::new("bash")
-        .args(["-c", r#""$@"; status=$?; times >&2; exit $status"#, "oha"])
-        .arg(oha())
-        .args(&args)
-        .output()
-        .expect("running bash");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "oha {args:?} failed: {stderr}{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    let (output, client_cpu) = run_load_generator("oha", &oha(), &args);
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "oha printed no JSON ({e}): {}",
@@ -356,8 +334,28 @@ fn oha_track(base: &str, requests: u64, connections: u64, rate: Option<f64>) -> 
         per_second: seconds(&report["summary"]["requestsPerSec"]),
         p50_ms: seconds(&report["latencyPercentiles"]["p50"]) * 1e3,
         p99_ms: seconds(&report["latencyPercentiles"]["p99"]) * 1e3,
-        client_cpu: children_cpu_seconds(&stderr),
+        client_cpu,
     }
+}
+
+/// Runs a load generator to its end; fails naming it unless it succeeded. Returns its output
+/// and its own CPU seconds (user + system), which bash's `times` reports on stderr after it
+/// exits.
+fn run_load_generator(name: &str, program: &PathBuf, args: &[String]) -> (Output, f64) {
+    let output = Command::new("bash")
+        .args(["-c", r#""$@"; status=$?; times >&2; exit $status"#, name])
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("running bash");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{name} {args:?} failed: {stderr}{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let cpu = children_cpu_seconds(&stderr);
+    (output, cpu)
 }
 
 /// The children's user and system time from bash's `times` (its second line: `0m1.234s 0m0.5s`).
@@ -505,28 +503,19 @@ fn redis_ceiling(server: &RedisServer, requests: u64) -> Row {
 fn lamed_python(server: &RedisServer, n: u64, processes: u64) -> Row {
     let pid = server.pid().unwrap();
     let before = measure::cpu_seconds(pid).unwrap();
-    let started = Instant::now();
-    let children: Vec<_> = (0..processes)
-        .map(|p| spawn_lamed_track(server, n / processes, &format!("api-bench-{p}")).unwrap())
-        .collect();
-    let mut client_seconds = 0.0;
-    let mut call_seconds = 0.0;
-    for child in children {
-        let run = wait_lamed_track(child).unwrap();
-        client_seconds += run.cpu_seconds;
-        call_seconds += run.seconds / run.events as f64;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let n = n / processes * processes;
-    let mean_ms = call_seconds / processes as f64 * 1e3;
-    println!("Lamed: mean time per track() call {mean_ms:.2} ms");
+    let load = run_lamed_processes(server, n, processes, "api-bench").unwrap();
+    println!(
+        "Lamed: mean time per track() call {:.2} ms",
+        load.mean_call_seconds * 1e3
+    );
+    let per_event = |seconds: f64| seconds * 1e6 / load.events as f64;
     Row {
         name: format!("Lamed 0.4.3 track() in-process from Python, {processes} processes"),
-        per_second: n as f64 / elapsed,
+        per_second: load.per_second,
         latency_ms: None,
         api_us: None,
-        server_us: (measure::cpu_seconds(pid).unwrap() - before) * 1e6 / n as f64,
-        client_us: Some(client_seconds * 1e6 / n as f64),
+        server_us: per_event(measure::cpu_seconds(pid).unwrap() - before),
+        client_us: Some(per_event(load.cpu_seconds)),
         api_peak_kib: None,
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use abstore::batching::{BatchingConfig, BatchingRecorder};
 use abstore::connection::Connection;
 use abstore::counters::{Event, Outcome, Recorder, RecorderConfig, WaitForReplicas};
-use abstore_tests::lamed::{spawn_lamed_track, wait_lamed_track};
+use abstore_tests::lamed::run_lamed_processes;
 use abstore_tests::{RedisServer, measure};
 
 const DAY: i64 = 86_400;
@@ -346,21 +346,13 @@ async fn lamed_style(server: &RedisServer, events: Vec<Event>, workers: usize) {
 fn lamed_python(server: &RedisServer, n: u64, processes: u64) -> Row {
     let pid = server.pid().unwrap();
     let before = measure::cpu_seconds(pid).unwrap();
-    let started = Instant::now();
-    let children: Vec<_> = (0..processes)
-        .map(|p| spawn_lamed_track(server, n / processes, &format!("py-lamed-{p}")).unwrap())
-        .collect();
-    let mut client_seconds = 0.0;
-    for child in children {
-        client_seconds += wait_lamed_track(child).unwrap().cpu_seconds;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let n = n / processes * processes;
+    let load = run_lamed_processes(server, n, processes, "py-lamed").unwrap();
+    let per_event = |seconds: f64| seconds * 1e6 / load.events as f64;
     Row {
         name: format!("Lamed 0.4.3 track() from Python, {processes} processes"),
-        per_second: n as f64 / elapsed,
-        server_us: (measure::cpu_seconds(pid).unwrap() - before) * 1e6 / n as f64,
-        client_us: Some(client_seconds * 1e6 / n as f64),
+        per_second: load.per_second,
+        server_us: per_event(measure::cpu_seconds(pid).unwrap() - before),
+        client_us: Some(per_event(load.cpu_seconds)),
     }
 }
 

@@ -95,3 +95,45 @@ pub fn wait_lamed_track(child: Child) -> Result<LamedRun, HarnessError> {
         ))
     })
 }
+
+/// What [`run_lamed_processes`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct LamedLoad {
+    /// Events tracked, all processes together.
+    pub events: u64,
+    /// Events per second: each process's events over its own tracking time (from its first
+    /// `track()` to its last, so interpreter start and imports are not counted against Lamed),
+    /// summed over the processes, which ran side by side.
+    pub per_second: f64,
+    /// The processes' CPU seconds over the same spans.
+    pub cpu_seconds: f64,
+    /// Mean duration of one `track()` call.
+    pub mean_call_seconds: f64,
+}
+
+/// Runs `processes` peer processes side by side, each tracking `events / processes` events
+/// (ids `<run>-<p>-<i>`) into `server`, and waits for all of them.
+pub fn run_lamed_processes(
+    server: &RedisServer,
+    events: u64,
+    processes: u64,
+    run: &str,
+) -> Result<LamedLoad, HarnessError> {
+    let children = (0..processes)
+        .map(|p| spawn_lamed_track(server, events / processes, &format!("{run}-{p}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut load = LamedLoad {
+        events: 0,
+        per_second: 0.0,
+        cpu_seconds: 0.0,
+        mean_call_seconds: 0.0,
+    };
+    for child in children {
+        let done = wait_lamed_track(child)?;
+        load.events += done.events;
+        load.per_second += done.events as f64 / done.seconds;
+        load.cpu_seconds += done.cpu_seconds;
+        load.mean_call_seconds += done.seconds / done.events as f64 / processes as f64;
+    }
+    Ok(load)
+}
