@@ -23,7 +23,6 @@ use std::time::Duration;
 use abstore::connection::Connection;
 use abstore::keys::{Env, Granularity};
 use abstore::reads::{Metric, Reader};
-use abstore_tests::k8s::poll;
 use abstore_tests::lamed::run_lamed_processes;
 use abstore_tests::{LOOPBACK, RedisServer, free_port, measure, repo_root};
 use serde_json::Value;
@@ -156,25 +155,7 @@ impl Api {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
         let base = format!("http://{LOOPBACK}:{port}");
-        let client = reqwest::Client::new();
-        poll(
-            "abstore-api to be ready",
-            Duration::from_secs(30),
-            || async {
-                let response = client
-                    .get(format!("{base}/readyz"))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(response.status().to_string())
-                }
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        abstore_tests::api::wait_ready(&base, "abstore-api", Duration::from_secs(30)).await;
         Api { child, base }
     }
 

@@ -59,25 +59,7 @@ impl ApiProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("starting abstore-api: {e}"));
         let base = format!("http://{LOOPBACK}:{port}");
-        let client = reqwest::Client::new();
-        poll(
-            "abstore-api to be ready",
-            Duration::from_secs(30),
-            || async {
-                let response = client
-                    .get(format!("{base}/readyz"))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(response.status().to_string())
-                }
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        wait_ready(&base, "abstore-api", Duration::from_secs(30)).await;
         ApiProcess {
             child,
             base,
@@ -194,6 +176,26 @@ impl ApiProcess {
                 .or_default() += 1;
         }
     }
+}
+
+/// Waits until `<base>/readyz` answers 200 (the API reached its store), for at most `timeout`;
+/// `what` names the process in the failure.
+pub async fn wait_ready(base: &str, what: &str, timeout: Duration) {
+    let client = reqwest::Client::new();
+    poll(&format!("{what} to be ready"), timeout, || async {
+        let response = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(response.status().to_string())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `GET url` with `key` as `x-api-key`: asserts a 200 and returns the JSON body.

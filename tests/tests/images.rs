@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use abstore_jobs::format::MANIFEST_NAME;
-use abstore_tests::k8s::{images_dir, poll};
+use abstore_tests::k8s::images_dir;
 use abstore_tests::{LOOPBACK, RedisServer, free_port, repo_root};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -771,25 +771,8 @@ async fn the_api_image_serves_track_into_a_real_redis_as_nonroot_with_a_read_onl
         mounts: vec![bind(&key_file, "/run/api/key", true)],
     });
     let base = format!("http://{listen}");
+    abstore_tests::api::wait_ready(&base, "abstore-api from its image", RUN_TIMEOUT).await;
     let client = reqwest::Client::new();
-    poll(
-        "abstore-api from its image to be ready",
-        RUN_TIMEOUT,
-        || async {
-            let response = client
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(response.status().to_string())
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 
