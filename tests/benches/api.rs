@@ -44,13 +44,6 @@ const VARIANTS: [&str; 2] = ["control", "treatment"];
 /// request comes from 127.0.0.1).
 const NO_RATE_LIMIT: &str = "1000000000";
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// `$ABSTORE_OHA`, else `oha` on PATH, else cargo's bin directory.
 fn oha() -> PathBuf {
     if let Some(path) = std::env::var_os(OHA_ENV) {
@@ -513,12 +506,12 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let max_requests = env_u64("ABSTORE_BENCH_API_EVENTS", 300_000);
-    let connections = env_u64("ABSTORE_BENCH_API_CONNECTIONS", 50);
-    let paced_seconds = env_u64("ABSTORE_BENCH_API_SECONDS", 10);
-    let wrk_seconds = env_u64("ABSTORE_BENCH_API_WRK_SECONDS", 8);
-    let many_connections = env_u64("ABSTORE_BENCH_API_MANY_CONNECTIONS", 200);
-    let lamed_n = env_u64("ABSTORE_BENCH_PY_LAMED_EVENTS", 20_000);
+    let max_requests = measure::env_u64("ABSTORE_BENCH_API_EVENTS", 300_000);
+    let connections = measure::env_u64("ABSTORE_BENCH_API_CONNECTIONS", 50);
+    let paced_seconds = measure::env_u64("ABSTORE_BENCH_API_SECONDS", 10);
+    let wrk_seconds = measure::env_u64("ABSTORE_BENCH_API_WRK_SECONDS", 8);
+    let many_connections = measure::env_u64("ABSTORE_BENCH_API_MANY_CONNECTIONS", 200);
+    let lamed_n = measure::env_u64("ABSTORE_BENCH_PY_LAMED_EVENTS", 20_000);
     let oha_path = oha();
     let oha_version = Command::new(&oha_path)
         .arg("--version")

@@ -22,13 +22,6 @@ const DAY: i64 = 86_400;
 const CLUSTER_CONFIG: &str =
     "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 5000\n";
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The record benchmark's workload: 20 flags, two variations, 100 000 users, today's 24 hours.
 fn events(run: &str, n: u64) -> Vec<Event> {
     let today = chrono::Utc::now().timestamp() / DAY * DAY;
@@ -149,7 +142,7 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let n = env_u64("ABSTORE_BENCH_EVENTS", 200_000);
+    let n = measure::env_u64("ABSTORE_BENCH_EVENTS", 200_000);
     let mut rows = Vec::new();
     let single = vec![RedisServer::start_default().unwrap()];
     for batch in [200, 2000] {

@@ -17,13 +17,6 @@ use abstore_tests::{RedisServer, measure};
 
 const DAY: i64 = 86_400;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn today() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -377,9 +370,9 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let n = env_u64("ABSTORE_BENCH_EVENTS", 200_000);
-    let lamed_n = env_u64("ABSTORE_BENCH_LAMED_EVENTS", 50_000);
-    let python_n = env_u64("ABSTORE_BENCH_PY_LAMED_EVENTS", 20_000);
+    let n = measure::env_u64("ABSTORE_BENCH_EVENTS", 200_000);
+    let lamed_n = measure::env_u64("ABSTORE_BENCH_LAMED_EVENTS", 50_000);
+    let python_n = measure::env_u64("ABSTORE_BENCH_PY_LAMED_EVENTS", 20_000);
     let server = RedisServer::start_default().unwrap();
     let on = [&server];
     let default = RecorderConfig::default();
