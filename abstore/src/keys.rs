@@ -3,6 +3,7 @@
 //! disagree on a layout, and every parsed key formats back to exactly the bytes it came from.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::str::FromStr;
 
 use sha1::{Digest, Sha1};
@@ -17,6 +18,8 @@ pub const DEFAULT_VARIATION: &str = "default";
 const HOUR_SECS: i64 = 3_600;
 const DAY_SECS: i64 = 86_400;
 const SEPARATOR: char = ':';
+/// Lower-case hex digits (dedup digests).
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 const MAX_ID_BYTES: usize = 256;
 const MAX_USER_BYTES: usize = 512;
 const MAX_EVENT_ID_BYTES: usize = 256;
@@ -490,19 +493,32 @@ impl CounterKey {
 }
 
 impl fmt::Display for CounterKey {
+    // Pieces written one by one (no format arguments): every recorded event formats two.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(env) = &self.env {
-            write!(f, "{env}{SEPARATOR}")?;
+            f.write_str(env.as_str())?;
+            f.write_char(SEPARATOR)?;
         }
-        write!(f, "{}:{}:", self.kind.tag(), self.bucket)?;
+        f.write_str(self.kind.tag())?;
+        f.write_char(SEPARATOR)?;
+        fmt::Display::fmt(&self.bucket.0, f)?;
+        f.write_char(SEPARATOR)?;
         match self.partition {
-            Some(p) => write!(f, "{{{}{SEPARATOR}{p}}}", self.flag)?,
+            Some(p) => {
+                f.write_char('{')?;
+                f.write_str(&self.flag)?;
+                f.write_char(SEPARATOR)?;
+                fmt::Display::fmt(&p, f)?;
+                f.write_char('}')?;
+            }
             None => f.write_str(&self.flag)?,
         }
         if let Some(goal) = &self.goal {
-            write!(f, "{SEPARATOR}{goal}")?;
+            f.write_char(SEPARATOR)?;
+            f.write_str(goal)?;
         }
-        write!(f, "{SEPARATOR}{}", self.variation)
+        f.write_char(SEPARATOR)?;
+        f.write_str(&self.variation)
     }
 }
 
@@ -685,19 +701,27 @@ impl fmt::Display for Key {
             return c.fmt(f);
         }
         if let Some(env) = self.env() {
-            write!(f, "{env}{SEPARATOR}")?;
+            f.write_str(env.as_str())?;
+            f.write_char(SEPARATOR)?;
         }
         if let Key::ExperimentIndex { .. } = self {
             return f.write_str(self.kind().tag());
         }
-        write!(f, "{}{SEPARATOR}", self.kind().tag())?;
+        f.write_str(self.kind().tag())?;
+        f.write_char(SEPARATOR)?;
         match self {
             Key::Counter(_) => Ok(()),
             Key::Dedup { digest, tag, .. } => {
                 if let Some((flag, p)) = tag {
                     write!(f, "{{{flag}{SEPARATOR}{p}}}{SEPARATOR}")?;
                 }
-                digest.iter().try_for_each(|b| write!(f, "{b:02x}"))
+                // Every recorded event formats one: the hex digits in one write.
+                let mut hex = [0u8; 40];
+                for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+                    pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+                    pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
+                }
+                f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
             }
             Key::Assignment { flag, user, .. } => write!(f, "{flag}{SEPARATOR}{user}"),
             Key::Experiment { flag, .. } => f.write_str(flag),

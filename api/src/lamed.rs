@@ -128,8 +128,23 @@ impl Track {
 
     /// The event id: Lamed's dedup digest, `sha1("<counter key> <uuid>")` in hex.
     pub fn event_id(&self) -> String {
-        let digest = Sha1::digest(format!("{} {}", self.lamed_counter_key(), self.uuid));
-        hex::encode(digest)
+        // Hashed in pieces: the same bytes as `format!("{} {}", lamed_counter_key(), uuid)`
+        // without building the string (once per tracked event).
+        let mut hasher = Sha1::new();
+        for piece in [
+            self.namespace.as_str(),
+            ":counters:",
+            &self.experiment,
+            ":",
+            &self.event,
+            ":",
+            &self.variant,
+            " ",
+            &self.uuid,
+        ] {
+            hasher.update(piece.as_bytes());
+        }
+        hex::encode(hasher.finalize())
     }
 
     /// The registry entry of this event's series (`<event>:<variant>` in the `exp:` hash).

@@ -125,6 +125,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on --listen {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "abstore-api listening");
+    // Each answer goes out when written, not held back by Nagle's algorithm for an ACK (what
+    // nginx's tcp_nodelay does on keep-alive connections).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set on a connection");
+        }
+    });
     // SIGTERM (Kubernetes) or Ctrl-C: stop accepting, finish the requests in flight, exit 0.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

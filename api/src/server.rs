@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -40,24 +40,38 @@ pub struct AppState {
 /// Largest request body accepted (a `track` form is a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// The `track` route's pattern (its metrics label).
+pub const TRACK_PATH: &str = "/track";
+
 /// The router over `state`.
+///
+/// `track` is the hot path (every browser event): it checks its client's rate and counts
+/// itself in the metrics inline, behind one layer (CORS and the body cap composed), where the
+/// other routes go through the `measure` middleware. Each router layer re-boxes the route,
+/// cloned and boxed again per request; the layers `track` had cost about a fifth of the API's
+/// CPU per event (docs/benchmarks.md, "The tracking API over HTTP").
 pub fn router(state: Arc<AppState>) -> Router {
-    let origins: Vec<HeaderValue> = state
+    // A predicate over shared origins: the layer is cloned per request, and a list would be
+    // copied each time.
+    let origins: Arc<[HeaderValue]> = state
         .allowed_origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
     let cors = tower_http::cors::CorsLayer::new()
-        .allow_origin(origins)
+        .allow_origin(tower_http::cors::AllowOrigin::predicate(
+            move |origin: &HeaderValue, _: &axum::http::request::Parts| origins.contains(origin),
+        ))
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
         .allow_headers([header::CONTENT_TYPE]);
     let track = Router::new()
-        .route("/track", get(track_get).post(track_post))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            rate_limit,
-        ))
-        .layer(cors);
+        .route(TRACK_PATH, get(track_get).post(track_post))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(cors)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+        .with_state(state.clone());
     // Sign-in attempts are limited per client like `track` (guessing the key is slow).
     let login = Router::new()
         .route(dashboard::LOGIN_PATH, axum::routing::post(dashboard::login))
@@ -66,7 +80,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             rate_limit,
         ));
     Router::new()
-        .merge(track)
         .merge(login)
         .route("/experiment", get(experiment))
         .route("/v1/experiments", get(v1_experiments))
@@ -84,6 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), measure))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .merge(track)
 }
 
 /// 429 with `Retry-After` for a client past its rate (by its address; behind a proxy, the
@@ -96,19 +110,21 @@ async fn rate_limit(
 ) -> Response {
     match state.limiter.check(client.ip(), std::time::Instant::now()) {
         Ok(()) => next.run(request).await,
-        Err(wait) => {
-            let mut response = (
-                StatusCode::TOO_MANY_REQUESTS,
-                Json(json!({"error": "too many requests from this client"})),
-            )
-                .into_response();
-            let seconds = wait.as_secs().max(1).to_string();
-            if let Ok(value) = HeaderValue::from_str(&seconds) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
-        }
+        Err(wait) => too_many_requests(wait),
     }
+}
+
+fn too_many_requests(wait: std::time::Duration) -> Response {
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({"error": "too many requests from this client"})),
+    )
+        .into_response();
+    let seconds = wait.as_secs().max(1).to_string();
+    if let Ok(value) = HeaderValue::from_str(&seconds) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// Counts every request by route (the matched path, never the raw URL) and status, and times it.
@@ -256,21 +272,51 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn track_get(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
     QueryParams(params): QueryParams,
 ) -> Response {
-    record(&state, &params).await
+    track(&state, client, || Ok(params)).await
 }
 
 /// POST takes the parameters from the query string and/or a form body.
 async fn track_post(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
     QueryParams(mut params): QueryParams,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    if let Ok(form) = form_pairs(&body) {
-        params.extend(form);
-    }
-    record(&state, &params).await
+    track(&state, client, move || {
+        // Over MAX_BODY_BYTES: 413, as the extractor would answer.
+        let body = body.map_err(|rejection| Box::new(rejection.into_response()))?;
+        if let Ok(form) = form_pairs(&body) {
+            params.extend(form);
+        }
+        Ok(params)
+    })
+    .await
+}
+
+/// `track`: the client's rate first (nothing else is read past it), then the event; counted in
+/// the metrics under its route like every other request.
+async fn track(
+    state: &AppState,
+    client: std::net::SocketAddr,
+    params: impl FnOnce() -> Result<Params, Box<Response>>,
+) -> Response {
+    let started = std::time::Instant::now();
+    let response = match state.limiter.check(client.ip(), started) {
+        Err(wait) => too_many_requests(wait),
+        Ok(()) => match params() {
+            Ok(params) => record(state, &params).await,
+            Err(refusal) => *refusal,
+        },
+    };
+    state.metrics.observe(
+        TRACK_PATH,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 pub(crate) fn form_pairs(body: &[u8]) -> Result<Params, ()> {

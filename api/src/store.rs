@@ -93,12 +93,25 @@ impl TrackingStore {
     /// Records one `track` call: the registry entry (first time only), then the event with
     /// Lamed's dedup digest as its id. `Duplicate` is Lamed's "already counted".
     pub async fn track(&self, track: &Track, now: i64) -> Result<Outcome, StoreError> {
-        let entry = format!(
-            "{}\0{}\0{}",
-            track.namespace,
-            track.experiment,
-            track.series()
+        // `<ns>\0<experiment>\0<event>:<variant>`, built without format arguments (every event).
+        let mut entry = String::with_capacity(
+            track.namespace.as_str().len()
+                + track.experiment.len()
+                + track.event.len()
+                + track.variant.len()
+                + 3,
         );
+        for piece in [
+            track.namespace.as_str(),
+            "\0",
+            &track.experiment,
+            "\0",
+            &track.event,
+            ":",
+            &track.variant,
+        ] {
+            entry.push_str(piece);
+        }
         let known = self
             .registered
             .lock()

@@ -385,6 +385,8 @@ struct Row {
     client_us: Option<f64>,
     /// The API's VmHWM after the row, KiB.
     api_peak_kib: Option<u64>,
+    /// The share of the machine's CPU time the hypervisor took while the row ran.
+    steal: Option<f64>,
 }
 
 /// A fresh API on an emptied server runs one load; its CPU, Redis's CPU and its memory are
@@ -399,6 +401,7 @@ async fn api_row(
 ) -> Row {
     flush(server).await;
     let api = Api::start(binary, server, threads).await;
+    let steal = measure::Steal::start();
     let redis_pid = server.pid().unwrap();
     let (api_before, redis_before) = (
         measure::cpu_seconds(api.pid()).unwrap(),
@@ -414,6 +417,7 @@ async fn api_row(
         Driver::Oha { .. } => 0,
         Driver::Wrk { .. } => connections,
     };
+    let steal = steal.share();
     let api_cpu = measure::cpu_seconds(api.pid()).unwrap() - api_before;
     let redis_cpu = measure::cpu_seconds(redis_pid).unwrap() - redis_before;
     let (peak_kib, rss_kib) = api.memory_kib();
@@ -439,6 +443,7 @@ async fn api_row(
         server_us: per_event(redis_cpu),
         client_us: Some(per_event(load.client_cpu)),
         api_peak_kib: Some(peak_kib),
+        steal,
     }
 }
 
@@ -447,6 +452,7 @@ async fn api_row(
 fn redis_ceiling(server: &RedisServer, requests: u64) -> Row {
     let pid = server.pid().unwrap();
     let before = measure::cpu_seconds(pid).unwrap();
+    let steal = measure::Steal::start();
     let out = Command::new("redis-benchmark")
         .args(["-h", server.host(), "-p", &server.port().to_string()])
         .args(["-P", "16", "-c", "50", "-n", &requests.to_string(), "--csv"])
@@ -469,6 +475,7 @@ fn redis_ceiling(server: &RedisServer, requests: u64) -> Row {
         server_us: server_seconds * 1e6 / requests as f64,
         client_us: None,
         api_peak_kib: None,
+        steal: steal.share(),
     }
 }
 
@@ -477,6 +484,7 @@ fn redis_ceiling(server: &RedisServer, requests: u64) -> Row {
 fn lamed_python(server: &RedisServer, n: u64, processes: u64) -> Row {
     let pid = server.pid().unwrap();
     let before = measure::cpu_seconds(pid).unwrap();
+    let steal = measure::Steal::start();
     let load = run_lamed_processes(server, n, processes, "api-bench").unwrap();
     println!(
         "Lamed: mean time per track() call {:.2} ms",
@@ -491,6 +499,7 @@ fn lamed_python(server: &RedisServer, n: u64, processes: u64) -> Row {
         server_us: per_event(measure::cpu_seconds(pid).unwrap() - before),
         client_us: Some(per_event(load.cpu_seconds)),
         api_peak_kib: None,
+        steal: steal.share(),
     }
 }
 
@@ -616,7 +625,7 @@ async fn main() {
         "{cpus} CPUs shared by redis-server, abstore-api, {oha_version} or wrk, and Lamed's Python"
     );
     println!(
-        "{:<76} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:<76} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
         "what",
         "per second",
         "vs Lamed",
@@ -625,14 +634,15 @@ async fn main() {
         "API µs",
         "Redis µs",
         "client µs",
-        "API HWM"
+        "API HWM",
+        "steal"
     );
     let or_dash = |value: Option<f64>, precision: usize| {
         value.map_or("-".to_owned(), |v| format!("{v:.precision$}"))
     };
     for row in &rows {
         println!(
-            "{:<76} {:>10.0} {:>8.1}x {:>8} {:>8} {:>8} {:>8.2} {:>8} {:>9}",
+            "{:<76} {:>10.0} {:>8.1}x {:>8} {:>8} {:>8} {:>8.2} {:>8} {:>9} {:>6}",
             row.name,
             row.per_second,
             row.per_second / lamed_rate,
@@ -643,10 +653,13 @@ async fn main() {
             or_dash(row.client_us, 2),
             row.api_peak_kib
                 .map_or("-".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            row.steal
+                .map_or("-".to_owned(), |s| format!("{:.1} %", s * 100.0)),
         );
     }
     println!(
-        "(µs: CPU time per event, per INCR for the ceiling; client: oha or wrk, or Lamed's Python processes)"
+        "(µs: CPU time per event, per INCR for the ceiling; client: oha or wrk, or Lamed's Python processes; \
+         steal: the share of the machine's CPU time the hypervisor gave to other guests during the row)"
     );
     println!(
         "abstore-api max / Lamed 0.4.3: {:.1}x (target >= 20x); p99 at 50 % of max: {} ms (target < 5 ms)",

@@ -91,6 +91,40 @@ fn clock_ticks() -> f64 {
     })
 }
 
+/// CPU time the hypervisor gave to other guests while this machine's CPUs wanted to run
+/// (`steal` of `/proc/stat`), measured from [`Steal::start`]: on a shared virtual machine it
+/// explains a slow or stalled row that nothing in the row did.
+#[derive(Debug, Clone, Copy)]
+pub struct Steal {
+    stolen: f64,
+    started: std::time::Instant,
+}
+
+impl Steal {
+    pub fn start() -> Steal {
+        Steal {
+            stolen: stolen_seconds().unwrap_or(0.0),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The share of all CPUs' time since the start that was stolen (0.0–1.0); `None` where
+    /// `/proc/stat` does not tell.
+    pub fn share(&self) -> Option<f64> {
+        let stolen = stolen_seconds()? - self.stolen;
+        let cpus = std::thread::available_parallelism().ok()?.get() as f64;
+        Some(stolen / (self.started.elapsed().as_secs_f64() * cpus))
+    }
+}
+
+/// `steal` (the 8th value) of `/proc/stat`'s `cpu` line, all CPUs together, in seconds.
+fn stolen_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let steal: f64 = line.split_whitespace().nth(8)?.parse().ok()?;
+    Some(steal / clock_ticks())
+}
+
 /// A benchmark size from the environment (`ABSTORE_BENCH_…`), else `default`.
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
