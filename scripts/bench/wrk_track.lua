@@ -4,6 +4,8 @@
 -- line the bench reads: WRK_RESULT requests=… status_errors=… socket_errors=… p50_us=… p99_us=…
 local variants = { "control", "treatment" }
 local counter = 0
+local random, format = math.random, string.format
+local host
 
 function setup(thread)
   counter = counter + 1
@@ -13,18 +15,21 @@ end
 function init(args)
   -- A different sequence per thread and per run.
   math.randomseed(os.time() * 1000 + (id or 0))
+  -- wrk.init has set it from the URL before calling this.
+  host = wrk.headers["Host"]
 end
 
-local function hex16()
-  return string.format("%04x", math.random(0, 65535))
-end
-
+-- One format call makes the whole request (wrk.format and eight calls per uuid cost wrk
+-- 13 us of CPU per request on two shared cores, this 9 us: what wrk spends is taken from the
+-- API and Redis beside it).
 function request()
-  local uuid = hex16() .. hex16() .. hex16() .. hex16() .. hex16() .. hex16() .. hex16() .. hex16()
-  local path = "/track?experiment=flag-" .. math.random(0, 19)
-    .. "&variant=" .. variants[math.random(1, 2)]
-    .. "&event=participate&uuid=" .. uuid
-  return wrk.format("GET", path)
+  return format(
+    "GET /track?experiment=flag-%d&variant=%s&event=participate"
+      .. "&uuid=%04x%04x%04x%04x%04x%04x%04x%04x HTTP/1.1\r\nHost: %s\r\n\r\n",
+    random(0, 19), variants[random(1, 2)],
+    random(0, 65535), random(0, 65535), random(0, 65535), random(0, 65535),
+    random(0, 65535), random(0, 65535), random(0, 65535), random(0, 65535),
+    host)
 end
 
 function done(summary, latency, requests)
