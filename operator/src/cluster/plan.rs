@@ -13,7 +13,10 @@
 //!    is gone, so it is forgotten and its slots are given to the one shard left without slots,
 //!    whose members must be empty;
 //! 3. members that do not know each other → `CLUSTER MEET` them with the *introducer* (the first
-//!    member that owns slots, else member 0); until every member knows every other → wait;
+//!    member that owns slots, else member 0), and so is a member no other member knows (it may
+//!    still know them from its nodes.conf, but gossip only spreads a node from nodes that know
+//!    it: forgotten everywhere, it would stay out for good); until every member knows every
+//!    other → wait;
 //! 4. each shard's primary is its member that owns slots; a shard without one takes its first
 //!    master;
 //! 5. **bootstrap**: no slot is assigned anywhere → the even split, each shard's range to its
@@ -23,7 +26,9 @@
 //! 6. members that are not their shard's primary replicate it (`CLUSTER REPLICATE`): a replica
 //!    of another shard's primary is moved, an empty master attached; a master holding keys is
 //!    never turned into a replica (that would drop them) — it is reported;
-//! 7. failed nodes that are no member and own no slots are forgotten on every member.
+//! 7. failed nodes that are no member and own no slots are forgotten on every member — only when
+//!    every member answered: a silent member (a pod restarting in a rollout) may be that node,
+//!    coming back with its nodes.conf and its id.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -250,10 +255,13 @@ pub fn plan(target: &ClusterTarget, observation: &[MemberObservation]) -> Cluste
     let introducer = seen.iter().find(|s| s.owns_slots()).unwrap_or(&seen[0]);
     let mut actions = Vec::new();
     for s in &seen {
+        let known_by_others = seen
+            .iter()
+            .any(|o| o.id != s.id && o.state.nodes.knows(s.id));
         if s.id != introducer.id
             && !introducer.state.nodes.knows(s.id)
-            && !s.state.nodes.knows(introducer.id)
-            && introducer.state.nodes.get(s.id).is_none()
+            && ((!s.state.nodes.knows(introducer.id) && introducer.state.nodes.get(s.id).is_none())
+                || !known_by_others)
         {
             actions.push(Action::Meet {
                 node: introducer.member.endpoint.clone(),
@@ -517,10 +525,13 @@ pub fn plan(target: &ClusterTarget, observation: &[MemberObservation]) -> Cluste
         });
     }
 
-    // 7. forget failed nodes that are no member and own nothing.
+    // 7. forget failed nodes that are no member and own nothing — never while a member is
+    // silent: it may be that node, restarting with its id (forgotten everywhere, it would come
+    // back knowing the others but known by none).
     let lost_ids: BTreeSet<&str> = lost.iter().map(|(id, _)| *id).collect();
     for node in &view.nodes {
-        if member_ids.contains(node.id.as_str())
+        if !silent.is_empty()
+            || member_ids.contains(node.id.as_str())
             || lost_ids.contains(node.id.as_str())
             || !node.slots.is_empty()
             || !(node.has_flag("fail") || node.has_flag("noaddr"))
@@ -946,6 +957,50 @@ mod tests {
                 .iter()
                 .all(|a| matches!(a, Action::Forget { ghost, .. } if *ghost == id(777)))
         );
+    }
+
+    #[test]
+    fn a_failed_node_is_not_forgotten_while_a_member_is_silent() {
+        // A replica's pod is restarting (a rollout): the others flag its id failed, and it
+        // does not answer, so its id is not among the members that did.
+        let mut nodes = healthy();
+        nodes[1].flags = "fail";
+        let (target, mut obs) = observe(&nodes, all);
+        obs[1].state = Err("failed to lookup address information".into());
+        let plan = super::plan(&target, &obs);
+        assert!(
+            !plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Forget { .. })),
+            "{:?}",
+            shown(&plan)
+        );
+    }
+
+    #[test]
+    fn a_member_no_other_member_knows_is_met_again() {
+        // Forgotten everywhere while it restarted: it still knows the others from its
+        // nodes.conf, but nobody spreads it by gossip.
+        let nodes = healthy();
+        let forgotten = id(2);
+        let (target, obs) = observe(&nodes, |me, other| {
+            other.id != forgotten || me.id == forgotten
+        });
+        let plan = super::plan(&target, &obs);
+        assert_eq!(
+            shown(&plan),
+            vec!["CLUSTER MEET s-shard-0-1:6379 on s-shard-0-0:6379".to_owned()],
+            "{}",
+            reason(&plan)
+        );
+        // Known by one other member: gossip spreads it, nothing to do but wait.
+        let (target, obs) = observe(&nodes, |me, other| {
+            other.id != forgotten || me.id == forgotten || me.id == id(17)
+        });
+        let plan = super::plan(&target, &obs);
+        assert!(plan.actions.is_empty(), "{:?}", shown(&plan));
+        assert!(reason(&plan).contains("(gossip)"), "{}", reason(&plan));
     }
 
     #[test]
