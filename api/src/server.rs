@@ -296,8 +296,9 @@ async fn track_post(
     .await
 }
 
-/// `track`: the client's rate first (nothing else is read past it), then the event; counted in
-/// the metrics under its route like every other request.
+/// `track`: the client's rate first (its parameters are not parsed past it; a POST's body, at
+/// most 16 KiB, has been read by then), then the event; counted in the metrics under its route
+/// like every other request.
 async fn track(
     state: &AppState,
     client: std::net::SocketAddr,
