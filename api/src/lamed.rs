@@ -8,6 +8,7 @@
 //! `sha1("<counter key> <uuid>")` with a 24 h expiry); the event id here is that same digest, and
 //! the recorder's dedup window is the same 24 h, so the counts agree exactly.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use abstore::keys::{Env, Key};
@@ -48,19 +49,81 @@ pub fn parse_params(text: &[u8]) -> Params {
     form_urlencoded::parse(text).into_owned().collect()
 }
 
-fn required<'a>(params: &'a Params, param: &'static str) -> Result<&'a str, ParamError> {
+/// The five parameters `track` reads, borrowed from the query string and form body they were
+/// read from (owned only where a percent-escape or `+` was decoded): `track` is the hot path,
+/// and this reads it without building a [`Params`] map. Same rules as [`parse_params`]: a
+/// repeated name keeps its last value, and a later [`TrackParams::read`] overrides an earlier.
+#[derive(Debug, Default)]
+pub struct TrackParams<'a> {
+    values: [Option<Cow<'a, str>>; TRACK_PARAMS.len()],
+}
+
+/// What [`TrackParams`] keeps; every other parameter is ignored, as Lamed ignores it.
+const TRACK_PARAMS: [&str; 5] = ["namespace", "experiment", "variant", "event", "uuid"];
+
+impl<'a> TrackParams<'a> {
+    /// Reads a query string or an `application/x-www-form-urlencoded` body.
+    pub fn read(&mut self, text: &'a [u8]) {
+        for pair in text.split(|b| *b == b'&').filter(|pair| !pair.is_empty()) {
+            // A pair with nothing to decode is split in place; any other is decoded by
+            // `form_urlencoded` itself, so both read exactly what `parse_params` reads.
+            let (name, value) = match plain_pair(pair) {
+                Some((name, value)) => (Cow::Borrowed(name), Cow::Borrowed(value)),
+                None => match form_urlencoded::parse(pair).next() {
+                    Some(decoded) => decoded,
+                    None => continue,
+                },
+            };
+            if let Some(i) = TRACK_PARAMS.iter().position(|known| *known == name) {
+                self.values[i] = Some(value);
+            }
+        }
+    }
+
+    fn get(&self, param: &str) -> Option<&str> {
+        let i = TRACK_PARAMS.iter().position(|known| *known == param)?;
+        self.values[i].as_deref()
+    }
+}
+
+/// `name=value` (or `name`) with no percent-escape or `+` and in UTF-8: its two halves as they
+/// are; `None` when something must be decoded.
+fn plain_pair(pair: &[u8]) -> Option<(&str, &str)> {
+    if pair.iter().any(|b| matches!(b, b'%' | b'+')) {
+        return None;
+    }
+    let text = std::str::from_utf8(pair).ok()?;
+    Some(text.split_once('=').unwrap_or((text, "")))
+}
+
+/// Looks a parameter up: a [`Params`] map or a [`TrackParams`].
+pub trait Lookup {
+    fn lookup(&self, param: &str) -> Option<&str>;
+}
+
+impl Lookup for Params {
+    fn lookup(&self, param: &str) -> Option<&str> {
+        self.get(param).map(String::as_str)
+    }
+}
+
+impl Lookup for TrackParams<'_> {
+    fn lookup(&self, param: &str) -> Option<&str> {
+        self.get(param)
+    }
+}
+
+fn required<'a>(params: &'a impl Lookup, param: &'static str) -> Result<&'a str, ParamError> {
     params
-        .get(param)
-        .map(String::as_str)
+        .lookup(param)
         .filter(|v| !v.is_empty())
         .ok_or(ParamError::Missing { param })
 }
 
 /// The namespace (Lamed's default `alephbet`) as a key environment.
-pub fn namespace(params: &Params) -> Result<Env, ParamError> {
+pub fn namespace(params: &impl Lookup) -> Result<Env, ParamError> {
     let ns = params
-        .get("namespace")
-        .map(String::as_str)
+        .lookup("namespace")
         .filter(|v| !v.is_empty())
         .unwrap_or(DEFAULT_NAMESPACE);
     Env::new(ns).map_err(|e| ParamError::Invalid {
@@ -70,7 +133,7 @@ pub fn namespace(params: &Params) -> Result<Env, ParamError> {
 }
 
 /// An experiment (flag), variant (variation) or goal name: what the key schema accepts.
-fn name(params: &Params, param: &'static str) -> Result<String, ParamError> {
+fn name(params: &impl Lookup, param: &'static str) -> Result<String, ParamError> {
     let value = required(params, param)?;
     // The experiment key validates a flag; variants and goals follow the same rules.
     Key::experiment(None, value).map_err(|e| ParamError::Invalid {
@@ -92,7 +155,7 @@ pub struct Track {
 }
 
 impl Track {
-    pub fn parse(params: &Params) -> Result<Track, ParamError> {
+    pub fn parse(params: &impl Lookup) -> Result<Track, ParamError> {
         let namespace = namespace(params)?;
         let experiment = name(params, "experiment")?;
         let variant = name(params, "variant")?;
@@ -224,6 +287,50 @@ pub fn experiment_results(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `track`'s borrowed reading gives what the `Params` map gives, on every kind of pair:
+    /// escapes (good, bad, cut short), `+`, repeated names, no `=`, two `=`, empty pairs, bytes
+    /// that are not UTF-8, and a later read overriding an earlier (a POST body over its query).
+    #[test]
+    fn track_params_read_what_parse_params_reads() {
+        let pieces: [&[u8]; 22] = [
+            b"namespace", b"experiment", b"variant", b"event", b"uuid", b"other", b"=", b"=",
+            b"&", b"&", b"%3A", b"%3a", b"%", b"%4", b"%zz", b"+", b"a", b"b1", b"\xff", b"\xc3\xa9",
+            b"ev%65nt", b"uu+id",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            usize::try_from(seed >> 33).unwrap() % n
+        };
+        for _ in 0..5_000 {
+            let mut texts: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..2 {
+                let mut text = Vec::new();
+                for _ in 0..next(16) {
+                    text.extend_from_slice(pieces[next(pieces.len())]);
+                }
+                texts.push(text);
+            }
+            let mut borrowed = TrackParams::default();
+            let mut map = Params::new();
+            for text in &texts {
+                borrowed.read(text);
+                map.extend(parse_params(text));
+            }
+            for name in TRACK_PARAMS {
+                assert_eq!(
+                    borrowed.lookup(name),
+                    map.lookup(name),
+                    "{name} in {:?}",
+                    texts
+                        .iter()
+                        .map(|t| String::from_utf8_lossy(t).into_owned())
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
 
     #[test]
     fn parameters_are_decoded_and_a_repeated_name_keeps_its_last_value() {

@@ -37,7 +37,21 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     /// The route patterns seen (the router's, a fixed few), kept once for the labels.
     routes: std::sync::RwLock<Vec<&'static str>>,
+    /// `/track`'s own series, looked up once (each handle shares its series with the family):
+    /// every event would otherwise pay three family lookups.
+    track: TrackSeries,
 }
+
+#[derive(Debug)]
+struct TrackSeries {
+    ok: Counter,
+    latency: Histogram,
+    counted: Counter,
+    duplicate: Counter,
+}
+
+/// `/track`, the route whose series [`Metrics::observe_track`] keeps at hand.
+pub const TRACK_ROUTE: &str = "/track";
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -73,12 +87,48 @@ impl Metrics {
             "Events tracked, by outcome (counted, duplicate, failed)",
             events.clone(),
         );
+        // One statement each: a `get_or_create` guard lives to the end of its statement, and a
+        // second lookup that creates a series in the same family would wait for it forever.
+        let ok = requests
+            .get_or_create(&RequestLabels {
+                route: TRACK_ROUTE,
+                status: 200,
+            })
+            .clone();
+        let track_latency = latency
+            .get_or_create(&RouteLabels { route: TRACK_ROUTE })
+            .clone();
+        let counted = events
+            .get_or_create(&EventLabels { outcome: "counted" })
+            .clone();
+        let duplicate = events
+            .get_or_create(&EventLabels {
+                outcome: "duplicate",
+            })
+            .clone();
+        let track = TrackSeries {
+            ok,
+            latency: track_latency,
+            counted,
+            duplicate,
+        };
         Metrics {
             registry,
             requests,
             latency,
             events,
-            routes: std::sync::RwLock::default(),
+            routes: std::sync::RwLock::new(vec![TRACK_ROUTE]),
+            track,
+        }
+    }
+
+    /// [`Metrics::observe`] for `/track`: a 200 and the latency through the handles kept.
+    pub fn observe_track(&self, status: u16, seconds: f64) {
+        if status == 200 {
+            self.track.ok.inc();
+            self.track.latency.observe(seconds);
+        } else {
+            self.observe(TRACK_ROUTE, status, seconds);
         }
     }
 
@@ -110,7 +160,11 @@ impl Metrics {
 
     /// One tracked event's outcome.
     pub fn event(&self, outcome: &'static str) {
-        self.events.get_or_create(&EventLabels { outcome }).inc();
+        match outcome {
+            "counted" => self.track.counted.inc(),
+            "duplicate" => self.track.duplicate.inc(),
+            _ => self.events.get_or_create(&EventLabels { outcome }).inc(),
+        };
     }
 
     /// The metrics in the OpenMetrics text format.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use abstore::keys::Env;
 
 use crate::dashboard;
-use crate::lamed::{ParamError, Params, Track, namespace, parse_params};
+use crate::lamed::{ParamError, Params, Track, TrackParams, namespace, parse_params};
 use crate::store::{StoreError, TrackingStore};
 
 /// Header carrying the API key.
@@ -41,7 +41,7 @@ pub struct AppState {
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The `track` route's pattern (its metrics label).
-pub const TRACK_PATH: &str = "/track";
+pub const TRACK_PATH: &str = crate::metrics::TRACK_ROUTE;
 
 /// The router over `state`.
 ///
@@ -273,50 +273,52 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn track_get(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
-    QueryParams(params): QueryParams,
+    uri: axum::http::Uri,
 ) -> Response {
-    track(&state, client, || Ok(params)).await
+    track(&state, client, uri.query(), Ok(None)).await
 }
 
-/// POST takes the parameters from the query string and/or a form body.
+/// POST takes the parameters from the query string and/or a form body (the body's win).
 async fn track_post(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
-    QueryParams(mut params): QueryParams,
+    uri: axum::http::Uri,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    track(&state, client, move || {
+    match body {
+        Ok(body) => track(&state, client, uri.query(), Ok(Some(&body))).await,
         // Over MAX_BODY_BYTES: 413, as the extractor would answer.
-        let body = body.map_err(|rejection| Box::new(rejection.into_response()))?;
-        if let Ok(form) = form_pairs(&body) {
-            params.extend(form);
-        }
-        Ok(params)
-    })
-    .await
+        Err(rejection) => track(&state, client, None, Err(rejection.into_response())).await,
+    }
 }
 
 /// `track`: the client's rate first (its parameters are not parsed past it; a POST's body, at
 /// most 16 KiB, has been read by then), then the event; counted in the metrics under its route
-/// like every other request.
+/// like every other request. The parameters are read borrowed ([`TrackParams`]): no map and no
+/// copies on the hot path.
 async fn track(
     state: &AppState,
     client: std::net::SocketAddr,
-    params: impl FnOnce() -> Result<Params, Box<Response>>,
+    query: Option<&str>,
+    form: Result<Option<&[u8]>, Response>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let response = match state.limiter.check(client.ip(), started) {
-        Err(wait) => too_many_requests(wait),
-        Ok(()) => match params() {
-            Ok(params) => record(state, &params).await,
-            Err(refusal) => *refusal,
-        },
+    let response = match (state.limiter.check(client.ip(), started), form) {
+        (Err(wait), _) => too_many_requests(wait),
+        (Ok(()), Err(refusal)) => refusal,
+        (Ok(()), Ok(form)) => {
+            let mut params = TrackParams::default();
+            params.read(query.unwrap_or_default().as_bytes());
+            // A body that is not UTF-8 is no form: ignored, as by `form_pairs`.
+            if let Some(form) = form.filter(|form| std::str::from_utf8(form).is_ok()) {
+                params.read(form);
+            }
+            record(state, &params).await
+        }
     };
-    state.metrics.observe(
-        TRACK_PATH,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    state
+        .metrics
+        .observe_track(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 
@@ -342,14 +344,24 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
-async fn record(state: &AppState, params: &Params) -> Response {
+/// `null` as JSON, the body of every recorded `track`: static, nothing serialized.
+fn null_response() -> Response {
+    let mut response = Response::new(axum::body::Body::from("null"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn record(state: &AppState, params: &TrackParams<'_>) -> Response {
     let track = match Track::parse(params) {
         Ok(track) => track,
         Err(error) => return bad_request(&error),
     };
     match state
         .store
-        .track(&track, chrono::Utc::now().timestamp())
+        .track(track, chrono::Utc::now().timestamp())
         .await
     {
         // Lamed's track returns nothing: `null`.
@@ -359,7 +371,7 @@ async fn record(state: &AppState, params: &Params) -> Response {
                 abstore::counters::Outcome::Duplicate => "duplicate",
                 abstore::counters::Outcome::Expired => "expired",
             });
-            Json(Value::Null).into_response()
+            null_response()
         }
         Err(error) => {
             state.metrics.event("failed");

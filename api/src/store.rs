@@ -49,6 +49,11 @@ pub struct TrackingStore {
     registered: Mutex<HashSet<String>>,
 }
 
+thread_local! {
+    /// The registry entry of the event being tracked on this thread (see `TrackingStore::track`).
+    static ENTRY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 impl TrackingStore {
     pub fn new(conn: Connection, wait: Option<WaitForReplicas>) -> TrackingStore {
         TrackingStore {
@@ -92,31 +97,30 @@ impl TrackingStore {
 
     /// Records one `track` call: the registry entry (first time only), then the event with
     /// Lamed's dedup digest as its id. `Duplicate` is Lamed's "already counted".
-    pub async fn track(&self, track: &Track, now: i64) -> Result<Outcome, StoreError> {
-        // `<ns>\0<experiment>\0<event>:<variant>`, built without format arguments (every event).
-        let mut entry = String::with_capacity(
-            track.namespace.as_str().len()
-                + track.experiment.len()
-                + track.event.len()
-                + track.variant.len()
-                + 3,
-        );
-        for piece in [
-            track.namespace.as_str(),
-            "\0",
-            &track.experiment,
-            "\0",
-            &track.event,
-            ":",
-            &track.variant,
-        ] {
-            entry.push_str(piece);
-        }
-        let known = self
-            .registered
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&entry);
+    pub async fn track(&self, track: Track, now: i64) -> Result<Outcome, StoreError> {
+        // `<ns>\0<experiment>\0<event>:<variant>`, written into this thread's buffer for the
+        // lookup (every event); an owned copy is made only when it is registered.
+        let write_entry = |entry: &mut String| {
+            entry.clear();
+            for piece in [
+                track.namespace.as_str(),
+                "\0",
+                &track.experiment,
+                "\0",
+                &track.event,
+                ":",
+                &track.variant,
+            ] {
+                entry.push_str(piece);
+            }
+        };
+        let known = ENTRY.with_borrow_mut(|entry| {
+            write_entry(entry);
+            self.registered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(entry.as_str())
+        });
         if !known {
             let env = Some(&track.namespace);
             let mut pipe = redis::pipe();
@@ -135,21 +139,25 @@ impl TrackingStore {
             self.registered
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(entry);
+                .insert({
+                    let mut entry = String::new();
+                    write_entry(&mut entry);
+                    entry
+                });
         }
-        let event = if track.is_participation() {
-            Event::evaluation(&track.experiment, &track.variant, &track.uuid, now)
-        } else {
-            Event::goal(
-                &track.experiment,
-                &track.event,
-                &track.variant,
-                &track.uuid,
-                now,
-            )
-        }
-        .with_event_id(track.event_id());
-        self.recorder(&track.namespace)?
+        let recorder = self.recorder(&track.namespace)?;
+        let event_id = track.event_id();
+        let goal = (!track.is_participation()).then_some(track.event);
+        // The parameters move into the event (no copies: this runs for every event).
+        let event = Event {
+            flag: track.experiment,
+            variation: track.variant,
+            user: track.uuid,
+            goal,
+            event_id: Some(event_id),
+            timestamp: now,
+        };
+        recorder
             .record(event)
             .await
             .map_err(StoreError::from)
