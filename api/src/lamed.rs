@@ -294,9 +294,28 @@ mod tests {
     #[test]
     fn track_params_read_what_parse_params_reads() {
         let pieces: [&[u8]; 22] = [
-            b"namespace", b"experiment", b"variant", b"event", b"uuid", b"other", b"=", b"=",
-            b"&", b"&", b"%3A", b"%3a", b"%", b"%4", b"%zz", b"+", b"a", b"b1", b"\xff", b"\xc3\xa9",
-            b"ev%65nt", b"uu+id",
+            b"namespace",
+            b"experiment",
+            b"variant",
+            b"event",
+            b"uuid",
+            b"other",
+            b"=",
+            b"=",
+            b"&",
+            b"&",
+            b"%3A",
+            b"%3a",
+            b"%",
+            b"%4",
+            b"%zz",
+            b"+",
+            b"a",
+            b"b1",
+            b"\xff",
+            b"\xc3\xa9",
+            b"ev%65nt",
+            b"uu+id",
         ];
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = |n: usize| {

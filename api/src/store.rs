@@ -133,9 +133,13 @@ impl TrackingStore {
                 .arg(track.series())
                 .arg(now)
                 .ignore();
-            self.conn
-                .exec::<()>(&pipe, Retry::Idempotent, "register the experiment")
-                .await?;
+            // Boxed: this runs once per series, and a connection call's future is large; held
+            // inline it would be copied with every event's future.
+            Box::pin(
+                self.conn
+                    .exec::<()>(&pipe, Retry::Idempotent, "register the experiment"),
+            )
+            .await?;
             self.registered
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -157,10 +161,7 @@ impl TrackingStore {
             event_id: Some(event_id),
             timestamp: now,
         };
-        recorder
-            .record(event)
-            .await
-            .map_err(StoreError::from)
+        recorder.record(event).await.map_err(StoreError::from)
     }
 
     /// The experiments of a namespace (`exps`).
