@@ -646,17 +646,17 @@ impl Recorder {
             None => (count, users),
         };
         let dedup = match (&event.event_id, self.config.dedup_ttl, partition) {
-            (Some(id), Some(_), None) => Some(Key::dedup(env, kind, id)?.to_string()),
+            (Some(id), Some(_), None) => Some(Key::dedup(env, kind, id)?.to_key_string()),
             (Some(id), Some(_), Some(p)) => {
-                Some(Key::dedup_partitioned(env, kind, id, &event.flag, p)?.to_string())
+                Some(Key::dedup_partitioned(env, kind, id, &event.flag, p)?.to_key_string())
             }
             _ => None,
         };
-        let count = count.to_string();
+        let count = count.to_key_string();
         Ok(Some(Prepared {
             slot: partition.map_or(0, |_| key_slot(count.as_bytes())),
             count,
-            users: users.to_string(),
+            users: users.to_key_string(),
             dedup,
             expire_at,
             user: event.user.clone(),

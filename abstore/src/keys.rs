@@ -136,7 +136,7 @@ impl BucketTimestamp {
 
 impl fmt::Display for BucketTimestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -375,7 +375,26 @@ pub struct CounterKey {
     partition: Option<u16>,
 }
 
+/// `key` written into a string allocated once with room for `capacity` bytes: every recorded
+/// event builds three keys, and growing a `String` from empty reallocated each a few times.
+fn key_string(key: &dyn fmt::Display, capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    // Writing into a String cannot fail.
+    let _ = fmt::write(&mut out, format_args!("{key}"));
+    out
+}
+
 impl CounterKey {
+    /// The key as a string ([`ToString`] without the reallocations): what a recorder sends.
+    pub fn to_key_string(&self) -> String {
+        let names = self.flag.len()
+            + self.variation.len()
+            + self.goal.as_ref().map_or(0, String::len)
+            + self.env.as_ref().map_or(0, |env| env.as_str().len());
+        // Separators, tag, bucket (at most 20 digits) and partition tag fit in 48.
+        key_string(self, names + 48)
+    }
+
     /// An `ec` or `uc` key.
     pub fn evaluation(
         env: Option<&Env>,
@@ -384,8 +403,6 @@ impl CounterKey {
         flag: &str,
         variation: &str,
     ) -> Result<Self, KeyError> {
-        let bucket_text = bucket.to_string();
-        let parts = [bucket_text.as_str(), flag, variation];
         let check = || {
             if kind.is_goal() {
                 return Err(KeyErrorReason::WrongCounterKind {
@@ -396,7 +413,11 @@ impl CounterKey {
             check_id(Field::Flag, flag)?;
             check_id(Field::Variation, variation)
         };
-        check().map_err(|r| KeyError::for_parts(env, kind.key_kind(), &parts, r))?;
+        // The bucket is formatted for the error only (every recorded event builds two keys).
+        check().map_err(|r| {
+            let bucket_text = bucket.to_string();
+            KeyError::for_parts(env, kind.key_kind(), &[&bucket_text, flag, variation], r)
+        })?;
         Ok(Self {
             env: env.cloned(),
             kind,
@@ -417,8 +438,6 @@ impl CounterKey {
         goal: &str,
         variation: &str,
     ) -> Result<Self, KeyError> {
-        let bucket_text = bucket.to_string();
-        let parts = [bucket_text.as_str(), flag, goal, variation];
         let check = || {
             if !kind.is_goal() {
                 return Err(KeyErrorReason::WrongCounterKind {
@@ -430,7 +449,15 @@ impl CounterKey {
             check_id(Field::Goal, goal)?;
             check_id(Field::Variation, variation)
         };
-        check().map_err(|r| KeyError::for_parts(env, kind.key_kind(), &parts, r))?;
+        check().map_err(|r| {
+            let bucket_text = bucket.to_string();
+            KeyError::for_parts(
+                env,
+                kind.key_kind(),
+                &[&bucket_text, flag, goal, variation],
+                r,
+            )
+        })?;
         Ok(Self {
             env: env.cloned(),
             kind,
@@ -554,6 +581,20 @@ pub enum Key {
 }
 
 impl Key {
+    /// The key as a string ([`ToString`] without the reallocations).
+    pub fn to_key_string(&self) -> String {
+        match self {
+            Key::Counter(counter) => counter.to_key_string(),
+            Key::Dedup { env, tag, .. } => key_string(
+                self,
+                env.as_ref().map_or(0, |env| env.as_str().len())
+                    + tag.as_ref().map_or(0, |(flag, _)| flag.len())
+                    + 64,
+            ),
+            other => other.to_string(),
+        }
+    }
+
     /// Parses a raw Redis key. Total on any input: hostile or corrupt keys from SCAN produce
     /// an error, never a panic.
     pub fn parse(raw: &[u8]) -> Result<Key, KeyError> {
@@ -1273,6 +1314,40 @@ fn truncate(text: &str, max_chars: usize) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `to_key_string` writes what `to_string` writes, for every shape a recorder sends.
+    #[test]
+    fn key_strings_are_the_keys() {
+        let env = Env::new("alephbet").unwrap();
+        let bucket = BucketTimestamp::containing(1_765_000_000, Granularity::Hour).unwrap();
+        let long = "f".repeat(MAX_ID_BYTES);
+        for env in [None, Some(&env)] {
+            for flag in ["flag-1", long.as_str()] {
+                let counters = [
+                    CounterKey::evaluation(env, CounterKind::EvaluationCount, bucket, flag, "b")
+                        .unwrap(),
+                    CounterKey::goal(env, CounterKind::GoalUsers, bucket, flag, "buy", "b")
+                        .unwrap(),
+                ];
+                for counter in counters {
+                    assert_eq!(counter.to_key_string(), counter.to_string());
+                    let partitioned = counter.partitioned(PARTITIONS - 1).unwrap();
+                    assert_eq!(partitioned.to_key_string(), partitioned.to_string());
+                    let key = Key::Counter(partitioned);
+                    assert_eq!(key.to_key_string(), key.to_string());
+                }
+                let id = "0123456789abcdef0123456789abcdef01234567";
+                for key in [
+                    Key::dedup(env, EventKind::Goal, id).unwrap(),
+                    Key::dedup_partitioned(env, EventKind::Evaluation, id, flag, 7).unwrap(),
+                    Key::assignment(env, flag, "user 1").unwrap(),
+                    Key::experiment(env, flag).unwrap(),
+                ] {
+                    assert_eq!(key.to_key_string(), key.to_string());
+                }
+            }
+        }
+    }
 
     /// 2023-11-14T22:00:00Z, an hour start but not a day start.
     const HOUR: i64 = 1_699_999_200;
