@@ -207,7 +207,11 @@ impl Track {
         ] {
             hasher.update(piece.as_bytes());
         }
-        hex::encode(hasher.finalize())
+        // Written through a buffer: `hex::encode` collects char by char (every event).
+        let mut hex = [0u8; 40];
+        // 20 bytes always fit 40 digits, which are ASCII.
+        let _ = hex::encode_to_slice(hasher.finalize(), &mut hex);
+        String::from_utf8_lossy(&hex).into_owned()
     }
 
     /// The registry entry of this event's series (`<event>:<variant>` in the `exp:` hash).

@@ -40,6 +40,10 @@ pub struct AppState {
 /// Largest request body accepted (a `track` form is a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// What every `track` answer, preflight or not, depends on besides its URL (CORS): the Vary
+/// that tower-http's CORS layer sends by default.
+const CORS_VARY: &str = "origin, access-control-request-method, access-control-request-headers";
+
 /// The `track` route's pattern (its metrics label).
 pub const TRACK_PATH: &str = crate::metrics::TRACK_ROUTE;
 
@@ -63,11 +67,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             move |origin: &HeaderValue, _: &axum::http::request::Parts| origins.contains(origin),
         ))
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-        .allow_headers([header::CONTENT_TYPE]);
+        .allow_headers([header::CONTENT_TYPE])
+        // The layer would build its Vary value anew for every answer; the same value is set
+        // below from a static one.
+        .vary([]);
     let track = Router::new()
         .route(TRACK_PATH, get(track_get).post(track_post))
         .layer(
             tower::ServiceBuilder::new()
+                .layer(tower_http::set_header::SetResponseHeaderLayer::appending(
+                    header::VARY,
+                    HeaderValue::from_static(CORS_VARY),
+                ))
                 .layer(cors)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )

@@ -7,6 +7,18 @@ use abstore_tests::RedisServer;
 use abstore_tests::api::ApiProcess;
 
 const ORIGIN: &str = "https://shop.example";
+/// What every `track` answer, preflight or not, varies by.
+const VARY: &str = "origin, access-control-request-method, access-control-request-headers";
+
+fn vary(response: &reqwest::Response) -> String {
+    let values: Vec<&str> = response
+        .headers()
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    values.join(", ")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn track_allows_only_configured_origins_limits_each_client_and_caps_bodies() {
@@ -36,6 +48,8 @@ async fn track_allows_only_configured_origins_limits_each_client_and_caps_bodies
             allowed.then_some(origin),
             "preflight from {origin}"
         );
+        // The answer depends on these request headers: caches must key on them.
+        assert_eq!(vary(&preflight), VARY, "preflight from {origin}");
     }
 
     // Rate: 1 per second, bursts of 2: of ten immediate calls the first two pass, then 429.
@@ -48,6 +62,16 @@ async fn track_allows_only_configured_origins_limits_each_client_and_caps_bodies
             .send()
             .await
             .unwrap();
+        assert_eq!(vary(&response), VARY, "track from {ORIGIN}");
+        if response.status() == 200 {
+            assert_eq!(
+                response
+                    .headers()
+                    .get("access-control-allow-origin")
+                    .unwrap(),
+                ORIGIN
+            );
+        }
         if response.status() == 429 {
             retry_after = response
                 .headers()
