@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
-use abstore_api::server::{AppState, router};
+use abstore_api::server::{Api, AppState};
 use abstore_api::store::TrackingStore;
 
 /// mimalloc instead of glibc malloc: every request allocates its parameters, keys and response
@@ -135,17 +135,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // SIGTERM (Kubernetes) or Ctrl-C: stop accepting, finish the requests in flight, exit 0.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down: draining requests in flight");
-    })
-    .await?;
+    axum::serve(listener, Api::new(state))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("shutting down: draining requests in flight");
+        })
+        .await?;
     Ok(())
 }

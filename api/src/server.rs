@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -47,42 +47,47 @@ const CORS_VARY: &str = "origin, access-control-request-method, access-control-r
 /// The `track` route's pattern (its metrics label).
 pub const TRACK_PATH: &str = crate::metrics::TRACK_ROUTE;
 
-/// The router over `state`.
-///
-/// `track` is the hot path (every browser event): it checks its client's rate and counts
-/// itself in the metrics inline, behind one layer (CORS and the body cap composed), where the
-/// other routes go through the `measure` middleware. Each router layer re-boxes the route,
-/// cloned and boxed again per request; the layers `track` had cost about a fifth of the API's
-/// CPU per event (docs/benchmarks.md, "The tracking API over HTTP").
-pub fn router(state: Arc<AppState>) -> Router {
-    // A predicate over shared origins: the layer is cloned per request, and a list would be
-    // copied each time.
-    let origins: Arc<[HeaderValue]> = state
+/// The browser origins allowed to call `track`, as header values (shared, never copied).
+fn allowed_origins(state: &AppState) -> Arc<[HeaderValue]> {
+    state
         .allowed_origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
+        .collect()
+}
+
+/// The router over `state`: every route but `GET`/`POST /track`, which [`Api`] serves
+/// before it. Its `/track` answers CORS preflights (tower-http's layer) and refuses other
+/// methods with 405.
+pub fn router(state: Arc<AppState>) -> Router {
+    let origins = allowed_origins(&state);
     let cors = tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::AllowOrigin::predicate(
             move |origin: &HeaderValue, _: &axum::http::request::Parts| origins.contains(origin),
         ))
-        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE])
         // The layer would build its Vary value anew for every answer; the same value is set
         // below from a static one.
         .vary([]);
     let track = Router::new()
-        .route(TRACK_PATH, get(track_get).post(track_post))
+        .route(
+            TRACK_PATH,
+            axum::routing::any(|| async {
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    [(header::ALLOW, "GET,POST")],
+                )
+            }),
+        )
         .layer(
             tower::ServiceBuilder::new()
                 .layer(tower_http::set_header::SetResponseHeaderLayer::appending(
                     header::VARY,
                     HeaderValue::from_static(CORS_VARY),
                 ))
-                .layer(cors)
-                .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES)),
-        )
-        .with_state(state.clone());
+                .layer(cors),
+        );
     // Sign-in attempts are limited per client like `track` (guessing the key is slow).
     let login = Router::new()
         .route(dashboard::LOGIN_PATH, axum::routing::post(dashboard::login))
@@ -109,6 +114,143 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .merge(track)
+}
+
+/// What `abstore-api` serves. `GET` and `POST /track` — every browser event — go straight to
+/// `track`: no router, no layers. Through the router each layer re-boxes the route and clones
+/// it per request, and the router adds its extensions; serving them here cut the API's
+/// instructions per event by about a sixth (docs/benchmarks.md, "The tracking API over HTTP").
+/// CORS is answered as the router's layer answers it (the origin when allowed, and `Vary`),
+/// and a body is capped at [`MAX_BODY_BYTES`]. Everything else goes through [`router`].
+#[derive(Clone, Debug)]
+pub struct Api(Arc<ApiInner>);
+
+#[derive(Debug)]
+struct ApiInner {
+    state: Arc<AppState>,
+    origins: Arc<[HeaderValue]>,
+    router: Router,
+}
+
+impl Api {
+    pub fn new(state: Arc<AppState>) -> Api {
+        Api(Arc::new(ApiInner {
+            origins: allowed_origins(&state),
+            router: router(Arc::clone(&state)),
+            state,
+        }))
+    }
+
+    /// The service of one connection from `client` (its address: the rate limit's key).
+    pub fn connection(&self, client: std::net::SocketAddr) -> Connection {
+        Connection {
+            api: self.clone(),
+            client,
+        }
+    }
+}
+
+/// For `axum::serve`: each accepted connection gets [`Api::connection`].
+impl<L> tower::Service<axum::serve::IncomingStream<'_, L>> for Api
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    type Response = Connection;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Connection, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, incoming: axum::serve::IncomingStream<'_, L>) -> Self::Future {
+        std::future::ready(Ok(self.connection(*incoming.remote_addr())))
+    }
+}
+
+/// One connection's service (see [`Api`]).
+#[derive(Clone, Debug)]
+pub struct Connection {
+    api: Api,
+    client: std::net::SocketAddr,
+}
+
+impl tower::Service<axum::extract::Request> for Connection {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: axum::extract::Request) -> Self::Future {
+        let api = self.api.clone();
+        let client = self.client;
+        if request.uri().path() == TRACK_PATH
+            && matches!(*request.method(), Method::GET | Method::POST)
+        {
+            return Box::pin(async move { Ok(api.track(client, request).await) });
+        }
+        request.extensions_mut().insert(ConnectInfo(client));
+        Box::pin(tower::ServiceExt::oneshot(api.0.router.clone(), request))
+    }
+}
+
+impl Api {
+    /// `GET`/`POST /track`: a POST's form body (at most [`MAX_BODY_BYTES`]) read first, then
+    /// [`track`], then CORS.
+    async fn track(
+        &self,
+        client: std::net::SocketAddr,
+        request: axum::extract::Request,
+    ) -> Response {
+        let ApiInner { state, origins, .. } = &*self.0;
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .filter(|origin| origins.contains(origin))
+            .cloned();
+        let (parts, body) = request.into_parts();
+        let query = parts.uri.query();
+        let mut response = if parts.method == Method::POST {
+            match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+                Ok(form) => track(state, client, query, Ok(Some(&form))).await,
+                Err(error) => track(state, client, query, Err(body_refused(error))).await,
+            }
+        } else {
+            track(state, client, query, Ok(None)).await
+        };
+        let headers = response.headers_mut();
+        if let Some(origin) = origin {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        }
+        headers.append(header::VARY, HeaderValue::from_static(CORS_VARY));
+        response
+    }
+}
+
+/// A body that could not be read: 413 over [`MAX_BODY_BYTES`] (refused from its
+/// `Content-Length` before it is read), else 400; the words of axum's own extractor.
+fn body_refused(error: axum::Error) -> Response {
+    let error = error.into_inner();
+    let status = if error.is::<http_body_util::LengthLimitError>() {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (
+        status,
+        format!("Failed to buffer the request body: {error}"),
+    )
+        .into_response()
 }
 
 /// 429 with `Retry-After` for a client past its rate (by its address; behind a proxy, the
@@ -279,28 +421,6 @@ fn refused_without_key(state: &AppState, headers: &HeaderMap) -> Option<Response
 /// Compares without returning early on the first difference (a timing side channel).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn track_get(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
-    uri: axum::http::Uri,
-) -> Response {
-    track(&state, client, uri.query(), Ok(None)).await
-}
-
-/// POST takes the parameters from the query string and/or a form body (the body's win).
-async fn track_post(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
-    uri: axum::http::Uri,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    match body {
-        Ok(body) => track(&state, client, uri.query(), Ok(Some(&body))).await,
-        // Over MAX_BODY_BYTES: 413, as the extractor would answer.
-        Err(rejection) => track(&state, client, None, Err(rejection.into_response())).await,
-    }
 }
 
 /// `track`: the client's rate first (its parameters are not parsed past it; a POST's body, at

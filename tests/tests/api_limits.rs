@@ -98,6 +98,27 @@ async fn track_allows_only_configured_origins_limits_each_client_and_caps_bodies
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+
+    // Only GET and POST track: no other method records (a HEAD has no side effects).
+    for method in [
+        reqwest::Method::HEAD,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let response = client
+            .request(method.clone(), format!("{}/track", api.base))
+            .query(&[
+                ("experiment", "button"),
+                ("variant", "red"),
+                ("event", "participate"),
+                ("uuid", "u-head"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers().get("allow").unwrap(), "GET,POST");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
