@@ -513,6 +513,44 @@ fn lamed_python(server: &RedisServer, n: u64, processes: u64) -> Row {
     }
 }
 
+/// Most of the CPU time the host may take from a row before it is measured again (a shared
+/// virtual machine: in some hours another guest takes 3-30 %, and the row then measures that).
+const MAX_STEAL_ENV: &str = "ABSTORE_BENCH_MAX_STEAL_PERCENT";
+/// How many times a row is measured at most.
+const ATTEMPTS_ENV: &str = "ABSTORE_BENCH_ATTEMPTS";
+
+fn max_steal() -> f64 {
+    measure::env_u64(MAX_STEAL_ENV, 2) as f64 / 100.0
+}
+
+fn stolen(row: &Row) -> bool {
+    row.steal.is_some_and(|steal| steal > max_steal())
+}
+
+/// Measures a row, and again (up to `ABSTORE_BENCH_ATTEMPTS`, default 3, in all) while the host
+/// took more than `ABSTORE_BENCH_MAX_STEAL_PERCENT` (default 2) of the CPU time during it. The
+/// decision is the steal's, never the result's; a row still over it is marked in the table.
+async fn with_little_steal<F, Fut>(mut measure_row: F) -> Row
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Row>,
+{
+    let attempts = measure::env_u64(ATTEMPTS_ENV, 3).max(1);
+    let mut row = measure_row().await;
+    for _ in 1..attempts {
+        if !stolen(&row) {
+            break;
+        }
+        println!(
+            "{}: the host took {:.1} % of the CPU time; measured again",
+            row.name,
+            row.steal.unwrap_or(0.0) * 100.0
+        );
+        row = measure_row().await;
+    }
+    row
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -541,7 +579,7 @@ async fn main() {
     let server = RedisServer::start_default().unwrap();
     println!("load average before: {}", load_average());
 
-    let mut rows = vec![redis_ceiling(&server, 1_000_000)];
+    let mut rows = vec![with_little_steal(|| async { redis_ceiling(&server, 1_000_000) }).await];
     // The maximum, closed loop: each load generator, with the API's default threads (one per
     // CPU) and with one worker thread (the other core left to Redis and the load generator, as
     // a pod with a CPU limit of 1 runs).
@@ -565,14 +603,11 @@ async fn main() {
             let threads_name = threads.map_or("default threads".to_owned(), |t| {
                 format!("--worker-threads {t}")
             });
-            let row = api_row(
-                &format!("abstore-api max: {generator}, {connections} connections, {threads_name}"),
-                &binary,
-                &server,
-                threads,
-                driver,
-                connections,
-            )
+            let name =
+                format!("abstore-api max: {generator}, {connections} connections, {threads_name}");
+            let row = with_little_steal(|| {
+                api_row(&name, &binary, &server, threads, driver, connections)
+            })
             .await;
             maxima.push((row.per_second, threads, connections));
             rows.push(row);
@@ -580,16 +615,19 @@ async fn main() {
     }
     // Many browsers: more keep-alive connections, so more requests are served per wake-up and
     // more events share a script call.
-    let row = api_row(
-        &format!("abstore-api max: wrk, {many_connections} connections, --worker-threads 1"),
-        &binary,
-        &server,
-        Some(1),
-        Driver::Wrk {
-            seconds: wrk_seconds,
-        },
-        many_connections,
-    )
+    let name = format!("abstore-api max: wrk, {many_connections} connections, --worker-threads 1");
+    let row = with_little_steal(|| {
+        api_row(
+            &name,
+            &binary,
+            &server,
+            Some(1),
+            Driver::Wrk {
+                seconds: wrk_seconds,
+            },
+            many_connections,
+        )
+    })
     .await;
     maxima.push((row.per_second, Some(1), many_connections));
     rows.push(row);
@@ -598,28 +636,34 @@ async fn main() {
         .copied()
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .unwrap();
-    flush(&server).await;
-    let lamed = lamed_python(&server, lamed_n, 4);
+    let lamed = with_little_steal(|| async {
+        flush(&server).await;
+        lamed_python(&server, lamed_n, 4)
+    })
+    .await;
     let lamed_rate = lamed.per_second;
     rows.push(lamed);
     let mut latency_at_half = None;
     for share in [0.5, 0.9] {
         let rate = max_rate * share;
         let requests = (rate * paced_seconds as f64) as u64;
-        let row = api_row(
-            &format!(
-                "abstore-api at {:.0} % of max ({rate:.0}/s, oha), {max_connections} connections",
-                share * 100.0
-            ),
-            &binary,
-            &server,
-            max_threads,
-            Driver::Oha {
-                requests,
-                rate: Some(rate),
-            },
-            max_connections,
-        )
+        let name = format!(
+            "abstore-api at {:.0} % of max ({rate:.0}/s, oha), {max_connections} connections",
+            share * 100.0
+        );
+        let row = with_little_steal(|| {
+            api_row(
+                &name,
+                &binary,
+                &server,
+                max_threads,
+                Driver::Oha {
+                    requests,
+                    rate: Some(rate),
+                },
+                max_connections,
+            )
+        })
         .await;
         if share == 0.5 {
             latency_at_half = row.latency_ms;
@@ -663,8 +707,23 @@ async fn main() {
             or_dash(row.client_us, 2),
             row.api_peak_kib
                 .map_or("-".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
-            row.steal
-                .map_or("-".to_owned(), |s| format!("{:.1} %", s * 100.0)),
+            row.steal.map_or("-".to_owned(), |s| format!(
+                "{:.1} %{}",
+                s * 100.0,
+                if stolen(row) { " !" } else { "" }
+            )),
+        );
+    }
+    let noisy: Vec<&str> = rows
+        .iter()
+        .filter(|row| stolen(row))
+        .map(|row| row.name.as_str())
+        .collect();
+    if !noisy.is_empty() {
+        println!(
+            "! the host took more than {:.0} % of the CPU time during: {} — those rows measured the host, not the API",
+            max_steal() * 100.0,
+            noisy.join("; ")
         );
     }
     println!(
