@@ -678,42 +678,33 @@ async fn main() {
         }
     }
     // Many browsers: more keep-alive connections, so more requests are served per wake-up and
-    // more events share a script call.
-    let name = format!("abstore-api max: wrk, {many_connections} connections, --worker-threads 1");
-    let row = with_little_steal(|| {
-        api_row(
-            &name,
-            &binary,
-            &server,
-            Some(1),
+    // more events share a script call; by wrk and by the bench's own generator, which takes
+    // less of the two cores than wrk.
+    for (generator, driver) in [
+        (
+            "wrk",
             Driver::Wrk {
                 seconds: wrk_seconds,
             },
-            many_connections,
-        )
-    })
-    .await;
-    maxima.push((row.per_second, Some(1), many_connections));
-    rows.push(row);
-    // The same with the bench's own generator, which takes less of the two cores than wrk.
-    let name =
-        format!("abstore-api max: track-load, {many_connections} connections, --worker-threads 1");
-    let row = with_little_steal(|| {
-        api_row(
-            &name,
-            &binary,
-            &server,
-            Some(1),
+        ),
+        (
+            "track-load",
             Driver::TrackLoad {
                 seconds: wrk_seconds,
                 rate: None,
             },
-            many_connections,
-        )
-    })
-    .await;
-    maxima.push((row.per_second, Some(1), many_connections));
-    rows.push(row);
+        ),
+    ] {
+        let name = format!(
+            "abstore-api max: {generator}, {many_connections} connections, --worker-threads 1"
+        );
+        let row = with_little_steal(|| {
+            api_row(&name, &binary, &server, Some(1), driver, many_connections)
+        })
+        .await;
+        maxima.push((row.per_second, Some(1), many_connections));
+        rows.push(row);
+    }
     let (max_rate, max_threads, max_connections) = maxima
         .iter()
         .copied()
