@@ -8,9 +8,11 @@
 //! - wrk costs about 10 µs and has no pacing (Debian has no wrk2).
 //!
 //! This one is one thread on `epoll`. It paces with a `timerfd` (nanoseconds, no timer slack),
-//! so each request leaves at its own scheduled time, as independent browsers send them. A
-//! request that finds every connection busy waits for one; its latency is still measured from
-//! its scheduled time, so the wait counts (no coordinated omission). Every response is parsed
+//! waking at most every `--tick-us` (250 µs) and sending the requests that fell due since: each
+//! leaves within a tick of its scheduled time, closer to independent browsers than a
+//! millisecond's requests at once. A request that finds every connection busy waits for one.
+//! Latency is measured from the scheduled time, so the tick and any wait count (no coordinated
+//! omission). Every response is parsed
 //! (status line, `Content-Length`, body): one that is not a 200, a malformed one or a socket
 //! error makes the run fail with a non-zero exit.
 //!
