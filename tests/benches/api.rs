@@ -767,7 +767,7 @@ async fn main() {
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "{cpus} CPUs shared by redis-server, abstore-api, {oha_version} or wrk, and Lamed's Python"
+        "{cpus} CPUs shared by redis-server, abstore-api, {oha_version}, wrk or track-load, and Lamed's Python"
     );
     println!(
         "{:<76} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
@@ -818,7 +818,7 @@ async fn main() {
         );
     }
     println!(
-        "(µs: CPU time per event, per INCR for the ceiling; client: oha or wrk, or Lamed's Python processes; \
+        "(µs: CPU time per event, per INCR for the ceiling; client: oha, wrk or track-load, or Lamed's Python processes; \
          steal: the share of the machine's CPU time the hypervisor gave to other guests during the row)"
     );
     let p99_at_half: Vec<String> = latency_at_half

@@ -91,6 +91,27 @@ async fn what_track_load_reports_is_what_the_api_recorded() {
     assert_eq!(counted(&api).await, 800 + answered);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_other_than_200_fails_the_run() {
+    let redis = RedisServer::start_default().unwrap();
+    // One request per second per client: the rest of a 200/s second are answered 429.
+    let api = ApiProcess::start(&redis, &["--rate-limit", "1"]).await;
+    let addr = api.base.trim_start_matches("http://").to_owned();
+    let output = track_load(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "2",
+        "--seconds",
+        "1",
+        "--rate",
+        "200",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a run with 429s succeeded");
+    assert!(stderr.contains("429"), "{stderr}");
+}
+
 #[test]
 fn bad_flags_and_an_unreachable_api_fail_naming_them() {
     let unused = format!("{LOOPBACK}:{}", free_port().unwrap());
